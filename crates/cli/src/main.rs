@@ -1,0 +1,60 @@
+//! `tollgate`: one binary, a subcommand per role.
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+
+/// x402 payments for Rust: pay and get paid per HTTP request in stablecoins.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about,
+    after_help = "Roles on the way (not in this build yet): `facilitator` (verify/settle service \
+                  with a settlement ledger), `proxy` (paywall in front of any HTTP API), `pay` \
+                  (curl-like paying client with a budget), `devnet` (embedded EVM chain)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs one x402 payment end to end on a local anvil node: sign, verify, settle, and
+    /// shows the balances before and after. Needs `npm ci` (it installs anvil).
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

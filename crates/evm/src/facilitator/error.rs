@@ -1,0 +1,257 @@
+//! Typed verification and settlement failures, each mapped to its x402 reason code.
+
+use alloy::primitives::{Address, B256, U256};
+use tollgate_proto::ErrorReason;
+
+/// Why a payment failed verification.
+///
+/// Each variant maps to one x402 reason code ([`VerifyError::reason`]), the strings the
+/// official SDK emits, so peers see the same reasons from Tollgate as from the reference
+/// facilitator. [`VerifyError::Rpc`] is not the payer's fault: a facilitator should answer it
+/// as "try again later" (503), not as an invalid payment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// `payload` is not an EIP-3009 payload.
+    #[error("{0}")]
+    InvalidPayload(String),
+    /// The payload or the requirements are not for the `exact` scheme.
+    #[error("scheme mismatch: payload is for {payload:?}, requirements for {requirements:?}; expected \"exact\"")]
+    SchemeMismatch {
+        /// Scheme in the payload's `accepted`.
+        payload: String,
+        /// Scheme in the requirements.
+        requirements: String,
+    },
+    /// The payload was made for another network than the requirements name.
+    #[error("network mismatch: payload is for {payload}, requirements for {requirements}")]
+    NetworkMismatch {
+        /// Network in the payload's `accepted`.
+        payload: String,
+        /// Network in the requirements.
+        requirements: String,
+    },
+    /// This facilitator is connected to another chain.
+    #[error("network {requested} is not served here (this facilitator settles on {served})")]
+    UnsupportedNetwork {
+        /// The requested network.
+        requested: String,
+        /// The network this facilitator settles on.
+        served: String,
+    },
+    /// The payload's `accepted` names another asset than the requirements.
+    #[error("asset mismatch: payment is for {payload}, requirements ask for {requirements}")]
+    AssetMismatch {
+        /// Asset in the payload's `accepted`.
+        payload: String,
+        /// Asset in the requirements.
+        requirements: String,
+    },
+    /// The requirements are unusable (bad asset address, no EIP-712 domain).
+    #[error("{0}")]
+    MissingDomain(String),
+    /// The requirements are unusable for another reason (e.g. `payTo` is not an address).
+    #[error("invalid payment requirements: {0}")]
+    InvalidRequirements(String),
+    /// An EIP-6492 signature deploys its wallet through a factory that is not allow-listed.
+    #[error("EIP-6492 factory {factory} is not on this facilitator's allowlist")]
+    FactoryNotAllowed {
+        /// The factory the signature would call.
+        factory: Address,
+    },
+    /// The signature bytes cannot be parsed (e.g. an EOA signature that is not 65 bytes).
+    #[error("cannot parse signature: {0}")]
+    MalformedSignature(String),
+    /// The signature does not authorize this transfer for `from`.
+    #[error("signature is not valid for payer {payer}")]
+    InvalidSignature {
+        /// The claimed payer.
+        payer: Address,
+    },
+    /// `authorization.to` (or `accepted.payTo`) is not the requirements' `payTo`.
+    #[error("recipient mismatch: payment goes to {got}, requirements say {expected}")]
+    RecipientMismatch {
+        /// The requirements' `payTo`.
+        expected: String,
+        /// Where the payment would go.
+        got: String,
+    },
+    /// `validBefore` has passed, or is too close to pass before settlement lands.
+    #[error("authorization expires at {valid_before}, which is not after now ({now}) + {margin_secs}s margin")]
+    Expired {
+        /// The authorization's `validBefore`.
+        valid_before: U256,
+        /// The facilitator's clock.
+        now: u64,
+        /// The safety margin kept before `validBefore`.
+        margin_secs: u64,
+    },
+    /// `validAfter` is still in the future.
+    #[error("authorization is valid only after {valid_after}; now is {now}")]
+    NotYetValid {
+        /// The authorization's `validAfter`.
+        valid_after: U256,
+        /// The facilitator's clock.
+        now: u64,
+    },
+    /// The signed value (or `accepted.amount`) is not the required amount.
+    #[error("amount mismatch: payment is for {got}, requirements ask exactly {expected}")]
+    ValueMismatch {
+        /// The required amount.
+        expected: U256,
+        /// The offered amount.
+        got: U256,
+    },
+    /// The asset does not implement EIP-3009.
+    #[error("asset {asset} does not implement EIP-3009 (authorizationState failed)")]
+    Eip3009NotSupported {
+        /// The asset.
+        asset: Address,
+    },
+    /// This (payer, nonce) was already used or cancelled on the token.
+    #[error("authorization nonce {nonce} of {payer} was already used or cancelled")]
+    NonceAlreadyUsed {
+        /// The payer.
+        payer: Address,
+        /// The nonce.
+        nonce: B256,
+    },
+    /// The token's on-chain EIP-712 name differs from the one signed.
+    #[error("token name mismatch: signed for {signed:?}, token says {actual:?}")]
+    TokenNameMismatch {
+        /// Name in the requirements.
+        signed: String,
+        /// Name on chain.
+        actual: String,
+    },
+    /// The token's on-chain EIP-712 version differs from the one signed.
+    #[error("token version mismatch: signed for {signed:?}, token says {actual:?}")]
+    TokenVersionMismatch {
+        /// Version in the requirements.
+        signed: String,
+        /// Version on chain.
+        actual: String,
+    },
+    /// The payer holds less than the amount.
+    #[error("insufficient balance: payer {payer} holds {balance}, needs {required}")]
+    InsufficientBalance {
+        /// The payer.
+        payer: Address,
+        /// Their balance.
+        balance: U256,
+        /// The amount.
+        required: U256,
+    },
+    /// A dry run of the transfer reverted for a reason no other check explains.
+    #[error("transfer simulation failed: {0}")]
+    SimulationFailed(String),
+    /// The chain could not be asked (RPC down, timeout). Not the payer's fault.
+    #[error("chain RPC failed during {context}: {message}")]
+    Rpc {
+        /// What was being read.
+        context: &'static str,
+        /// The transport's message.
+        message: String,
+    },
+}
+
+impl VerifyError {
+    /// The x402 reason code for this failure.
+    pub fn reason(&self) -> ErrorReason {
+        use ErrorReason as R;
+        match self {
+            Self::InvalidPayload(_) => R::InvalidPayload,
+            Self::SchemeMismatch { .. } => R::InvalidExactEvmScheme,
+            Self::NetworkMismatch { .. } => R::InvalidExactEvmNetworkMismatch,
+            Self::UnsupportedNetwork { .. } => R::InvalidNetwork,
+            Self::AssetMismatch { .. } => R::InvalidPayload,
+            Self::MissingDomain(_) => R::InvalidExactEvmMissingEip712Domain,
+            Self::InvalidRequirements(_) => R::InvalidPaymentRequirements,
+            Self::FactoryNotAllowed { .. } => R::Eip6492FactoryNotAllowed,
+            Self::MalformedSignature(_) => R::InvalidExactEvmFailedToParseSignature,
+            Self::InvalidSignature { .. } => R::InvalidExactEvmSignature,
+            Self::RecipientMismatch { .. } => R::InvalidExactEvmRecipientMismatch,
+            Self::Expired { .. } => R::InvalidExactEvmPayloadAuthorizationValidBefore,
+            Self::NotYetValid { .. } => R::InvalidExactEvmPayloadAuthorizationValidAfter,
+            Self::ValueMismatch { .. } => R::InvalidExactEvmPayloadAuthorizationValueMismatch,
+            Self::Eip3009NotSupported { .. } => R::InvalidExactEvmEip3009NotSupported,
+            Self::NonceAlreadyUsed { .. } => R::InvalidExactEvmNonceAlreadyUsed,
+            Self::TokenNameMismatch { .. } => R::InvalidExactEvmTokenNameMismatch,
+            Self::TokenVersionMismatch { .. } => R::InvalidExactEvmTokenVersionMismatch,
+            Self::InsufficientBalance { .. } => R::InvalidExactEvmInsufficientBalance,
+            Self::SimulationFailed(_) => R::InvalidExactEvmTransactionSimulationFailed,
+            Self::Rpc { .. } => R::UnexpectedVerifyError,
+        }
+    }
+
+    /// Whether the failure lies with the payment (true) or with the facilitator's access to
+    /// the chain (false: retry later, answer 503).
+    pub fn is_payment_fault(&self) -> bool {
+        !matches!(self, Self::Rpc { .. })
+    }
+
+    pub(crate) fn rpc(context: &'static str, err: impl std::fmt::Display) -> Self {
+        Self::Rpc {
+            context,
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Why a settlement did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettleError {
+    /// Re-verification before sending failed; nothing was sent.
+    #[error("payment is not valid: {0}")]
+    Invalid(#[from] VerifyError),
+    /// The transaction could not be sent (RPC down, gas estimation reverted). Nothing was mined.
+    #[error("could not submit settlement transaction: {0}")]
+    Submit(String),
+    /// The transaction was mined and reverted. No money moved.
+    #[error("settlement transaction {tx_hash} reverted")]
+    Reverted {
+        /// The reverted transaction.
+        tx_hash: B256,
+    },
+    /// No receipt within the timeout: the transaction may still be mined. Callers must treat
+    /// the payment as pending (and reconcile by `tx_hash`), never as failed.
+    #[error("settlement transaction {tx_hash} has no receipt after {waited_secs}s; it may still be mined")]
+    ReceiptTimeout {
+        /// The submitted transaction.
+        tx_hash: B256,
+        /// How long we waited.
+        waited_secs: u64,
+    },
+    /// The transaction succeeded but did not emit the expected `Transfer`.
+    #[error("settlement transaction {tx_hash} did not emit the expected Transfer event")]
+    TransferEventMismatch {
+        /// The transaction.
+        tx_hash: B256,
+    },
+    /// Deploying the payer's counterfactual (EIP-6492) wallet failed.
+    #[error("could not deploy the payer's smart wallet: {0}")]
+    WalletDeployment(String),
+}
+
+impl SettleError {
+    /// The x402 reason code for this failure.
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            Self::Invalid(e) => e.reason(),
+            Self::Submit(_) => ErrorReason::UnexpectedSettleError,
+            Self::Reverted { .. } => ErrorReason::InvalidExactEvmTransactionFailed,
+            Self::ReceiptTimeout { .. } => ErrorReason::SettlementPending,
+            Self::TransferEventMismatch { .. } => ErrorReason::InvalidExactEvmTransferEventMismatch,
+            Self::WalletDeployment(_) => ErrorReason::SmartWalletDeploymentFailed,
+        }
+    }
+
+    /// The transaction hash, when one was sent.
+    pub fn tx_hash(&self) -> Option<B256> {
+        match self {
+            Self::Reverted { tx_hash }
+            | Self::ReceiptTimeout { tx_hash, .. }
+            | Self::TransferEventMismatch { tx_hash } => Some(*tx_hash),
+            _ => None,
+        }
+    }
+}

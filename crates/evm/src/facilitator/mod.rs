@@ -1,0 +1,245 @@
+//! Facilitator side of the `exact` EVM scheme: verify a payment, then settle it on chain.
+//!
+//! - [`ExactEvmFacilitator`]: one chain, one RPC provider, one settlement signer.
+//! - [`verify`](ExactEvmFacilitator::verify): every check of the spec's verification list,
+//!   each failing with its own [`VerifyError`] variant and x402 reason code.
+//! - [`settle`](ExactEvmFacilitator::settle): re-verifies, submits `transferWithAuthorization`,
+//!   waits for the receipt, and checks the `Transfer` event.
+
+mod error;
+mod settle;
+mod verify;
+
+use std::time::Duration;
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use tollgate_proto::{
+    Network, PaymentPayload, PaymentRequirements, SettleResponse, VerifyResponse,
+};
+
+pub use error::{SettleError, VerifyError};
+
+use crate::payload::Authorization;
+use crate::signature::PayerSignature;
+
+/// Tunables of verification and settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FacilitatorConfig {
+    /// An authorization whose `validBefore` is closer than this is refused: settlement takes a
+    /// block or two, and a transfer that expires in flight costs the facilitator gas for nothing.
+    pub valid_before_margin: Duration,
+    /// Factories an EIP-6492 signature may call to deploy the payer's wallet. Empty means none:
+    /// an unknown factory is arbitrary code the facilitator would pay to run, so this fails closed.
+    pub allowed_factories: Vec<Address>,
+    /// How long settlement waits for a receipt before answering "pending".
+    pub receipt_timeout: Duration,
+}
+
+impl Default for FacilitatorConfig {
+    fn default() -> Self {
+        Self {
+            valid_before_margin: Duration::from_secs(6),
+            allowed_factories: Vec::new(),
+            receipt_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A payment that passed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPayment {
+    /// The payer.
+    pub payer: Address,
+    /// The token.
+    pub asset: Address,
+    /// The signed authorization.
+    pub authorization: Authorization,
+    /// How the payer signed, which decides the settlement call.
+    pub signature: PayerSignature,
+}
+
+/// A settled payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The transaction that moved the funds.
+    pub tx_hash: B256,
+    /// The payer.
+    pub payer: Address,
+    /// The network.
+    pub network: Network,
+    /// The amount moved, in atomic units.
+    pub amount: U256,
+    /// The block the transfer landed in.
+    pub block_number: Option<u64>,
+}
+
+/// Verifies and settles `exact` EVM payments on one chain.
+///
+/// Clone it freely: the provider is reference-counted.
+#[derive(Clone)]
+pub struct ExactEvmFacilitator {
+    provider: DynProvider,
+    signer: Address,
+    network: Network,
+    config: FacilitatorConfig,
+}
+
+impl std::fmt::Debug for ExactEvmFacilitator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The provider holds the signing key: never print it.
+        f.debug_struct("ExactEvmFacilitator")
+            .field("network", &self.network)
+            .field("signer", &self.signer)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a facilitator could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The RPC URL does not parse.
+    #[error("invalid RPC URL {url:?}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Parser message.
+        reason: String,
+    },
+    /// The node did not answer `eth_chainId`.
+    #[error("RPC {url} did not answer eth_chainId: {reason}")]
+    ChainId {
+        /// The URL.
+        url: String,
+        /// Transport message.
+        reason: String,
+    },
+}
+
+impl ExactEvmFacilitator {
+    /// A facilitator over an existing provider. `provider` must be able to sign transactions
+    /// from `signer` (e.g. built with `ProviderBuilder::new().wallet(..)`), and be connected to
+    /// the chain `network` names.
+    pub fn new(
+        provider: DynProvider,
+        signer: Address,
+        network: Network,
+        config: FacilitatorConfig,
+    ) -> Self {
+        Self {
+            provider,
+            signer,
+            network,
+            config,
+        }
+    }
+
+    /// Connects to `rpc_url` over HTTP, asks the node its chain id, and settles with `signer`.
+    pub async fn connect(
+        rpc_url: &str,
+        signer: PrivateKeySigner,
+        config: FacilitatorConfig,
+    ) -> Result<Self, ConnectError> {
+        let url = alloy::transports::http::reqwest::Url::parse(rpc_url).map_err(|e| {
+            ConnectError::Url {
+                url: rpc_url.to_owned(),
+                reason: e.to_string(),
+            }
+        })?;
+        let address = signer.address();
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer))
+            .connect_http(url)
+            .erased();
+        let chain_id = provider
+            .get_chain_id()
+            .await
+            .map_err(|e| ConnectError::ChainId {
+                url: rpc_url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self::new(
+            provider,
+            address,
+            Network::eip155(chain_id),
+            config,
+        ))
+    }
+
+    /// The network this facilitator settles on.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// The address that sends settlement transactions (and pays their gas).
+    pub fn signer_address(&self) -> Address {
+        self.signer
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FacilitatorConfig {
+        &self.config
+    }
+
+    /// The RPC provider.
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// [`verify`](Self::verify), shaped as the wire's `VerifyResponse`.
+    pub async fn verify_response(
+        &self,
+        payment: &PaymentPayload,
+        requirements: &PaymentRequirements,
+    ) -> VerifyResponse {
+        match self.verify(payment, requirements).await {
+            Ok(v) => VerifyResponse::valid(v.payer.to_string()),
+            Err(e) => VerifyResponse::invalid(
+                e.reason(),
+                Some(e.to_string()),
+                claimed_payer(payment).map(|a| a.to_string()),
+            ),
+        }
+    }
+
+    /// [`settle`](Self::settle), shaped as the wire's `SettleResponse`.
+    pub async fn settle_response(
+        &self,
+        payment: &PaymentPayload,
+        requirements: &PaymentRequirements,
+    ) -> SettleResponse {
+        let payer = claimed_payer(payment).map(|a| a.to_string());
+        match self.settle(payment, requirements).await {
+            Ok(s) => SettleResponse {
+                success: true,
+                error_reason: None,
+                error_message: None,
+                payer: Some(s.payer.to_string()),
+                transaction: s.tx_hash.to_string(),
+                network: s.network,
+                amount: None,
+                extensions: None,
+            },
+            Err(e) => SettleResponse {
+                success: false,
+                error_reason: Some(e.reason()),
+                error_message: Some(e.to_string()),
+                payer,
+                transaction: e.tx_hash().map(|h| h.to_string()).unwrap_or_default(),
+                network: requirements.network.clone(),
+                amount: None,
+                extensions: None,
+            },
+        }
+    }
+}
+
+/// The payer a payload claims, if it parses at all (used to fill `payer` in error responses).
+fn claimed_payer(payment: &PaymentPayload) -> Option<Address> {
+    crate::payload::ExactEvmPayload::from_payment(payment)
+        .ok()
+        .map(|p| p.authorization.from)
+}

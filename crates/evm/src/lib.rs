@@ -1,0 +1,35 @@
+//! The x402 `exact` scheme on EVM chains, EIP-3009 variant (`transferWithAuthorization`, as
+//! used by USDC).
+//!
+//! Everything EVM-specific in Tollgate lives here, so the protocol, server and client crates
+//! never learn what EIP-712 or EIP-3009 is. A payment flows through this crate twice:
+//!
+//! - **client side** ([`ExactEvmClient`]): from a seller's `PaymentRequirements` and any alloy
+//!   signer, build the EIP-3009 authorization (random nonce, validity window), sign it under the
+//!   token's EIP-712 domain ([`TokenDomain`]), and wrap it as a `PaymentPayload`;
+//! - **facilitator side** ([`ExactEvmFacilitator`]): verify every check of the spec (each
+//!   failure a [`VerifyError`] with its x402 reason code) and settle on chain.
+//!
+//! Modules:
+//! - [`payload`]: the scheme's `payload` object ([`ExactEvmPayload`], [`Authorization`]).
+//! - [`domain`]: EIP-712 domain resolution.
+//! - [`signature`]: EOA / EIP-1271 / EIP-6492 signature classes.
+//! - [`client`]: signing.
+//! - [`facilitator`]: verification and settlement.
+//! - [`contracts`]: the Solidity interfaces used.
+
+pub mod client;
+pub mod contracts;
+pub mod domain;
+pub mod facilitator;
+pub mod payload;
+pub mod signature;
+
+pub use client::{AuthorizationWindow, ExactEvmClient, SignError};
+pub use domain::TokenDomain;
+pub use facilitator::{
+    ConnectError, ExactEvmFacilitator, FacilitatorConfig, SettleError, Settlement, VerifiedPayment,
+    VerifyError,
+};
+pub use payload::{Authorization, ExactEvmPayload};
+pub use signature::PayerSignature;

@@ -1,0 +1,114 @@
+//! The `payload` object of an `exact` EVM payment (EIP-3009 variant).
+
+use alloy::primitives::{Address, Bytes, B256, U256};
+use serde::{Deserialize, Serialize};
+use tollgate_proto::PaymentPayload;
+
+use crate::contracts::TransferWithAuthorization;
+
+/// What a payer sends inside `PaymentPayload.payload`: the EIP-3009 authorization and the
+/// signature over it.
+///
+/// ```
+/// use tollgate_evm::ExactEvmPayload;
+/// let json = serde_json::json!({
+///     "signature": "0x1234",
+///     "authorization": {
+///         "from": "0x857b06519E91e3A54538791bDbb0E22373e36b66",
+///         "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+///         "value": "10000",
+///         "validAfter": "1740672089",
+///         "validBefore": "1740672154",
+///         "nonce": "0xf3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480"
+///     }
+/// });
+/// let payload: ExactEvmPayload = serde_json::from_value(json).unwrap();
+/// assert_eq!(payload.authorization.value, alloy::primitives::U256::from(10_000));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExactEvmPayload {
+    /// 65-byte ECDSA signature for EOAs; any bytes for EIP-1271 wallets; EIP-6492 wrapped for
+    /// wallets not yet deployed.
+    pub signature: Bytes,
+    /// The signed EIP-3009 parameters.
+    pub authorization: Authorization,
+}
+
+/// EIP-3009 `TransferWithAuthorization` parameters, with amounts and times as decimal strings
+/// on the wire (as the spec and the official SDK write them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authorization {
+    /// The payer.
+    pub from: Address,
+    /// The payee; must equal the requirements' `payTo`.
+    pub to: Address,
+    /// Atomic units; must equal the requirements' `amount`.
+    #[serde(with = "decimal")]
+    pub value: U256,
+    /// Unix seconds after which the authorization is valid.
+    #[serde(with = "decimal")]
+    pub valid_after: U256,
+    /// Unix seconds before which the authorization is valid.
+    #[serde(with = "decimal")]
+    pub valid_before: U256,
+    /// 32 random bytes; each (payer, nonce) can be used once on the token.
+    pub nonce: B256,
+}
+
+impl Authorization {
+    /// The EIP-712 struct the payer signs.
+    pub fn to_typed(&self) -> TransferWithAuthorization {
+        TransferWithAuthorization {
+            from: self.from,
+            to: self.to,
+            value: self.value,
+            validAfter: self.valid_after,
+            validBefore: self.valid_before,
+            nonce: self.nonce,
+        }
+    }
+}
+
+/// Why a `payload` object is not an exact-EVM payload.
+#[derive(Debug, thiserror::Error)]
+#[error("payload is not an exact EVM (EIP-3009) payload: {0}")]
+pub struct PayloadError(String);
+
+impl ExactEvmPayload {
+    /// Reads the scheme payload out of a [`PaymentPayload`].
+    pub fn from_payment(payment: &PaymentPayload) -> Result<Self, PayloadError> {
+        serde_json::from_value(serde_json::Value::Object(payment.payload.clone()))
+            .map_err(|e| PayloadError(e.to_string()))
+    }
+
+    /// The JSON object that goes into `PaymentPayload.payload`.
+    pub fn to_json_object(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            // A struct of addresses, byte strings and decimal strings always serializes to an object.
+            _ => unreachable!("ExactEvmPayload serializes to an object"),
+        }
+    }
+}
+
+/// Serde for `U256` as a decimal string, strict on input: digits only, no sign, no hex.
+mod decimal {
+    use alloy::primitives::U256;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &U256, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.len() > 78 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(D::Error::custom(format!(
+                "expected a decimal integer string, got {s:?}"
+            )));
+        }
+        U256::from_str_radix(&s, 10).map_err(|e| D::Error::custom(format!("{s:?}: {e}")))
+    }
+}

@@ -1,0 +1,280 @@
+//! A funded chain with Tollgate's contracts deployed.
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{Address, Bytes, B256, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol;
+
+use crate::artifacts::{Artifact, MULTICALL3, TEST_USDC, WALLET_1271, WALLET_FACTORY};
+use crate::{Anvil, TestkitError};
+
+/// Private keys of anvil's ten deterministic dev accounts (public test keys: never use with
+/// real funds). Account 0 deploys and pays gas; the others are payers and payees.
+pub const DEV_KEYS: [&str; 10] = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+];
+
+/// USDC each of accounts 1..=9 holds after [`TestChain::start`]: 1,000 USDC (6 decimals).
+pub const INITIAL_USDC: u64 = 1_000_000_000;
+
+sol! {
+    #[sol(rpc)]
+    interface ITestUsdc {
+        function mint(address to, uint256 amount) external;
+        function balanceOf(address account) external view returns (uint256);
+        function transfer(address to, uint256 amount) external returns (bool);
+        function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
+    }
+
+    #[sol(rpc)]
+    interface IWalletFactory {
+        function deploy(address owner, bytes32 salt) external returns (address);
+        function predict(address owner, bytes32 salt) external view returns (address);
+    }
+}
+
+/// A running anvil with the contracts deployed and accounts funded. Dropping it stops the node.
+pub struct TestChain {
+    anvil: Anvil,
+    provider: DynProvider,
+    /// The EIP-3009 test token ("USD Coin", version "2", 6 decimals).
+    pub usdc: Address,
+    /// The Multicall3-compatible batching contract.
+    pub multicall3: Address,
+    /// The CREATE2 factory for EIP-1271 test wallets.
+    pub wallet_factory: Address,
+}
+
+impl std::fmt::Debug for TestChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestChain")
+            .field("endpoint", &self.endpoint())
+            .field("usdc", &self.usdc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestChain {
+    /// Starts anvil (chain id 31337), deploys the contracts from account 0 and mints
+    /// [`INITIAL_USDC`] to accounts 1..=9.
+    pub async fn start() -> Result<Self, TestkitError> {
+        let anvil = Anvil::start()?;
+        let deployer = Self::signer(0);
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(deployer))
+            .connect_http(
+                anvil
+                    .endpoint()
+                    .parse()
+                    .map_err(|e| TestkitError::chain("parse url", e))?,
+            )
+            .erased();
+
+        // The hard-coded keys must be anvil's accounts, or every later assertion is meaningless.
+        let accounts = provider
+            .get_accounts()
+            .await
+            .map_err(|e| TestkitError::chain("eth_accounts", e))?;
+        for (i, account) in accounts.iter().enumerate().take(DEV_KEYS.len()) {
+            if *account != Self::signer(i).address() {
+                return Err(TestkitError::chain(
+                    "check dev keys",
+                    format!("anvil account {i} is {account}, not our key's address"),
+                ));
+            }
+        }
+
+        let usdc = deploy(&provider, &TEST_USDC, Bytes::new()).await?;
+        let multicall3 = deploy(&provider, &MULTICALL3, Bytes::new()).await?;
+        let wallet_factory = deploy(&provider, &WALLET_FACTORY, Bytes::new()).await?;
+        let chain = Self {
+            anvil,
+            provider,
+            usdc,
+            multicall3,
+            wallet_factory,
+        };
+        for i in 1..DEV_KEYS.len() {
+            chain
+                .mint(Self::address(i), U256::from(INITIAL_USDC))
+                .await?;
+        }
+        Ok(chain)
+    }
+
+    /// The node's HTTP JSON-RPC endpoint on loopback.
+    pub fn endpoint(&self) -> String {
+        self.anvil.endpoint()
+    }
+
+    /// The chain id (31337).
+    pub fn chain_id(&self) -> u64 {
+        self.anvil.chain_id()
+    }
+
+    /// The CAIP-2 id of this chain, e.g. `eip155:31337`.
+    pub fn caip2(&self) -> String {
+        format!("eip155:{}", self.chain_id())
+    }
+
+    /// A provider that signs with account 0.
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// The signer of dev account `index`.
+    ///
+    /// # Panics
+    /// If `index` is 10 or more (a test bug, not input).
+    pub fn signer(index: usize) -> PrivateKeySigner {
+        DEV_KEYS[index].parse().expect("dev keys are valid")
+    }
+
+    /// The address of dev account `index`.
+    pub fn address(index: usize) -> Address {
+        Self::signer(index).address()
+    }
+
+    /// Mints test USDC (atomic units) to `to`, waiting for the receipt.
+    pub async fn mint(&self, to: Address, amount: U256) -> Result<(), TestkitError> {
+        let token = ITestUsdc::new(self.usdc, &self.provider);
+        let receipt = token
+            .mint(to, amount)
+            .send()
+            .await
+            .map_err(|e| TestkitError::chain("mint", e))?
+            .get_receipt()
+            .await
+            .map_err(|e| TestkitError::chain("mint receipt", e))?;
+        if !receipt.status() {
+            return Err(TestkitError::chain("mint", "reverted"));
+        }
+        Ok(())
+    }
+
+    /// The test-USDC balance of `who`, in atomic units.
+    pub async fn usdc_balance(&self, who: Address) -> Result<U256, TestkitError> {
+        ITestUsdc::new(self.usdc, &self.provider)
+            .balanceOf(who)
+            .call()
+            .await
+            .map_err(|e| TestkitError::chain("balanceOf", e))
+    }
+
+    /// Whether `authorizer` has used or cancelled EIP-3009 `nonce` on the test token.
+    pub async fn authorization_used(
+        &self,
+        authorizer: Address,
+        nonce: B256,
+    ) -> Result<bool, TestkitError> {
+        ITestUsdc::new(self.usdc, &self.provider)
+            .authorizationState(authorizer, nonce)
+            .call()
+            .await
+            .map_err(|e| TestkitError::chain("authorizationState", e))
+    }
+
+    /// Deploys an EIP-1271 wallet owned by `owner` directly (not via the factory).
+    pub async fn deploy_wallet_1271(&self, owner: Address) -> Result<Address, TestkitError> {
+        deploy(
+            &self.provider,
+            &WALLET_1271,
+            alloy::sol_types::SolValue::abi_encode(&owner).into(),
+        )
+        .await
+    }
+
+    /// The address the factory would deploy a wallet for (`owner`, `salt`) at.
+    pub async fn predict_wallet(
+        &self,
+        owner: Address,
+        salt: B256,
+    ) -> Result<Address, TestkitError> {
+        IWalletFactory::new(self.wallet_factory, &self.provider)
+            .predict(owner, salt)
+            .call()
+            .await
+            .map_err(|e| TestkitError::chain("predict", e))
+    }
+
+    /// Calldata that makes the factory deploy the wallet for (`owner`, `salt`): the `factoryCalldata`
+    /// of an EIP-6492 signature.
+    pub fn wallet_factory_calldata(owner: Address, salt: B256) -> Bytes {
+        use alloy::sol_types::SolCall;
+        IWalletFactory::deployCall { owner, salt }
+            .abi_encode()
+            .into()
+    }
+
+    /// Whether `address` has contract code.
+    pub async fn has_code(&self, address: Address) -> Result<bool, TestkitError> {
+        let code = self
+            .provider
+            .get_code_at(address)
+            .await
+            .map_err(|e| TestkitError::chain("eth_getCode", e))?;
+        Ok(!code.is_empty())
+    }
+
+    /// Sends a raw JSON-RPC request (for anvil's control methods such as `evm_setAutomine`).
+    pub async fn rpc(
+        &self,
+        method: &'static str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, TestkitError> {
+        self.provider
+            .raw_request::<_, serde_json::Value>(method.into(), params)
+            .await
+            .map_err(|e| TestkitError::chain(method, e))
+    }
+
+    /// Turns automatic mining on or off; with it off, transactions wait in the mempool, which
+    /// is how tests provoke receipt timeouts.
+    pub async fn set_automine(&self, on: bool) -> Result<(), TestkitError> {
+        self.rpc("evm_setAutomine", serde_json::json!([on])).await?;
+        Ok(())
+    }
+
+    /// Mines one block now.
+    pub async fn mine(&self) -> Result<(), TestkitError> {
+        self.rpc("evm_mine", serde_json::json!([])).await?;
+        Ok(())
+    }
+}
+
+async fn deploy(
+    provider: &DynProvider,
+    artifact: &Artifact,
+    constructor_args: Bytes,
+) -> Result<Address, TestkitError> {
+    let mut code = artifact.bytecode()?.to_vec();
+    code.extend_from_slice(&constructor_args);
+    let tx = TransactionRequest::default().with_deploy_code(code);
+    let receipt = provider
+        .send_transaction(tx)
+        .await
+        .map_err(|e| TestkitError::chain("deploy", e))?
+        .get_receipt()
+        .await
+        .map_err(|e| TestkitError::chain("deploy receipt", e))?;
+    if !receipt.status() {
+        return Err(TestkitError::chain(
+            "deploy",
+            format!("{} reverted", artifact.name),
+        ));
+    }
+    receipt
+        .contract_address
+        .ok_or_else(|| TestkitError::chain("deploy", "receipt has no contract address"))
+}

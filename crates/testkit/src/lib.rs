@@ -1,0 +1,54 @@
+//! Test rig for Tollgate: a real chain with our contracts on it.
+//!
+//! Chain behaviour is never faked in Tollgate's tests. [`TestChain::start`] runs a real
+//! [anvil](Anvil) node on a free loopback port, deploys the project's own contracts from the
+//! committed artifacts in `contracts/out/` (a USDC-compatible EIP-3009 token, Multicall3, an
+//! EIP-1271 wallet factory), funds the dev accounts with test USDC, and stops the node when the
+//! value is dropped.
+//!
+//! - [`anvil`]: spawning and reaping the node.
+//! - [`artifacts`]: the compiled contracts.
+//! - [`chain`]: the deployed rig and helpers to read balances, mint and deploy wallets.
+
+pub mod anvil;
+pub mod artifacts;
+pub mod chain;
+
+pub use anvil::Anvil;
+pub use chain::{TestChain, DEV_KEYS};
+
+/// Why the rig could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    /// No anvil binary: the npm dev dependencies are not installed.
+    #[error("anvil not found: run `npm ci` in the repository root (or set TOLLGATE_ANVIL)")]
+    AnvilNotFound,
+    /// anvil was found but did not come up.
+    #[error("anvil failed to start: {0}")]
+    AnvilStart(String),
+    /// A committed artifact is missing or malformed.
+    #[error("contract artifact {name}: {reason}")]
+    Artifact {
+        /// Contract name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A JSON-RPC call or transaction against the node failed.
+    #[error("chain call failed during {context}: {reason}")]
+    Chain {
+        /// What the rig was doing.
+        context: &'static str,
+        /// The underlying error.
+        reason: String,
+    },
+}
+
+impl TestkitError {
+    pub(crate) fn chain(context: &'static str, err: impl std::fmt::Display) -> Self {
+        Self::Chain {
+            context,
+            reason: err.to_string(),
+        }
+    }
+}
