@@ -101,7 +101,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
 
     // 3. The facilitator verifies and settles it on chain.
     let received = match header::decode::<AnyPaymentPayload>(&payment_header)? {
-        AnyPaymentPayload::V2(p) => p,
+        AnyPaymentPayload::V2(p) => *p,
         AnyPaymentPayload::V1(_) => return Err(DemoError::Other("unexpected v1 payload".into())),
     };
     let buyer_before = chain.usdc_balance(client.address()).await?;

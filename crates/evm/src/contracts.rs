@@ -6,57 +6,65 @@
 
 use alloy::sol;
 
-sol! {
-    /// An ERC-20 token with EIP-3009 `transferWithAuthorization` (e.g. USDC).
-    #[sol(rpc)]
-    interface IEip3009Token {
-        event Transfer(address indexed from, address indexed to, uint256 value);
+// The generated bindings mirror Solidity signatures, which take more arguments than clippy likes.
+#[allow(clippy::too_many_arguments)]
+mod bindings {
+    use super::sol;
 
-        function transferWithAuthorization(
-            address from,
-            address to,
-            uint256 value,
-            uint256 validAfter,
-            uint256 validBefore,
-            bytes32 nonce,
-            uint8 v,
-            bytes32 r,
-            bytes32 s
-        ) external;
+    sol! {
+        /// An ERC-20 token with EIP-3009 `transferWithAuthorization` (e.g. USDC).
+        #[sol(rpc)]
+        interface IEip3009Token {
+            event Transfer(address indexed from, address indexed to, uint256 value);
 
-        function transferWithAuthorization(
-            address from,
-            address to,
-            uint256 value,
-            uint256 validAfter,
-            uint256 validBefore,
-            bytes32 nonce,
-            bytes signature
-        ) external;
+            function transferWithAuthorization(
+                address from,
+                address to,
+                uint256 value,
+                uint256 validAfter,
+                uint256 validBefore,
+                bytes32 nonce,
+                uint8 v,
+                bytes32 r,
+                bytes32 s
+            ) external;
 
-        function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
-        function balanceOf(address account) external view returns (uint256);
-        function name() external view returns (string);
-        function version() external view returns (string);
-    }
+            function transferWithAuthorization(
+                address from,
+                address to,
+                uint256 value,
+                uint256 validAfter,
+                uint256 validBefore,
+                bytes32 nonce,
+                bytes signature
+            ) external;
 
-    /// EIP-1271: signature validation by a contract account.
-    #[sol(rpc)]
-    interface IErc1271 {
-        function isValidSignature(bytes32 hash, bytes signature) external view returns (bytes4);
-    }
+            function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
+            function balanceOf(address account) external view returns (uint256);
+            function name() external view returns (string);
+            function version() external view returns (string);
+        }
 
-    /// The EIP-712 struct an EIP-3009 payer signs.
-    #[derive(Debug, PartialEq, Eq)]
-    struct TransferWithAuthorization {
-        address from;
-        address to;
-        uint256 value;
-        uint256 validAfter;
-        uint256 validBefore;
-        bytes32 nonce;
+        /// EIP-1271: signature validation by a contract account.
+        #[sol(rpc)]
+        interface IErc1271 {
+            function isValidSignature(bytes32 hash, bytes signature) external view returns (bytes4);
+        }
+
+        /// The EIP-712 struct an EIP-3009 payer signs.
+        #[derive(Debug, PartialEq, Eq)]
+        struct TransferWithAuthorization {
+            address from;
+            address to;
+            uint256 value;
+            uint256 validAfter;
+            uint256 validBefore;
+            bytes32 nonce;
+        }
     }
 }
+
+pub use bindings::{IEip3009Token, IErc1271, TransferWithAuthorization};
 
 /// The value EIP-1271's `isValidSignature` returns for a valid signature.
 pub const ERC1271_MAGIC_VALUE: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];

@@ -11,12 +11,12 @@
 //!   failure a [`VerifyError`] with its x402 reason code) and settle on chain.
 //!
 //! Modules:
-//! - [`payload`]: the scheme's `payload` object ([`ExactEvmPayload`], [`Authorization`]).
-//! - [`domain`]: EIP-712 domain resolution.
-//! - [`signature`]: EOA / EIP-1271 / EIP-6492 signature classes.
-//! - [`client`]: signing.
-//! - [`facilitator`]: verification and settlement.
-//! - [`contracts`]: the Solidity interfaces used.
+//! - [`payload`] — the scheme's `payload` object ([`ExactEvmPayload`], [`Authorization`]).
+//! - [`domain`] — EIP-712 domain resolution.
+//! - [`signature`] — EOA / EIP-1271 / EIP-6492 signature classes.
+//! - [`client`] — signing.
+//! - [`facilitator`] — verification and settlement.
+//! - [`contracts`] — the Solidity interfaces used.
 
 pub mod client;
 pub mod contracts;

@@ -5,17 +5,17 @@
 //! crate (e.g. `tollgate-evm`). Everything inside Tollgate works on the v2 types; v1 messages
 //! are converted at the edge by the [`v1`] adapter.
 //!
-//! - [`v2`]: `PaymentRequired`, `PaymentRequirements`, `PaymentPayload`, `ResourceInfo`.
-//! - [`v1`]: the v1 shapes and their conversions to and from v2.
-//! - [`versioned`]: messages of either version, dispatched on `x402Version`.
-//! - [`facilitator`]: `/verify`, `/settle` and `/supported` bodies.
-//! - [`header`]: header names and the size-capped base64-JSON codec.
-//! - [`network`]: CAIP-2 networks and v1 network names.
-//! - [`asset`]: known assets per network (address, decimals, signing domain).
-//! - [`money`]: exact amounts (`U256` atomic units; decimal prices without floats).
-//! - [`scheme`]: payment scheme ids.
-//! - [`reason`]: every error reason code.
-//! - [`version`]: the `x402Version` tags.
+//! - [`v2`] — `PaymentRequired`, `PaymentRequirements`, `PaymentPayload`, `ResourceInfo`.
+//! - [`v1`] — the v1 shapes and their conversions to and from v2.
+//! - [`versioned`] — messages of either version, dispatched on `x402Version`.
+//! - [`facilitator`] — `/verify`, `/settle` and `/supported` bodies.
+//! - [`header`] — header names and the size-capped base64-JSON codec.
+//! - [`network`] — CAIP-2 networks and v1 network names.
+//! - [`asset`] — known assets per network (address, decimals, signing domain).
+//! - [`money`] — exact amounts (`U256` atomic units; decimal prices without floats).
+//! - [`scheme`] — payment scheme ids.
+//! - [`reason`] — every error reason code.
+//! - [`version`] — the `x402Version` tags.
 //!
 //! ```
 //! use tollgate_proto::{header, AnyPaymentPayload, PaymentRequired};

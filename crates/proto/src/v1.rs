@@ -31,8 +31,8 @@ pub struct PaymentRequirementsV1 {
     /// MIME type (written even when empty, as the official SDK does).
     #[serde(default)]
     pub mime_type: String,
-    /// JSON schema of the response.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// JSON schema of the response (`null` when none, as in the spec's example).
+    #[serde(default)]
     pub output_schema: Option<Value>,
     /// Recipient.
     pub pay_to: String,

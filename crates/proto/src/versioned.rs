@@ -48,8 +48,8 @@ pub(crate) fn decode_at<T: DeserializeOwned, E: serde::de::Error>(value: Value) 
 pub enum AnyPaymentPayload {
     /// A v1 payment.
     V1(PaymentPayloadV1),
-    /// A v2 payment.
-    V2(PaymentPayload),
+    /// A v2 payment (boxed: it is several times larger than a v1 payment).
+    V2(Box<PaymentPayload>),
 }
 
 impl AnyPaymentPayload {
@@ -64,7 +64,7 @@ impl AnyPaymentPayload {
 
 impl<'de> Deserialize<'de> for AnyPaymentPayload {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        dispatch(d, Self::V1, Self::V2)
+        dispatch(d, Self::V1, |p: PaymentPayload| Self::V2(Box::new(p)))
     }
 }
 

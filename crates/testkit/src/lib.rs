@@ -6,9 +6,9 @@
 //! EIP-1271 wallet factory), funds the dev accounts with test USDC, and stops the node when the
 //! value is dropped.
 //!
-//! - [`anvil`]: spawning and reaping the node.
-//! - [`artifacts`]: the compiled contracts.
-//! - [`chain`]: the deployed rig and helpers to read balances, mint and deploy wallets.
+//! - [`anvil`] — spawning and reaping the node.
+//! - [`artifacts`] — the compiled contracts.
+//! - [`chain`] — the deployed rig and helpers to read balances, mint and deploy wallets.
 
 pub mod anvil;
 pub mod artifacts;
