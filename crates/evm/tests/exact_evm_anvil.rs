@@ -653,3 +653,74 @@ async fn rpc_outage_is_not_blamed_on_the_payer() {
     let response = offline.verify_response(&payment, &rig.requirements).await;
     assert!(!response.is_valid);
 }
+
+alloy::sol! {
+    struct CancelAuthorization {
+        address authorizer;
+        bytes32 nonce;
+    }
+
+    #[sol(rpc)]
+    interface ICancel {
+        function cancelAuthorization(address authorizer, bytes32 nonce, bytes signature) external;
+    }
+}
+
+#[tokio::test]
+async fn authorization_cancelled_after_verify_is_not_settled() {
+    use alloy::sol_types::SolStruct;
+    let rig = rig().await;
+    let payment = rig.payer.sign(&rig.requirements, None).await.unwrap();
+    let verified = rig
+        .facilitator
+        .verify(&payment, &rig.requirements)
+        .await
+        .unwrap();
+
+    // Between /verify and /settle the payer cancels the authorization on chain (EIP-3009).
+    let nonce = verified.authorization.nonce;
+    let cancel = CancelAuthorization {
+        authorizer: rig.payer.address(),
+        nonce,
+    };
+    let domain = TokenDomain::resolve(&rig.requirements).unwrap().eip712();
+    let signature = TestChain::signer(1)
+        .sign_hash(&cancel.eip712_signing_hash(&domain))
+        .await
+        .unwrap();
+    ICancel::new(rig.chain.usdc, rig.chain.provider())
+        .cancelAuthorization(
+            rig.payer.address(),
+            nonce,
+            signature.as_bytes().to_vec().into(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(rig
+        .chain
+        .authorization_used(rig.payer.address(), nonce)
+        .await
+        .unwrap());
+
+    let before = rig.chain.usdc_balance(rig.payee).await.unwrap();
+    // Settling the stale verification is refused by the node before anything is mined.
+    let err = rig
+        .facilitator
+        .settle_verified(&verified)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SettleError::WouldRevert(_)), "{err}");
+    assert_eq!(err.reason(), ErrorReason::InvalidExactEvmTransactionFailed);
+    // Settling afresh re-verifies and names the cause.
+    let err = rig
+        .facilitator
+        .settle(&payment, &rig.requirements)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), ErrorReason::InvalidExactEvmNonceAlreadyUsed);
+    assert_eq!(rig.chain.usdc_balance(rig.payee).await.unwrap(), before);
+}

@@ -203,9 +203,13 @@ pub enum SettleError {
     /// Re-verification before sending failed; nothing was sent.
     #[error("payment is not valid: {0}")]
     Invalid(#[from] VerifyError),
-    /// The transaction could not be sent (RPC down, gas estimation reverted). Nothing was mined.
+    /// The node could not be reached to send the transaction. Nothing was sent; retry later.
     #[error("could not submit settlement transaction: {0}")]
     Submit(String),
+    /// The node refused the transaction because it would revert (e.g. the authorization was
+    /// used or cancelled since verification). Nothing was mined and no gas was spent.
+    #[error("settlement transaction would revert: {0}")]
+    WouldRevert(String),
     /// The transaction was mined and reverted. No money moved.
     #[error("settlement transaction {tx_hash} reverted")]
     Reverted {
@@ -238,6 +242,7 @@ impl SettleError {
         match self {
             Self::Invalid(e) => e.reason(),
             Self::Submit(_) => ErrorReason::UnexpectedSettleError,
+            Self::WouldRevert(_) => ErrorReason::InvalidExactEvmTransactionFailed,
             Self::Reverted { .. } => ErrorReason::InvalidExactEvmTransactionFailed,
             Self::ReceiptTimeout { .. } => ErrorReason::SettlementPending,
             Self::TransferEventMismatch { .. } => ErrorReason::InvalidExactEvmTransferEventMismatch,

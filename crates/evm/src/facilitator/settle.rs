@@ -9,7 +9,7 @@ use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use tollgate_proto::{PaymentPayload, PaymentRequirements};
 use tracing::Instrument;
 
-use super::verify::transfer_calldata;
+use super::verify::{is_transport_failure, transfer_calldata};
 use super::{ExactEvmFacilitator, SettleError, Settlement, VerifiedPayment};
 use crate::contracts::IEip3009Token;
 use crate::signature::PayerSignature;
@@ -92,7 +92,9 @@ impl ExactEvmFacilitator {
             .with_to(factory)
             .with_input(calldata);
         let (tx_hash, receipt) = self.send_and_wait(tx).await.map_err(|e| match e {
-            SettleError::Submit(m) => SettleError::WalletDeployment(m),
+            SettleError::Submit(m) | SettleError::WouldRevert(m) => {
+                SettleError::WalletDeployment(m)
+            }
             other => other,
         })?;
         if !receipt.status() {
@@ -122,11 +124,13 @@ impl ExactEvmFacilitator {
         &self,
         tx: TransactionRequest,
     ) -> Result<(B256, TransactionReceipt), SettleError> {
-        let pending = self
-            .provider
-            .send_transaction(tx)
-            .await
-            .map_err(|e| SettleError::Submit(e.to_string()))?;
+        let pending = self.provider.send_transaction(tx).await.map_err(|e| {
+            if is_transport_failure(&e) {
+                SettleError::Submit(e.to_string())
+            } else {
+                SettleError::WouldRevert(e.to_string())
+            }
+        })?;
         let tx_hash = *pending.tx_hash();
         tracing::debug!(%tx_hash, "settlement submitted");
         let started = Instant::now();
