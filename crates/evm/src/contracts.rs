@@ -16,6 +16,7 @@ mod bindings {
         #[sol(rpc)]
         interface IEip3009Token {
             event Transfer(address indexed from, address indexed to, uint256 value);
+        event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
 
             function transferWithAuthorization(
                 address from,

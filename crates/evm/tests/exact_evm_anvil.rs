@@ -724,3 +724,37 @@ async fn authorization_cancelled_after_verify_is_not_settled() {
     assert_eq!(err.reason(), ErrorReason::InvalidExactEvmNonceAlreadyUsed);
     assert_eq!(rig.chain.usdc_balance(rig.payee).await.unwrap(), before);
 }
+
+#[tokio::test]
+async fn a_settlement_is_found_again_from_the_chain() {
+    let rig = rig().await;
+    let payment = rig.payer.sign(&rig.requirements, None).await.unwrap();
+    let verified = rig
+        .facilitator
+        .verify(&payment, &rig.requirements)
+        .await
+        .unwrap();
+    let found = rig
+        .facilitator
+        .find_settlement_tx(verified.asset, &verified.authorization)
+        .await
+        .unwrap();
+    assert!(found.is_none(), "nothing settled yet");
+
+    // Submit, then "lose" the hash, as a crash between sending and recording would.
+    let sent = rig.facilitator.submit_verified(&verified).await.unwrap();
+    let awaited = rig
+        .facilitator
+        .await_settlement(&verified, sent)
+        .await
+        .unwrap();
+    let found = rig
+        .facilitator
+        .find_settlement_tx(verified.asset, &verified.authorization)
+        .await
+        .unwrap()
+        .expect("the used authorization leads back to its transaction");
+    assert_eq!(found.tx_hash, sent);
+    assert_eq!(found.amount, U256::from(PRICE));
+    assert_eq!(awaited, found);
+}

@@ -1,18 +1,29 @@
 //! Settlement: submit `transferWithAuthorization`, wait for the receipt, check the transfer.
+//!
+//! The steps are public on their own ([`submit_verified`](ExactEvmFacilitator::submit_verified),
+//! [`await_settlement`](ExactEvmFacilitator::await_settlement),
+//! [`find_settlement_tx`](ExactEvmFacilitator::find_settlement_tx)) so that a facilitator
+//! service can record the transaction hash durably between sending and confirming, and find a
+//! transfer again after a crash.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, B256};
 use alloy::providers::Provider;
-use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::rpc::types::{Filter, TransactionReceipt, TransactionRequest};
+use alloy::sol_types::SolEvent;
 use tollgate_proto::{PaymentPayload, PaymentRequirements};
 use tracing::Instrument;
 
 use super::verify::{is_transport_failure, transfer_calldata};
 use super::{ExactEvmFacilitator, SettleError, Settlement, VerifiedPayment};
 use crate::contracts::IEip3009Token;
+use crate::payload::Authorization;
 use crate::signature::PayerSignature;
+
+/// How often a pending settlement's receipt is polled.
+const RECEIPT_POLL: Duration = Duration::from_millis(100);
 
 impl ExactEvmFacilitator {
     /// Verifies `payment` again (state may have changed since `/verify`), then settles it.
@@ -28,17 +39,24 @@ impl ExactEvmFacilitator {
         self.settle_verified(&verified).await
     }
 
-    /// Settles a payment that [`verify`](Self::verify) accepted.
-    ///
-    /// EOAs settle through the `(v, r, s)` overload, contract wallets through the `bytes`
-    /// overload; a counterfactual (EIP-6492) wallet is deployed through its allow-listed
-    /// factory first.
+    /// Settles a payment that [`verify`](Self::verify) accepted: submit, then wait for the
+    /// receipt up to the configured timeout.
     pub async fn settle_verified(
         &self,
         verified: &VerifiedPayment,
     ) -> Result<Settlement, SettleError> {
+        let tx_hash = self.submit_verified(verified).await?;
+        self.await_settlement(verified, tx_hash).await
+    }
+
+    /// Sends the settlement transaction and returns its hash without waiting for it.
+    ///
+    /// EOAs settle through the `(v, r, s)` overload, contract wallets through the `bytes`
+    /// overload; a counterfactual (EIP-6492) wallet is deployed through its allow-listed
+    /// factory first (that deployment is awaited).
+    pub async fn submit_verified(&self, verified: &VerifiedPayment) -> Result<B256, SettleError> {
         let span = tracing::info_span!(
-            "exact_evm.settle",
+            "exact_evm.submit",
             network = %self.network,
             payer = %verified.payer,
             nonce = %verified.authorization.nonce,
@@ -60,25 +78,84 @@ impl ExactEvmFacilitator {
                     &verified.authorization,
                     &verified.signature,
                 ));
-            let (tx_hash, receipt) = self.send_and_wait(tx).await?;
-            if !receipt.status() {
-                tracing::warn!(%tx_hash, "settlement reverted");
-                return Err(SettleError::Reverted { tx_hash });
-            }
-            if !has_transfer(&receipt, verified) {
-                return Err(SettleError::TransferEventMismatch { tx_hash });
-            }
-            tracing::info!(%tx_hash, block = ?receipt.block_number, "payment settled");
-            Ok(Settlement {
-                tx_hash,
-                payer: verified.payer,
-                network: self.network.clone(),
-                amount: verified.authorization.value,
-                block_number: receipt.block_number,
-            })
+            let tx_hash = self.send(tx).await?;
+            tracing::info!(%tx_hash, "settlement submitted");
+            Ok(tx_hash)
         }
         .instrument(span)
         .await
+    }
+
+    /// Waits up to the configured receipt timeout for `tx_hash`, then checks that it succeeded
+    /// and emitted this payment's `Transfer`.
+    ///
+    /// Works for any settlement transaction, including one sent by an earlier process: that is
+    /// how a restarted facilitator reconciles what it had submitted.
+    pub async fn await_settlement(
+        &self,
+        verified: &VerifiedPayment,
+        tx_hash: B256,
+    ) -> Result<Settlement, SettleError> {
+        let receipt = self.wait_receipt(tx_hash).await?;
+        self.check_receipt(&verified.authorization, verified.asset, tx_hash, &receipt)
+    }
+
+    /// Finds the transaction that used `(payer, nonce)` on `asset`, from the token's
+    /// `AuthorizationUsed` event, and checks it moved this authorization's funds.
+    ///
+    /// `Ok(None)` when the authorization has not been used on chain. This recovers a settlement
+    /// whose hash was never recorded (e.g. the process died between sending and recording).
+    pub async fn find_settlement_tx(
+        &self,
+        asset: Address,
+        authorization: &Authorization,
+    ) -> Result<Option<Settlement>, SettleError> {
+        let filter = Filter::new()
+            .address(asset)
+            .event_signature(IEip3009Token::AuthorizationUsed::SIGNATURE_HASH)
+            .topic1(authorization.from.into_word())
+            .topic2(authorization.nonce)
+            .from_block(0u64);
+        let logs = self
+            .provider
+            .get_logs(&filter)
+            .await
+            .map_err(|e| SettleError::Submit(format!("eth_getLogs: {e}")))?;
+        let Some(tx_hash) = logs.iter().find_map(|l| l.transaction_hash) else {
+            return Ok(None);
+        };
+        let receipt = self
+            .provider
+            .get_transaction_receipt(tx_hash)
+            .await
+            .map_err(|e| SettleError::Submit(format!("eth_getTransactionReceipt: {e}")))?
+            .ok_or_else(|| SettleError::Submit(format!("no receipt for logged tx {tx_hash}")))?;
+        self.check_receipt(authorization, asset, tx_hash, &receipt)
+            .map(Some)
+    }
+
+    fn check_receipt(
+        &self,
+        auth: &Authorization,
+        asset: Address,
+        tx_hash: B256,
+        receipt: &TransactionReceipt,
+    ) -> Result<Settlement, SettleError> {
+        if !receipt.status() {
+            tracing::warn!(%tx_hash, "settlement reverted");
+            return Err(SettleError::Reverted { tx_hash });
+        }
+        if !has_transfer(receipt, asset, auth) {
+            return Err(SettleError::TransferEventMismatch { tx_hash });
+        }
+        tracing::info!(%tx_hash, block = ?receipt.block_number, "payment settled");
+        Ok(Settlement {
+            tx_hash,
+            payer: auth.from,
+            network: self.network.clone(),
+            amount: auth.value,
+            block_number: receipt.block_number,
+        })
     }
 
     async fn deploy_wallet(
@@ -91,7 +168,12 @@ impl ExactEvmFacilitator {
             .with_from(self.signer)
             .with_to(factory)
             .with_input(calldata);
-        let (tx_hash, receipt) = self.send_and_wait(tx).await.map_err(|e| match e {
+        let deployed = async {
+            let tx_hash = self.send(tx).await?;
+            let receipt = self.wait_receipt(tx_hash).await?;
+            Ok::<_, SettleError>((tx_hash, receipt))
+        };
+        let (tx_hash, receipt) = deployed.await.map_err(|e| match e {
             SettleError::Submit(m) | SettleError::WouldRevert(m) => {
                 SettleError::WalletDeployment(m)
             }
@@ -115,15 +197,7 @@ impl ExactEvmFacilitator {
         Ok(())
     }
 
-    /// Sends `tx` and waits for its receipt up to the configured timeout.
-    ///
-    /// Once the node has accepted the transaction, every failure to see its receipt is reported
-    /// as [`SettleError::ReceiptTimeout`] with the hash: the transfer may still land, so the
-    /// caller must not report it as failed.
-    async fn send_and_wait(
-        &self,
-        tx: TransactionRequest,
-    ) -> Result<(B256, TransactionReceipt), SettleError> {
+    async fn send(&self, tx: TransactionRequest) -> Result<B256, SettleError> {
         let pending = self.provider.send_transaction(tx).await.map_err(|e| {
             if is_transport_failure(&e) {
                 SettleError::Submit(e.to_string())
@@ -131,34 +205,37 @@ impl ExactEvmFacilitator {
                 SettleError::WouldRevert(e.to_string())
             }
         })?;
-        let tx_hash = *pending.tx_hash();
-        tracing::debug!(%tx_hash, "settlement submitted");
+        Ok(*pending.tx_hash())
+    }
+
+    /// Polls for the receipt of `tx_hash` until the configured timeout.
+    ///
+    /// Once a transaction has been accepted, every failure to see its receipt (timeout, RPC
+    /// errors) is [`SettleError::ReceiptTimeout`] with the hash: the transfer may still land,
+    /// so the caller must treat it as pending, never as failed.
+    async fn wait_receipt(&self, tx_hash: B256) -> Result<TransactionReceipt, SettleError> {
         let started = Instant::now();
-        let timeout = self.config.receipt_timeout;
-        let waited =
-            tokio::time::timeout(timeout, pending.with_timeout(Some(timeout)).get_receipt()).await;
-        match waited {
-            Ok(Ok(receipt)) => Ok((tx_hash, receipt)),
-            Ok(Err(e)) => {
-                tracing::warn!(%tx_hash, error = %e, "no receipt");
-                Err(SettleError::ReceiptTimeout {
+        loop {
+            match self.provider.get_transaction_receipt(tx_hash).await {
+                Ok(Some(receipt)) => return Ok(receipt),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%tx_hash, error = %e, "receipt poll failed"),
+            }
+            if started.elapsed() >= self.config.receipt_timeout {
+                return Err(SettleError::ReceiptTimeout {
                     tx_hash,
                     waited_secs: started.elapsed().as_secs(),
-                })
+                });
             }
-            Err(_) => Err(SettleError::ReceiptTimeout {
-                tx_hash,
-                waited_secs: started.elapsed().as_secs(),
-            }),
+            tokio::time::sleep(RECEIPT_POLL).await;
         }
     }
 }
 
-/// Whether the receipt carries the token's `Transfer(from, to, value)` for this payment.
-fn has_transfer(receipt: &TransactionReceipt, verified: &VerifiedPayment) -> bool {
-    let auth = &verified.authorization;
+/// Whether the receipt carries the token's `Transfer(from, to, value)` for this authorization.
+fn has_transfer(receipt: &TransactionReceipt, asset: Address, auth: &Authorization) -> bool {
     receipt.inner.logs().iter().any(|log| {
-        log.address() == verified.asset
+        log.address() == asset
             && log
                 .log_decode::<IEip3009Token::Transfer>()
                 .map(|t| {
