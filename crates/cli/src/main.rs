@@ -1,6 +1,7 @@
 //! `tollgate`: one binary, a subcommand per role.
 
 mod demo;
+mod facilitator;
 
 use clap::{Parser, Subcommand};
 
@@ -10,9 +11,9 @@ use clap::{Parser, Subcommand};
     name = "tollgate",
     version,
     about,
-    after_help = "Roles on the way (not in this build yet): `facilitator` (verify/settle service \
-                  with a settlement ledger), `proxy` (paywall in front of any HTTP API), `pay` \
-                  (curl-like paying client with a budget), `devnet` (embedded EVM chain)."
+    after_help = "Roles on the way (not in this build yet): `proxy` (paywall in front of any \
+                  HTTP API), `pay` (curl-like paying client with a budget), `devnet` (embedded \
+                  EVM chain)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,6 +25,9 @@ enum Command {
     /// Runs one x402 payment end to end on a local anvil node: sign, verify, settle, and
     /// shows the balances before and after. Needs `npm ci` (it installs anvil).
     Demo(demo::DemoArgs),
+    /// Runs the facilitator service: POST /verify, POST /settle, GET /supported, GET /health,
+    /// with a durable settlement ledger.
+    Facilitator(facilitator::FacilitatorArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,7 +51,8 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Demo(args) => demo::run(args).await,
+            Command::Demo(args) => demo::run(args).await.map_err(|e| e.to_string()),
+            Command::Facilitator(args) => facilitator::run(args).await.map_err(|e| e.to_string()),
         }
     });
     match result {

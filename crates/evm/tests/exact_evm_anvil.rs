@@ -745,7 +745,7 @@ async fn a_settlement_is_found_again_from_the_chain() {
     let sent = rig.facilitator.submit_verified(&verified).await.unwrap();
     let awaited = rig
         .facilitator
-        .await_settlement(&verified, sent)
+        .await_settlement(verified.asset, &verified.authorization, sent)
         .await
         .unwrap();
     let found = rig

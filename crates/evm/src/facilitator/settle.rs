@@ -46,7 +46,8 @@ impl ExactEvmFacilitator {
         verified: &VerifiedPayment,
     ) -> Result<Settlement, SettleError> {
         let tx_hash = self.submit_verified(verified).await?;
-        self.await_settlement(verified, tx_hash).await
+        self.await_settlement(verified.asset, &verified.authorization, tx_hash)
+            .await
     }
 
     /// Sends the settlement transaction and returns its hash without waiting for it.
@@ -93,11 +94,12 @@ impl ExactEvmFacilitator {
     /// how a restarted facilitator reconciles what it had submitted.
     pub async fn await_settlement(
         &self,
-        verified: &VerifiedPayment,
+        asset: Address,
+        authorization: &Authorization,
         tx_hash: B256,
     ) -> Result<Settlement, SettleError> {
         let receipt = self.wait_receipt(tx_hash).await?;
-        self.check_receipt(&verified.authorization, verified.asset, tx_hash, &receipt)
+        self.check_receipt(authorization, asset, tx_hash, &receipt)
     }
 
     /// Finds the transaction that used `(payer, nonce)` on `asset`, from the token's

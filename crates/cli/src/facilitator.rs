@@ -1,0 +1,65 @@
+//! `tollgate facilitator`: the verify/settle service.
+
+use std::path::PathBuf;
+
+use tollgate_facilitator::{config, http, Config, Facilitator};
+
+/// Options of `tollgate facilitator`.
+#[derive(Debug, clap::Args)]
+pub struct FacilitatorArgs {
+    /// The TOML configuration file.
+    #[arg(long, short, required_unless_present = "print_config_example")]
+    config: Option<PathBuf>,
+    /// Prints a commented example configuration and exits.
+    #[arg(long)]
+    print_config_example: bool,
+}
+
+/// Why the service stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FacilitatorError {
+    #[error("--config FILE is required (see --print-config-example)")]
+    NoConfig,
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Start(#[from] tollgate_facilitator::service::StartError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+pub async fn run(args: FacilitatorArgs) -> Result<(), FacilitatorError> {
+    if args.print_config_example {
+        print!("{}", config::EXAMPLE);
+        return Ok(());
+    }
+    let path = args.config.ok_or(FacilitatorError::NoConfig)?;
+    let config = Config::load(&path)?;
+    let (facilitator, report) = Facilitator::from_config(&config).await?;
+    tracing::info!(?report, "ledger reconciled");
+    let limits = http::HttpLimits {
+        body_limit_bytes: config.server.body_limit_bytes,
+        request_timeout: std::time::Duration::from_secs(config.server.request_timeout_secs),
+    };
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| FacilitatorError::Listen {
+            addr: config.server.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(FacilitatorError::Serve)?;
+    eprintln!("tollgate facilitator listening on http://{addr}");
+    // Graceful shutdown: stop accepting, let in-flight requests (settlements included) finish.
+    axum::serve(listener, http::router(facilitator, limits))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down after in-flight requests");
+        })
+        .await
+        .map_err(FacilitatorError::Serve)
+}

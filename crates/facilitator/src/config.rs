@@ -1,0 +1,420 @@
+//! The facilitator's configuration: one typed TOML file, a few environment overrides, and
+//! validation that fails loudly at start-up.
+//!
+//! Unknown keys are errors (a mistyped `recipt_timeout_secs` must not silently fall back to a
+//! default). Signer keys are never in the file: the file names an environment variable or a
+//! key file, and the key is read only when the facilitator starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use serde::Deserialize;
+use tollgate_proto::Network;
+
+/// Environment variable overriding `server.listen`.
+pub const ENV_LISTEN: &str = "TOLLGATE_LISTEN";
+/// Environment variable overriding `ledger.path`.
+pub const ENV_LEDGER_PATH: &str = "TOLLGATE_LEDGER_PATH";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP server settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where the settlement ledger lives.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+    /// The networks this facilitator settles on (at least one).
+    pub networks: Vec<NetworkConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:4020`: loopback unless you say otherwise.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest accepted request body. Real payments are a few KiB.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    /// Longest a request may take, settlement included.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            body_limit_bytes: default_body_limit(),
+            request_timeout_secs: default_request_timeout(),
+        }
+    }
+}
+
+/// `[ledger]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// SQLite file of the settlement ledger (created if missing).
+    #[serde(default = "default_ledger_path")]
+    pub path: PathBuf,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            path: default_ledger_path(),
+        }
+    }
+}
+
+/// One `[[networks]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// CAIP-2 id, e.g. `eip155:8453`.
+    pub network: Network,
+    /// JSON-RPC endpoints, tried in order at start-up; the first that answers with the right
+    /// chain id is used.
+    pub rpc_urls: Vec<String>,
+    /// Name of the environment variable holding the settlement signer's private key.
+    #[serde(default)]
+    pub signer_key_env: Option<String>,
+    /// Path of a file holding the settlement signer's private key (hex, one line).
+    #[serde(default)]
+    pub signer_key_file: Option<PathBuf>,
+    /// How long settlement waits for a receipt before answering "pending".
+    #[serde(default = "default_receipt_timeout")]
+    pub receipt_timeout_secs: u64,
+    /// Authorizations expiring sooner than this are refused.
+    #[serde(default = "default_valid_before_margin")]
+    pub valid_before_margin_secs: u64,
+    /// EIP-6492 wallet factories allowed to deploy payers' wallets (none by default).
+    #[serde(default)]
+    pub eip6492_factories: Vec<Address>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4020))
+}
+fn default_body_limit() -> usize {
+    64 * 1024
+}
+fn default_request_timeout() -> u64 {
+    120
+}
+fn default_ledger_path() -> PathBuf {
+    PathBuf::from("tollgate-ledger.db")
+}
+fn default_receipt_timeout() -> u64 {
+    60
+}
+fn default_valid_before_margin() -> u64 {
+    6
+}
+
+/// Why the configuration is unusable. Every variant names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown key, or a value of the wrong type.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value is well-typed but not acceptable.
+    #[error("invalid config value for `{key}`: {reason}")]
+    Invalid {
+        /// The key, e.g. `networks[0].rpc_urls`.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Reads, parses, applies environment overrides and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::parse(&text)?;
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (no environment overrides, no validation).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Applies `TOLLGATE_LISTEN` and `TOLLGATE_LEDGER_PATH` from `env`.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(listen) = env(ENV_LISTEN) {
+            self.server.listen = listen.parse().map_err(|e| {
+                invalid(
+                    format!("server.listen (from {ENV_LISTEN})"),
+                    format!("{listen:?}: {e}"),
+                )
+            })?;
+        }
+        if let Some(path) = env(ENV_LEDGER_PATH) {
+            if path.is_empty() {
+                return Err(invalid(
+                    format!("ledger.path (from {ENV_LEDGER_PATH})"),
+                    "empty path",
+                ));
+            }
+            self.ledger.path = PathBuf::from(path);
+        }
+        Ok(())
+    }
+
+    /// Checks every value that the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.body_limit_bytes < 1024 {
+            return Err(invalid(
+                "server.body_limit_bytes",
+                "must be at least 1024 (a payment is a few KiB)",
+            ));
+        }
+        if self.server.request_timeout_secs == 0 {
+            return Err(invalid("server.request_timeout_secs", "must be positive"));
+        }
+        if self.networks.is_empty() {
+            return Err(invalid(
+                "networks",
+                "configure at least one [[networks]] entry",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, n) in self.networks.iter().enumerate() {
+            let key = |field: &str| format!("networks[{i}].{field}");
+            if n.network.eip155_chain_id().is_none() {
+                return Err(invalid(
+                    key("network"),
+                    format!(
+                        "{} is not an EVM (eip155) network; only EVM is supported",
+                        n.network
+                    ),
+                ));
+            }
+            if !seen.insert(n.network.clone()) {
+                return Err(invalid(
+                    key("network"),
+                    format!("{} is configured twice", n.network),
+                ));
+            }
+            if n.rpc_urls.is_empty() {
+                return Err(invalid(key("rpc_urls"), "give at least one RPC URL"));
+            }
+            for url in &n.rpc_urls {
+                let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                    && url.len() > "http://".len();
+                if !ok {
+                    return Err(invalid(
+                        key("rpc_urls"),
+                        format!("{url:?} is not an http(s) URL"),
+                    ));
+                }
+            }
+            match (&n.signer_key_env, &n.signer_key_file) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        key("signer_key_env"),
+                        "set signer_key_env or signer_key_file, not both",
+                    ))
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        key("signer_key_env"),
+                        "set signer_key_env (an environment variable name) or signer_key_file",
+                    ))
+                }
+                _ => {}
+            }
+            if n.receipt_timeout_secs == 0 {
+                return Err(invalid(key("receipt_timeout_secs"), "must be positive"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl NetworkConfig {
+    /// Reads the signer key from the environment or the key file. The key never appears in the
+    /// error: only where it was looked for.
+    pub fn load_signer(&self) -> Result<PrivateKeySigner, ConfigError> {
+        let (source, raw) = match (&self.signer_key_env, &self.signer_key_file) {
+            (Some(var), _) => (
+                format!("environment variable {var}"),
+                std::env::var(var).map_err(|_| {
+                    invalid(
+                        "signer_key_env",
+                        format!("environment variable {var} is not set"),
+                    )
+                })?,
+            ),
+            (None, Some(path)) => (
+                format!("key file {}", path.display()),
+                std::fs::read_to_string(path).map_err(|e| {
+                    invalid(
+                        "signer_key_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?,
+            ),
+            (None, None) => return Err(invalid("signer_key_env", "no signer configured")),
+        };
+        raw.trim().parse::<PrivateKeySigner>().map_err(|_| {
+            invalid(
+                format!("signer for {}", self.network),
+                format!("{source} does not hold a valid 32-byte hex private key"),
+            )
+        })
+    }
+}
+
+/// A commented example configuration (`tollgate facilitator --print-config-example`).
+pub const EXAMPLE: &str = r#"# Tollgate facilitator configuration.
+# Unknown keys are errors. Environment overrides: TOLLGATE_LISTEN, TOLLGATE_LEDGER_PATH.
+
+[server]
+# Where to listen. Loopback by default; put a reverse proxy with TLS in front for the internet.
+listen = "127.0.0.1:4020"
+# Largest request body accepted, in bytes.
+body_limit_bytes = 65536
+# Longest a request may take, settlement included.
+request_timeout_secs = 120
+
+[ledger]
+# SQLite file recording every verification and settlement (created if missing).
+path = "tollgate-ledger.db"
+
+[[networks]]
+# CAIP-2 id of the chain.
+network = "eip155:84532"
+# JSON-RPC endpoints, tried in order at start-up.
+rpc_urls = ["https://sepolia.base.org"]
+# The settlement signer pays gas. Its private key comes from an environment variable...
+signer_key_env = "TOLLGATE_SIGNER_KEY"
+# ...or from a file (one line of hex): signer_key_file = "/run/secrets/tollgate-signer"
+# Seconds to wait for a receipt before answering "pending" (the ledger finishes it later).
+receipt_timeout_secs = 60
+# Authorizations that expire sooner than this are refused.
+valid_before_margin_secs = 6
+# EIP-6492 wallet factories allowed to deploy payers' smart wallets (none: fail closed).
+eip6492_factories = []
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses_and_validates() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.networks[0].network, Network::eip155(84532));
+        assert_eq!(c.server.listen.port(), 4020);
+    }
+
+    #[test]
+    fn unknown_and_mistyped_keys_fail_naming_the_key() {
+        let text = EXAMPLE.replace("receipt_timeout_secs", "recipt_timeout_secs");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("recipt_timeout_secs"), "{err}");
+
+        let text = EXAMPLE.replace("body_limit_bytes = 65536", "body_limit_bytes = \"big\"");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("body_limit_bytes"), "{err}");
+
+        let text = EXAMPLE.replace("eip155:84532", "base-sepolia");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("CAIP-2"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = Config::parse(EXAMPLE).unwrap();
+        c.networks[0].rpc_urls = vec!["ftp://x".into()];
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("networks[0].rpc_urls"), "{err}");
+
+        let mut c = Config::parse(EXAMPLE).unwrap();
+        c.networks[0].signer_key_file = Some("k".into());
+        assert!(c.validate().unwrap_err().to_string().contains("not both"));
+
+        let mut c = Config::parse(EXAMPLE).unwrap();
+        c.networks.push(c.networks[0].clone());
+        assert!(c.validate().unwrap_err().to_string().contains("twice"));
+
+        let mut c = Config::parse(EXAMPLE).unwrap();
+        c.networks[0].network = tollgate_proto::network::SOLANA_DEVNET.parse().unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("networks[0].network"));
+    }
+
+    #[test]
+    fn env_overrides_apply_and_are_checked() {
+        let mut c = Config::parse(EXAMPLE).unwrap();
+        c.apply_env(|k| match k {
+            ENV_LISTEN => Some("127.0.0.1:9999".into()),
+            ENV_LEDGER_PATH => Some("/tmp/x.db".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 9999);
+        assert_eq!(c.ledger.path, PathBuf::from("/tmp/x.db"));
+        let err = c
+            .apply_env(|k| (k == ENV_LISTEN).then(|| "nope".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TOLLGATE_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn signer_key_errors_never_show_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "0xnot-a-key-but-secret-ish").unwrap();
+        let mut c = Config::parse(EXAMPLE).unwrap();
+        c.networks[0].signer_key_env = None;
+        c.networks[0].signer_key_file = Some(path.clone());
+        let err = c.networks[0].load_signer().unwrap_err().to_string();
+        assert!(!err.contains("secret-ish"), "{err}");
+        std::fs::write(
+            &path,
+            "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80\n",
+        )
+        .unwrap();
+        let signer = c.networks[0].load_signer().unwrap();
+        assert_eq!(
+            signer.address().to_string(),
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        );
+    }
+}

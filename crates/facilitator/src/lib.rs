@@ -1,0 +1,27 @@
+//! The x402 facilitator: verifies payments and settles them on chain, exactly once.
+//!
+//! - [`config`] — the typed TOML configuration, validated at start-up.
+//! - [`ledger`] — the durable settlement ledger (SQLite).
+//! - [`service`] — [`Facilitator`], the library type: verify, idempotent settle, supported,
+//!   reconciliation after a restart. Embed it in a resource server to skip the HTTP hop.
+//! - [`http`] — the spec's HTTP API over a [`Facilitator`].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use tollgate_facilitator::{config::Config, http, Facilitator};
+//! let config = Config::load("facilitator.toml".as_ref())?;
+//! let (facilitator, _reconciled) = Facilitator::from_config(&config).await?;
+//! let app = http::router(facilitator, http::HttpLimits::default());
+//! let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod http;
+pub mod ledger;
+pub mod service;
+
+pub use config::Config;
+pub use ledger::Ledger;
+pub use service::{Facilitator, Outcome, ReconcileReport};

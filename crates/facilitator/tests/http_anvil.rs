@@ -1,0 +1,419 @@
+//! The facilitator's HTTP API against a real anvil node: bodies as the spec defines them,
+//! status codes, idempotent settlement, and reconciliation after a restart.
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use serde_json::{json, Value};
+use tollgate_evm::{AuthorizationWindow, ExactEvmClient};
+use tollgate_facilitator::ledger::{PaymentKey, SettlementState};
+use tollgate_facilitator::{http, Config, Facilitator};
+use tollgate_proto::v1::{PaymentPayloadV1, PaymentRequirementsV1};
+use tollgate_proto::{PaymentPayload, PaymentRequirements, ResourceInfo};
+use tollgate_testkit::{TestChain, DEV_KEYS};
+
+const PRICE: u64 = 10_000;
+
+struct Setup {
+    chain: TestChain,
+    config: Config,
+    facilitator: Facilitator,
+    url: String,
+    server: tokio::task::JoinHandle<()>,
+    http: reqwest::Client,
+    requirements: PaymentRequirements,
+    payee: Address,
+    _dir: tempfile::TempDir,
+}
+
+fn config_for(chain: &TestChain, dir: &std::path::Path, receipt_timeout_secs: u64) -> Config {
+    let key = dir.join("signer.key");
+    std::fs::write(&key, format!("{}\n", DEV_KEYS[0])).unwrap();
+    let text = format!(
+        r#"
+[ledger]
+path = "{ledger}"
+
+[[networks]]
+network = "{network}"
+rpc_urls = ["{rpc}"]
+signer_key_file = "{key}"
+receipt_timeout_secs = {receipt_timeout_secs}
+"#,
+        ledger = dir.join("ledger.db").display(),
+        network = chain.caip2(),
+        rpc = chain.endpoint(),
+        key = key.display(),
+    );
+    let config = Config::parse(&text).unwrap();
+    config.validate().unwrap();
+    config
+}
+
+async fn serve(facilitator: Facilitator) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = http::router(facilitator, http::HttpLimits::default());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, server)
+}
+
+async fn setup_with(receipt_timeout_secs: u64) -> Setup {
+    let chain = TestChain::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&chain, dir.path(), receipt_timeout_secs);
+    let (facilitator, report) = Facilitator::from_config(&config).await.unwrap();
+    assert_eq!(report, Default::default());
+    let (url, server) = serve(facilitator.clone()).await;
+    let payee = TestChain::address(9);
+    let requirements: PaymentRequirements = serde_json::from_value(json!({
+        "scheme": "exact",
+        "network": chain.caip2(),
+        "amount": PRICE.to_string(),
+        "asset": chain.usdc.to_string(),
+        "payTo": payee.to_string(),
+        "maxTimeoutSeconds": 60,
+        "extra": { "name": "USD Coin", "version": "2" }
+    }))
+    .unwrap();
+    Setup {
+        chain,
+        config,
+        facilitator,
+        url,
+        server,
+        http: reqwest::Client::new(),
+        requirements,
+        payee,
+        _dir: dir,
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with(30).await
+}
+
+impl Setup {
+    async fn pay(&self, payer: usize) -> PaymentPayload {
+        ExactEvmClient::new(TestChain::signer(payer))
+            .sign(&self.requirements, None)
+            .await
+            .unwrap()
+    }
+
+    fn body(&self, payment: &PaymentPayload) -> Value {
+        json!({ "x402Version": 2, "paymentPayload": payment, "paymentRequirements": self.requirements })
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn balance(&self, who: Address) -> U256 {
+        self.chain.usdc_balance(who).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn verify_then_settle_over_http() {
+    let s = setup().await;
+    let payment = s.pay(1).await;
+    let before = s.balance(s.payee).await;
+
+    let (status, verify) = s.post("/verify", &s.body(&payment)).await;
+    assert_eq!(status, 200, "{verify}");
+    assert_eq!(verify["isValid"], true);
+    assert_eq!(verify["payer"], TestChain::address(1).to_string());
+    assert!(verify.get("invalidReason").is_none());
+
+    let (status, settle) = s.post("/settle", &s.body(&payment)).await;
+    assert_eq!(status, 200, "{settle}");
+    assert_eq!(settle["success"], true);
+    assert_eq!(settle["network"], s.chain.caip2());
+    assert_eq!(settle["payer"], TestChain::address(1).to_string());
+    let tx = settle["transaction"].as_str().unwrap();
+    assert_eq!(tx.len(), 66);
+    assert_eq!(s.balance(s.payee).await, before + U256::from(PRICE));
+
+    let evm = tollgate_evm::ExactEvmPayload::from_payment(&payment).unwrap();
+    let key = PaymentKey::new(
+        &s.chain.caip2(),
+        &s.chain.usdc.to_string(),
+        &evm.authorization.from.to_string(),
+        &evm.authorization.nonce.to_string(),
+    );
+    let row = s.facilitator.ledger().get(&key).await.unwrap().unwrap();
+    assert_eq!(row.state, SettlementState::Confirmed);
+    assert_eq!(row.tx_hash.as_deref(), Some(tx));
+    assert_eq!(
+        s.facilitator
+            .ledger()
+            .count_events("verify", "valid")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.facilitator
+            .ledger()
+            .count_events("settle", "success")
+            .await
+            .unwrap(),
+        1
+    );
+
+    let supported: Value = s
+        .http
+        .get(format!("{}/supported", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        supported["kinds"],
+        json!([{ "x402Version": 2, "scheme": "exact", "network": s.chain.caip2() }])
+    );
+    assert_eq!(
+        supported["signers"]["eip155:*"][0],
+        TestChain::address(0).to_string()
+    );
+
+    let health = s
+        .http
+        .get(format!("{}/health", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["networks"][0]["rpcOk"], true);
+}
+
+#[tokio::test]
+async fn settling_one_payment_many_times_transfers_once() {
+    let s = setup().await;
+    let payment = s.pay(2).await;
+    let before_payee = s.balance(s.payee).await;
+    let before_payer = s.balance(TestChain::address(2)).await;
+    let body = s.body(&payment);
+
+    let calls = (0..50).map(|_| s.post("/settle", &body));
+    let results = futures::future::join_all(calls).await;
+    let mut hashes = std::collections::HashSet::new();
+    for (status, r) in &results {
+        assert_eq!(*status, 200, "{r}");
+        assert_eq!(r["success"], true);
+        hashes.insert(r["transaction"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(hashes.len(), 1, "every caller sees the same settlement");
+    assert_eq!(s.balance(s.payee).await, before_payee + U256::from(PRICE));
+    assert_eq!(
+        s.balance(TestChain::address(2)).await,
+        before_payer - U256::from(PRICE)
+    );
+
+    // And once more, later.
+    let (status, again) = s.post("/settle", &body).await;
+    assert_eq!(status, 200);
+    assert!(hashes.contains(again["transaction"].as_str().unwrap()));
+    assert_eq!(s.balance(s.payee).await, before_payee + U256::from(PRICE));
+}
+
+#[tokio::test]
+async fn bad_payments_and_bodies_get_400_with_the_spec_reason() {
+    let s = setup().await;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expired = ExactEvmClient::new(TestChain::signer(3))
+        .sign_with_window(
+            &s.requirements,
+            None,
+            AuthorizationWindow {
+                valid_after: t - 600,
+                valid_before: t - 1,
+                nonce: B256::random(),
+            },
+        )
+        .await
+        .unwrap();
+    let (status, r) = s.post("/verify", &s.body(&expired)).await;
+    assert_eq!(status, 400);
+    assert_eq!(r["isValid"], false);
+    assert_eq!(
+        r["invalidReason"],
+        "invalid_exact_evm_payload_authorization_valid_before"
+    );
+    assert!(r["invalidMessage"].as_str().unwrap().contains("expires"));
+    let (status, r) = s.post("/settle", &s.body(&expired)).await;
+    assert_eq!(status, 400);
+    assert_eq!(r["success"], false);
+    assert_eq!(
+        r["errorReason"],
+        "invalid_exact_evm_payload_authorization_valid_before"
+    );
+    assert_eq!(r["transaction"], "");
+
+    // Malformed bodies: the message names the field.
+    let payment = s.pay(3).await;
+    let mut body = s.body(&payment);
+    body["paymentRequirements"]["amount"] = json!("-1");
+    let (status, r) = s.post("/verify", &body).await;
+    assert_eq!(status, 400);
+    assert_eq!(r["invalidReason"], "invalid_payload");
+    assert!(
+        r["invalidMessage"]
+            .as_str()
+            .unwrap()
+            .contains("paymentRequirements.amount"),
+        "{r}"
+    );
+    let mut body = s.body(&payment);
+    body["x402Version"] = json!(7);
+    let (status, r) = s.post("/settle", &body).await;
+    assert_eq!(status, 400);
+    assert_eq!(r["errorReason"], "invalid_x402_version");
+    let raw = s
+        .http
+        .post(format!("{}/verify", s.url))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 400);
+
+    // A network this facilitator does not serve.
+    let mut body = s.body(&payment);
+    body["paymentRequirements"]["network"] = json!("eip155:1");
+    let (status, r) = s.post("/verify", &body).await;
+    assert_eq!(status, 400);
+    assert_eq!(r["invalidReason"], "invalid_network");
+
+    // Oversized bodies are refused before parsing.
+    let huge = json!({ "pad": "x".repeat(100 * 1024) });
+    let r = s
+        .http
+        .post(format!("{}/verify", s.url))
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(
+        s.balance(s.payee).await,
+        U256::from(tollgate_testkit::chain::INITIAL_USDC)
+    );
+}
+
+#[tokio::test]
+async fn v1_requests_are_served_with_v1_shapes() {
+    let s = setup().await;
+    let payment = s.pay(4).await;
+    let resource = ResourceInfo {
+        url: "http://127.0.0.1/thing".into(),
+        ..ResourceInfo::default()
+    };
+    let body = json!({
+        "x402Version": 1,
+        "paymentPayload": PaymentPayloadV1::from_v2(&payment),
+        "paymentRequirements": PaymentRequirementsV1::from_v2(&s.requirements, &resource),
+    });
+    let (status, r) = s.post("/verify", &body).await;
+    assert_eq!(status, 200, "{r}");
+    let (status, r) = s.post("/settle", &body).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["success"], true);
+    assert_eq!(
+        r["network"],
+        s.chain.caip2(),
+        "no v1 name for a local chain"
+    );
+}
+
+#[tokio::test]
+async fn pending_settlement_is_reconciled_after_restart() {
+    let s = setup_with(1).await;
+    let payment = s.pay(5).await;
+    let before = s.balance(s.payee).await;
+    s.chain.set_automine(false).await.unwrap();
+
+    let (status, r) = s.post("/settle", &s.body(&payment)).await;
+    assert_eq!(status, 202, "{r}");
+    assert_eq!(r["success"], false);
+    assert_eq!(r["errorReason"], "settlement_pending");
+    let tx = r["transaction"].as_str().unwrap().to_owned();
+    assert_eq!(tx.len(), 66);
+
+    // The process goes away with the settlement in flight.
+    let body = s.body(&payment);
+    s.server.abort();
+    drop(s.facilitator);
+    s.chain.mine().await.unwrap();
+    s.chain.set_automine(true).await.unwrap();
+
+    // A new process on the same ledger finishes it, and a retry gets the same answer.
+    let (facilitator, report) = Facilitator::from_config(&s.config).await.unwrap();
+    assert_eq!(report.confirmed, 1, "{report:?}");
+    let (url, _server) = serve(facilitator).await;
+    let r: Value = s
+        .http
+        .post(format!("{url}/settle"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["transaction"], tx.as_str());
+    assert_eq!(
+        s.chain.usdc_balance(s.payee).await.unwrap(),
+        before + U256::from(PRICE)
+    );
+}
+
+#[tokio::test]
+async fn chain_outage_is_503_not_the_payers_fault() {
+    let s = setup().await;
+    let payment = s.pay(6).await;
+    let body = s.body(&payment);
+    let Setup {
+        chain, url, http, ..
+    } = s;
+    drop(chain); // anvil is killed
+    let r = http
+        .post(format!("{url}/verify"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["invalidReason"], "unexpected_verify_error");
+    let r = http
+        .post(format!("{url}/settle"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let health = http.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 503);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
