@@ -723,6 +723,18 @@ async fn authorization_cancelled_after_verify_is_not_settled() {
         .unwrap_err();
     assert_eq!(err.reason(), ErrorReason::InvalidExactEvmNonceAlreadyUsed);
     assert_eq!(rig.chain.usdc_balance(rig.payee).await.unwrap(), before);
+
+    // The refused transaction must not leave a gap in the signer's nonces: the next payment
+    // settles at once.
+    let next = rig.payer.sign(&rig.requirements, None).await.unwrap();
+    rig.facilitator
+        .settle(&next, &rig.requirements)
+        .await
+        .unwrap();
+    assert_eq!(
+        rig.chain.usdc_balance(rig.payee).await.unwrap(),
+        before + U256::from(PRICE)
+    );
 }
 
 #[tokio::test]

@@ -417,3 +417,22 @@ async fn chain_outage_is_503_not_the_payers_fault() {
     assert_eq!(health.status().as_u16(), 503);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test]
+async fn many_distinct_payments_settle_concurrently() {
+    let s = setup().await;
+    let before = s.balance(s.payee).await;
+    let mut payments = Vec::new();
+    for i in 0..40 {
+        payments.push(s.pay(1 + i % 8).await);
+    }
+    let bodies: Vec<Value> = payments.iter().map(|p| s.body(p)).collect();
+    let results = futures::future::join_all(bodies.iter().map(|b| s.post("/settle", b))).await;
+    let mut hashes = std::collections::HashSet::new();
+    for (status, r) in &results {
+        assert_eq!(*status, 200, "{r}");
+        hashes.insert(r["transaction"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(hashes.len(), 40, "one transaction per payment");
+    assert_eq!(s.balance(s.payee).await, before + U256::from(PRICE * 40));
+}
