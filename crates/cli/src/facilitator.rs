@@ -40,11 +40,14 @@ pub async fn run(args: FacilitatorArgs) -> Result<(), FacilitatorError> {
     }
     let path = args.config.ok_or(FacilitatorError::NoConfig)?;
     let config = Config::load(&path)?;
+    // Fail on a missing API key before touching the chain or the ledger.
+    config.server.load_api_key()?;
     let (facilitator, report) = Facilitator::from_config(&config).await?;
     tracing::info!(?report, "ledger reconciled");
     let limits = http::HttpLimits {
         body_limit_bytes: config.server.body_limit_bytes,
         request_timeout: std::time::Duration::from_secs(config.server.request_timeout_secs),
+        api_key: config.server.load_api_key()?,
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await

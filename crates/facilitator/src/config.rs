@@ -45,6 +45,10 @@ pub struct ServerConfig {
     /// Longest a request may take, settlement included.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
+    /// Name of an environment variable holding an API key; when set, `/verify` and `/settle`
+    /// require `Authorization: Bearer <key>`.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +57,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             body_limit_bytes: default_body_limit(),
             request_timeout_secs: default_request_timeout(),
+            api_key_env: None,
         }
     }
 }
@@ -261,6 +266,27 @@ impl Config {
     }
 }
 
+impl ServerConfig {
+    /// Reads the API key named by `api_key_env`, if any. A named but unset or empty variable is
+    /// an error: silently running without auth would be worse than not starting.
+    pub fn load_api_key(&self) -> Result<Option<String>, ConfigError> {
+        let Some(var) = &self.api_key_env else {
+            return Ok(None);
+        };
+        match std::env::var(var) {
+            Ok(key) if key.len() >= 16 => Ok(Some(key)),
+            Ok(_) => Err(invalid(
+                "server.api_key_env",
+                format!("the key in {var} is shorter than 16 characters"),
+            )),
+            Err(_) => Err(invalid(
+                "server.api_key_env",
+                format!("environment variable {var} is not set"),
+            )),
+        }
+    }
+}
+
 impl NetworkConfig {
     /// Reads the signer key from the environment or the key file. The key never appears in the
     /// error: only where it was looked for.
@@ -306,6 +332,9 @@ listen = "127.0.0.1:4020"
 body_limit_bytes = 65536
 # Longest a request may take, settlement included.
 request_timeout_secs = 120
+# Require `Authorization: Bearer <key>` on /verify and /settle, the key read from this
+# environment variable (leave out for no auth):
+# api_key_env = "TOLLGATE_API_KEY"
 
 [ledger]
 # SQLite file recording every verification and settlement (created if missing).

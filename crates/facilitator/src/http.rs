@@ -5,11 +5,12 @@
 //! the spec's reason string and a readable message), 503 when the chain or the ledger cannot be
 //! reached. Never a 500 for a client's mistake.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,15 +20,28 @@ use tollgate_proto::{
     X402Version,
 };
 
+use crate::metrics::{Gauge, Metrics};
 use crate::service::{Facilitator, Outcome};
 
-/// Limits applied to every request.
-#[derive(Debug, Clone, Copy)]
+/// Limits and access control applied to every request.
+#[derive(Clone)]
 pub struct HttpLimits {
     /// Largest request body.
     pub body_limit_bytes: usize,
     /// Longest a request may take.
     pub request_timeout: Duration,
+    /// When set, `/verify` and `/settle` require `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for HttpLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpLimits")
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for HttpLimits {
@@ -35,6 +49,7 @@ impl Default for HttpLimits {
         Self {
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(120),
+            api_key: None,
         }
     }
 }
@@ -42,7 +57,8 @@ impl Default for HttpLimits {
 #[derive(Clone)]
 struct AppState {
     facilitator: Facilitator,
-    limits: HttpLimits,
+    limits: Arc<HttpLimits>,
+    metrics: Arc<Metrics>,
 }
 
 /// The facilitator's routes, ready to serve.
@@ -52,11 +68,55 @@ pub fn router(facilitator: Facilitator, limits: HttpLimits) -> Router {
         .route("/settle", post(settle))
         .route("/supported", get(supported))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
         .with_state(AppState {
             facilitator,
-            limits,
+            limits: Arc::new(limits),
+            metrics: Arc::new(Metrics::default()),
         })
+}
+
+/// Checks the bearer key in constant time (no early exit on the first differing byte).
+fn authorized(limits: &HttpLimits, headers: &HeaderMap) -> bool {
+    let Some(key) = &limits.api_key else {
+        return true;
+    };
+    let Some(given) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.as_bytes(), key.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+        Json(serde_json::json!({ "error": "missing or invalid bearer API key" })),
+    )
+        .into_response()
+}
+
+fn outcome_label<T>(
+    outcome: &Outcome<T>,
+    ok: &'static str,
+    rejected: &'static str,
+) -> &'static str {
+    match outcome {
+        Outcome::Ok(_) => ok,
+        Outcome::Pending(_) => "pending",
+        Outcome::Rejected(_) => rejected,
+        Outcome::Unavailable(_) => "unavailable",
+    }
 }
 
 /// Decodes a request body; serde's message names the failing field for our dispatching types
@@ -73,11 +133,18 @@ fn bad_request_reason(message: &str) -> ErrorReason {
     }
 }
 
-async fn verify(State(state): State<AppState>, body: Bytes) -> Response {
+async fn verify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&state.limits, &headers) {
+        return unauthorized();
+    }
+    let started = Instant::now();
     let request = match parse(&body) {
         Ok(r) => r,
         Err(message) => {
             let reason = bad_request_reason(&message);
+            state
+                .metrics
+                .observe("verify", "invalid", reason.as_str(), started.elapsed());
             return (
                 StatusCode::BAD_REQUEST,
                 Json(VerifyResponse::invalid(reason, Some(message), None)),
@@ -86,25 +153,40 @@ async fn verify(State(state): State<AppState>, body: Bytes) -> Response {
         }
     };
     let work = state.facilitator.verify(&request);
-    match tokio::time::timeout(state.limits.request_timeout, work).await {
-        Ok(outcome) => respond(outcome),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(VerifyResponse::invalid(
-                ErrorReason::UnexpectedVerifyError,
-                Some("verification timed out".into()),
-                None,
-            )),
-        )
-            .into_response(),
-    }
+    let outcome = match tokio::time::timeout(state.limits.request_timeout, work).await {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::Unavailable(VerifyResponse::invalid(
+            ErrorReason::UnexpectedVerifyError,
+            Some("verification timed out".into()),
+            None,
+        )),
+    };
+    let reason = outcome
+        .body()
+        .invalid_reason
+        .as_ref()
+        .map(|r| r.to_string());
+    state.metrics.observe(
+        "verify",
+        outcome_label(&outcome, "valid", "invalid"),
+        reason.as_deref().unwrap_or(""),
+        started.elapsed(),
+    );
+    respond(outcome)
 }
 
-async fn settle(State(state): State<AppState>, body: Bytes) -> Response {
+async fn settle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&state.limits, &headers) {
+        return unauthorized();
+    }
+    let started = Instant::now();
     let request = match parse(&body) {
         Ok(r) => r,
         Err(message) => {
             let reason = bad_request_reason(&message);
+            state
+                .metrics
+                .observe("settle", "failure", reason.as_str(), started.elapsed());
             let network = network_hint(&body);
             return (
                 StatusCode::BAD_REQUEST,
@@ -137,6 +219,13 @@ async fn settle(State(state): State<AppState>, body: Bytes) -> Response {
             ))
         }
     };
+    let reason = outcome.body().error_reason.as_ref().map(|r| r.to_string());
+    state.metrics.observe(
+        "settle",
+        outcome_label(&outcome, "success", "failure"),
+        reason.as_deref().unwrap_or(""),
+        started.elapsed(),
+    );
     match version {
         X402Version::V2 => respond(outcome),
         X402Version::V1 => respond(match outcome {
@@ -239,6 +328,60 @@ async fn health(State(state): State<AppState>) -> Response {
             networks,
             ledger,
         }),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    use alloy::providers::Provider;
+    let mut gauges = Vec::new();
+    if let Ok(counts) = state.facilitator.ledger().count_by_state().await {
+        let pending = counts
+            .iter()
+            .find(|(s, _)| s == "submitted")
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
+        gauges.push(Gauge {
+            name: "tollgate_facilitator_pending_settlements",
+            help: "Settlements sent but not yet confirmed.",
+            labels: vec![],
+            value: pending as f64,
+        });
+        for (s, n) in counts {
+            gauges.push(Gauge {
+                name: "tollgate_facilitator_ledger_entries",
+                help: "Ledger entries by settlement state.",
+                labels: vec![("state", s)],
+                value: n as f64,
+            });
+        }
+    }
+    for kind in state.facilitator.supported().kinds {
+        if kind.x402_version != X402Version::V2 {
+            continue;
+        }
+        let Some(scheme) = state.facilitator.scheme(&kind.network) else {
+            continue;
+        };
+        if let Ok(balance) = scheme.provider().get_balance(scheme.signer_address()).await {
+            // Prometheus values are floats; the gauge is for alerting, not accounting.
+            gauges.push(Gauge {
+                name: "tollgate_facilitator_signer_balance_wei",
+                help: "Native balance of each settlement signer (pays gas).",
+                labels: vec![
+                    ("network", kind.network.to_string()),
+                    ("signer", scheme.signer_address().to_string()),
+                ],
+                value: f64::from(balance),
+            });
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(&gauges),
     )
         .into_response()
 }

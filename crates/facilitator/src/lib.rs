@@ -4,7 +4,8 @@
 //! - [`ledger`] — the durable settlement ledger (SQLite).
 //! - [`service`] — [`Facilitator`], the library type: verify, idempotent settle, supported,
 //!   reconciliation after a restart. Embed it in a resource server to skip the HTTP hop.
-//! - [`http`] — the spec's HTTP API over a [`Facilitator`].
+//! - [`http`] — the spec's HTTP API over a [`Facilitator`], with bearer-key auth and limits.
+//! - [`metrics`] — Prometheus counters and histograms for `GET /metrics`.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,6 +21,7 @@
 pub mod config;
 pub mod http;
 pub mod ledger;
+pub mod metrics;
 pub mod service;
 
 pub use config::Config;

@@ -436,3 +436,88 @@ async fn many_distinct_payments_settle_concurrently() {
     assert_eq!(hashes.len(), 40, "one transaction per payment");
     assert_eq!(s.balance(s.payee).await, before + U256::from(PRICE * 40));
 }
+
+#[tokio::test]
+async fn metrics_count_results_by_reason() {
+    let s = setup().await;
+    let payment = s.pay(7).await;
+    assert_eq!(s.post("/settle", &s.body(&payment)).await.0, 200);
+    let mut bad = s.body(&payment);
+    bad["paymentPayload"]["payload"]["signature"] = json!("0x1234");
+    assert_eq!(s.post("/verify", &bad).await.0, 400);
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            "tollgate_facilitator_requests_total{endpoint=\"settle\",outcome=\"success\",reason=\"\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("endpoint=\"verify\",outcome=\"invalid\",reason=\"invalid_exact_evm_failed_to_parse_signature\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tollgate_facilitator_request_duration_seconds_count{endpoint=\"settle\"} 1")
+    );
+    assert!(text.contains("tollgate_facilitator_pending_settlements 0"));
+    assert!(text.contains("tollgate_facilitator_ledger_entries{state=\"confirmed\"} 1"));
+    assert!(text.contains("tollgate_facilitator_signer_balance_wei{network="));
+}
+
+#[tokio::test]
+async fn api_key_guards_verify_and_settle() {
+    let s = setup().await;
+    let limits = http::HttpLimits {
+        api_key: Some("k3y-with-enough-length".into()),
+        ..http::HttpLimits::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = http::router(s.facilitator.clone(), limits);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let payment = s.pay(8).await;
+    let body = s.body(&payment);
+    for (auth, expected) in [
+        (None, 401),
+        (Some("Bearer wrong-key-of-some-length"), 401),
+        (Some("k3y-with-enough-length"), 401),
+        (Some("Bearer k3y-with-enough-length"), 200),
+    ] {
+        let mut req = s.http.post(format!("{url}/verify")).json(&body);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        assert_eq!(
+            req.send().await.unwrap().status().as_u16(),
+            expected,
+            "{auth:?}"
+        );
+    }
+    let r = s
+        .http
+        .post(format!("{url}/settle"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // Discovery stays open.
+    let r = s.http.get(format!("{url}/supported")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(!format!(
+        "{:?}",
+        http::HttpLimits {
+            api_key: Some("k3y-with-enough-length".into()),
+            ..http::HttpLimits::default()
+        }
+    )
+    .contains("k3y"));
+}
