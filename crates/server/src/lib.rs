@@ -1,0 +1,21 @@
+//! x402 for resource servers: put a price on routes.
+//!
+//! A request to a priced route without a payment gets `402 Payment Required` with the price in
+//! a `PAYMENT-REQUIRED` header (v2) and a JSON body (v1). With a payment, the paywall asks a
+//! facilitator to verify it, runs the handler, has the payment settled, and returns the
+//! handler's response with a `PAYMENT-RESPONSE` receipt. Nothing here knows a chain: the scheme
+//! payload is passed through to the facilitator untouched.
+//!
+//! - [`price`] — payment options, route prices and the route table.
+//! - [`paywall`] — the tower layer and service.
+//! - [`facilitator`] — the facilitator trait, in-process and remote (HTTP) implementations.
+
+pub mod facilitator;
+pub mod paywall;
+pub mod price;
+
+#[cfg(feature = "remote")]
+pub use facilitator::RemoteFacilitator;
+pub use facilitator::{FacilitatorClient, FacilitatorError};
+pub use paywall::{PaymentInfo, Paywall, PaywallLayer, SettlementMode};
+pub use price::{PaymentOption, PriceError, RoutePrice, RouteTable};

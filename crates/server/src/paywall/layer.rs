@@ -1,0 +1,91 @@
+//! [`PaywallLayer`]: applies the paywall to a service.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use tower_layer::Layer;
+
+use super::service::{Paywall, Shared};
+use crate::price::{PriceError, RoutePrice, RouteTable};
+use crate::FacilitatorClient;
+
+/// When the payment is settled relative to the handler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SettlementMode {
+    /// Verify, run the handler, settle, then respond (the default). Nothing is settled when the
+    /// handler answers an error; if settlement fails, the handler's body is not delivered.
+    #[default]
+    AfterHandler,
+    /// Settle before running the handler, for handlers with side effects that must only ever
+    /// run for money already received. The handler sees the transaction hash.
+    BeforeHandler,
+}
+
+/// A tower layer that puts prices on routes.
+///
+/// ```
+/// use tollgate_server::{PaymentOption, PaywallLayer, RemoteFacilitator, RoutePrice};
+/// let base = "eip155:8453".parse().unwrap();
+/// let layer = PaywallLayer::new(RemoteFacilitator::new("http://127.0.0.1:4020"))
+///     .route(
+///         "GET /weather",
+///         RoutePrice::new(PaymentOption::usd("$0.001", base, "0x209693Bc6afc0C5328bA36FaF03C514EF312287C").unwrap())
+///             .description("Today's weather"),
+///     )
+///     .unwrap();
+/// let app: axum::Router = axum::Router::new()
+///     .route("/weather", axum::routing::get(|| async { "sunny" }))
+///     .layer(layer);
+/// ```
+pub struct PaywallLayer<F> {
+    shared: Arc<Shared<F>>,
+}
+
+impl<F> Clone for PaywallLayer<F> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<F: FacilitatorClient> PaywallLayer<F> {
+    /// A paywall with no priced routes yet, settling through `facilitator`.
+    pub fn new(facilitator: F) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                routes: RouteTable::default(),
+                facilitator,
+                mode: SettlementMode::default(),
+                claims: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared<F> {
+        Arc::get_mut(&mut self.shared).expect("configure the layer before cloning it")
+    }
+
+    /// Prices `route` (`"GET /weather"`, or `"GET /files/*"` for everything under a prefix).
+    pub fn route(mut self, route: &str, price: RoutePrice) -> Result<Self, PriceError> {
+        self.shared_mut().routes.insert(route, price)?;
+        Ok(self)
+    }
+
+    /// Chooses when payments are settled.
+    pub fn settlement_mode(mut self, mode: SettlementMode) -> Self {
+        self.shared_mut().mode = mode;
+        self
+    }
+}
+
+impl<S, F> Layer<S> for PaywallLayer<F> {
+    type Service = Paywall<S, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Paywall {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}

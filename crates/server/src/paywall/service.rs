@@ -1,0 +1,331 @@
+//! [`Paywall`]: the service that answers 402s, verifies, runs the handler and settles.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, Request, StatusCode};
+use tollgate_proto::v1::{PaymentRequiredV1, PaymentRequirementsV1};
+use tollgate_proto::{
+    header, AnyPaymentPayload, AtomicAmount, FacilitatorRequest, Network, PaymentRequired,
+    PaymentRequirements, ResourceInfo, Scheme, SettleResponse, SettleResponseV1, X402Version, V2,
+};
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::layer::SettlementMode;
+use crate::price::{RoutePrice, RouteTable};
+use crate::FacilitatorClient;
+
+pub(crate) struct Shared<F> {
+    pub(crate) routes: RouteTable,
+    pub(crate) facilitator: F,
+    pub(crate) mode: SettlementMode,
+    /// Payments currently being processed, by their scheme payload. A second request carrying
+    /// the same payment while the first is in flight is refused, so one payment is served once;
+    /// after settlement the chain itself refuses the reuse at verification.
+    pub(crate) claims: Mutex<HashSet<String>>,
+}
+
+/// What the handler learns about the payment, from request extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentInfo {
+    /// Protocol version the client used.
+    pub version: X402Version,
+    /// Payment scheme.
+    pub scheme: Scheme,
+    /// Network.
+    pub network: Network,
+    /// Asset.
+    pub asset: String,
+    /// Amount in atomic units.
+    pub amount: AtomicAmount,
+    /// The payer, as the facilitator reported it.
+    pub payer: Option<String>,
+    /// The settlement transaction (only in [`SettlementMode::BeforeHandler`]).
+    pub transaction: Option<String>,
+}
+
+/// The paywall service; see [`PaywallLayer`](super::PaywallLayer).
+pub struct Paywall<S, F> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared<F>>,
+}
+
+impl<S: Clone, F> Clone for Paywall<S, F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S, F> Service<Request<Body>> for Paywall<S, F>
+where
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    F: FacilitatorClient,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // Take the service that was driven to readiness; leave a clone in its place.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move { handle(shared, inner, request).await })
+    }
+}
+
+/// Releases a payment claim when the request ends, however it ends.
+struct Claim<'a> {
+    claims: &'a Mutex<HashSet<String>>,
+    key: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
+}
+
+async fn handle<S, F>(
+    shared: Arc<Shared<F>>,
+    mut inner: S,
+    mut request: Request<Body>,
+) -> Result<Response, S::Error>
+where
+    S: Service<Request<Body>, Response = Response> + Send,
+    S::Future: Send,
+    F: FacilitatorClient,
+{
+    let Some(price) = shared
+        .routes
+        .find(request.method(), request.uri().path())
+        .cloned()
+    else {
+        return inner.call(request).await;
+    };
+    let resource = resource_info(&request, &price);
+    let accepts: Vec<PaymentRequirements> =
+        price.options.iter().map(|o| o.requirements()).collect();
+    let challenge = |error: String| payment_required(&resource, &accepts, error);
+
+    let payment = match header::payment_from_headers(request.headers()) {
+        None => return Ok(challenge("PAYMENT-SIGNATURE header is required".into())),
+        Some(Err(e)) => return Ok(challenge(format!("invalid payment header: {e}"))),
+        Some(Ok(p)) => p,
+    };
+    let (facilitator_request, chosen, claim_key) = match payment {
+        AnyPaymentPayload::V2(p) => {
+            let Some(chosen) = accepts.iter().find(|r| **r == p.accepted).cloned() else {
+                return Ok(challenge(
+                    "the payment's `accepted` matches none of this resource's requirements".into(),
+                ));
+            };
+            let key = claim_key(&p.payload);
+            let request = FacilitatorRequest::V2 {
+                payment_payload: *p,
+                payment_requirements: chosen.clone(),
+            };
+            (request, chosen, key)
+        }
+        AnyPaymentPayload::V1(p) => {
+            let Some(chosen) = accepts
+                .iter()
+                .find(|r| r.scheme == p.scheme && r.network == p.network.0)
+                .cloned()
+            else {
+                return Ok(challenge(format!(
+                    "no {} payment on {} is accepted for this resource",
+                    p.scheme, p.network.0
+                )));
+            };
+            let key = claim_key(&p.payload);
+            let request = FacilitatorRequest::V1 {
+                payment_requirements: PaymentRequirementsV1::from_v2(&chosen, &resource),
+                payment_payload: p,
+            };
+            (request, chosen, key)
+        }
+    };
+
+    let _claim = {
+        let mut claims = shared.claims.lock().unwrap_or_else(|p| p.into_inner());
+        if !claims.insert(claim_key.clone()) {
+            return Ok(challenge(
+                "this payment is already being used by another request".into(),
+            ));
+        }
+        Claim {
+            claims: &shared.claims,
+            key: claim_key,
+        }
+    };
+
+    let verified = match shared.facilitator.verify(&facilitator_request).await {
+        Ok(v) if v.is_valid => v,
+        Ok(v) => {
+            let reason = v.invalid_reason.map(|r| r.to_string()).unwrap_or_default();
+            let detail = v.invalid_message.unwrap_or_default();
+            return Ok(challenge(format!("payment rejected: {reason}: {detail}")));
+        }
+        Err(e) => return Ok(unavailable(e.to_string())),
+    };
+    let version = facilitator_request.version();
+    let mut info = PaymentInfo {
+        version,
+        scheme: chosen.scheme.clone(),
+        network: chosen.network.clone(),
+        asset: chosen.asset.clone(),
+        amount: chosen.amount,
+        payer: verified.payer.clone(),
+        transaction: None,
+    };
+
+    match shared.mode {
+        SettlementMode::BeforeHandler => {
+            let settled = match settle(&shared.facilitator, &facilitator_request).await {
+                Ok(s) => s,
+                Err(SettleFailure::Rejected(e)) => return Ok(challenge(e)),
+                Err(SettleFailure::Unavailable(e)) => return Ok(unavailable(e)),
+            };
+            info.transaction = Some(settled.transaction.clone());
+            request.extensions_mut().insert(info);
+            let mut response = inner.call(request).await?;
+            attach_receipt(&mut response, version, settled);
+            Ok(response)
+        }
+        SettlementMode::AfterHandler => {
+            request.extensions_mut().insert(info);
+            let mut response = inner.call(request).await?;
+            if response.status().as_u16() >= 400 {
+                // The handler failed: the buyer is not charged.
+                return Ok(response);
+            }
+            match settle(&shared.facilitator, &facilitator_request).await {
+                Ok(settled) => {
+                    attach_receipt(&mut response, version, settled);
+                    Ok(response)
+                }
+                // The handler's body is dropped: nothing is delivered unpaid.
+                Err(SettleFailure::Rejected(e)) => Ok(challenge(e)),
+                Err(SettleFailure::Unavailable(e)) => Ok(unavailable(e)),
+            }
+        }
+    }
+}
+
+/// Why a settlement did not succeed.
+enum SettleFailure {
+    /// The facilitator refused it (or it is still pending): answer 402 with the reason.
+    Rejected(String),
+    /// The facilitator could not be reached: answer 503.
+    Unavailable(String),
+}
+
+async fn settle<F: FacilitatorClient>(
+    facilitator: &F,
+    request: &FacilitatorRequest,
+) -> Result<SettleResponse, SettleFailure> {
+    match facilitator.settle(request).await {
+        Ok(s) if s.success => Ok(s),
+        Ok(s) => {
+            let reason = s.error_reason.map(|r| r.to_string()).unwrap_or_default();
+            let detail = s.error_message.unwrap_or_default();
+            Err(SettleFailure::Rejected(format!(
+                "settlement failed: {reason}: {detail}"
+            )))
+        }
+        Err(e) => Err(SettleFailure::Unavailable(e.to_string())),
+    }
+}
+
+fn claim_key(payload: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::to_string(payload).unwrap_or_default()
+}
+
+fn resource_info(request: &Request<Body>, price: &RoutePrice) -> ResourceInfo {
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    ResourceInfo {
+        url: format!("http://{host}{path}"),
+        description: price.description.clone(),
+        mime_type: price.mime_type.clone(),
+        ..ResourceInfo::default()
+    }
+}
+
+/// The 402: the v2 challenge in `PAYMENT-REQUIRED`, and the v1 form as the JSON body so that
+/// v1 clients and agents that only read bodies can pay too.
+fn payment_required(
+    resource: &ResourceInfo,
+    accepts: &[PaymentRequirements],
+    error: String,
+) -> Response {
+    let v2 = PaymentRequired {
+        x402_version: V2,
+        error: Some(error),
+        resource: resource.clone(),
+        accepts: accepts.to_vec(),
+        extensions: None,
+    };
+    let v1 = PaymentRequiredV1::from_v2(&v2);
+    let body = serde_json::to_vec(&v1).unwrap_or_default();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::PAYMENT_REQUIRED;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&header::encode(&v2)) {
+        headers.insert(header::PAYMENT_REQUIRED, value);
+    }
+    response
+}
+
+fn unavailable(message: String) -> Response {
+    let body = serde_json::json!({ "error": "payment facilitator unavailable", "detail": message });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn attach_receipt(response: &mut Response, version: X402Version, settled: SettleResponse) {
+    let (name, value) = match version {
+        X402Version::V2 => (header::PAYMENT_RESPONSE, header::encode(&settled)),
+        X402Version::V1 => (
+            header::X_PAYMENT_RESPONSE,
+            header::encode(&SettleResponseV1::from(settled)),
+        ),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(name, value);
+    }
+}

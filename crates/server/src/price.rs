@@ -1,0 +1,220 @@
+//! What a route costs: payment options and the route table.
+
+use http::Method;
+use serde_json::{Map, Value};
+use tollgate_proto::money::{DecimalAmount, MoneyError};
+use tollgate_proto::{asset, AtomicAmount, Network, PaymentRequirements, Scheme, U256};
+
+/// One way to pay for a route: an amount of one asset on one network, to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentOption {
+    /// The network.
+    pub network: Network,
+    /// The asset (token address).
+    pub asset: String,
+    /// The price in atomic units.
+    pub amount: U256,
+    /// The recipient.
+    pub pay_to: String,
+    /// How long the buyer has to complete the payment.
+    pub max_timeout_seconds: u64,
+    /// Scheme data for the buyer (e.g. the token's signing-domain name and version).
+    pub extra: Option<Map<String, Value>>,
+}
+
+/// Why a price cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PriceError {
+    /// The amount does not parse.
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+    /// A dollar price on a network without a known dollar stablecoin.
+    #[error(
+        "no known stablecoin on {0}: give the price as an atomic amount with an explicit asset"
+    )]
+    NoDefaultAsset(Network),
+    /// The route pattern is not `METHOD /path`.
+    #[error("route {0:?} is not \"METHOD /path\" (e.g. \"GET /weather\")")]
+    BadRoute(String),
+}
+
+impl PaymentOption {
+    /// A price in dollars (`"$0.01"` or `"0.01"`), paid in the network's known stablecoin.
+    ///
+    /// ```
+    /// use tollgate_server::PaymentOption;
+    /// let base = "eip155:8453".parse().unwrap();
+    /// let option = PaymentOption::usd("$0.01", base, "0x209693Bc6afc0C5328bA36FaF03C514EF312287C").unwrap();
+    /// assert_eq!(option.amount.to::<u64>(), 10_000);
+    /// ```
+    pub fn usd(price: &str, network: Network, pay_to: &str) -> Result<Self, PriceError> {
+        let known = asset::default_asset(&network)
+            .ok_or_else(|| PriceError::NoDefaultAsset(network.clone()))?;
+        let amount = price.parse::<DecimalAmount>()?.to_atomic(known.decimals)?;
+        let extra = known.eip712.map(|d| {
+            let mut m = Map::new();
+            m.insert("name".into(), d.name.into());
+            m.insert("version".into(), d.version.into());
+            m
+        });
+        Ok(Self {
+            network,
+            asset: known.address.to_owned(),
+            amount,
+            pay_to: pay_to.to_owned(),
+            max_timeout_seconds: 60,
+            extra,
+        })
+    }
+
+    /// A price in atomic units of an explicit asset; `extra` carries what buyers need to sign
+    /// for it (for EIP-3009 tokens: `{"name": …, "version": …}`).
+    pub fn atomic(
+        amount: U256,
+        asset: &str,
+        network: Network,
+        pay_to: &str,
+        extra: Option<Map<String, Value>>,
+    ) -> Self {
+        Self {
+            network,
+            asset: asset.to_owned(),
+            amount,
+            pay_to: pay_to.to_owned(),
+            max_timeout_seconds: 60,
+            extra,
+        }
+    }
+
+    /// The wire requirements for the `exact` scheme.
+    pub fn requirements(&self) -> PaymentRequirements {
+        PaymentRequirements {
+            scheme: Scheme::Exact,
+            network: self.network.clone(),
+            amount: AtomicAmount(self.amount),
+            asset: self.asset.clone(),
+            pay_to: self.pay_to.clone(),
+            max_timeout_seconds: self.max_timeout_seconds,
+            extra: self.extra.clone(),
+        }
+    }
+}
+
+/// A priced route: its payment options and how it describes itself in the 402.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePrice {
+    /// Accepted ways to pay (at least one).
+    pub options: Vec<PaymentOption>,
+    /// Shown to buyers in the 402's resource info.
+    pub description: Option<String>,
+    /// MIME type of the response.
+    pub mime_type: Option<String>,
+}
+
+impl RoutePrice {
+    /// A route payable with one option.
+    pub fn new(option: PaymentOption) -> Self {
+        Self {
+            options: vec![option],
+            description: None,
+            mime_type: None,
+        }
+    }
+
+    /// Adds another accepted option (e.g. the same price on another network).
+    pub fn or(mut self, option: PaymentOption) -> Self {
+        self.options.push(option);
+        self
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = Some(text.into());
+        self
+    }
+
+    /// Sets the MIME type.
+    pub fn mime_type(mut self, mime: impl Into<String>) -> Self {
+        self.mime_type = Some(mime.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+enum PathPattern {
+    Exact(String),
+    /// `/files/*`: everything under the prefix.
+    Prefix(String),
+}
+
+/// Routes and their prices; the first matching entry wins.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    routes: Vec<(Method, PathPattern, RoutePrice)>,
+}
+
+impl RouteTable {
+    /// Prices `route` (`"GET /weather"`, or `"GET /files/*"` for a prefix).
+    pub fn insert(&mut self, route: &str, price: RoutePrice) -> Result<(), PriceError> {
+        let bad = || PriceError::BadRoute(route.to_owned());
+        let (method, path) = route.split_once(' ').ok_or_else(bad)?;
+        let method: Method = method.parse().map_err(|_| bad())?;
+        if !path.starts_with('/') || price.options.is_empty() {
+            return Err(bad());
+        }
+        let pattern = match path.strip_suffix('*') {
+            Some(prefix) => PathPattern::Prefix(prefix.to_owned()),
+            None => PathPattern::Exact(path.to_owned()),
+        };
+        self.routes.push((method, pattern, price));
+        Ok(())
+    }
+
+    /// The price of a request, if its route is priced.
+    pub fn find(&self, method: &Method, path: &str) -> Option<&RoutePrice> {
+        self.routes
+            .iter()
+            .find(|(m, p, _)| {
+                m == method
+                    && match p {
+                        PathPattern::Exact(e) => e == path,
+                        PathPattern::Prefix(prefix) => path.starts_with(prefix.as_str()),
+                    }
+            })
+            .map(|(_, _, price)| price)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_exactly_or_by_prefix() {
+        let base: Network = "eip155:8453".parse().unwrap();
+        let price = RoutePrice::new(PaymentOption::usd("0.001", base, "0x01").unwrap());
+        let mut t = RouteTable::default();
+        t.insert("GET /weather", price.clone()).unwrap();
+        t.insert("POST /files/*", price.clone()).unwrap();
+        assert!(t.find(&Method::GET, "/weather").is_some());
+        assert!(t.find(&Method::POST, "/weather").is_none());
+        assert!(t.find(&Method::GET, "/weather/x").is_none());
+        assert!(t.find(&Method::POST, "/files/a/b").is_some());
+        assert!(t.insert("GET weather", price.clone()).is_err());
+        assert!(t.insert("/weather", price).is_err());
+    }
+
+    #[test]
+    fn dollar_prices_need_a_known_stablecoin() {
+        let local = Network::eip155(31337);
+        assert!(matches!(
+            PaymentOption::usd("$1", local, "0x01"),
+            Err(PriceError::NoDefaultAsset(_))
+        ));
+        let base: Network = "eip155:84532".parse().unwrap();
+        let o = PaymentOption::usd("$0.001", base, "0x01").unwrap();
+        assert_eq!(o.amount, U256::from(1000));
+        assert_eq!(o.extra.unwrap()["name"], "USDC");
+        assert!(PaymentOption::usd("1abc", "eip155:8453".parse().unwrap(), "0x01").is_err());
+    }
+}

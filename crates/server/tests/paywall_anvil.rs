@@ -1,0 +1,342 @@
+//! The paywall in front of an axum app, with the real facilitator on a real anvil node.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use alloy::primitives::{Address, U256};
+use axum::extract::Extension;
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+use tollgate_evm::{ExactEvmClient, ExactEvmFacilitator, FacilitatorConfig};
+use tollgate_facilitator::{Facilitator, Ledger};
+use tollgate_proto::v1::PaymentPayloadV1;
+use tollgate_proto::{header, PaymentRequired, PaymentRequiredV1, SettleResponse};
+use tollgate_server::{PaymentInfo, PaymentOption, PaywallLayer, RoutePrice, SettlementMode};
+use tollgate_testkit::TestChain;
+
+const PRICE: u64 = 10_000;
+
+struct Shop {
+    chain: TestChain,
+    url: String,
+    http: reqwest::Client,
+    payee: Address,
+    served: Arc<AtomicUsize>,
+}
+
+async fn shop(mode: SettlementMode) -> Shop {
+    let chain = TestChain::start().await.unwrap();
+    let scheme = ExactEvmFacilitator::connect(
+        &chain.endpoint(),
+        TestChain::signer(0),
+        FacilitatorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let facilitator = Facilitator::new(vec![scheme], Ledger::in_memory().unwrap());
+    let payee = TestChain::address(9);
+    let network: tollgate_proto::Network = chain.caip2().parse().unwrap();
+    let extra = json!({ "name": "USD Coin", "version": "2" })
+        .as_object()
+        .cloned();
+    let option = PaymentOption::atomic(
+        U256::from(PRICE),
+        &chain.usdc.to_string(),
+        network,
+        &payee.to_string(),
+        extra,
+    );
+    let layer = PaywallLayer::new(facilitator)
+        .route(
+            "GET /weather",
+            RoutePrice::new(option.clone())
+                .description("Today's weather")
+                .mime_type("application/json"),
+        )
+        .unwrap()
+        .route("POST /fail", RoutePrice::new(option))
+        .unwrap()
+        .settlement_mode(mode);
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    let app = Router::new()
+        .route(
+            "/weather",
+            get(move |Extension(info): Extension<PaymentInfo>| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    // Let concurrent duplicates pile up while this one is in flight.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    axum::Json(json!({
+                        "forecast": "sunny",
+                        "payer": info.payer,
+                        "tx": info.transaction,
+                    }))
+                }
+            }),
+        )
+        .route(
+            "/fail",
+            post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .route("/free", get(|| async { "free" }))
+        .layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Shop {
+        chain,
+        url,
+        http: reqwest::Client::new(),
+        payee,
+        served,
+    }
+}
+
+impl Shop {
+    async fn challenge(&self, method: reqwest::Method, path: &str) -> PaymentRequired {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 402);
+        header::payment_required_from_headers(r.headers())
+            .expect("PAYMENT-REQUIRED header")
+            .unwrap()
+    }
+
+    async fn payment_header(&self, payer: usize, method: reqwest::Method, path: &str) -> String {
+        let challenge = self.challenge(method, path).await;
+        let payment = ExactEvmClient::new(TestChain::signer(payer))
+            .sign(&challenge.accepts[0], Some(challenge.resource.clone()))
+            .await
+            .unwrap();
+        header::encode(&payment)
+    }
+
+    async fn balance(&self) -> U256 {
+        self.chain.usdc_balance(self.payee).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn unpaid_requests_get_a_402_in_both_versions() {
+    let s = shop(SettlementMode::AfterHandler).await;
+    let r = s
+        .http
+        .get(format!("{}/weather", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 402);
+    let v2 = header::payment_required_from_headers(r.headers())
+        .unwrap()
+        .unwrap();
+    assert_eq!(v2.accepts.len(), 1);
+    assert_eq!(v2.accepts[0].amount.to_string(), PRICE.to_string());
+    assert_eq!(v2.resource.description.as_deref(), Some("Today's weather"));
+    assert!(v2.resource.url.ends_with("/weather"));
+    let body: PaymentRequiredV1 = r.json().await.unwrap();
+    assert_eq!(
+        body.accepts[0].max_amount_required.to_string(),
+        PRICE.to_string()
+    );
+    assert_eq!(body.accepts[0].mime_type, "application/json");
+
+    // Unpriced routes pass through untouched.
+    let r = s.http.get(format!("{}/free", s.url)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // Garbage in the payment header is a 402 that says why, not a 500.
+    let r = s
+        .http
+        .get(format!("{}/weather", s.url))
+        .header("payment-signature", "%%%")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 402);
+    let v2 = header::payment_required_from_headers(r.headers())
+        .unwrap()
+        .unwrap();
+    assert!(v2.error.unwrap().contains("invalid payment header"));
+    assert_eq!(s.served.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn v2_client_pays_and_gets_the_resource_and_a_receipt() {
+    let s = shop(SettlementMode::AfterHandler).await;
+    let before = s.balance().await;
+    let payment = s.payment_header(1, reqwest::Method::GET, "/weather").await;
+    let r = s
+        .http
+        .get(format!("{}/weather", s.url))
+        .header("PAYMENT-SIGNATURE", payment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let receipt: SettleResponse = header::settle_response_from_headers(r.headers())
+        .expect("PAYMENT-RESPONSE")
+        .unwrap();
+    assert!(receipt.success);
+    assert_eq!(
+        receipt.payer.as_deref(),
+        Some(TestChain::address(1).to_string().as_str())
+    );
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["forecast"], "sunny");
+    assert_eq!(body["payer"], TestChain::address(1).to_string());
+    assert_eq!(s.balance().await, before + U256::from(PRICE));
+    assert_eq!(s.served.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn v1_client_pays_the_same_route() {
+    let s = shop(SettlementMode::AfterHandler).await;
+    let before = s.balance().await;
+    // A v1 client reads the JSON body and pays with X-PAYMENT.
+    let r = s
+        .http
+        .get(format!("{}/weather", s.url))
+        .send()
+        .await
+        .unwrap();
+    let body: PaymentRequiredV1 = r.json().await.unwrap();
+    let (requirements, resource) = body.accepts[0].to_v2();
+    let payment = ExactEvmClient::new(TestChain::signer(2))
+        .sign(&requirements, Some(resource))
+        .await
+        .unwrap();
+    let v1 = PaymentPayloadV1::from_v2(&payment);
+    let r = s
+        .http
+        .get(format!("{}/weather", s.url))
+        .header("X-PAYMENT", header::encode(&v1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().get("x-payment-response").is_some());
+    assert!(r.headers().get("payment-response").is_none());
+    let receipt = header::settle_response_from_headers(r.headers())
+        .unwrap()
+        .unwrap();
+    assert!(receipt.success);
+    assert_eq!(s.balance().await, before + U256::from(PRICE));
+}
+
+#[tokio::test]
+async fn handler_errors_are_not_charged() {
+    let s = shop(SettlementMode::AfterHandler).await;
+    let before = s.balance().await;
+    let payment = s.payment_header(3, reqwest::Method::POST, "/fail").await;
+    let r = s
+        .http
+        .post(format!("{}/fail", s.url))
+        .header("PAYMENT-SIGNATURE", payment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    assert!(r.headers().get("payment-response").is_none());
+    assert_eq!(s.balance().await, before);
+}
+
+#[tokio::test]
+async fn one_payment_sent_many_times_is_served_once() {
+    let s = shop(SettlementMode::AfterHandler).await;
+    let before = s.balance().await;
+    let payment = s.payment_header(4, reqwest::Method::GET, "/weather").await;
+    let calls = (0..12).map(|_| {
+        s.http
+            .get(format!("{}/weather", s.url))
+            .header("PAYMENT-SIGNATURE", payment.clone())
+            .send()
+    });
+    let statuses: Vec<u16> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 402).count(),
+        11,
+        "{statuses:?}"
+    );
+    assert_eq!(s.served.load(Ordering::SeqCst), 1);
+    assert_eq!(s.balance().await, before + U256::from(PRICE));
+
+    // A later reuse is refused with the chain's reason.
+    let r = s
+        .http
+        .get(format!("{}/weather", s.url))
+        .header("PAYMENT-SIGNATURE", payment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 402);
+    let challenge = header::payment_required_from_headers(r.headers())
+        .unwrap()
+        .unwrap();
+    assert!(
+        challenge
+            .error
+            .unwrap()
+            .contains("invalid_exact_evm_nonce_already_used"),
+        "reuse must name the reason"
+    );
+    assert_eq!(s.served.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn settle_before_handler_shows_the_transaction_to_the_handler() {
+    let s = shop(SettlementMode::BeforeHandler).await;
+    let payment = s.payment_header(5, reqwest::Method::GET, "/weather").await;
+    let r = s
+        .http
+        .get(format!("{}/weather", s.url))
+        .header("PAYMENT-SIGNATURE", payment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let receipt = header::settle_response_from_headers(r.headers())
+        .unwrap()
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["tx"], receipt.transaction);
+    assert_eq!(receipt.transaction.len(), 66);
+}
+
+#[tokio::test]
+async fn a_payment_for_other_terms_is_refused_without_running_the_handler() {
+    let s = shop(SettlementMode::AfterHandler).await;
+    let challenge = s.challenge(reqwest::Method::GET, "/weather").await;
+    let mut cheaper = challenge.accepts[0].clone();
+    cheaper.amount = tollgate_proto::AtomicAmount::from(1u64);
+    let payment = ExactEvmClient::new(TestChain::signer(6))
+        .sign(&cheaper, None)
+        .await
+        .unwrap();
+    let before = s.balance().await;
+    let r = s
+        .http
+        .get(format!("{}/weather", s.url))
+        .header("PAYMENT-SIGNATURE", header::encode(&payment))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 402);
+    assert_eq!(s.served.load(Ordering::SeqCst), 0);
+    assert_eq!(s.balance().await, before);
+}
