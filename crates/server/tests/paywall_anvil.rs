@@ -26,6 +26,11 @@ struct Shop {
 }
 
 async fn shop(mode: SettlementMode) -> Shop {
+    shop_with(mode, false).await
+}
+
+/// With `remote`, the paywall talks to the facilitator over HTTP instead of in-process.
+async fn shop_with(mode: SettlementMode, remote: bool) -> Shop {
     let chain = TestChain::start().await.unwrap();
     let scheme = ExactEvmFacilitator::connect(
         &chain.endpoint(),
@@ -47,7 +52,26 @@ async fn shop(mode: SettlementMode) -> Shop {
         &payee.to_string(),
         extra,
     );
-    let layer = PaywallLayer::new(facilitator)
+    if remote {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = tollgate_facilitator::http::router(facilitator, Default::default());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let layer = PaywallLayer::new(tollgate_server::RemoteFacilitator::new(&url));
+        return finish_shop(chain, layer, option, mode, payee).await;
+    }
+    let layer = PaywallLayer::new(facilitator);
+    finish_shop(chain, layer, option, mode, payee).await
+}
+
+async fn finish_shop<F: tollgate_server::FacilitatorClient>(
+    chain: TestChain,
+    layer: PaywallLayer<F>,
+    option: PaymentOption,
+    mode: SettlementMode,
+    payee: Address,
+) -> Shop {
+    let layer = layer
         .route(
             "GET /weather",
             RoutePrice::new(option.clone())
@@ -339,4 +363,39 @@ async fn a_payment_for_other_terms_is_refused_without_running_the_handler() {
     assert_eq!(r.status().as_u16(), 402);
     assert_eq!(s.served.load(Ordering::SeqCst), 0);
     assert_eq!(s.balance().await, before);
+}
+
+#[tokio::test]
+async fn paywall_with_a_remote_facilitator_over_http() {
+    let s = shop_with(SettlementMode::AfterHandler, true).await;
+    let before = s.balance().await;
+    let payment = s.payment_header(7, reqwest::Method::GET, "/weather").await;
+    let r = s
+        .http
+        .get(format!("{}/weather", s.url))
+        .header("PAYMENT-SIGNATURE", payment.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        header::settle_response_from_headers(r.headers())
+            .unwrap()
+            .unwrap()
+            .success
+    );
+    assert_eq!(s.balance().await, before + U256::from(PRICE));
+    let r = s
+        .http
+        .get(format!("{}/weather", s.url))
+        .header("PAYMENT-SIGNATURE", payment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        402,
+        "a settled payment cannot be reused"
+    );
+    assert_eq!(s.served.load(Ordering::SeqCst), 1);
 }

@@ -6,7 +6,9 @@
 //! | module | crate | feature | what it is |
 //! |---|---|---|---|
 //! | [`proto`] | `tollgate-proto` | always | x402 v1/v2 wire types, header codecs, networks, money |
-//! | [`evm`] | `tollgate-evm` | `evm` (default) | the `exact` scheme on EVM chains: sign, verify, settle |
+//! | `evm` | `tollgate-evm` | `evm` (default) | the `exact` scheme on EVM chains: sign, verify, settle |
+//! | `facilitator` | `tollgate-facilitator` | `facilitator` | verify/settle service with a settlement ledger |
+//! | `server` | `tollgate-server` | `server` | the paywall: a tower layer that prices routes |
 //!
 //! ```
 //! use tollgate::proto::money::DecimalAmount;
@@ -20,3 +22,11 @@ pub use tollgate_proto as proto;
 #[cfg(feature = "evm")]
 #[doc(inline)]
 pub use tollgate_evm as evm;
+
+#[cfg(feature = "facilitator")]
+#[doc(inline)]
+pub use tollgate_facilitator as facilitator;
+
+#[cfg(feature = "server")]
+#[doc(inline)]
+pub use tollgate_server as server;
