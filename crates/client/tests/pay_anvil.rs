@@ -1,0 +1,304 @@
+//! The paying client against Tollgate's paywall and facilitator on a real anvil node.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+use tollgate_client::{
+    PaymentError, PaymentReceipt, Refusal, SpendLedger, SpendStatus, SpendingPolicy, X402Middleware,
+};
+use tollgate_evm::{ExactEvmClient, ExactEvmFacilitator, FacilitatorConfig};
+use tollgate_facilitator::{Facilitator, Ledger};
+use tollgate_proto::Network;
+use tollgate_server::{PaymentOption, PaywallLayer, RoutePrice};
+use tollgate_testkit::TestChain;
+
+const PRICE: u64 = 10_000; // 0.01 USDC
+
+struct Shop {
+    chain: TestChain,
+    url: String,
+    network: Network,
+    payee: Address,
+    served: Arc<AtomicUsize>,
+}
+
+async fn shop() -> Shop {
+    let chain = TestChain::start().await.unwrap();
+    let scheme = ExactEvmFacilitator::connect(
+        &chain.endpoint(),
+        TestChain::signer(0),
+        FacilitatorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let facilitator = Facilitator::new(vec![scheme], Ledger::in_memory().unwrap());
+    let network: Network = chain.caip2().parse().unwrap();
+    let payee = TestChain::address(9);
+    let extra = json!({ "name": "USD Coin", "version": "2" })
+        .as_object()
+        .cloned();
+    let option = PaymentOption::atomic(
+        U256::from(PRICE),
+        &chain.usdc.to_string(),
+        network.clone(),
+        &payee.to_string(),
+        extra,
+    );
+    let layer = PaywallLayer::new(facilitator)
+        .route("GET /data", RoutePrice::new(option.clone()))
+        .unwrap()
+        .route("POST /echo", RoutePrice::new(option.clone()))
+        .unwrap()
+        .route("GET /broken", RoutePrice::new(option))
+        .unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    let app = Router::new()
+        .route(
+            "/data",
+            get(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    "paid data"
+                }
+            }),
+        )
+        .route("/echo", post(|body: String| async move { body }))
+        .route(
+            "/broken",
+            get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down") }),
+        )
+        .layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Shop {
+        chain,
+        url,
+        network,
+        payee,
+        served,
+    }
+}
+
+impl Shop {
+    fn policy(&self) -> SpendingPolicy {
+        SpendingPolicy::new().register_asset(
+            self.network.clone(),
+            &self.chain.usdc.to_string(),
+            "USDC",
+            6,
+        )
+    }
+
+    fn client(
+        &self,
+        payer: usize,
+        policy: SpendingPolicy,
+        ledger: SpendLedger,
+    ) -> reqwest_middleware::ClientWithMiddleware {
+        reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(X402Middleware::new(
+                ExactEvmClient::new(TestChain::signer(payer)),
+                policy,
+                ledger,
+            ))
+            .build()
+    }
+
+    async fn payee_balance(&self) -> U256 {
+        self.chain.usdc_balance(self.payee).await.unwrap()
+    }
+}
+
+fn refusal(err: reqwest_middleware::Error) -> Refusal {
+    match err {
+        reqwest_middleware::Error::Middleware(e) => match e.downcast::<PaymentError>() {
+            Ok(PaymentError::Refused(r)) => r,
+            Ok(other) => panic!("not a refusal: {other}"),
+            Err(e) => panic!("not a payment error: {e}"),
+        },
+        other => panic!("not a middleware error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn pays_a_route_and_exposes_the_receipt() {
+    let s = shop().await;
+    let ledger = SpendLedger::in_memory().unwrap();
+    let client = s.client(
+        1,
+        s.policy().max_per_request("0.05 USDC").unwrap(),
+        ledger.clone(),
+    );
+    let before = s.payee_balance().await;
+    let r = client.get(format!("{}/data", s.url)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let receipt = r
+        .extensions()
+        .get::<PaymentReceipt>()
+        .cloned()
+        .expect("receipt");
+    assert!(receipt.settlement.success);
+    assert_eq!(receipt.settlement.transaction.len(), 66);
+    assert_eq!(
+        receipt.settlement.payer.as_deref(),
+        Some(TestChain::address(1).to_string().as_str())
+    );
+    assert_eq!(r.text().await.unwrap(), "paid data");
+    assert_eq!(s.payee_balance().await, before + U256::from(PRICE));
+    let history = ledger.history(10).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].status, "paid");
+    assert_eq!(history[0].display_amount, "0.01");
+    assert_eq!(
+        history[0].tx_hash.as_deref(),
+        Some(receipt.settlement.transaction.as_str())
+    );
+
+    // A request body is replayed with the payment.
+    let r = client
+        .post(format!("{}/echo", s.url))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "hello");
+    assert_eq!(s.payee_balance().await, before + U256::from(2 * PRICE));
+}
+
+#[tokio::test]
+async fn each_policy_rule_refuses_before_signing() {
+    let s = shop().await;
+    let url = format!("{}/data", s.url);
+    let before = s.payee_balance().await;
+    type Expect = fn(&Refusal) -> bool;
+    let cases: Vec<(SpendingPolicy, Expect)> = vec![
+        (
+            s.policy().max_per_request("0.005 USDC").unwrap(),
+            |r| matches!(r, Refusal::OverMaxPerRequest { over, .. } if over == "0.005"),
+        ),
+        (
+            s.policy().allow_networks(["eip155:8453".parse().unwrap()]),
+            |r| matches!(r, Refusal::NetworkNotAllowed(_)),
+        ),
+        (
+            s.policy()
+                .allow_payees(["0x0000000000000000000000000000000000000001".into()]),
+            |r| matches!(r, Refusal::PayeeNotAllowed(_)),
+        ),
+        (
+            s.policy().allow_assets([(
+                s.network.clone(),
+                "0x0000000000000000000000000000000000000002".into(),
+            )]),
+            |r| matches!(r, Refusal::AssetNotAllowed { .. }),
+        ),
+        (SpendingPolicy::new(), |r| {
+            matches!(r, Refusal::AssetNotAllowed { .. })
+        }),
+        (
+            s.policy().budget("0.005 USDC", None).unwrap(),
+            |r| matches!(r, Refusal::OverBudget { window, .. } if window == "total"),
+        ),
+        (
+            s.policy()
+                .budget("0.005 USDC", Some(Duration::from_secs(3600)))
+                .unwrap(),
+            |r| matches!(r, Refusal::OverBudget { window, .. } if window == "3600 s"),
+        ),
+    ];
+    for (policy, expected) in cases {
+        let ledger = SpendLedger::in_memory().unwrap();
+        let err = s
+            .client(2, policy, ledger.clone())
+            .get(&url)
+            .send()
+            .await
+            .unwrap_err();
+        let r = refusal(err);
+        assert!(expected(&r), "unexpected refusal: {r}");
+        assert_eq!(ledger.count(SpendStatus::Refused).unwrap(), 1);
+        assert_eq!(ledger.count(SpendStatus::Paid).unwrap(), 0);
+    }
+    assert_eq!(s.payee_balance().await, before);
+    assert_eq!(s.served.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn parallel_requests_never_overspend_a_budget() {
+    let s = shop().await;
+    let ledger = SpendLedger::in_memory().unwrap();
+    // Budget for exactly 10 payments.
+    let policy = s
+        .policy()
+        .budget("0.1 USDC", Some(Duration::from_secs(86_400)))
+        .unwrap();
+    let client = s.client(3, policy, ledger.clone());
+    let before = s.payee_balance().await;
+    let payer_before = s.chain.usdc_balance(TestChain::address(3)).await.unwrap();
+    let url = format!("{}/data", s.url);
+    let results = futures::future::join_all((0..100).map(|_| client.get(&url).send())).await;
+    let mut paid = 0;
+    let mut refused = 0;
+    for r in results {
+        match r {
+            Ok(r) if r.status().as_u16() == 200 => paid += 1,
+            Ok(r) => panic!("unexpected status {}", r.status()),
+            Err(e) => {
+                assert!(matches!(refusal(e), Refusal::OverBudget { .. }));
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((paid, refused), (10, 90));
+    assert_eq!(ledger.count(SpendStatus::Paid).unwrap(), 10);
+    assert_eq!(ledger.count(SpendStatus::Refused).unwrap(), 90);
+    assert_eq!(ledger.count(SpendStatus::Reserved).unwrap(), 0);
+    assert_eq!(s.payee_balance().await, before + U256::from(10 * PRICE));
+    assert_eq!(
+        s.chain.usdc_balance(TestChain::address(3)).await.unwrap(),
+        payer_before - U256::from(10 * PRICE)
+    );
+    assert_eq!(s.served.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test]
+async fn budget_survives_a_restart_and_rejections_release_it() {
+    let s = shop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spend.db");
+    let policy = || s.policy().budget("0.02 USDC", None).unwrap();
+    {
+        let client = s.client(4, policy(), SpendLedger::open(&path).unwrap());
+        // The server fails: nothing is charged, and the reservation is released.
+        let r = client
+            .get(format!("{}/broken", s.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 500);
+        assert!(r.extensions().get::<PaymentReceipt>().is_none());
+        for _ in 0..2 {
+            let r = client.get(format!("{}/data", s.url)).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+        }
+    }
+    // A new process with the same ledger has no budget left.
+    let ledger = SpendLedger::open(&path).unwrap();
+    assert_eq!(ledger.count(SpendStatus::Paid).unwrap(), 2);
+    assert_eq!(ledger.count(SpendStatus::Failed).unwrap(), 1);
+    let client = s.client(4, policy(), ledger);
+    let err = client
+        .get(format!("{}/data", s.url))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(refusal(err), Refusal::OverBudget { .. }));
+}
