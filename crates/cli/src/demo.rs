@@ -1,148 +1,245 @@
-//! `tollgate demo`: one payment through every part that exists, on a real local node.
+//! `tollgate demo`: the whole system on a real local node — a facilitator, a paid API, and an
+//! agent with a budget making paid calls.
 
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use axum::routing::get;
 use serde_json::json;
 use tollgate::evm::{ExactEvmClient, ExactEvmFacilitator, FacilitatorConfig};
-use tollgate::proto::{header, money, AnyPaymentPayload, PaymentRequired, PaymentRequirements};
+use tollgate::facilitator::{Facilitator, Ledger};
+use tollgate::proto::{header, money, Network};
+use tollgate::server::{PaymentOption, PaywallLayer, RoutePrice};
+use tollgate_client::{PaymentError, PaymentReceipt, SpendLedger, SpendingPolicy, X402Middleware};
 use tollgate_testkit::TestChain;
 
 /// Options of `tollgate demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Price of the demo resource, in USDC (e.g. "0.01" or "$0.01").
-    #[arg(long, default_value = "$0.01")]
-    price: String,
+    /// Number of paid calls the agent makes to /weather.
+    #[arg(long, default_value_t = 6)]
+    calls: usize,
 }
 
 /// Why the demo stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("bad --price: {0}")]
-    Price(#[from] money::MoneyError),
     #[error(transparent)]
     Chain(#[from] tollgate_testkit::TestkitError),
     #[error("facilitator: {0}")]
     Connect(#[from] tollgate::evm::ConnectError),
-    #[error("signing: {0}")]
-    Sign(#[from] tollgate::evm::SignError),
-    #[error("header codec: {0}")]
-    Header(#[from] header::HeaderError),
-    #[error("verification failed: {0}")]
-    Verify(#[from] tollgate::evm::VerifyError),
-    #[error("settlement failed: {0}")]
-    Settle(#[from] tollgate::evm::SettleError),
+    #[error("ledger: {0}")]
+    Ledger(String),
     #[error("{0}")]
     Other(String),
 }
 
+fn other(e: impl std::fmt::Display) -> DemoError {
+    DemoError::Other(e.to_string())
+}
+
+const DECIMALS: u8 = 6;
+
+fn usdc(amount: U256) -> String {
+    format!("{} USDC", money::format_atomic(amount, DECIMALS))
+}
+
 pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
-    let decimals = 6;
-    let amount = args
-        .price
-        .parse::<money::DecimalAmount>()?
-        .to_atomic(decimals)?;
-
-    println!("Starting a local anvil node and deploying test USDC…");
+    println!("Tollgate demo: an agent pays for API calls with x402, on a local chain.\n");
     let chain = TestChain::start().await?;
-    println!("  chain {} at {}", chain.caip2(), chain.endpoint());
-    println!("  USDC (EIP-3009) at {}", chain.usdc);
+    let network: Network = chain.caip2().parse().map_err(other)?;
+    println!("chain      {} at {} (anvil)", network, chain.endpoint());
+    println!("USDC       {} (EIP-3009 test token)", chain.usdc);
 
-    let buyer = TestChain::signer(1);
-    let seller = TestChain::address(9);
-    let facilitator = ExactEvmFacilitator::connect(
+    // The facilitator, in-process, with its settlement ledger.
+    let scheme = ExactEvmFacilitator::connect(
         &chain.endpoint(),
         TestChain::signer(0),
         FacilitatorConfig::default(),
     )
     .await?;
-
-    // 1. The seller's 402 challenge, as it travels in the PAYMENT-REQUIRED header.
-    let requirements: PaymentRequirements = serde_json::from_value(json!({
-        "scheme": "exact",
-        "network": chain.caip2(),
-        "amount": amount.to_string(),
-        "asset": chain.usdc.to_string(),
-        "payTo": seller.to_string(),
-        "maxTimeoutSeconds": 60,
-        "extra": { "name": "USD Coin", "version": "2" }
-    }))
-    .map_err(|e| DemoError::Other(e.to_string()))?;
-    let challenge: PaymentRequired = serde_json::from_value(json!({
-        "x402Version": 2,
-        "error": "PAYMENT-SIGNATURE header is required",
-        "resource": { "url": "http://127.0.0.1/weather", "description": "Today's weather", "mimeType": "application/json" },
-        "accepts": [requirements],
-    }))
-    .map_err(|e| DemoError::Other(e.to_string()))?;
-    let challenge_header = header::encode(&challenge);
-    println!(
-        "\n1. 402 Payment Required: {} USDC to {seller} on {}",
-        money::format_atomic(amount, decimals),
-        chain.caip2()
-    );
-    println!(
-        "   PAYMENT-REQUIRED: {}…",
-        &challenge_header[..challenge_header.len().min(60)]
+    let facilitator = Facilitator::new(
+        vec![scheme],
+        Ledger::in_memory().map_err(|e| DemoError::Ledger(e.to_string()))?,
     );
 
-    // 2. The buyer decodes it, picks the option and signs an EIP-3009 authorization.
-    let decoded: PaymentRequired = header::decode(&challenge_header)?;
-    let chosen = decoded
-        .accepts
-        .first()
-        .ok_or_else(|| DemoError::Other("challenge has no accepts".into()))?;
-    let client = ExactEvmClient::new(buyer);
-    let payment = client.sign(chosen, Some(decoded.resource.clone())).await?;
-    let payment_header = header::encode(&payment);
-    println!("\n2. Buyer {} signed the payment", client.address());
-    println!(
-        "   PAYMENT-SIGNATURE: {}…",
-        &payment_header[..payment_header.len().min(60)]
-    );
-
-    // 3. The facilitator verifies and settles it on chain.
-    let received = match header::decode::<AnyPaymentPayload>(&payment_header)? {
-        AnyPaymentPayload::V2(p) => *p,
-        AnyPaymentPayload::V1(_) => return Err(DemoError::Other("unexpected v1 payload".into())),
+    // The seller's API: two priced routes and a free one.
+    let seller = TestChain::address(9);
+    let extra = json!({ "name": "USD Coin", "version": "2" })
+        .as_object()
+        .cloned();
+    let price = |atomic: u64| {
+        PaymentOption::atomic(
+            U256::from(atomic),
+            &chain.usdc.to_string(),
+            network.clone(),
+            &seller.to_string(),
+            extra.clone(),
+        )
     };
-    let buyer_before = chain.usdc_balance(client.address()).await?;
-    let seller_before = chain.usdc_balance(seller).await?;
-    let verified = facilitator.verify(&received, chosen).await?;
-    println!(
-        "\n3. Facilitator verified the payment from {}",
-        verified.payer
-    );
-    let settlement = facilitator.settle_verified(&verified).await?;
-    println!("   settled in tx {}", settlement.tx_hash);
+    let paywall = PaywallLayer::new(facilitator.clone())
+        .route(
+            "GET /weather",
+            RoutePrice::new(price(10_000)).description("Today's weather"),
+        )
+        .map_err(other)?
+        .route(
+            "GET /report",
+            RoutePrice::new(price(250_000)).description("Deep market report"),
+        )
+        .map_err(other)?;
+    let app = axum::Router::new()
+        .route(
+            "/weather",
+            get(|| async { r#"{"forecast":"sunny","high":24}"# }),
+        )
+        .route("/report", get(|| async { "a long report" }))
+        .route("/health", get(|| async { "ok" }))
+        .layer(paywall);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(other)?;
+    let api = format!("http://{}", listener.local_addr().map_err(other)?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    println!("paid API   {api}  (GET /weather 0.01 USDC, GET /report 0.25 USDC)");
 
-    let buyer_after = chain.usdc_balance(client.address()).await?;
-    let seller_after = chain.usdc_balance(seller).await?;
-    println!("\n4. Balances (USDC)");
-    println!(
-        "   buyer  {} → {}",
-        money::format_atomic(buyer_before, decimals),
-        money::format_atomic(buyer_after, decimals)
-    );
-    println!(
-        "   seller {} → {}",
-        money::format_atomic(seller_before, decimals),
-        money::format_atomic(seller_after, decimals)
-    );
-    if seller_after != seller_before + amount || buyer_after != buyer_before - amount {
-        return Err(DemoError::Other(
-            "balances did not move by the price".into(),
-        ));
-    }
+    // The agent: at most 0.1 USDC per call, 0.05 USDC in total.
+    let buyer = TestChain::signer(1);
+    let buyer_address = buyer.address();
+    let policy = SpendingPolicy::new()
+        .register_asset(network.clone(), &chain.usdc.to_string(), "USDC", DECIMALS)
+        .max_per_request("0.1 USDC")
+        .map_err(other)?
+        .budget("0.05 USDC", None)
+        .map_err(other)?;
+    let spend = SpendLedger::in_memory().map_err(|e| DemoError::Ledger(e.to_string()))?;
+    let agent = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(X402Middleware::new(
+            ExactEvmClient::new(buyer),
+            policy,
+            spend.clone(),
+        ))
+        .build();
+    println!("agent      {buyer_address}  (max 0.1 USDC per call, budget 0.05 USDC)\n");
 
-    // 5. Replaying the same payment is refused, and moves nothing.
-    match facilitator.settle(&received, chosen).await {
-        Err(e) => println!("\n5. Replay of the same payment refused: {}", e.reason()),
-        Ok(s) => {
-            return Err(DemoError::Other(format!(
-                "replay was settled again in {}",
-                s.tx_hash
-            )))
+    let balances = |who: Address| chain.usdc_balance(who);
+    let buyer_before = balances(buyer_address).await?;
+    let seller_before = balances(seller).await?;
+
+    // What the agent sees first: the 402 challenge.
+    let raw = reqwest::Client::new()
+        .get(format!("{api}/weather"))
+        .send()
+        .await
+        .map_err(other)?;
+    let challenge = header::payment_required_from_headers(raw.headers())
+        .ok_or_else(|| other("no PAYMENT-REQUIRED header"))?
+        .map_err(other)?;
+    let option = &challenge.accepts[0];
+    println!(
+        "GET /weather without payment → {} Payment Required: {} {} on {} to {}",
+        raw.status().as_u16(),
+        challenge.accepts.len(),
+        if challenge.accepts.len() == 1 {
+            "option"
+        } else {
+            "options"
+        },
+        option.network,
+        option.pay_to
+    );
+    println!();
+
+    let mut calls: Vec<&str> = vec!["/weather"; args.calls];
+    calls.insert(2.min(calls.len()), "/report");
+    let total = calls.len();
+    let mut paid = 0usize;
+    let mut refused = 0usize;
+    for (i, path) in calls.iter().enumerate() {
+        let bar = progress(i + 1, total);
+        match agent.get(format!("{api}{path}")).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                match r.extensions().get::<PaymentReceipt>().cloned() {
+                    Some(receipt) => {
+                        paid += 1;
+                        println!(
+                            "{bar} GET {path:<8} 402 → chose {} → signed → settled {} → {status}",
+                            usdc(receipt.requirements.amount.get()),
+                            short(&receipt.settlement.transaction),
+                        );
+                    }
+                    None => println!("{bar} GET {path:<8} → {status} (no payment)"),
+                }
+            }
+            Err(reqwest_middleware::Error::Middleware(e)) => match e.downcast::<PaymentError>() {
+                Ok(PaymentError::Refused(r)) => {
+                    refused += 1;
+                    println!("{bar} GET {path:<8} 402 → refused by policy: {r}");
+                }
+                Ok(other_err) => return Err(other(other_err)),
+                Err(e) => return Err(other(e)),
+            },
+            Err(e) => return Err(other(e)),
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!("\nDone: one x402 payment, verified and settled exactly once.");
+
+    let buyer_after = balances(buyer_address).await?;
+    let seller_after = balances(seller).await?;
+    println!("\nBalances");
+    println!(
+        "  agent   {:>14} → {}",
+        usdc(buyer_before),
+        usdc(buyer_after)
+    );
+    println!(
+        "  seller  {:>14} → {}",
+        usdc(seller_before),
+        usdc(seller_after)
+    );
+    println!("\nAgent's spend ledger");
+    let history = spend
+        .history(100)
+        .map_err(|e| DemoError::Ledger(e.to_string()))?;
+    for rec in history.iter().rev() {
+        let what = if rec.status == "paid" {
+            format!("{} {}", rec.display_amount, rec.symbol)
+        } else {
+            rec.reason.clone().unwrap_or_default()
+        };
+        println!(
+            "  #{:<3} {:<8} {:<42} {}",
+            rec.id, rec.status, rec.url, what
+        );
+    }
+    let expected = U256::from(paid as u64 * 10_000);
+    if seller_after != seller_before + expected || buyer_after != buyer_before - expected {
+        return Err(other("balances do not match the payments made"));
+    }
+    println!(
+        "\n{paid} calls paid and settled on chain, {refused} refused by the agent's policy; \
+         balances match the ledger."
+    );
     Ok(())
+}
+
+fn progress(done: usize, total: usize) -> String {
+    let width = 10;
+    let filled = done * width / total.max(1);
+    format!(
+        "[{}{}] {done}/{total}",
+        "#".repeat(filled),
+        "-".repeat(width - filled)
+    )
+}
+
+fn short(tx: &str) -> String {
+    if tx.len() > 14 {
+        format!("{}…{}", &tx[..10], &tx[tx.len() - 4..])
+    } else {
+        tx.to_owned()
+    }
 }

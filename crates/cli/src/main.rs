@@ -22,8 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs one x402 payment end to end on a local anvil node: sign, verify, settle, and
-    /// shows the balances before and after. Needs `npm ci` (it installs anvil).
+    /// Runs the whole system on a local anvil node: a facilitator, a paid API and an agent
+    /// with a budget making paid calls. Needs `npm ci` (it installs anvil).
     Demo(demo::DemoArgs),
     /// Runs the facilitator service: POST /verify, POST /settle, GET /supported, GET /health,
     /// with a durable settlement ledger.

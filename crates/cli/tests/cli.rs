@@ -99,3 +99,20 @@ async fn facilitator_serves_supported_on_a_real_chain() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(&chain.caip2()), "{response}");
 }
+
+#[test]
+fn demo_runs_end_to_end_and_exits_zero() {
+    let out = tollgate().arg("demo").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("5 calls paid and settled on chain, 2 refused"),
+        "{text}"
+    );
+    assert!(text.contains("exceeds the per-request maximum"), "{text}");
+    assert!(text.contains("would exceed the total budget"), "{text}");
+}
