@@ -2,6 +2,7 @@
 
 mod demo;
 mod facilitator;
+mod pay;
 
 use clap::{Parser, Subcommand};
 
@@ -12,8 +13,7 @@ use clap::{Parser, Subcommand};
     version,
     about,
     after_help = "Roles on the way (not in this build yet): `proxy` (paywall in front of any \
-                  HTTP API), `pay` (curl-like paying client with a budget), `devnet` (embedded \
-                  EVM chain)."
+                  HTTP API) and `devnet` (embedded EVM chain)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,6 +28,9 @@ enum Command {
     /// Runs the facilitator service: POST /verify, POST /settle, GET /supported, GET /health,
     /// with a durable settlement ledger.
     Facilitator(facilitator::FacilitatorArgs),
+    /// Fetches a URL like curl, paying its x402 price within limits. Exit codes: 0 success,
+    /// 2 refused by policy, 3 payment failed, 4 HTTP error.
+    Pay(pay::PayArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,10 +56,12 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await.map_err(|e| e.to_string()),
             Command::Facilitator(args) => facilitator::run(args).await.map_err(|e| e.to_string()),
+            Command::Pay(args) => return Ok(pay::run(args).await),
         }
+        .map(|()| std::process::ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE

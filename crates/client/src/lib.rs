@@ -38,6 +38,7 @@ pub mod policy;
 pub mod signer;
 
 pub use ledger::{SpendLedger, SpendRecord, SpendStatus};
-pub use middleware::{PaymentError, PaymentReceipt, X402Middleware};
+pub use middleware::{ApproveHook, PaymentError, PaymentReceipt, X402Middleware};
+pub use policy::Priced;
 pub use policy::{Preference, Refusal, SpendingPolicy};
 pub use signer::{PaymentSigner, SignerError};

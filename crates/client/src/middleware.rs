@@ -11,7 +11,7 @@ use tollgate_proto::{
 };
 
 use crate::ledger::{Attempt, SpendLedger};
-use crate::policy::{Refusal, SpendingPolicy};
+use crate::policy::{Priced, Refusal, SpendingPolicy};
 use crate::signer::PaymentSigner;
 
 /// A settled payment, attached to the response's extensions.
@@ -54,7 +54,12 @@ pub struct X402Middleware<W> {
     wallet: Arc<W>,
     policy: Arc<SpendingPolicy>,
     ledger: SpendLedger,
+    approve: Option<ApproveHook>,
 }
+
+/// Asked before each payment is signed, after the policy accepted it; `false` declines (for
+/// interactive confirmation). Runs on a blocking thread, so it may read a terminal.
+pub type ApproveHook = Arc<dyn Fn(&Priced) -> bool + Send + Sync>;
 
 impl<W> std::fmt::Debug for X402Middleware<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,7 +76,14 @@ impl<W: PaymentSigner> X402Middleware<W> {
             wallet: Arc::new(wallet),
             policy: Arc::new(policy),
             ledger,
+            approve: None,
         }
+    }
+
+    /// Asks `hook` before signing each payment.
+    pub fn with_approval(mut self, hook: ApproveHook) -> Self {
+        self.approve = Some(hook);
+        self
     }
 }
 
@@ -154,6 +166,17 @@ impl<W: PaymentSigner> Middleware for X402Middleware<W> {
             let Some(chosen) = ranked.into_iter().next() else {
                 return Err(PaymentError::Refused(Refusal::Unsupported(url.clone())));
             };
+            if let Some(hook) = &self.approve {
+                let (hook, c) = (hook.clone(), chosen.clone());
+                let approved = tokio::task::spawn_blocking(move || hook(&c))
+                    .await
+                    .unwrap_or(false);
+                if !approved {
+                    let refusal = Refusal::Declined;
+                    self.ledger.record_refusal(&attempt, &refusal)?;
+                    return Err(PaymentError::Refused(refusal));
+                }
+            }
             let ledger = self.ledger.clone();
             let policy = self.policy.clone();
             let (m, u, c) = (method.clone(), url.clone(), chosen.clone());

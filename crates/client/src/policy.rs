@@ -79,6 +79,9 @@ pub struct SpendingPolicy {
 /// Which rule refused a payment, and by how much.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The user declined the payment when asked.
+    #[error("payment declined by the user")]
+    Declined,
     /// Nothing in the 402 is payable by this wallet (scheme or network unsupported).
     #[error("no payment option is supported by this wallet: {0}")]
     Unsupported(String),
