@@ -30,7 +30,7 @@ enum Command {
     Facilitator(facilitator::FacilitatorArgs),
     /// Fetches a URL like curl, paying its x402 price within limits. Exit codes: 0 success,
     /// 2 refused by policy, 3 payment failed, 4 HTTP error.
-    Pay(pay::PayArgs),
+    Pay(Box<pay::PayArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,7 +56,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await.map_err(|e| e.to_string()),
             Command::Facilitator(args) => facilitator::run(args).await.map_err(|e| e.to_string()),
-            Command::Pay(args) => return Ok(pay::run(args).await),
+            Command::Pay(args) => return Ok(pay::run(*args).await),
         }
         .map(|()| std::process::ExitCode::SUCCESS)
     });
