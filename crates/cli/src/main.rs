@@ -1,5 +1,6 @@
 //! `tollgate`: one binary, a subcommand per role.
 
+mod bench;
 mod demo;
 mod facilitator;
 mod pay;
@@ -31,6 +32,9 @@ enum Command {
     /// Fetches a URL like curl, paying its x402 price within limits. Exit codes: 0 success,
     /// 2 refused by policy, 3 payment failed, 4 HTTP error.
     Pay(Box<pay::PayArgs>),
+    /// Measures facilitator and paywall throughput against a local anvil node, with ratios
+    /// against a bare axum route measured in the same run.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +61,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => demo::run(args).await.map_err(|e| e.to_string()),
             Command::Facilitator(args) => facilitator::run(args).await.map_err(|e| e.to_string()),
             Command::Pay(args) => return Ok(pay::run(*args).await),
+            Command::Bench(args) => bench::run(args).await.map_err(|e| e.to_string()),
         }
         .map(|()| std::process::ExitCode::SUCCESS)
     });

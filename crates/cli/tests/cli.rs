@@ -116,3 +116,35 @@ fn demo_runs_end_to_end_and_exits_zero() {
     assert!(text.contains("exceeds the per-request maximum"), "{text}");
     assert!(text.contains("would exceed the total budget"), "{text}");
 }
+
+#[test]
+fn bench_runs_every_scenario() {
+    // A smoke run with tiny counts: the figures are for humans, the test checks it works.
+    let out = tollgate()
+        .args([
+            "bench",
+            "--requests",
+            "40",
+            "--payments",
+            "4",
+            "--concurrency",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for scenario in [
+        "bare axum route",
+        "402 challenge",
+        "POST /verify",
+        "POST /settle",
+        "paid request end to end",
+    ] {
+        assert!(text.contains(scenario), "missing {scenario}: {text}");
+    }
+}
