@@ -54,6 +54,8 @@ async fn shop() -> Shop {
         .unwrap()
         .route("POST /echo", RoutePrice::new(option.clone()))
         .unwrap()
+        .route("GET /v1/data", RoutePrice::new(option.clone()))
+        .unwrap()
         .route("GET /broken", RoutePrice::new(option))
         .unwrap();
     let served = Arc::new(AtomicUsize::new(0));
@@ -74,7 +76,18 @@ async fn shop() -> Shop {
             "/broken",
             get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down") }),
         )
-        .layer(layer);
+        .route("/v1/data", get(|| async { "v1 data" }))
+        .layer(layer)
+        // Under /v1, behave like a v1-only server: no PAYMENT-REQUIRED header, so clients
+        // must read the challenge from the JSON body and pay with X-PAYMENT.
+        .layer(axum::middleware::map_response(
+            |uri: axum::http::Uri, mut response: axum::response::Response| async move {
+                if uri.path().starts_with("/v1/") {
+                    response.headers_mut().remove("payment-required");
+                }
+                response
+            },
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -301,4 +314,30 @@ async fn budget_survives_a_restart_and_rejections_release_it() {
         .await
         .unwrap_err();
     assert!(matches!(refusal(err), Refusal::OverBudget { .. }));
+}
+
+#[tokio::test]
+async fn pays_a_v1_only_route_from_the_json_body() {
+    let s = shop().await;
+    let ledger = SpendLedger::in_memory().unwrap();
+    let client = s.client(5, s.policy(), ledger.clone());
+    let before = s.payee_balance().await;
+    let r = client
+        .get(format!("{}/v1/data", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().get("x-payment-response").is_some());
+    let receipt = r
+        .extensions()
+        .get::<PaymentReceipt>()
+        .cloned()
+        .expect("receipt");
+    assert_eq!(receipt.version, tollgate_proto::X402Version::V1);
+    assert!(receipt.settlement.success);
+    assert_eq!(receipt.requirements.amount.to_string(), PRICE.to_string());
+    assert_eq!(r.text().await.unwrap(), "v1 data");
+    assert_eq!(s.payee_balance().await, before + U256::from(PRICE));
+    assert_eq!(ledger.count(SpendStatus::Paid).unwrap(), 1);
 }
