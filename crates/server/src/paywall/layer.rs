@@ -1,6 +1,6 @@
 //! [`PaywallLayer`]: applies the paywall to a service.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tower_layer::Layer;
@@ -58,6 +58,7 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
                 facilitator,
                 mode: SettlementMode::default(),
                 claims: Mutex::new(HashSet::new()),
+                challenges: Mutex::new(HashMap::new()),
             }),
         }
     }

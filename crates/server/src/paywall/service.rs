@@ -1,6 +1,6 @@
 //! [`Paywall`]: the service that answers 402s, verifies, runs the handler and settles.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -27,7 +27,14 @@ pub(crate) struct Shared<F> {
     /// the same payment while the first is in flight is refused, so one payment is served once;
     /// after settlement the chain itself refuses the reuse at verification.
     pub(crate) claims: Mutex<HashSet<String>>,
+    /// Encoded "no payment yet" challenges by request line, so the common 402 costs a map
+    /// lookup instead of serializing and encoding the requirements again. Bounded: cleared
+    /// when full, so distinct URLs cannot grow it without limit.
+    pub(crate) challenges: Mutex<HashMap<String, (HeaderValue, axum::body::Bytes)>>,
 }
+
+/// Most cached challenges kept at once.
+const CHALLENGE_CACHE: usize = 4096;
 
 /// What the handler learns about the payment, from request extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,20 +119,21 @@ where
     S::Future: Send,
     F: FacilitatorClient,
 {
-    let Some(price) = shared
-        .routes
-        .find(request.method(), request.uri().path())
-        .cloned()
-    else {
+    let Some(price) = shared.routes.find(request.method(), request.uri().path()) else {
         return inner.call(request).await;
     };
-    let resource = resource_info(&request, &price);
+    let headers = request.headers();
+    if !headers.contains_key(header::PAYMENT_SIGNATURE) && !headers.contains_key(header::X_PAYMENT)
+    {
+        return Ok(cached_challenge(&shared, &request, price));
+    }
+    let resource = resource_info(&request, price);
     let accepts: Vec<PaymentRequirements> =
         price.options.iter().map(|o| o.requirements()).collect();
     let challenge = |error: String| payment_required(&resource, &accepts, error);
 
     let payment = match header::payment_from_headers(request.headers()) {
-        None => return Ok(challenge("PAYMENT-SIGNATURE header is required".into())),
+        None => return Ok(challenge(NO_PAYMENT.into())),
         Some(Err(e)) => return Ok(challenge(format!("invalid payment header: {e}"))),
         Some(Ok(p)) => p,
     };
@@ -254,6 +262,54 @@ async fn settle<F: FacilitatorClient>(
     }
 }
 
+const NO_PAYMENT: &str = "PAYMENT-SIGNATURE header is required";
+
+/// The challenge for a request without payment, from the cache when possible.
+fn cached_challenge<F>(
+    shared: &Shared<F>,
+    request: &Request<Body>,
+    price: &RoutePrice,
+) -> Response {
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let target = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let key = format!("{} {host}{target}", request.method());
+    let cached = shared
+        .challenges
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
+    let (header_value, body) = match cached {
+        Some(hit) => hit,
+        None => {
+            let resource = resource_info(request, price);
+            let accepts: Vec<PaymentRequirements> =
+                price.options.iter().map(|o| o.requirements()).collect();
+            let response = payment_required(&resource, &accepts, NO_PAYMENT.into());
+            let Some(header_value) = response.headers().get(header::PAYMENT_REQUIRED).cloned()
+            else {
+                return response;
+            };
+            let body = axum::body::Bytes::from(challenge_body(&resource, &accepts, NO_PAYMENT));
+            let mut cache = shared.challenges.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= CHALLENGE_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, (header_value.clone(), body.clone()));
+            (header_value, body)
+        }
+    };
+    challenge_response(header_value, body)
+}
+
 fn claim_key(payload: &serde_json::Map<String, serde_json::Value>) -> String {
     serde_json::to_string(payload).unwrap_or_default()
 }
@@ -284,15 +340,44 @@ fn payment_required(
     accepts: &[PaymentRequirements],
     error: String,
 ) -> Response {
-    let v2 = PaymentRequired {
+    let v2 = challenge_v2(resource, accepts, &error);
+    let body = serde_json::to_vec(&PaymentRequiredV1::from_v2(&v2)).unwrap_or_default();
+    match HeaderValue::from_str(&header::encode(&v2)) {
+        Ok(value) => challenge_response(value, body.into()),
+        // Unreachable in practice (base64 is always a valid header value); still a 402.
+        Err(_) => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = StatusCode::PAYMENT_REQUIRED;
+            response
+        }
+    }
+}
+
+fn challenge_v2(
+    resource: &ResourceInfo,
+    accepts: &[PaymentRequirements],
+    error: &str,
+) -> PaymentRequired {
+    PaymentRequired {
         x402_version: V2,
-        error: Some(error),
+        error: Some(error.to_owned()),
         resource: resource.clone(),
         accepts: accepts.to_vec(),
         extensions: None,
-    };
-    let v1 = PaymentRequiredV1::from_v2(&v2);
-    let body = serde_json::to_vec(&v1).unwrap_or_default();
+    }
+}
+
+fn challenge_body(
+    resource: &ResourceInfo,
+    accepts: &[PaymentRequirements],
+    error: &str,
+) -> Vec<u8> {
+    let v2 = challenge_v2(resource, accepts, error);
+    serde_json::to_vec(&PaymentRequiredV1::from_v2(&v2)).unwrap_or_default()
+}
+
+/// A 402 carrying the v2 challenge header and the v1 JSON body.
+fn challenge_response(header_value: HeaderValue, body: axum::body::Bytes) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::PAYMENT_REQUIRED;
     let headers = response.headers_mut();
@@ -300,9 +385,7 @@ fn payment_required(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(value) = HeaderValue::from_str(&header::encode(&v2)) {
-        headers.insert(header::PAYMENT_REQUIRED, value);
-    }
+    headers.insert(header::PAYMENT_REQUIRED, header_value);
     response
 }
 
