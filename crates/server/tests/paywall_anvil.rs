@@ -171,6 +171,20 @@ async fn unpaid_requests_get_a_402_in_both_versions() {
     );
     assert_eq!(body.accepts[0].mime_type, "application/json");
 
+    // Challenges are cached per request line: another query gets its own resource URL, and a
+    // repeat gets the same bytes.
+    for _ in 0..2 {
+        let r = s
+            .http
+            .get(format!("{}/weather?city=paris", s.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 402);
+        let v2 = header::payment_required_from_headers(r.headers()).unwrap().unwrap();
+        assert!(v2.resource.url.ends_with("/weather?city=paris"), "{}", v2.resource.url);
+    }
+
     // Unpriced routes pass through untouched.
     let r = s.http.get(format!("{}/free", s.url)).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
