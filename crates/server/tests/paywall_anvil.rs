@@ -181,8 +181,14 @@ async fn unpaid_requests_get_a_402_in_both_versions() {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 402);
-        let v2 = header::payment_required_from_headers(r.headers()).unwrap().unwrap();
-        assert!(v2.resource.url.ends_with("/weather?city=paris"), "{}", v2.resource.url);
+        let v2 = header::payment_required_from_headers(r.headers())
+            .unwrap()
+            .unwrap();
+        assert!(
+            v2.resource.url.ends_with("/weather?city=paris"),
+            "{}",
+            v2.resource.url
+        );
     }
 
     // Unpriced routes pass through untouched.
