@@ -1,5 +1,10 @@
 //! Facilitator API bodies: `POST /verify`, `POST /settle`, `GET /supported`
-//! (`specs/x402-specification-v2.md` §7).
+//! (`x402-specification-v2.md` §7, `x402-specification-v1.md` §7).
+//!
+//! A facilitator serves both versions on the same endpoints, so a request body is a
+//! [`FacilitatorRequest`] that dispatches on its top-level `x402Version`; [`FacilitatorRequest::to_v2`]
+//! normalizes either to the v2 types the rest of Tollgate works on. Responses have one shape
+//! for both versions except for the network spelling ([`SettleResponseV1`], [`SupportedKind`]).
 
 use std::collections::BTreeMap;
 
@@ -15,7 +20,27 @@ use crate::{
     X402Version,
 };
 
+pub use crate::versioned::{AnyPaymentPayload, AnyPaymentRequired};
+
 /// The body of `/verify` and `/settle`: `{x402Version, paymentPayload, paymentRequirements}`.
+///
+/// Decoding reads the top-level `x402Version` (falling back to `paymentPayload.x402Version` when
+/// a peer omits it) and then requires both parts to be of that version; an error names the
+/// failing field, e.g. `paymentRequirements.amount: …`.
+///
+/// ```
+/// use tollgate_proto::{FacilitatorRequest, X402Version};
+/// let body = r#"{"x402Version":1,
+///   "paymentPayload":{"x402Version":1,"scheme":"exact","network":"base","payload":{}},
+///   "paymentRequirements":{"scheme":"exact","network":"base","maxAmountRequired":"10000",
+///     "resource":"https://x","description":"","mimeType":"","payTo":"0xabc",
+///     "maxTimeoutSeconds":60,"asset":"0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"}}"#;
+/// let request: FacilitatorRequest = serde_json::from_str(body).unwrap();
+/// assert_eq!(request.version(), X402Version::V1);
+/// let (payment, requirements) = request.to_v2();
+/// assert_eq!(payment.accepted, requirements);
+/// assert_eq!(requirements.network.to_string(), "eip155:8453");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FacilitatorRequest {
     /// A v1 request.
@@ -84,6 +109,7 @@ impl<'de> Deserialize<'de> for FacilitatorRequest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         crate::versioned::dispatch(
             d,
+            &["/x402Version", "/paymentPayload/x402Version"],
             |r: RequestV1| Self::V1 {
                 payment_payload: r.payment_payload,
                 payment_requirements: r.payment_requirements,
@@ -129,6 +155,17 @@ impl Serialize for FacilitatorRequest {
 }
 
 /// The answer of `/verify`.
+///
+/// ```
+/// use tollgate_proto::{ErrorReason, VerifyResponse};
+/// let ok = VerifyResponse::valid("0x857b06519E91e3A54538791bDbb0E22373e36b66");
+/// assert_eq!(
+///     serde_json::to_string(&ok).unwrap(),
+///     r#"{"isValid":true,"payer":"0x857b06519E91e3A54538791bDbb0E22373e36b66"}"#
+/// );
+/// let bad = VerifyResponse::invalid(ErrorReason::InsufficientFunds, None, None);
+/// assert_eq!(serde_json::to_string(&bad).unwrap(), r#"{"isValid":false,"invalidReason":"insufficient_funds"}"#);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyResponse {
@@ -156,7 +193,8 @@ impl VerifyResponse {
         }
     }
 
-    /// An invalid payment.
+    /// An invalid payment, with a machine-readable reason and optionally a human message and the
+    /// payer (when the payload was readable enough to name one).
     pub fn invalid(reason: ErrorReason, message: Option<String>, payer: Option<String>) -> Self {
         Self {
             is_valid: false,
@@ -168,6 +206,21 @@ impl VerifyResponse {
 }
 
 /// The answer of `/settle`, also sent to clients in `PAYMENT-RESPONSE`.
+///
+/// Fields are written in the order of the HTTP transport spec's examples, so a receipt encodes
+/// byte-for-byte like the spec's `PAYMENT-RESPONSE` headers.
+///
+/// ```
+/// use tollgate_proto::{ErrorReason, Network, SettleResponse};
+/// let ok = SettleResponse::success("0x1234", Network::eip155(84532), "0xabc");
+/// assert_eq!(
+///     serde_json::to_string(&ok).unwrap(),
+///     r#"{"success":true,"transaction":"0x1234","network":"eip155:84532","payer":"0xabc"}"#
+/// );
+/// let failed = SettleResponse::failure(
+///     ErrorReason::InsufficientFunds, None, Network::eip155(84532), None, None);
+/// assert_eq!(failed.transaction, "");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SettleResponse {
@@ -179,15 +232,15 @@ pub struct SettleResponse {
     /// Human-readable detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
-    /// The payer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payer: Option<String>,
     /// Transaction hash; empty when nothing was sent.
     #[serde(default)]
     pub transaction: String,
     /// The network.
     pub network: Network,
-    /// Amount actually settled, for schemes where it can differ (`upto`).
+    /// The payer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
+    /// Amount actually settled, for schemes where it can differ from the requirement (`upto`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<AtomicAmount>,
     /// Extension data.
@@ -235,7 +288,8 @@ impl SettleResponse {
     }
 }
 
-/// [`SettleResponse`] on the v1 wire (`X-PAYMENT-RESPONSE`, v1 network names).
+/// [`SettleResponse`] on the v1 wire (`X-PAYMENT-RESPONSE`): the network is a v1 name, and there
+/// is no `amount` or `extensions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SettleResponseV1 {
@@ -247,17 +301,18 @@ pub struct SettleResponseV1 {
     /// Human-readable detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
-    /// The payer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payer: Option<String>,
     /// Transaction hash; empty when nothing was sent.
     #[serde(default)]
     pub transaction: String,
     /// The network, by v1 name.
     pub network: NetworkV1,
+    /// The payer (required by the v1 spec; optional in the SDK, as here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
 }
 
 impl From<SettleResponse> for SettleResponseV1 {
+    /// Drops `amount` and `extensions`, which v1 cannot carry.
     fn from(r: SettleResponse) -> Self {
         Self {
             success: r.success,
@@ -271,7 +326,7 @@ impl From<SettleResponse> for SettleResponseV1 {
 }
 
 impl SettleResponseV1 {
-    /// As the v2 type.
+    /// As the v2 type (no `amount`, no `extensions`).
     pub fn into_v2(self) -> SettleResponse {
         SettleResponse {
             success: self.success,
@@ -287,6 +342,28 @@ impl SettleResponseV1 {
 }
 
 /// One (version, scheme, network) a facilitator can verify and settle.
+///
+/// The JSON `network` is a v1 name for v1 kinds (as v1 clients compare it with their
+/// requirements' network) and CAIP-2 for v2 kinds; either spelling is accepted on input.
+///
+/// ```
+/// use tollgate_proto::{Network, Scheme, SupportedKind, X402Version};
+/// let kind = SupportedKind {
+///     x402_version: X402Version::V1,
+///     scheme: Scheme::Exact,
+///     network: Network::eip155(84532),
+///     extra: None,
+/// };
+/// assert_eq!(
+///     serde_json::to_string(&kind).unwrap(),
+///     r#"{"x402Version":1,"scheme":"exact","network":"base-sepolia"}"#
+/// );
+/// let v2 = SupportedKind { x402_version: X402Version::V2, ..kind };
+/// assert_eq!(
+///     serde_json::to_string(&v2).unwrap(),
+///     r#"{"x402Version":2,"scheme":"exact","network":"eip155:84532"}"#
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SupportedKind {
     /// Protocol version.
@@ -312,11 +389,7 @@ struct KindWire {
 impl Serialize for SupportedKind {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let network = match self.x402_version {
-            X402Version::V1 => self
-                .network
-                .v1_name()
-                .map(str::to_owned)
-                .unwrap_or_else(|| self.network.to_string()),
+            X402Version::V1 => NetworkV1(self.network.clone()).as_str().to_owned(),
             X402Version::V2 => self.network.to_string(),
         };
         KindWire {
@@ -332,7 +405,8 @@ impl Serialize for SupportedKind {
 impl<'de> Deserialize<'de> for SupportedKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w: KindWire = decode_at(Value::deserialize(d)?)?;
-        let network = Network::parse_any(&w.network).map_err(D::Error::custom)?;
+        let network = Network::parse_any(&w.network)
+            .map_err(|e| D::Error::custom(format_args!("network: {e}")))?;
         Ok(Self {
             x402_version: w.x402_version,
             scheme: w.scheme,
@@ -342,7 +416,8 @@ impl<'de> Deserialize<'de> for SupportedKind {
     }
 }
 
-/// The answer of `GET /supported`.
+/// The answer of `GET /supported`. `extensions` and `signers` are required by the v2 spec but
+/// absent from v1 answers, so they default to empty on input.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SupportedResponse {
@@ -354,4 +429,154 @@ pub struct SupportedResponse {
     /// Signer addresses by CAIP-2 pattern (`eip155:*`).
     #[serde(default)]
     pub signers: BTreeMap<String, Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn v2_request() -> Value {
+        let requirements = json!({
+            "scheme": "exact", "network": "eip155:84532", "amount": "10000",
+            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "maxTimeoutSeconds": 60
+        });
+        json!({
+            "x402Version": 2,
+            "paymentPayload": {"x402Version": 2, "accepted": requirements, "payload": {}},
+            "paymentRequirements": requirements,
+        })
+    }
+
+    #[test]
+    fn request_dispatch() {
+        let request: FacilitatorRequest = serde_json::from_value(v2_request()).unwrap();
+        assert_eq!(request.version(), X402Version::V2);
+        assert_eq!(serde_json::to_value(&request).unwrap(), v2_request());
+        let (payment, requirements) = request.to_v2();
+        assert_eq!(payment.accepted, requirements);
+
+        // A peer that omits the top-level version is read by the payload's.
+        let mut body = v2_request();
+        body.as_object_mut().unwrap().remove("x402Version");
+        let request: FacilitatorRequest = serde_json::from_value(body).unwrap();
+        assert_eq!(request.version(), X402Version::V2);
+
+        let mut body = v2_request();
+        body["x402Version"] = 3.into();
+        let err = serde_json::from_value::<FacilitatorRequest>(body)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("x402Version: unsupported x402Version 3"),
+            "{err}"
+        );
+
+        let mut body = v2_request();
+        body["x402Version"] = 1.into();
+        let err = serde_json::from_value::<FacilitatorRequest>(body)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("paymentPayload.x402Version: expected x402Version 1, got 2"),
+            "{err}"
+        );
+
+        let mut body = v2_request();
+        body["paymentPayload"]["x402Version"] = 1.into();
+        let err = serde_json::from_value::<FacilitatorRequest>(body)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("paymentPayload.x402Version: expected x402Version 2, got 1"),
+            "{err}"
+        );
+
+        let mut body = v2_request();
+        body["paymentRequirements"]["payTo"] = json!(null);
+        let err = serde_json::from_value::<FacilitatorRequest>(body)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("paymentRequirements.payTo: "), "{err}");
+
+        let mut body = v2_request();
+        body.as_object_mut().unwrap().remove("paymentRequirements");
+        let err = serde_json::from_value::<FacilitatorRequest>(body)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("paymentRequirements"), "{err}");
+    }
+
+    #[test]
+    fn supported_kind_network_spelling_follows_the_version() {
+        for (version, network, wire) in [
+            (X402Version::V1, Network::eip155(8453), "base"),
+            (X402Version::V1, Network::eip155(31337), "eip155:31337"),
+            (
+                X402Version::V1,
+                crate::network::SOLANA_DEVNET.parse().unwrap(),
+                "solana-devnet",
+            ),
+            (X402Version::V2, Network::eip155(8453), "eip155:8453"),
+        ] {
+            let kind = SupportedKind {
+                x402_version: version,
+                scheme: Scheme::Exact,
+                network: network.clone(),
+                extra: Some(Map::from_iter([("feePayer".to_owned(), json!("x"))])),
+            };
+            let json = serde_json::to_value(&kind).unwrap();
+            assert_eq!(json["network"], wire);
+            assert_eq!(json["x402Version"], version.as_u8());
+            assert_eq!(json["extra"]["feePayer"], "x");
+            assert_eq!(serde_json::from_value::<SupportedKind>(json).unwrap(), kind);
+        }
+        // Input accepts either spelling for either version.
+        let kind: SupportedKind =
+            serde_json::from_value(json!({"x402Version": 2, "scheme": "exact", "network": "base"}))
+                .unwrap();
+        assert_eq!(kind.network, Network::eip155(8453));
+        let err = serde_json::from_value::<SupportedKind>(
+            json!({"x402Version": 1, "scheme": "exact", "network": "nowhere"}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("network: unknown network"), "{err}");
+        let empty: SupportedResponse = serde_json::from_value(json!({"kinds": []})).unwrap();
+        assert_eq!(empty, SupportedResponse::default());
+        assert_eq!(
+            serde_json::to_value(&empty).unwrap(),
+            json!({"kinds": [], "extensions": [], "signers": {}})
+        );
+    }
+
+    #[test]
+    fn settle_response_versions() {
+        let ok = SettleResponse {
+            amount: Some(AtomicAmount::from(5)),
+            ..SettleResponse::success("0xt", Network::eip155(84532), "0xp")
+        };
+        let v1 = SettleResponseV1::from(ok.clone());
+        assert_eq!(
+            serde_json::to_string(&v1).unwrap(),
+            r#"{"success":true,"transaction":"0xt","network":"base-sepolia","payer":"0xp"}"#
+        );
+        assert_eq!(v1.into_v2(), SettleResponse { amount: None, ..ok });
+        let failed = SettleResponse::failure(
+            ErrorReason::InvalidExactEvmTransactionFailed,
+            Some("reverted".into()),
+            Network::eip155(8453),
+            Some("0xp".into()),
+            Some("0xt".into()),
+        );
+        assert_eq!(
+            serde_json::to_value(&failed).unwrap(),
+            json!({
+                "success": false, "errorReason": "invalid_exact_evm_transaction_failed",
+                "errorMessage": "reverted", "transaction": "0xt", "network": "eip155:8453",
+                "payer": "0xp"
+            })
+        );
+    }
 }

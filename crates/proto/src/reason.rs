@@ -1,9 +1,11 @@
-//! Error reason codes, the machine-readable `invalidReason` / `errorReason` strings.
+//! Error reason codes: the machine-readable `invalidReason` / `errorReason` strings.
 //!
-//! One variant per code of the v1 and v2 specifications and of the official SDK's families
-//! (exact EVM, Permit2, upto), so peers see the same strings from Tollgate as from the reference
-//! implementation. A code this version does not know is kept verbatim in
-//! [`ErrorReason::Other`], so a peer's newer reason round-trips instead of failing to decode.
+//! One variant per code of the v1 and v2 specifications (§9 of each) and of the official SDK's
+//! EVM families (exact, Permit2 and its gas-sponsoring extensions, upto), plus the generic codes
+//! the SDK emits, so peers see the same strings from Tollgate as from the reference
+//! implementation and code can match on variants instead of string literals. A code this version
+//! does not know is kept verbatim in [`ErrorReason::Other`], so a peer's newer reason round-trips
+//! instead of failing to decode the whole response.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,6 +15,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 macro_rules! reasons {
     ($($variant:ident => $code:literal, $doc:literal;)*) => {
         /// An x402 error reason.
+        ///
+        /// Build one from a string with [`From<&str>`] or [`FromStr`] (infallible): both map a
+        /// known code to its variant, so `Other` only ever holds codes outside [`Self::ALL`].
         ///
         /// ```
         /// use tollgate_proto::ErrorReason;
@@ -32,7 +37,7 @@ macro_rules! reasons {
         }
 
         impl ErrorReason {
-            /// Every known reason.
+            /// Every known reason, one per code.
             pub const ALL: &'static [ErrorReason] = &[$(ErrorReason::$variant),*];
 
             /// The wire string.
@@ -43,7 +48,12 @@ macro_rules! reasons {
                 }
             }
 
-            /// One human sentence saying what the reason means.
+            /// Whether the code is one of [`Self::ALL`] (not [`ErrorReason::Other`]).
+            pub fn is_known(&self) -> bool {
+                !matches!(self, Self::Other(_))
+            }
+
+            /// One human sentence saying what the reason means, for logs and error pages.
             pub fn describe(&self) -> &'static str {
                 match self {
                     $(Self::$variant => $doc,)*
@@ -123,10 +133,30 @@ reasons! {
     InvalidPermit2RecipientMismatch => "invalid_permit2_recipient_mismatch", "The Permit2 witness recipient differs from payTo.";
     InvalidEip2612ExtensionFormat => "invalid_eip2612_extension_format", "The EIP-2612 gas-sponsoring extension is malformed.";
     InvalidErc20ApprovalExtensionFormat => "invalid_erc20_approval_extension_format", "The ERC-20 approval extension is malformed.";
+    Eip2612AssetMismatch => "eip2612_asset_mismatch", "The EIP-2612 permit is for another token than the asset.";
+    Eip2612DeadlineExpired => "eip2612_deadline_expired", "The EIP-2612 permit deadline has passed.";
+    Eip2612FromMismatch => "eip2612_from_mismatch", "The EIP-2612 permit owner is not the payer.";
+    Eip2612SpenderNotPermit2 => "eip2612_spender_not_permit2", "The EIP-2612 permit does not approve the Permit2 contract.";
+    Erc20ApprovalAssetMismatch => "erc20_approval_asset_mismatch", "The sponsored approval is for another token than the asset.";
+    Erc20ApprovalFromMismatch => "erc20_approval_from_mismatch", "The sponsored approval is not signed by the payer.";
+    Erc20ApprovalSpenderNotPermit2 => "erc20_approval_spender_not_permit2", "The sponsored approval does not approve the Permit2 contract.";
+    Erc20ApprovalTxWrongTarget => "erc20_approval_tx_wrong_target", "The sponsored approval transaction calls another contract than the asset.";
+    Erc20ApprovalTxWrongSelector => "erc20_approval_tx_wrong_selector", "The sponsored approval transaction does not call approve.";
+    Erc20ApprovalTxWrongSpender => "erc20_approval_tx_wrong_spender", "The sponsored approval transaction approves another spender than Permit2.";
+    Erc20ApprovalTxInvalidCalldata => "erc20_approval_tx_invalid_calldata", "The sponsored approval transaction's calldata cannot be decoded.";
+    Erc20ApprovalTxSignerMismatch => "erc20_approval_tx_signer_mismatch", "The sponsored approval transaction is not signed by the payer.";
+    Erc20ApprovalTxInvalidSignature => "erc20_approval_tx_invalid_signature", "The sponsored approval transaction's signature is invalid.";
+    Erc20ApprovalTxParseFailed => "erc20_approval_tx_parse_failed", "The sponsored approval transaction cannot be parsed.";
+    Erc20ApprovalTxFailed => "erc20_approval_tx_failed", "The sponsored approval transaction failed on chain.";
+    Erc20ApprovalBroadcastFailed => "erc20_approval_broadcast_failed", "Broadcasting the sponsored approval transaction failed.";
+    MissingFacilitator => "missing_facilitator", "No facilitator supports this scheme and network.";
     InvalidUptoEvmScheme => "invalid_upto_evm_scheme", "The payload or requirements are not for the upto scheme.";
     InvalidUptoEvmNetworkMismatch => "invalid_upto_evm_network_mismatch", "The upto payload was made for another network.";
     InvalidUptoEvmTransactionFailed => "invalid_upto_evm_transaction_failed", "The upto settlement transaction failed.";
     InvalidUptoEvmPayloadSettlementExceedsAmount => "invalid_upto_evm_payload_settlement_exceeds_amount", "The settled amount exceeds the authorized maximum.";
+    UptoAmountExceedsPermitted => "upto_amount_exceeds_permitted", "The amount exceeds what the upto authorization permits.";
+    UptoUnauthorizedFacilitator => "upto_unauthorized_facilitator", "The upto authorization names another facilitator than this one.";
+    UptoFacilitatorMismatch => "upto_facilitator_mismatch", "The facilitator in the upto authorization does not match the requirements.";
 }
 
 impl fmt::Display for ErrorReason {
@@ -146,6 +176,12 @@ impl FromStr for ErrorReason {
 impl From<&str> for ErrorReason {
     fn from(s: &str) -> Self {
         Self::from_code(s)
+    }
+}
+
+impl From<String> for ErrorReason {
+    fn from(s: String) -> Self {
+        Self::from_code(&s)
     }
 }
 
@@ -172,17 +208,129 @@ mod tests {
             let s = r.as_str();
             assert!(seen.insert(s), "duplicate {s}");
             assert_eq!(&s.parse::<ErrorReason>().unwrap(), r);
+            assert_eq!(&ErrorReason::from(s), r);
+            assert_eq!(r.to_string(), s);
             let json = serde_json::to_string(r).unwrap();
             assert_eq!(json, format!("\"{s}\""));
             assert_eq!(&serde_json::from_str::<ErrorReason>(&json).unwrap(), r);
             assert!(!matches!(r, ErrorReason::Other(_)));
+            assert!(r.describe().ends_with('.'), "{s}");
         }
-        assert!(ErrorReason::ALL.len() >= 60);
         let other: ErrorReason = "brand_new_reason".into();
         assert_eq!(other, ErrorReason::Other("brand_new_reason".into()));
+        assert_eq!(other.as_str(), "brand_new_reason");
         assert_eq!(
             serde_json::to_string(&other).unwrap(),
             "\"brand_new_reason\""
+        );
+    }
+
+    /// The codes of the v1 and v2 specifications (§9) and the official SDK's exact/Permit2/upto
+    /// EVM constants are all known variants.
+    #[test]
+    fn covers_the_specs_and_the_sdk() {
+        let specs = [
+            "insufficient_funds",
+            "invalid_exact_evm_payload_authorization_valid_after",
+            "invalid_exact_evm_payload_authorization_valid_before",
+            "invalid_exact_evm_payload_authorization_value",
+            "invalid_exact_evm_payload_authorization_value_mismatch",
+            "invalid_exact_evm_payload_signature",
+            "invalid_exact_evm_payload_recipient_mismatch",
+            "invalid_network",
+            "invalid_payload",
+            "invalid_payment_requirements",
+            "invalid_scheme",
+            "unsupported_scheme",
+            "invalid_x402_version",
+            "invalid_transaction_state",
+            "unexpected_verify_error",
+            "unexpected_settle_error",
+        ];
+        let sdk = [
+            "asset_not_deployed_contract",
+            "eip2612_asset_mismatch",
+            "eip2612_deadline_expired",
+            "eip2612_from_mismatch",
+            "eip2612_spender_not_permit2",
+            "eip6492_factory_not_allowed",
+            "erc20_approval_asset_mismatch",
+            "erc20_approval_broadcast_failed",
+            "erc20_approval_from_mismatch",
+            "erc20_approval_spender_not_permit2",
+            "erc20_approval_tx_failed",
+            "erc20_approval_tx_invalid_calldata",
+            "erc20_approval_tx_invalid_signature",
+            "erc20_approval_tx_parse_failed",
+            "erc20_approval_tx_signer_mismatch",
+            "erc20_approval_tx_wrong_selector",
+            "erc20_approval_tx_wrong_spender",
+            "erc20_approval_tx_wrong_target",
+            "extension_echo_mismatch",
+            "invalid_eip2612_extension_format",
+            "invalid_erc20_approval_extension_format",
+            "invalid_exact_evm_authorization_value",
+            "invalid_exact_evm_eip3009_not_supported",
+            "invalid_exact_evm_failed_to_parse_signature",
+            "invalid_exact_evm_insufficient_balance",
+            "invalid_exact_evm_missing_eip712_domain",
+            "invalid_exact_evm_network_mismatch",
+            "invalid_exact_evm_nonce_already_used",
+            "invalid_exact_evm_recipient_mismatch",
+            "invalid_exact_evm_scheme",
+            "invalid_exact_evm_signature",
+            "invalid_exact_evm_token_name_mismatch",
+            "invalid_exact_evm_token_version_mismatch",
+            "invalid_exact_evm_transaction_failed",
+            "invalid_exact_evm_transaction_simulation_failed",
+            "invalid_exact_evm_transfer_event_mismatch",
+            "invalid_permit2_recipient_mismatch",
+            "invalid_permit2_signature",
+            "invalid_permit2_spender",
+            "invalid_upto_evm_network_mismatch",
+            "invalid_upto_evm_payload_settlement_exceeds_amount",
+            "invalid_upto_evm_scheme",
+            "invalid_upto_evm_transaction_failed",
+            "permit2_2612_amount_mismatch",
+            "permit2_allowance_required",
+            "permit2_amount_mismatch",
+            "permit2_deadline_expired",
+            "permit2_insufficient_balance",
+            "permit2_invalid_amount",
+            "permit2_invalid_destination",
+            "permit2_invalid_nonce",
+            "permit2_invalid_owner",
+            "permit2_not_yet_valid",
+            "permit2_payment_too_early",
+            "permit2_proxy_not_deployed",
+            "permit2_simulation_failed",
+            "permit2_token_mismatch",
+            "settlement_pending",
+            "smart_wallet_deployment_failed",
+            "unsupported_payload_type",
+            "upto_amount_exceeds_permitted",
+            "upto_facilitator_mismatch",
+            "upto_unauthorized_facilitator",
+        ];
+        for code in specs.iter().chain(&sdk) {
+            let r = ErrorReason::from(*code);
+            assert!(
+                !matches!(r, ErrorReason::Other(_)),
+                "{code} is not a variant"
+            );
+            assert!(ErrorReason::ALL.contains(&r));
+        }
+        assert_eq!(
+            ErrorReason::from("invalid_exact_evm_payload_signature"),
+            ErrorReason::InvalidExactEvmPayloadSignature
+        );
+        assert_eq!(
+            ErrorReason::InvalidExactEvmPayloadRecipientMismatch.as_str(),
+            "invalid_exact_evm_payload_recipient_mismatch"
+        );
+        assert_eq!(
+            ErrorReason::InvalidExactEvmPayloadAuthorizationValue.as_str(),
+            "invalid_exact_evm_payload_authorization_value"
         );
     }
 }

@@ -1,20 +1,32 @@
 //! Payment scheme identifiers.
+//!
+//! A scheme says how money moves (`exact`: pay exactly the stated amount; `upto`: authorize a
+//! maximum, settle what was used). This crate only names schemes; what a scheme puts in a
+//! payment's `payload` is interpreted by the scheme's own crate.
 
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
 
-/// A payment scheme: how money moves (e.g. `exact`: pay exactly the stated amount).
+/// Longest scheme token accepted.
+const MAX_LEN: usize = 64;
+
+/// A payment scheme.
 ///
 /// Known schemes are variants; any other well-formed token (`[a-z0-9][a-z0-9_-]*`, at most 64
-/// characters) is kept as [`Scheme::Unknown`] so that a client can skip an option it cannot
-/// pay instead of rejecting the whole 402 challenge. Malformed tokens (empty, upper case,
-/// spaces) fail to deserialize.
+/// characters) is kept as [`Scheme::Unknown`]. That is deliberate: a 402 challenge may offer
+/// several `accepts` entries, and a client must be able to skip an option whose scheme it
+/// cannot pay instead of failing to decode the whole challenge. Malformed tokens (empty, upper
+/// case, spaces) are not a scheme anyone can implement and fail to deserialize.
 ///
 /// ```
 /// use tollgate_proto::Scheme;
 /// let s: Scheme = serde_json::from_str("\"exact\"").unwrap();
 /// assert_eq!(s, Scheme::Exact);
+/// let later: Scheme = "batch-settlement".parse().unwrap();
+/// assert_eq!(later, Scheme::Unknown("batch-settlement".into()));
+/// assert!(!later.is_known());
 /// assert!(serde_json::from_str::<Scheme>("\"Exact\"").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,9 +35,14 @@ pub enum Scheme {
     Exact,
     /// Authorize up to an amount; settle what was used.
     Upto,
-    /// A scheme this version does not implement.
+    /// A well-formed scheme this version does not implement, kept verbatim.
     Unknown(String),
 }
+
+/// Why a string is not a scheme token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid scheme {0:?}: expected a lower-case token of [a-z0-9_-] starting with a letter or digit, at most 64 characters (e.g. \"exact\")")]
+pub struct SchemeError(pub String);
 
 impl Scheme {
     /// The wire token.
@@ -37,26 +54,28 @@ impl Scheme {
         }
     }
 
-    /// Parses a wire token, or says why it is malformed.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    /// Whether this is a scheme Tollgate knows by name (not [`Scheme::Unknown`]).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, Self::Unknown(_))
+    }
+}
+
+impl FromStr for Scheme {
+    type Err = SchemeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "exact" => Ok(Self::Exact),
             "upto" => Ok(Self::Upto),
             _ => {
-                let well_formed = !s.is_empty()
-                    && s.len() <= 64
-                    && s.bytes()
-                        .next()
-                        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                    && s.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                    });
+                let lower_digit = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+                let well_formed = s.len() <= MAX_LEN
+                    && s.bytes().next().is_some_and(lower_digit)
+                    && s.bytes().all(|b| lower_digit(b) || b == b'-' || b == b'_');
                 if well_formed {
                     Ok(Self::Unknown(s.to_owned()))
                 } else {
-                    Err(format!(
-                        "invalid scheme {s:?}: expected a lower-case token such as \"exact\""
-                    ))
+                    Err(SchemeError(s.to_owned()))
                 }
             }
         }
@@ -78,7 +97,7 @@ impl Serialize for Scheme {
 impl<'de> Deserialize<'de> for Scheme {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(D::Error::custom)
+        s.parse().map_err(D::Error::custom)
     }
 }
 
@@ -88,14 +107,46 @@ mod tests {
 
     #[test]
     fn known_unknown_and_malformed() {
-        assert_eq!(Scheme::parse("upto").unwrap(), Scheme::Upto);
-        assert_eq!(
-            Scheme::parse("batch-settlement").unwrap(),
-            Scheme::Unknown("batch-settlement".into())
-        );
-        for bad in ["", " exact", "EXACT", "-x", "a b", &"x".repeat(65)] {
-            assert!(Scheme::parse(bad).is_err(), "{bad:?}");
+        assert_eq!("exact".parse::<Scheme>().unwrap(), Scheme::Exact);
+        assert_eq!("upto".parse::<Scheme>().unwrap(), Scheme::Upto);
+        for ok in [
+            "batch-settlement",
+            "auth_capture",
+            "x",
+            "9a",
+            &"x".repeat(64),
+        ] {
+            assert_eq!(ok.parse::<Scheme>().unwrap(), Scheme::Unknown(ok.into()));
         }
-        assert_eq!(serde_json::to_string(&Scheme::Exact).unwrap(), "\"exact\"");
+        for bad in [
+            "",
+            " exact",
+            "exact ",
+            "EXACT",
+            "Exact",
+            "-x",
+            "_x",
+            "a b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert_eq!(
+                bad.parse::<Scheme>(),
+                Err(SchemeError(bad.into())),
+                "{bad:?}"
+            );
+            let json = serde_json::to_string(bad).unwrap();
+            assert!(serde_json::from_str::<Scheme>(&json).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn serde_is_the_token() {
+        for s in [Scheme::Exact, Scheme::Upto, Scheme::Unknown("later".into())] {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<Scheme>(&json).unwrap(), s);
+        }
+        assert!(serde_json::from_str::<Scheme>("1").is_err());
     }
 }

@@ -33,6 +33,16 @@ pub enum PriceError {
         "no known stablecoin on {0}: give the price as an atomic amount with an explicit asset"
     )]
     NoDefaultAsset(Network),
+    /// The network's stablecoin moves by a transfer method Tollgate does not settle.
+    #[error("the known stablecoin {symbol} on {network} is paid via {method}, which Tollgate does not settle yet: give an atomic price in another asset")]
+    UnsupportedTransferMethod {
+        /// The network.
+        network: Network,
+        /// The token.
+        symbol: &'static str,
+        /// Its transfer method.
+        method: &'static str,
+    },
     /// The route pattern is not `METHOD /path`.
     #[error("route {0:?} is not \"METHOD /path\" (e.g. \"GET /weather\")")]
     BadRoute(String),
@@ -50,13 +60,17 @@ impl PaymentOption {
     pub fn usd(price: &str, network: Network, pay_to: &str) -> Result<Self, PriceError> {
         let known = asset::default_asset(&network)
             .ok_or_else(|| PriceError::NoDefaultAsset(network.clone()))?;
+        if let Some(method) = known.transfer_method {
+            // Tollgate settles the scheme's default transfer method only; advertising a token
+            // it cannot settle would take payments it cannot collect.
+            return Err(PriceError::UnsupportedTransferMethod {
+                network,
+                symbol: known.symbol,
+                method,
+            });
+        }
         let amount = price.parse::<DecimalAmount>()?.to_atomic(known.decimals)?;
-        let extra = known.eip712.map(|d| {
-            let mut m = Map::new();
-            m.insert("name".into(), d.name.into());
-            m.insert("version".into(), d.version.into());
-            m
-        });
+        let extra = Some(known.requirements_extra()).filter(|m| !m.is_empty());
         Ok(Self {
             network,
             asset: known.address.to_owned(),
@@ -216,5 +230,10 @@ mod tests {
         assert_eq!(o.amount, U256::from(1000));
         assert_eq!(o.extra.unwrap()["name"], "USDC");
         assert!(PaymentOption::usd("1abc", "eip155:8453".parse().unwrap(), "0x01").is_err());
+        // MegaETH's dollar token is Permit2-only.
+        assert!(matches!(
+            PaymentOption::usd("$1", "eip155:4326".parse().unwrap(), "0x01"),
+            Err(PriceError::UnsupportedTransferMethod { .. })
+        ));
     }
 }
