@@ -85,6 +85,10 @@ pub struct ExactEvmFacilitator {
     signer: Address,
     network: Network,
     config: FacilitatorConfig,
+    /// Held while a transaction is filled and handed to the node, so that each send reads the
+    /// signer's pending nonce after the previous one was accepted: no two settlements share a
+    /// nonce, and a transaction the node refuses leaves no gap behind.
+    send_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for ExactEvmFacilitator {
@@ -121,8 +125,10 @@ pub enum ConnectError {
 
 impl ExactEvmFacilitator {
     /// A facilitator over an existing provider. `provider` must be able to sign transactions
-    /// from `signer` (e.g. built with `ProviderBuilder::new().wallet(..)`), and be connected to
-    /// the chain `network` names.
+    /// from `signer` and be connected to the chain `network` names. Give it a provider that
+    /// reads the pending nonce for each transaction (as [`connect`](Self::connect) builds):
+    /// a nonce cache would keep counting after a transaction the node refused, leaving a gap
+    /// that stalls every later settlement.
     pub fn new(
         provider: DynProvider,
         signer: Address,
@@ -134,6 +140,7 @@ impl ExactEvmFacilitator {
             signer,
             network,
             config,
+            send_lock: Default::default(),
         }
     }
 
@@ -151,6 +158,10 @@ impl ExactEvmFacilitator {
         })?;
         let address = signer.address();
         let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
             .wallet(EthereumWallet::from(signer))
             .connect_http(url)
             .erased();

@@ -200,6 +200,7 @@ impl ExactEvmFacilitator {
     }
 
     async fn send(&self, tx: TransactionRequest) -> Result<B256, SettleError> {
+        let _one_at_a_time = self.send_lock.lock().await;
         let pending = self.provider.send_transaction(tx).await.map_err(|e| {
             if is_transport_failure(&e) {
                 SettleError::Submit(e.to_string())
