@@ -1,6 +1,10 @@
-// Compiles contracts/src/*.sol with the pinned npm `solc` (no compiler download) and writes one
-// deterministic artifact per contract to contracts/out/<Name>.json: {contractName, abi,
-// bytecode, deployedBytecode}. Run: npm run build:contracts
+// Compiles contracts/src/*.sol with the pinned npm `solc` (solcjs: the compiler ships inside the
+// package, so nothing is downloaded) and writes one deterministic artifact per contract to
+// contracts/out/<Name>.json: {contractName, abi, bytecode, deployedBytecode}.
+// Run: npm run build:contracts
+//
+// The artifacts are committed so that Rust builds need no compiler; CI reruns this and fails if
+// they differ, so the output must depend on nothing but the sources and the compiler version.
 import { readFileSync, readdirSync, writeFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,9 +13,18 @@ import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const solc = require("solc");
 
+// Another compiler version would produce different bytecode than the committed artifacts.
+const SOLC_VERSION = "0.8.37";
+if (!solc.version().startsWith(SOLC_VERSION + "+")) {
+  console.error(`expected solc ${SOLC_VERSION}, found ${solc.version()}; run npm ci`);
+  process.exit(1);
+}
+
 const here = dirname(fileURLToPath(import.meta.url));
 const srcDir = join(here, "src");
 const outDir = join(here, "out");
+// Only these get artifacts; any helper interfaces or libraries in src/ are compiled but not
+// written out.
 const CONTRACTS = ["TestUSDC", "TestWallet1271", "WalletFactory", "Eip6492Validator", "Multicall3"];
 
 const sources = {};
@@ -25,6 +38,8 @@ const input = {
   settings: {
     optimizer: { enabled: true, runs: 200 },
     evmVersion: "cancun",
+    // No metadata hash in the bytecode: it would change with comments and file paths, making
+    // artifacts differ between checkouts for no behavioural reason.
     metadata: { bytecodeHash: "none", appendCBOR: false },
     outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
   },
