@@ -423,7 +423,7 @@ async fn many_distinct_payments_settle_concurrently() {
     let s = setup().await;
     let before = s.balance(s.payee).await;
     let mut payments = Vec::new();
-    for i in 0..40 {
+    for i in 0..100 {
         payments.push(s.pay(1 + i % 8).await);
     }
     let bodies: Vec<Value> = payments.iter().map(|p| s.body(p)).collect();
@@ -433,8 +433,18 @@ async fn many_distinct_payments_settle_concurrently() {
         assert_eq!(*status, 200, "{r}");
         hashes.insert(r["transaction"].as_str().unwrap().to_owned());
     }
-    assert_eq!(hashes.len(), 40, "one transaction per payment");
-    assert_eq!(s.balance(s.payee).await, before + U256::from(PRICE * 40));
+    assert_eq!(hashes.len(), 100, "one transaction per payment");
+    assert_eq!(s.balance(s.payee).await, before + U256::from(PRICE * 100));
+    // The signer's nonces have no gaps or reuse: 3 deployments, 9 mints, then one per payment.
+    let nonce = s
+        .chain
+        .rpc(
+            "eth_getTransactionCount",
+            json!([TestChain::address(0), "latest"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(nonce, json!(format!("{:#x}", 3 + 9 + 100)));
 }
 
 #[tokio::test]

@@ -1,0 +1,141 @@
+//! `kill -9` of a facilitator in the middle of a settlement loses nothing and sends nothing
+//! twice: the restarted process reconciles the ledger against the chain.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use serde_json::json;
+use tollgate::evm::ExactEvmClient;
+use tollgate::proto::PaymentRequirements;
+use tollgate_testkit::{TestChain, DEV_KEYS};
+
+fn start(config: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["facilitator", "--config"])
+        .arg(config)
+        .env("TOLLGATE_TEST_SIGNER", DEV_KEYS[0])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "facilitator exited"
+        );
+        if let Some(addr) = line
+            .trim()
+            .strip_prefix("tollgate facilitator listening on ")
+        {
+            let addr = addr.to_owned();
+            // Keep draining stderr so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in stderr.lines() {});
+            return (child, addr);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_settlement_then_restart_reconciles() {
+    let chain = TestChain::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("f.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[ledger]\npath = \"{}\"\n[[networks]]\nnetwork = \"{}\"\nrpc_urls = [\"{}\"]\nsigner_key_env = \"TOLLGATE_TEST_SIGNER\"\nreceipt_timeout_secs = 60\n",
+            dir.path().join("ledger.db").display(),
+            chain.caip2(),
+            chain.endpoint()
+        ),
+    )
+    .unwrap();
+    let payee = TestChain::address(9);
+    let requirements: PaymentRequirements = serde_json::from_value(json!({
+        "scheme": "exact", "network": chain.caip2(), "amount": "10000",
+        "asset": chain.usdc.to_string(), "payTo": payee.to_string(), "maxTimeoutSeconds": 120,
+        "extra": { "name": "USD Coin", "version": "2" }
+    }))
+    .unwrap();
+    let payment = ExactEvmClient::new(TestChain::signer(1))
+        .sign(&requirements, None)
+        .await
+        .unwrap();
+    let body =
+        json!({ "x402Version": 2, "paymentPayload": payment, "paymentRequirements": requirements });
+    let before = chain.usdc_balance(payee).await.unwrap();
+
+    let (mut first, addr) = start(&config);
+    chain.set_automine(false).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{addr}/settle");
+    let stuck = tokio::spawn({
+        let (http, url, body) = (http.clone(), url.clone(), body.clone());
+        async move { http.post(url).json(&body).send().await }
+    });
+    // Wait until the settlement transaction is in the mempool, then kill the process.
+    let signer = TestChain::address(0);
+    for _ in 0..100 {
+        let pending = chain
+            .rpc("eth_getTransactionCount", json!([signer, "pending"]))
+            .await
+            .unwrap();
+        let latest = chain
+            .rpc("eth_getTransactionCount", json!([signer, "latest"]))
+            .await
+            .unwrap();
+        if pending != latest {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    assert!(stuck.await.unwrap().is_err(), "the killed process answered");
+
+    // The transaction lands while no facilitator runs.
+    chain.mine().await.unwrap();
+    chain.set_automine(true).await.unwrap();
+    assert_eq!(
+        chain.usdc_balance(payee).await.unwrap(),
+        before + U256::from(10_000u64)
+    );
+
+    // A new process on the same ledger: the retry gets the original settlement, no new transfer.
+    let (mut second, addr) = start(&config);
+    let r = http
+        .post(format!("{addr}/settle"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(r["success"], true, "{r}");
+    let tx = r["transaction"].as_str().unwrap().to_owned();
+    let receipt = chain
+        .rpc("eth_getTransactionReceipt", json!([tx]))
+        .await
+        .unwrap();
+    assert_eq!(receipt["status"], json!("0x1"));
+    assert_eq!(
+        chain.usdc_balance(payee).await.unwrap(),
+        before + U256::from(10_000u64)
+    );
+    let nonce = chain
+        .rpc("eth_getTransactionCount", json!([signer, "latest"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        nonce,
+        json!(format!("{:#x}", 3 + 9 + 1)),
+        "exactly one settlement tx"
+    );
+    let _ = second.kill();
+    let _ = second.wait();
+}
