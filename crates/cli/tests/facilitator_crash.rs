@@ -11,22 +11,39 @@ use tollgate::evm::ExactEvmClient;
 use tollgate::proto::PaymentRequirements;
 use tollgate_testkit::{TestChain, DEV_KEYS};
 
-fn start(config: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["facilitator", "--config"])
-        .arg(config)
-        .env("TOLLGATE_TEST_SIGNER", DEV_KEYS[0])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+/// A running facilitator process, killed (SIGKILL) and reaped when dropped.
+struct Running(Child);
+
+impl Running {
+    fn kill_9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+fn start(config: &std::path::Path) -> (Running, String) {
+    let mut running = Running(
+        Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["facilitator", "--config"])
+            .arg(config)
+            .env("TOLLGATE_TEST_SIGNER", DEV_KEYS[0])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(running.0.stderr.take().expect("stderr is piped"));
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "facilitator exited"
-        );
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!("facilitator exited before listening");
+        }
         if let Some(addr) = line
             .trim()
             .strip_prefix("tollgate facilitator listening on ")
@@ -34,7 +51,7 @@ fn start(config: &std::path::Path) -> (Child, String) {
             let addr = addr.to_owned();
             // Keep draining stderr so the child never blocks on a full pipe.
             std::thread::spawn(move || for _ in stderr.lines() {});
-            return (child, addr);
+            return (running, addr);
         }
     }
 }
@@ -94,8 +111,7 @@ async fn kill_9_mid_settlement_then_restart_reconciles() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    first.kill_9();
     assert!(stuck.await.unwrap().is_err(), "the killed process answered");
 
     // The transaction lands while no facilitator runs.
@@ -136,6 +152,5 @@ async fn kill_9_mid_settlement_then_restart_reconciles() {
         json!(format!("{:#x}", 3 + 9 + 1)),
         "exactly one settlement tx"
     );
-    let _ = second.kill();
-    let _ = second.wait();
+    second.kill_9();
 }
