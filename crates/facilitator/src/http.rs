@@ -138,28 +138,23 @@ async fn verify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         return unauthorized();
     }
     let started = Instant::now();
-    let request = match parse(&body) {
-        Ok(r) => r,
-        Err(message) => {
-            let reason = bad_request_reason(&message);
-            state
-                .metrics
-                .observe("verify", "invalid", reason.as_str(), started.elapsed());
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(VerifyResponse::invalid(reason, Some(message), None)),
-            )
-                .into_response();
-        }
-    };
-    let work = state.facilitator.verify(&request);
-    let outcome = match tokio::time::timeout(state.limits.request_timeout, work).await {
-        Ok(outcome) => outcome,
-        Err(_) => Outcome::Unavailable(VerifyResponse::invalid(
-            ErrorReason::UnexpectedVerifyError,
-            Some("verification timed out".into()),
+    let outcome = match parse(&body) {
+        Err(message) => Outcome::Rejected(VerifyResponse::invalid(
+            bad_request_reason(&message),
+            Some(message),
             None,
         )),
+        Ok(request) => {
+            let work = state.facilitator.verify(&request);
+            match tokio::time::timeout(state.limits.request_timeout, work).await {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::Unavailable(VerifyResponse::invalid(
+                    ErrorReason::UnexpectedVerifyError,
+                    Some("verification timed out".into()),
+                    None,
+                )),
+            }
+        }
     };
     let reason = outcome
         .body()
@@ -180,43 +175,33 @@ async fn settle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         return unauthorized();
     }
     let started = Instant::now();
-    let request = match parse(&body) {
-        Ok(r) => r,
-        Err(message) => {
-            let reason = bad_request_reason(&message);
-            state
-                .metrics
-                .observe("settle", "failure", reason.as_str(), started.elapsed());
-            let network = network_hint(&body);
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(SettleResponse::failure(
-                    reason,
-                    Some(message),
-                    network,
+    let (version, outcome) = match parse(&body) {
+        Err(message) => (
+            X402Version::V2,
+            Outcome::Rejected(SettleResponse::failure(
+                bad_request_reason(&message),
+                Some(message),
+                network_hint(&body),
+                None,
+                None,
+            )),
+        ),
+        Ok(request) => {
+            let work = state.facilitator.settle(&request);
+            let outcome = match tokio::time::timeout(state.limits.request_timeout, work).await {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::Unavailable(SettleResponse::failure(
+                    ErrorReason::UnexpectedSettleError,
+                    Some(
+                        "settlement timed out; it may still complete — retry to learn its result"
+                            .into(),
+                    ),
+                    request.to_v2().1.network,
                     None,
                     None,
                 )),
-            )
-                .into_response();
-        }
-    };
-    let version = request.version();
-    let work = state.facilitator.settle(&request);
-    let outcome = match tokio::time::timeout(state.limits.request_timeout, work).await {
-        Ok(outcome) => outcome,
-        Err(_) => {
-            let (_, requirements) = request.to_v2();
-            Outcome::Unavailable(SettleResponse::failure(
-                ErrorReason::UnexpectedSettleError,
-                Some(
-                    "settlement timed out; it may still complete — retry to learn its result"
-                        .into(),
-                ),
-                requirements.network,
-                None,
-                None,
-            ))
+            };
+            (request.version(), outcome)
         }
     };
     let reason = outcome.body().error_reason.as_ref().map(|r| r.to_string());
