@@ -18,4 +18,4 @@ pub mod price;
 pub use facilitator::RemoteFacilitator;
 pub use facilitator::{FacilitatorClient, FacilitatorError};
 pub use paywall::{PaymentInfo, Paywall, PaywallLayer, SettlementMode};
-pub use price::{PaymentOption, PriceError, RoutePrice, RouteTable};
+pub use price::{DynamicPrice, PaymentOption, PriceError, Pricing, RoutePrice, RouteTable};

@@ -1,5 +1,9 @@
 //! What a route costs: payment options and the route table.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use http::Method;
 use serde_json::{Map, Value};
 use tollgate_proto::money::{DecimalAmount, MoneyError};
@@ -161,31 +165,73 @@ enum PathPattern {
     Prefix(String),
 }
 
+/// Computes a route's price from the request; `None` makes this request free.
+///
+/// The closure reads what it needs from the request synchronously and returns a `'static`
+/// future, so it can consult a database or a quote service without borrowing the request.
+pub type DynamicPrice = Arc<
+    dyn Fn(
+            &http::Request<axum::body::Body>,
+        ) -> Pin<Box<dyn Future<Output = Option<RoutePrice>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// How a route is priced.
+#[derive(Clone)]
+pub enum Pricing {
+    /// The same price for every request.
+    Static(RoutePrice),
+    /// A price per request.
+    Dynamic(DynamicPrice),
+}
+
+impl std::fmt::Debug for Pricing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Static(p) => f.debug_tuple("Static").field(p).finish(),
+            Self::Dynamic(_) => f.write_str("Dynamic(..)"),
+        }
+    }
+}
+
 /// Routes and their prices; the first matching entry wins.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
-    routes: Vec<(Method, PathPattern, RoutePrice)>,
+    routes: Vec<(Method, PathPattern, Pricing)>,
 }
 
 impl RouteTable {
     /// Prices `route` (`"GET /weather"`, or `"GET /files/*"` for a prefix).
     pub fn insert(&mut self, route: &str, price: RoutePrice) -> Result<(), PriceError> {
+        if price.options.is_empty() {
+            return Err(PriceError::BadRoute(route.to_owned()));
+        }
+        self.insert_pricing(route, Pricing::Static(price))
+    }
+
+    /// Prices `route` per request with `price`.
+    pub fn insert_dynamic(&mut self, route: &str, price: DynamicPrice) -> Result<(), PriceError> {
+        self.insert_pricing(route, Pricing::Dynamic(price))
+    }
+
+    fn insert_pricing(&mut self, route: &str, pricing: Pricing) -> Result<(), PriceError> {
         let bad = || PriceError::BadRoute(route.to_owned());
         let (method, path) = route.split_once(' ').ok_or_else(bad)?;
         let method: Method = method.parse().map_err(|_| bad())?;
-        if !path.starts_with('/') || price.options.is_empty() {
+        if !path.starts_with('/') {
             return Err(bad());
         }
         let pattern = match path.strip_suffix('*') {
             Some(prefix) => PathPattern::Prefix(prefix.to_owned()),
             None => PathPattern::Exact(path.to_owned()),
         };
-        self.routes.push((method, pattern, price));
+        self.routes.push((method, pattern, pricing));
         Ok(())
     }
 
-    /// The price of a request, if its route is priced.
-    pub fn find(&self, method: &Method, path: &str) -> Option<&RoutePrice> {
+    /// How the request's route is priced, if it is.
+    pub fn find(&self, method: &Method, path: &str) -> Option<&Pricing> {
         self.routes
             .iter()
             .find(|(m, p, _)| {
@@ -210,7 +256,10 @@ mod tests {
         let mut t = RouteTable::default();
         t.insert("GET /weather", price.clone()).unwrap();
         t.insert("POST /files/*", price.clone()).unwrap();
-        assert!(t.find(&Method::GET, "/weather").is_some());
+        assert!(matches!(
+            t.find(&Method::GET, "/weather"),
+            Some(Pricing::Static(_))
+        ));
         assert!(t.find(&Method::POST, "/weather").is_none());
         assert!(t.find(&Method::GET, "/weather/x").is_none());
         assert!(t.find(&Method::POST, "/files/a/b").is_some());

@@ -79,7 +79,25 @@ async fn finish_shop<F: tollgate_server::FacilitatorClient>(
                 .mime_type("application/json"),
         )
         .unwrap()
-        .route("POST /fail", RoutePrice::new(option))
+        .route("POST /fail", RoutePrice::new(option.clone()))
+        .unwrap()
+        .dynamic_route(
+            "GET /quote",
+            std::sync::Arc::new(move |req: &axum::http::Request<axum::body::Body>| {
+                // Price by `?size=N`: N thousandths of a cent; size 0 (or none) is free.
+                let size: u64 = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.strip_prefix("size="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let mut option = option.clone();
+                option.amount = U256::from(size * 1_000);
+                Box::pin(async move {
+                    (size > 0).then(|| RoutePrice::new(option).description("A sized quote"))
+                })
+            }),
+        )
         .unwrap()
         .settlement_mode(mode);
     let served = Arc::new(AtomicUsize::new(0));
@@ -106,6 +124,7 @@ async fn finish_shop<F: tollgate_server::FacilitatorClient>(
             post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
         )
         .route("/free", get(|| async { "free" }))
+        .route("/quote", get(|| async { "quote" }))
         .layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -418,4 +437,52 @@ async fn paywall_with_a_remote_facilitator_over_http() {
         "a settled payment cannot be reused"
     );
     assert_eq!(s.served.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn dynamic_prices_come_from_the_request_and_none_means_free() {
+    let s = shop(SettlementMode::AfterHandler).await;
+    let r = s
+        .http
+        .get(format!("{}/quote?size=0", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "size 0 is free");
+    let challenge = s.challenge(reqwest::Method::GET, "/quote?size=3").await;
+    assert_eq!(challenge.accepts[0].amount.to_string(), "3000");
+    assert_eq!(
+        challenge.resource.description.as_deref(),
+        Some("A sized quote")
+    );
+    let payment = ExactEvmClient::new(TestChain::signer(8))
+        .sign(&challenge.accepts[0], None)
+        .await
+        .unwrap();
+    let before = s.balance().await;
+    let r = s
+        .http
+        .get(format!("{}/quote?size=3", s.url))
+        .header("PAYMENT-SIGNATURE", header::encode(&payment))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(s.balance().await, before + U256::from(3_000u64));
+    // A payment made for one size does not buy another.
+    let other = s.challenge(reqwest::Method::GET, "/quote?size=4").await;
+    let payment = ExactEvmClient::new(TestChain::signer(8))
+        .sign(&challenge.accepts[0], None)
+        .await
+        .unwrap();
+    let r = s
+        .http
+        .get(format!("{}/quote?size=4", s.url))
+        .header("PAYMENT-SIGNATURE", header::encode(&payment))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 402);
+    assert_eq!(other.accepts[0].amount.to_string(), "4000");
+    assert_eq!(s.balance().await, before + U256::from(3_000u64));
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use tower_layer::Layer;
 
 use super::service::{Paywall, Shared};
-use crate::price::{PriceError, RoutePrice, RouteTable};
+use crate::price::{DynamicPrice, PriceError, RoutePrice, RouteTable};
 use crate::FacilitatorClient;
 
 /// When the payment is settled relative to the handler.
@@ -70,6 +70,13 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
     /// Prices `route` (`"GET /weather"`, or `"GET /files/*"` for everything under a prefix).
     pub fn route(mut self, route: &str, price: RoutePrice) -> Result<Self, PriceError> {
         self.shared_mut().routes.insert(route, price)?;
+        Ok(self)
+    }
+
+    /// Prices `route` per request: `price` sees the request and returns its price, or `None`
+    /// to let this request through for free.
+    pub fn dynamic_route(mut self, route: &str, price: DynamicPrice) -> Result<Self, PriceError> {
+        self.shared_mut().routes.insert_dynamic(route, price)?;
         Ok(self)
     }
 

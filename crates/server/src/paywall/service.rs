@@ -1,5 +1,6 @@
 //! [`Paywall`]: the service that answers 402s, verifies, runs the handler and settles.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -16,7 +17,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::SettlementMode;
-use crate::price::{RoutePrice, RouteTable};
+use crate::price::{Pricing, RoutePrice, RouteTable};
 use crate::FacilitatorClient;
 
 pub(crate) struct Shared<F> {
@@ -119,14 +120,27 @@ where
     S::Future: Send,
     F: FacilitatorClient,
 {
-    let Some(price) = shared.routes.find(request.method(), request.uri().path()) else {
-        return inner.call(request).await;
+    let has_payment = {
+        let headers = request.headers();
+        headers.contains_key(header::PAYMENT_SIGNATURE) || headers.contains_key(header::X_PAYMENT)
     };
-    let headers = request.headers();
-    if !headers.contains_key(header::PAYMENT_SIGNATURE) && !headers.contains_key(header::X_PAYMENT)
-    {
-        return Ok(cached_challenge(&shared, &request, price));
-    }
+    let price: Cow<'_, RoutePrice> =
+        match shared.routes.find(request.method(), request.uri().path()) {
+            None => return inner.call(request).await,
+            Some(Pricing::Static(price)) => {
+                if !has_payment {
+                    return Ok(cached_challenge(&shared, &request, price));
+                }
+                Cow::Borrowed(price)
+            }
+            Some(Pricing::Dynamic(quote)) => match quote(&request).await {
+                // This request is free.
+                None => return inner.call(request).await,
+                Some(price) if price.options.is_empty() => return inner.call(request).await,
+                Some(price) => Cow::Owned(price),
+            },
+        };
+    let price = price.as_ref();
     let resource = resource_info(&request, price);
     let accepts: Vec<PaymentRequirements> =
         price.options.iter().map(|o| o.requirements()).collect();
