@@ -161,6 +161,21 @@ impl Shop {
         header::encode(&payment)
     }
 
+    /// Sends `method path` carrying `payment` in `PAYMENT-SIGNATURE`.
+    async fn with_payment(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        payment: impl AsRef<str>,
+    ) -> reqwest::Response {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .header("PAYMENT-SIGNATURE", payment.as_ref())
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn balance(&self) -> U256 {
         self.chain.usdc_balance(self.payee).await.unwrap()
     }
@@ -236,12 +251,8 @@ async fn v2_client_pays_and_gets_the_resource_and_a_receipt() {
     let before = s.balance().await;
     let payment = s.payment_header(1, reqwest::Method::GET, "/weather").await;
     let r = s
-        .http
-        .get(format!("{}/weather", s.url))
-        .header("PAYMENT-SIGNATURE", payment)
-        .send()
-        .await
-        .unwrap();
+        .with_payment(reqwest::Method::GET, "/weather", payment)
+        .await;
     assert_eq!(r.status().as_u16(), 200);
     let receipt: SettleResponse = header::settle_response_from_headers(r.headers())
         .expect("PAYMENT-RESPONSE")
@@ -299,12 +310,8 @@ async fn handler_errors_are_not_charged() {
     let before = s.balance().await;
     let payment = s.payment_header(3, reqwest::Method::POST, "/fail").await;
     let r = s
-        .http
-        .post(format!("{}/fail", s.url))
-        .header("PAYMENT-SIGNATURE", payment)
-        .send()
-        .await
-        .unwrap();
+        .with_payment(reqwest::Method::POST, "/fail", payment)
+        .await;
     assert_eq!(r.status().as_u16(), 500);
     assert!(r.headers().get("payment-response").is_none());
     assert_eq!(s.balance().await, before);
@@ -341,12 +348,8 @@ async fn one_payment_sent_many_times_is_served_once() {
 
     // A later reuse is refused with the chain's reason.
     let r = s
-        .http
-        .get(format!("{}/weather", s.url))
-        .header("PAYMENT-SIGNATURE", payment)
-        .send()
-        .await
-        .unwrap();
+        .with_payment(reqwest::Method::GET, "/weather", payment)
+        .await;
     assert_eq!(r.status().as_u16(), 402);
     let challenge = header::payment_required_from_headers(r.headers())
         .unwrap()
@@ -366,12 +369,8 @@ async fn settle_before_handler_shows_the_transaction_to_the_handler() {
     let s = shop(SettlementMode::BeforeHandler).await;
     let payment = s.payment_header(5, reqwest::Method::GET, "/weather").await;
     let r = s
-        .http
-        .get(format!("{}/weather", s.url))
-        .header("PAYMENT-SIGNATURE", payment)
-        .send()
-        .await
-        .unwrap();
+        .with_payment(reqwest::Method::GET, "/weather", payment)
+        .await;
     assert_eq!(r.status().as_u16(), 200);
     let receipt = header::settle_response_from_headers(r.headers())
         .unwrap()
@@ -393,12 +392,8 @@ async fn a_payment_for_other_terms_is_refused_without_running_the_handler() {
         .unwrap();
     let before = s.balance().await;
     let r = s
-        .http
-        .get(format!("{}/weather", s.url))
-        .header("PAYMENT-SIGNATURE", header::encode(&payment))
-        .send()
-        .await
-        .unwrap();
+        .with_payment(reqwest::Method::GET, "/weather", header::encode(&payment))
+        .await;
     assert_eq!(r.status().as_u16(), 402);
     assert_eq!(s.served.load(Ordering::SeqCst), 0);
     assert_eq!(s.balance().await, before);
@@ -410,12 +405,8 @@ async fn paywall_with_a_remote_facilitator_over_http() {
     let before = s.balance().await;
     let payment = s.payment_header(7, reqwest::Method::GET, "/weather").await;
     let r = s
-        .http
-        .get(format!("{}/weather", s.url))
-        .header("PAYMENT-SIGNATURE", payment.clone())
-        .send()
-        .await
-        .unwrap();
+        .with_payment(reqwest::Method::GET, "/weather", payment.clone())
+        .await;
     assert_eq!(r.status().as_u16(), 200);
     assert!(
         header::settle_response_from_headers(r.headers())
@@ -425,12 +416,8 @@ async fn paywall_with_a_remote_facilitator_over_http() {
     );
     assert_eq!(s.balance().await, before + U256::from(PRICE));
     let r = s
-        .http
-        .get(format!("{}/weather", s.url))
-        .header("PAYMENT-SIGNATURE", payment)
-        .send()
-        .await
-        .unwrap();
+        .with_payment(reqwest::Method::GET, "/weather", payment)
+        .await;
     assert_eq!(
         r.status().as_u16(),
         402,
@@ -461,12 +448,12 @@ async fn dynamic_prices_come_from_the_request_and_none_means_free() {
         .unwrap();
     let before = s.balance().await;
     let r = s
-        .http
-        .get(format!("{}/quote?size=3", s.url))
-        .header("PAYMENT-SIGNATURE", header::encode(&payment))
-        .send()
-        .await
-        .unwrap();
+        .with_payment(
+            reqwest::Method::GET,
+            "/quote?size=3",
+            header::encode(&payment),
+        )
+        .await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(s.balance().await, before + U256::from(3_000u64));
     // A payment made for one size does not buy another.
@@ -476,12 +463,12 @@ async fn dynamic_prices_come_from_the_request_and_none_means_free() {
         .await
         .unwrap();
     let r = s
-        .http
-        .get(format!("{}/quote?size=4", s.url))
-        .header("PAYMENT-SIGNATURE", header::encode(&payment))
-        .send()
-        .await
-        .unwrap();
+        .with_payment(
+            reqwest::Method::GET,
+            "/quote?size=4",
+            header::encode(&payment),
+        )
+        .await;
     assert_eq!(r.status().as_u16(), 402);
     assert_eq!(other.accepts[0].amount.to_string(), "4000");
     assert_eq!(s.balance().await, before + U256::from(3_000u64));
