@@ -8,7 +8,7 @@ use alloy::primitives::U256;
 use axum::routing::get;
 use futures::stream::{self, StreamExt};
 use serde_json::json;
-use tollgate::evm::{ExactEvmClient, ExactEvmFacilitator, FacilitatorConfig};
+use tollgate::evm::{BatchConfig, ExactEvmClient, ExactEvmFacilitator, FacilitatorConfig};
 use tollgate::facilitator::{http as fhttp, Facilitator, Ledger};
 use tollgate::proto::{header, PaymentPayload, PaymentRequirements};
 use tollgate::server::{PaymentOption, PaywallLayer, RoutePrice};
@@ -26,6 +26,9 @@ pub struct BenchArgs {
     /// Payments per paid scenario (/settle, paid request end to end).
     #[arg(long, default_value_t = 200)]
     payments: usize,
+    /// Batch window of the batched /settle scenario, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    batch_window_ms: u64,
 }
 
 /// Why the benchmark stopped.
@@ -120,15 +123,32 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     );
     let requirements = option.requirements();
 
-    // Facilitator over HTTP.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(err)?;
-    let facilitator_url = format!("http://{}", listener.local_addr().map_err(err)?);
-    let router = fhttp::router(facilitator.clone(), fhttp::HttpLimits::default());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    // Facilitators over HTTP: one transaction per payment, and batched (its own signer and
+    // ledger, same chain).
+    let facilitator_url = serve(fhttp::router(
+        facilitator.clone(),
+        fhttp::HttpLimits::default(),
+    ))
+    .await?;
+    let batched = ExactEvmFacilitator::connect(
+        &chain.endpoint(),
+        TestChain::signer(9),
+        FacilitatorConfig {
+            batch: Some(BatchConfig {
+                window: Duration::from_millis(args.batch_window_ms),
+                max_size: args.concurrency.clamp(2, 500),
+                multicall3: chain.multicall3,
+            }),
+            ..FacilitatorConfig::default()
+        },
+    )
+    .await
+    .map_err(err)?;
+    let batched = Facilitator::new(
+        vec![batched],
+        Ledger::open(&dir.join("bench-ledger-batched.db")).map_err(err)?,
+    );
+    let batched_url = serve(fhttp::router(batched, fhttp::HttpLimits::default())).await?;
 
     // The same axum route, bare and behind the paywall.
     let bare = axum::Router::new().route("/weather", get(|| async { "sunny" }));
@@ -196,6 +216,27 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     })
     .await?;
 
+    let to_batch = Arc::new(sign_many(&requirements, args.payments).await?);
+    let settle_batched = measure(
+        "facilitator POST /settle (Multicall3 batches)",
+        args.payments,
+        c,
+        |i| {
+            let (http, url, payments, req) = (
+                http.clone(),
+                batched_url.clone(),
+                to_batch.clone(),
+                requirements.clone(),
+            );
+            async move {
+                let body = json!({ "x402Version": 2, "paymentPayload": payments[i], "paymentRequirements": req });
+                expect_status(http.post(format!("{url}/settle")).json(&body).send().await, 200)
+                    .await
+            }
+        },
+    )
+    .await?;
+
     let to_pay = Arc::new(sign_many(&requirements, args.payments).await?);
     let end_to_end = measure(
         "paid request end to end (in-process facilitator)",
@@ -219,7 +260,14 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         "\n{:<52} {:>10} {:>10} {:>14}",
         "scenario", "count", "req/s", "vs bare route"
     );
-    for m in [&bare_route, &challenge, &verify, &settle, &end_to_end] {
+    for m in [
+        &bare_route,
+        &challenge,
+        &verify,
+        &settle,
+        &settle_batched,
+        &end_to_end,
+    ] {
         println!(
             "{:<52} {:>10} {:>10.0} {:>13.3}x",
             m.name,
@@ -232,6 +280,11 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         "\n402 path costs {:.1}% of the bare route's throughput; settle/verify = {:.3}",
         (1.0 - challenge.per_sec() / bare_route.per_sec()) * 100.0,
         settle.per_sec() / verify.per_sec()
+    );
+    println!(
+        "batched /settle = {:.2}x single-transaction /settle (window {} ms, concurrency {c})",
+        settle_batched.per_sec() / settle.per_sec(),
+        args.batch_window_ms
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

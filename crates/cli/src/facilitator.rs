@@ -48,6 +48,7 @@ pub async fn run(args: FacilitatorArgs) -> Result<(), FacilitatorError> {
         body_limit_bytes: config.server.body_limit_bytes,
         request_timeout: std::time::Duration::from_secs(config.server.request_timeout_secs),
         api_key: config.server.load_api_key()?,
+        rate_limit: config.server.rate_limit,
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -58,11 +59,30 @@ pub async fn run(args: FacilitatorArgs) -> Result<(), FacilitatorError> {
     let addr = listener.local_addr().map_err(FacilitatorError::Serve)?;
     eprintln!("tollgate facilitator listening on http://{addr}");
     // Graceful shutdown: stop accepting, let in-flight requests (settlements included) finish.
-    axum::serve(listener, http::router(facilitator, limits))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down after in-flight requests");
-        })
-        .await
-        .map_err(FacilitatorError::Serve)
+    axum::serve(
+        listener,
+        http::router(facilitator, limits)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(FacilitatorError::Serve)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what service managers and orchestrators send).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down after in-flight requests");
 }

@@ -1,8 +1,6 @@
 //! `kill -9` of a facilitator in the middle of a settlement loses nothing and sends nothing
 //! twice: the restarted process reconciles the ledger against the chain.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use alloy::primitives::U256;
@@ -11,49 +9,10 @@ use tollgate::evm::ExactEvmClient;
 use tollgate::proto::PaymentRequirements;
 use tollgate_testkit::{TestChain, DEV_KEYS};
 
-/// A running facilitator process, killed (SIGKILL) and reaped when dropped.
-struct Running(Child);
+mod support;
 
-impl Running {
-    fn kill_9(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.kill_9();
-    }
-}
-
-fn start(config: &std::path::Path) -> (Running, String) {
-    let mut running = Running(
-        Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["facilitator", "--config"])
-            .arg(config)
-            .env("TOLLGATE_TEST_SIGNER", DEV_KEYS[0])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stderr = BufReader::new(running.0.stderr.take().expect("stderr is piped"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-            panic!("facilitator exited before listening");
-        }
-        if let Some(addr) = line
-            .trim()
-            .strip_prefix("tollgate facilitator listening on ")
-        {
-            let addr = addr.to_owned();
-            // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in stderr.lines() {});
-            return (running, addr);
-        }
-    }
+fn start(config: &std::path::Path) -> (support::Running, String) {
+    support::start_facilitator(config, &[("TOLLGATE_TEST_SIGNER", DEV_KEYS[0])])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //!
 //! Only the functions Tollgate calls are declared: EIP-3009 on the token (both signature
 //! overloads, since EOAs settle through `(v, r, s)` and contract wallets through `bytes`), the
-//! ERC-20 reads verification needs, and EIP-1271 for contract wallets.
+//! ERC-20 reads verification needs, EIP-1271 for contract wallets, and Multicall3 for batches.
 
 use alloy::sol;
 
@@ -46,6 +46,22 @@ mod bindings {
             function version() external view returns (string);
         }
 
+        /// Multicall3's `aggregate3`: many calls in one transaction, each allowed to fail on
+        /// its own (batch settlement).
+        #[sol(rpc)]
+        interface IMulticall3 {
+            struct Call3 {
+                address target;
+                bool allowFailure;
+                bytes callData;
+            }
+            struct Result {
+                bool success;
+                bytes returnData;
+            }
+            function aggregate3(Call3[] calldata calls) external payable returns (Result[] memory returnData);
+        }
+
         /// EIP-1271: signature validation by a contract account.
         #[sol(rpc)]
         interface IErc1271 {
@@ -65,7 +81,7 @@ mod bindings {
     }
 }
 
-pub use bindings::{IEip3009Token, IErc1271, TransferWithAuthorization};
+pub use bindings::{IEip3009Token, IErc1271, IMulticall3, TransferWithAuthorization};
 
 /// The value EIP-1271's `isValidSignature` returns for a valid signature.
 pub const ERC1271_MAGIC_VALUE: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];

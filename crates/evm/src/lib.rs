@@ -28,8 +28,8 @@ pub mod signature;
 pub use client::{AuthorizationWindow, ExactEvmClient, SignError};
 pub use domain::TokenDomain;
 pub use facilitator::{
-    ConnectError, ExactEvmFacilitator, FacilitatorConfig, SettleError, Settlement, VerifiedPayment,
-    VerifyError,
+    BatchConfig, ConnectError, ExactEvmFacilitator, FacilitatorConfig, Replacement, SettleError,
+    Settlement, SignerSelection, VerifiedPayment, VerifyError,
 };
 pub use payload::{Authorization, ExactEvmPayload};
 pub use signature::PayerSignature;

@@ -29,6 +29,14 @@ pub enum PayerSignature {
     },
 }
 
+impl PayerSignature {
+    /// Whether settling needs the payer's wallet deployed first (such payments are never
+    /// batched: the deployment must land before the transfer).
+    pub fn is_counterfactual(&self) -> bool {
+        matches!(self, Self::Counterfactual { .. })
+    }
+}
+
 /// The parts of an EIP-6492 wrapped signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Eip6492Parts {

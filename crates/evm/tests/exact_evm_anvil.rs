@@ -6,7 +6,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::Signer;
-use serde_json::json;
+use serde_json::{json, Value};
 use tollgate_evm::client::authorization_digest;
 use tollgate_evm::signature::wrap_eip6492;
 use tollgate_evm::{
@@ -626,6 +626,96 @@ async fn receipt_timeout_is_reported_as_pending_with_tx_hash() {
 }
 
 #[tokio::test]
+async fn stuck_settlement_is_replaced_with_a_higher_fee_and_lands_once() {
+    let rig = rig_with(FacilitatorConfig {
+        receipt_timeout: Duration::from_secs(30),
+        replacement: Some(tollgate_evm::Replacement {
+            after: Duration::from_millis(800),
+            fee_bump_percent: 25,
+        }),
+        ..FacilitatorConfig::default()
+    })
+    .await;
+    let payment = rig.payer.sign(&rig.requirements, None).await.unwrap();
+    let verified = rig
+        .facilitator
+        .verify(&payment, &rig.requirements)
+        .await
+        .unwrap();
+    let before = rig.chain.usdc_balance(rig.payee).await.unwrap();
+    // No blocks: the settlement sits in the mempool, as behind a base-fee spike.
+    rig.chain.set_automine(false).await.unwrap();
+    let first = rig.facilitator.submit_verified(&verified).await.unwrap();
+    let original = rig
+        .chain
+        .rpc("eth_getTransactionByHash", json!([first]))
+        .await
+        .unwrap();
+    let waiter = {
+        let facilitator = rig.facilitator.clone();
+        let (asset, auth) = (verified.asset, verified.authorization.clone());
+        tokio::spawn(async move { facilitator.await_settlement(asset, &auth, first).await })
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let pool = rig.chain.rpc("txpool_content", json!([])).await.unwrap();
+    let pending: Vec<&Value> = pool["pending"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|by_nonce| by_nonce.as_object().unwrap().values())
+        .collect();
+    assert_eq!(
+        pending.len(),
+        1,
+        "the replacement took the original's place: {pool}"
+    );
+    let replacement = pending[0];
+    assert_eq!(replacement["nonce"], original["nonce"]);
+    let fee = |tx: &Value| {
+        u128::from_str_radix(
+            tx["maxFeePerGas"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x"),
+            16,
+        )
+        .unwrap()
+    };
+    assert!(
+        fee(replacement) >= fee(&original) * 125 / 100,
+        "{replacement} vs {original}"
+    );
+
+    rig.chain.mine().await.unwrap();
+    rig.chain.set_automine(true).await.unwrap();
+    let settlement = waiter.await.unwrap().unwrap();
+    assert_ne!(
+        settlement.tx_hash, first,
+        "the mined version is the replacement"
+    );
+    assert_eq!(replacement["hash"], json!(settlement.tx_hash));
+    assert_eq!(
+        rig.chain.usdc_balance(rig.payee).await.unwrap(),
+        before + U256::from(PRICE),
+        "exactly one transfer"
+    );
+    let gone = rig
+        .chain
+        .rpc("eth_getTransactionReceipt", json!([first]))
+        .await
+        .unwrap();
+    assert!(gone.is_null(), "the original was never mined: {gone}");
+    // A restarted process that only knows the first hash still finds the settlement.
+    let found = rig
+        .facilitator
+        .find_settlement_tx(verified.asset, &verified.authorization)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.tx_hash, settlement.tx_hash);
+}
+
+#[tokio::test]
 async fn rpc_outage_is_not_blamed_on_the_payer() {
     let rig = rig().await;
     let payment = rig.payer.sign(&rig.requirements, None).await.unwrap();
@@ -640,7 +730,7 @@ async fn rpc_outage_is_not_blamed_on_the_payer() {
         .erased();
     let offline = ExactEvmFacilitator::new(
         provider,
-        TestChain::address(0),
+        vec![TestChain::address(0)],
         rig.facilitator.network().clone(),
         FacilitatorConfig::default(),
     );

@@ -8,15 +8,21 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use alloy::primitives::Address;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use serde::Deserialize;
+use tollgate_evm::{BatchConfig, FacilitatorConfig, Replacement, SignerSelection};
 use tollgate_proto::Network;
 
 /// Environment variable overriding `server.listen`.
 pub const ENV_LISTEN: &str = "TOLLGATE_LISTEN";
 /// Environment variable overriding `ledger.path`.
 pub const ENV_LEDGER_PATH: &str = "TOLLGATE_LEDGER_PATH";
+/// Environment variable setting `ledger.url` (a PostgreSQL URL, which often carries a
+/// password and so is better kept out of the file).
+pub const ENV_LEDGER_URL: &str = "TOLLGATE_LEDGER_URL";
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -49,6 +55,9 @@ pub struct ServerConfig {
     /// require `Authorization: Bearer <key>`.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// Requests per client IP to `/verify`, `/settle` and `/supported`; none when absent.
+    #[serde(default)]
+    pub rate_limit: Option<crate::rate_limit::RateLimit>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +67,7 @@ impl Default for ServerConfig {
             body_limit_bytes: default_body_limit(),
             request_timeout_secs: default_request_timeout(),
             api_key_env: None,
+            rate_limit: None,
         }
     }
 }
@@ -69,13 +79,46 @@ pub struct LedgerConfig {
     /// SQLite file of the settlement ledger (created if missing).
     #[serde(default = "default_ledger_path")]
     pub path: PathBuf,
+    /// A PostgreSQL URL instead of the SQLite file, so several instances share one ledger.
+    #[serde(default)]
+    pub url: Option<DatabaseUrl>,
 }
 
 impl Default for LedgerConfig {
     fn default() -> Self {
         Self {
             path: default_ledger_path(),
+            url: None,
         }
+    }
+}
+
+/// A `postgres://` URL. It may hold a password, so `Debug` shows only the scheme.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, password included: pass it to the driver, never to a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(postgres://…)")
+    }
+}
+
+impl TryFrom<String> for DatabaseUrl {
+    type Error = String;
+
+    fn try_from(url: String) -> Result<Self, String> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err("a ledger URL must start with postgres:// or postgresql://".into());
+        }
+        Ok(Self(url))
     }
 }
 
@@ -94,6 +137,27 @@ pub struct NetworkConfig {
     /// Path of a file holding the settlement signer's private key (hex, one line).
     #[serde(default)]
     pub signer_key_file: Option<PathBuf>,
+    /// A pool of settlement signers instead of the single `signer_key_env`/`signer_key_file`:
+    /// each key has its own nonce sequence, so settlements proceed in parallel.
+    #[serde(default)]
+    pub signers: Vec<SignerSource>,
+    /// How a settlement picks its signer: `round-robin` or `least-busy`.
+    #[serde(default)]
+    pub signer_selection: SignerSelection,
+    /// A settlement transaction unmined after this many seconds is re-sent with a higher fee
+    /// (same nonce). 0 never replaces.
+    #[serde(default = "default_replace_after")]
+    pub replace_after_secs: u64,
+    /// Fee increase of each replacement, in percent (nodes require at least 10).
+    #[serde(default = "default_fee_bump")]
+    pub fee_bump_percent: u64,
+    /// A signer whose native balance is below this (in wei) is reported as low on gas in
+    /// `/health` (status `degraded`) and `/metrics`.
+    #[serde(default = "default_min_signer_balance")]
+    pub min_signer_balance_wei: U256,
+    /// Batch settlement (opt-in): payments arriving together share one Multicall3 transaction.
+    #[serde(default)]
+    pub batch: Option<BatchSettings>,
     /// How long settlement waits for a receipt before answering "pending".
     #[serde(default = "default_receipt_timeout")]
     pub receipt_timeout_secs: u64,
@@ -103,6 +167,74 @@ pub struct NetworkConfig {
     /// EIP-6492 wallet factories allowed to deploy payers' wallets (none by default).
     #[serde(default)]
     pub eip6492_factories: Vec<Address>,
+}
+
+/// Where one pool signer's key comes from: exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerSource {
+    /// Environment variable holding the key.
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// File holding the key (hex, one line).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[networks.batch]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSettings {
+    /// How long the first settlement of a batch waits for others, in milliseconds.
+    #[serde(default = "default_batch_window")]
+    pub window_ms: u64,
+    /// Most settlements in one transaction.
+    #[serde(default = "default_batch_size")]
+    pub max_size: usize,
+    /// The chain's Multicall3 contract.
+    #[serde(default = "default_multicall3")]
+    pub multicall3: Address,
+}
+
+impl NetworkConfig {
+    /// The scheme settings this entry describes.
+    pub fn evm_config(&self) -> FacilitatorConfig {
+        FacilitatorConfig {
+            valid_before_margin: Duration::from_secs(self.valid_before_margin_secs),
+            allowed_factories: self.eip6492_factories.clone(),
+            receipt_timeout: Duration::from_secs(self.receipt_timeout_secs),
+            selection: self.signer_selection,
+            replacement: (self.replace_after_secs > 0).then(|| Replacement {
+                after: Duration::from_secs(self.replace_after_secs),
+                fee_bump_percent: self.fee_bump_percent,
+            }),
+            batch: self.batch.as_ref().map(|b| BatchConfig {
+                window: Duration::from_millis(b.window_ms),
+                max_size: b.max_size,
+                multicall3: b.multicall3,
+            }),
+        }
+    }
+}
+
+fn default_replace_after() -> u64 {
+    30
+}
+fn default_fee_bump() -> u64 {
+    20
+}
+fn default_min_signer_balance() -> U256 {
+    // 0.001 ETH: a few hundred settlements on an L2, a handful on mainnet.
+    U256::from(1_000_000_000_000_000u64)
+}
+fn default_batch_window() -> u64 {
+    50
+}
+fn default_batch_size() -> usize {
+    50
+}
+fn default_multicall3() -> Address {
+    alloy::primitives::address!("cA11bde05977b3631167028862bE2a173976CA11")
 }
 
 fn default_listen() -> SocketAddr {
@@ -173,7 +305,7 @@ impl Config {
         toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
     }
 
-    /// Applies `TOLLGATE_LISTEN` and `TOLLGATE_LEDGER_PATH` from `env`.
+    /// Applies `TOLLGATE_LISTEN`, `TOLLGATE_LEDGER_PATH` and `TOLLGATE_LEDGER_URL` from `env`.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(listen) = env(ENV_LISTEN) {
             self.server.listen = listen.parse().map_err(|e| {
@@ -192,6 +324,11 @@ impl Config {
             }
             self.ledger.path = PathBuf::from(path);
         }
+        if let Some(url) = env(ENV_LEDGER_URL) {
+            self.ledger.url = Some(DatabaseUrl::try_from(url).map_err(|reason| {
+                invalid(format!("ledger.url (from {ENV_LEDGER_URL})"), reason)
+            })?);
+        }
         Ok(())
     }
 
@@ -205,6 +342,14 @@ impl Config {
         }
         if self.server.request_timeout_secs == 0 {
             return Err(invalid("server.request_timeout_secs", "must be positive"));
+        }
+        if let Some(rate) = self.server.rate_limit {
+            if rate.per_second == 0 || rate.burst == 0 {
+                return Err(invalid(
+                    "server.rate_limit",
+                    "per_second and burst must both be positive",
+                ));
+            }
         }
         if self.networks.is_empty() {
             return Err(invalid(
@@ -243,20 +388,51 @@ impl Config {
                     ));
                 }
             }
-            match (&n.signer_key_env, &n.signer_key_file) {
-                (Some(_), Some(_)) => {
+            match (&n.signer_key_env, &n.signer_key_file, n.signers.is_empty()) {
+                (Some(_), Some(_), _) => {
                     return Err(invalid(
                         key("signer_key_env"),
                         "set signer_key_env or signer_key_file, not both",
                     ))
                 }
-                (None, None) => {
+                (Some(_), None, false) | (None, Some(_), false) => {
+                    return Err(invalid(
+                        key("signers"),
+                        "set either a signer pool (signers) or one signer_key_env/signer_key_file, not both",
+                    ))
+                }
+                (None, None, true) => {
                     return Err(invalid(
                         key("signer_key_env"),
-                        "set signer_key_env (an environment variable name) or signer_key_file",
+                        "set signer_key_env (an environment variable name), signer_key_file, or a signers pool",
                     ))
                 }
                 _ => {}
+            }
+            for (j, source) in n.signers.iter().enumerate() {
+                if source.key_env.is_some() == source.key_file.is_some() {
+                    return Err(invalid(
+                        key(&format!("signers[{j}]")),
+                        "set exactly one of key_env and key_file",
+                    ));
+                }
+            }
+            if n.replace_after_secs > 0 && n.fee_bump_percent < 10 {
+                return Err(invalid(
+                    key("fee_bump_percent"),
+                    "nodes refuse replacements that raise the fee by less than 10 percent",
+                ));
+            }
+            if let Some(batch) = &n.batch {
+                if batch.max_size < 2 || batch.max_size > 500 {
+                    return Err(invalid(key("batch.max_size"), "must be between 2 and 500"));
+                }
+                if batch.window_ms == 0 || batch.window_ms > 10_000 {
+                    return Err(invalid(
+                        key("batch.window_ms"),
+                        "must be between 1 and 10000 milliseconds",
+                    ));
+                }
             }
             if n.receipt_timeout_secs == 0 {
                 return Err(invalid(key("receipt_timeout_secs"), "must be positive"));
@@ -288,34 +464,58 @@ impl ServerConfig {
 }
 
 impl NetworkConfig {
-    /// Reads the signer key from the environment or the key file. The key never appears in the
-    /// error: only where it was looked for.
-    pub fn load_signer(&self) -> Result<PrivateKeySigner, ConfigError> {
-        let (source, raw) = match (&self.signer_key_env, &self.signer_key_file) {
+    /// Reads every signer key (the single one, or the pool) from the environment or key files.
+    /// A key never appears in an error: only where it was looked for.
+    pub fn load_signers(&self) -> Result<Vec<PrivateKeySigner>, ConfigError> {
+        if self.signers.is_empty() {
+            let source = SignerSource {
+                key_env: self.signer_key_env.clone(),
+                key_file: self.signer_key_file.clone(),
+            };
+            return Ok(vec![self.load_key(
+                &source,
+                "signer_key_env",
+                "signer_key_file",
+            )?]);
+        }
+        self.signers
+            .iter()
+            .enumerate()
+            .map(|(i, source)| {
+                self.load_key(
+                    source,
+                    &format!("signers[{i}].key_env"),
+                    &format!("signers[{i}].key_file"),
+                )
+            })
+            .collect()
+    }
+
+    fn load_key(
+        &self,
+        source: &SignerSource,
+        env_key: &str,
+        file_key: &str,
+    ) -> Result<PrivateKeySigner, ConfigError> {
+        let (from, raw) = match (&source.key_env, &source.key_file) {
             (Some(var), _) => (
                 format!("environment variable {var}"),
                 std::env::var(var).map_err(|_| {
-                    invalid(
-                        "signer_key_env",
-                        format!("environment variable {var} is not set"),
-                    )
+                    invalid(env_key, format!("environment variable {var} is not set"))
                 })?,
             ),
             (None, Some(path)) => (
                 format!("key file {}", path.display()),
                 std::fs::read_to_string(path).map_err(|e| {
-                    invalid(
-                        "signer_key_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
+                    invalid(file_key, format!("cannot read {}: {e}", path.display()))
                 })?,
             ),
-            (None, None) => return Err(invalid("signer_key_env", "no signer configured")),
+            (None, None) => return Err(invalid(env_key, "no signer configured")),
         };
         raw.trim().parse::<PrivateKeySigner>().map_err(|_| {
             invalid(
                 format!("signer for {}", self.network),
-                format!("{source} does not hold a valid 32-byte hex private key"),
+                format!("{from} does not hold a valid 32-byte hex private key"),
             )
         })
     }
@@ -323,7 +523,8 @@ impl NetworkConfig {
 
 /// A commented example configuration (`tollgate facilitator --print-config-example`).
 pub const EXAMPLE: &str = r#"# Tollgate facilitator configuration.
-# Unknown keys are errors. Environment overrides: TOLLGATE_LISTEN, TOLLGATE_LEDGER_PATH.
+# Unknown keys are errors. Environment overrides: TOLLGATE_LISTEN, TOLLGATE_LEDGER_PATH,
+# TOLLGATE_LEDGER_URL.
 
 [server]
 # Where to listen. Loopback by default; put a reverse proxy with TLS in front for the internet.
@@ -335,10 +536,15 @@ request_timeout_secs = 120
 # Require `Authorization: Bearer <key>` on /verify and /settle, the key read from this
 # environment variable (leave out for no auth):
 # api_key_env = "TOLLGATE_API_KEY"
+# Per-client-IP limit on /verify, /settle and /supported (429 beyond it; leave out for none):
+rate_limit = { per_second = 50, burst = 100 }
 
 [ledger]
 # SQLite file recording every verification and settlement (created if missing).
 path = "tollgate-ledger.db"
+# Or PostgreSQL, so several facilitator instances share one ledger and settle each payment
+# once between them (better set through TOLLGATE_LEDGER_URL, since it holds a password):
+# url = "postgres://tollgate:secret@127.0.0.1:5432/tollgate"
 
 [[networks]]
 # CAIP-2 id of the chain.
@@ -354,6 +560,23 @@ receipt_timeout_secs = 60
 valid_before_margin_secs = 6
 # EIP-6492 wallet factories allowed to deploy payers' smart wallets (none: fail closed).
 eip6492_factories = []
+# A settlement unmined after this many seconds is re-sent with the same nonce and a fee raised
+# by fee_bump_percent (at least 10). 0 never replaces.
+replace_after_secs = 30
+fee_bump_percent = 20
+# /health reports "degraded" and /metrics flags a signer whose gas balance falls below this (wei).
+min_signer_balance_wei = "1000000000000000"
+# Instead of one signer, a pool: each key has its own nonce sequence, so settlements run in
+# parallel. Replace signer_key_env above with:
+# signer_selection = "least-busy"        # or "round-robin" (default)
+# signers = [{ key_env = "TOLLGATE_SIGNER_KEY_1" }, { key_file = "/run/secrets/signer-2" }]
+
+# Batch settlement (opt-in): settlements arriving within window_ms share one Multicall3
+# aggregate3 transaction (each payment still gets its own result).
+# [networks.batch]
+# window_ms = 50
+# max_size = 50
+# multicall3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 "#;
 
 #[cfg(test)]
@@ -426,6 +649,86 @@ mod tests {
     }
 
     #[test]
+    fn ledger_url_is_checked_and_never_printed() {
+        let text = EXAMPLE.replace(
+            "# url = \"postgres://tollgate:secret@127.0.0.1:5432/tollgate\"",
+            "url = \"postgres://tollgate:s3cret@127.0.0.1:5432/tollgate\"",
+        );
+        let c = Config::parse(&text).unwrap();
+        let url = c.ledger.url.as_ref().unwrap();
+        assert!(url.expose().contains("s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let err = Config::parse(&EXAMPLE.replace(
+            "# url = \"postgres://tollgate:secret@127.0.0.1:5432/tollgate\"",
+            "url = \"mysql://x\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("postgres://"), "{err}");
+        let mut c = Config::parse(EXAMPLE).unwrap();
+        let err = c
+            .apply_env(|k| (k == ENV_LEDGER_URL).then(|| "http://nope".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TOLLGATE_LEDGER_URL"), "{err}");
+    }
+
+    #[test]
+    fn pool_and_batch_settings_are_validated() {
+        let pool = EXAMPLE.replace(
+            "signer_key_env = \"TOLLGATE_SIGNER_KEY\"",
+            "signers = [{ key_env = \"A\" }, { key_file = \"/k\" }]\nsigner_selection = \"least-busy\"",
+        );
+        let c = Config::parse(&pool).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.networks[0].signers.len(), 2);
+        assert_eq!(
+            c.networks[0].evm_config().selection,
+            SignerSelection::LeastBusy
+        );
+
+        let err = Config::parse(&pool.replace("least-busy", "busiest"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("busiest"), "{err}");
+
+        let both = pool.replace(
+            "{ key_env = \"A\" }",
+            "{ key_env = \"A\", key_file = \"/x\" }",
+        );
+        let err = Config::parse(&both)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("networks[0].signers[0]"), "{err}");
+
+        let low_bump = EXAMPLE.replace("fee_bump_percent = 20", "fee_bump_percent = 5");
+        let err = Config::parse(&low_bump)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("networks[0].fee_bump_percent"), "{err}");
+
+        let batch = EXAMPLE
+            .replace("# [networks.batch]", "[networks.batch]")
+            .replace("# window_ms = 50", "window_ms = 50")
+            .replace("# max_size = 50", "max_size = 1");
+        let err = Config::parse(&batch)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("networks[0].batch.max_size"), "{err}");
+        let c = Config::parse(&batch.replace("max_size = 1", "max_size = 20")).unwrap();
+        c.validate().unwrap();
+        let evm = c.networks[0].evm_config();
+        assert_eq!(evm.batch.unwrap().max_size, 20);
+        assert_eq!(evm.replacement.unwrap().fee_bump_percent, 20);
+    }
+
+    #[test]
     fn signer_key_errors_never_show_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
@@ -433,14 +736,14 @@ mod tests {
         let mut c = Config::parse(EXAMPLE).unwrap();
         c.networks[0].signer_key_env = None;
         c.networks[0].signer_key_file = Some(path.clone());
-        let err = c.networks[0].load_signer().unwrap_err().to_string();
+        let err = c.networks[0].load_signers().unwrap_err().to_string();
         assert!(!err.contains("secret-ish"), "{err}");
         std::fs::write(
             &path,
             "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80\n",
         )
         .unwrap();
-        let signer = c.networks[0].load_signer().unwrap();
+        let signer = c.networks[0].load_signers().unwrap().remove(0);
         assert_eq!(
             signer.address().to_string(),
             "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"

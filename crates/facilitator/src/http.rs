@@ -21,6 +21,7 @@ use tollgate_proto::{
 };
 
 use crate::metrics::{Gauge, Metrics};
+use crate::rate_limit::{Limiter, RateLimit};
 use crate::service::{Facilitator, Outcome};
 
 /// Limits and access control applied to every request.
@@ -32,6 +33,9 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     /// When set, `/verify` and `/settle` require `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
+    /// When set, requests to `/verify`, `/settle` and `/supported` beyond this rate per
+    /// client IP get 429 (see [`rate_limit`](crate::rate_limit)).
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl std::fmt::Debug for HttpLimits {
@@ -40,6 +44,7 @@ impl std::fmt::Debug for HttpLimits {
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -50,6 +55,7 @@ impl Default for HttpLimits {
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(120),
             api_key: None,
+            rate_limit: None,
         }
     }
 }
@@ -63,11 +69,18 @@ struct AppState {
 
 /// The facilitator's routes, ready to serve.
 pub fn router(facilitator: Facilitator, limits: HttpLimits) -> Router {
-    Router::new()
+    let mut api = Router::new()
         .route("/verify", post(verify))
         .route("/settle", post(settle))
-        .route("/supported", get(supported))
-        .route("/health", get(health))
+        .route("/supported", get(supported));
+    if let Some(rate) = limits.rate_limit {
+        // Health checks and scrapes are exempt: a load balancer must always see the truth.
+        api = api.layer(axum::middleware::from_fn_with_state(
+            Limiter::new(rate),
+            crate::rate_limit::limit,
+        ));
+    }
+    api.route("/health", get(health))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
         .with_state(AppState {
@@ -261,16 +274,28 @@ struct Health {
 #[serde(rename_all = "camelCase")]
 struct NetworkHealth {
     network: String,
-    signer: String,
     rpc_ok: bool,
     block_number: Option<u64>,
-    signer_balance_wei: Option<String>,
+    signers: Vec<SignerHealth>,
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SignerHealth {
+    address: String,
+    balance_wei: Option<String>,
+    low_on_gas: bool,
+    in_flight: usize,
+}
+
+/// `GET /health`: 200 `ok` when every network's node answers, the ledger is readable and no
+/// signer is low on gas; otherwise 503 `degraded` (a load balancer then routes elsewhere, and
+/// the body says which part failed).
 async fn health(State(state): State<AppState>) -> Response {
     use alloy::providers::Provider;
     let mut networks = Vec::new();
     let mut ok = true;
+    let signers = state.facilitator.signer_status().await;
     for kind in state.facilitator.supported().kinds {
         if kind.x402_version != X402Version::V2 {
             continue;
@@ -278,20 +303,24 @@ async fn health(State(state): State<AppState>) -> Response {
         let Some(scheme) = state.facilitator.scheme(&kind.network) else {
             continue;
         };
-        let provider = scheme.provider();
-        let block = provider.get_block_number().await.ok();
-        let balance = provider
-            .get_balance(scheme.signer_address())
-            .await
-            .ok()
-            .map(|b| b.to_string());
+        let block = scheme.provider().get_block_number().await.ok();
         ok &= block.is_some();
+        let signers: Vec<SignerHealth> = signers
+            .iter()
+            .filter(|s| s.network == kind.network)
+            .map(|s| SignerHealth {
+                address: s.address.to_string(),
+                balance_wei: s.balance_wei.map(|b| b.to_string()),
+                low_on_gas: s.low_on_gas,
+                in_flight: s.in_flight,
+            })
+            .collect();
+        ok &= !signers.iter().any(|s| s.low_on_gas);
         networks.push(NetworkHealth {
             network: kind.network.to_string(),
-            signer: scheme.signer_address().to_string(),
             rpc_ok: block.is_some(),
             block_number: block,
-            signer_balance_wei: balance,
+            signers,
         });
     }
     let ledger = match state.facilitator.ledger().count_by_state().await {
@@ -318,7 +347,6 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    use alloy::providers::Provider;
     let mut gauges = Vec::new();
     if let Ok(counts) = state.facilitator.ledger().count_by_state().await {
         let pending = counts
@@ -341,25 +369,32 @@ async fn metrics(State(state): State<AppState>) -> Response {
             });
         }
     }
-    for kind in state.facilitator.supported().kinds {
-        if kind.x402_version != X402Version::V2 {
-            continue;
-        }
-        let Some(scheme) = state.facilitator.scheme(&kind.network) else {
-            continue;
-        };
-        if let Ok(balance) = scheme.provider().get_balance(scheme.signer_address()).await {
+    for signer in state.facilitator.signer_status().await {
+        let labels = vec![
+            ("network", signer.network.to_string()),
+            ("signer", signer.address.to_string()),
+        ];
+        if let Some(balance) = signer.balance_wei {
             // Prometheus values are floats; the gauge is for alerting, not accounting.
             gauges.push(Gauge {
                 name: "tollgate_facilitator_signer_balance_wei",
                 help: "Native balance of each settlement signer (pays gas).",
-                labels: vec![
-                    ("network", kind.network.to_string()),
-                    ("signer", scheme.signer_address().to_string()),
-                ],
+                labels: labels.clone(),
                 value: f64::from(balance),
             });
         }
+        gauges.push(Gauge {
+            name: "tollgate_facilitator_signer_low_on_gas",
+            help: "1 when a settlement signer's balance is below the configured minimum.",
+            labels: labels.clone(),
+            value: if signer.low_on_gas { 1.0 } else { 0.0 },
+        });
+        gauges.push(Gauge {
+            name: "tollgate_facilitator_signer_in_flight",
+            help: "Settlement transactions sent and not yet seen mined, per signer.",
+            labels,
+            value: signer.in_flight as f64,
+        });
     }
     (
         [(

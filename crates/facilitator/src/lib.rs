@@ -6,6 +6,7 @@
 //!   reconciliation after a restart. Embed it in a resource server to skip the HTTP hop.
 //! - [`http`] — the spec's HTTP API over a [`Facilitator`], with bearer-key auth and limits.
 //! - [`metrics`] — Prometheus counters and histograms for `GET /metrics`.
+//! - [`rate_limit`] — per-client-IP token buckets in front of the API.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,8 +23,11 @@ pub mod config;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod rate_limit;
 pub mod service;
 
 pub use config::Config;
 pub use ledger::Ledger;
-pub use service::{Facilitator, Outcome, ReconcileReport};
+pub use service::{
+    Facilitator, Outcome, ReconcileReport, SignerStatus, DEFAULT_MIN_SIGNER_BALANCE,
+};

@@ -6,10 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use alloy::primitives::B256;
-use tollgate_evm::{
-    ExactEvmFacilitator, ExactEvmPayload, FacilitatorConfig, SettleError, Settlement,
-};
+use alloy::primitives::{B256, U256};
+use tollgate_evm::{ExactEvmFacilitator, ExactEvmPayload, SettleError, Settlement};
 use tollgate_proto::{
     ErrorReason, FacilitatorRequest, Network, PaymentPayload, PaymentRequirements, Scheme,
     SettleResponse, SupportedKind, SupportedResponse, VerifyResponse, X402Version,
@@ -66,6 +64,24 @@ impl<T> Outcome<T> {
     }
 }
 
+/// Default low-gas threshold of a signer: 0.001 ETH (wei).
+pub const DEFAULT_MIN_SIGNER_BALANCE: u64 = 1_000_000_000_000_000;
+
+/// A settlement signer, as `/health` and `/metrics` report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerStatus {
+    /// Its network.
+    pub network: Network,
+    /// Its address.
+    pub address: alloy::primitives::Address,
+    /// Native balance, if the node answered.
+    pub balance_wei: Option<U256>,
+    /// Balance below the network's threshold: settlements will soon fail for want of gas.
+    pub low_on_gas: bool,
+    /// Transactions sent and not yet seen mined.
+    pub in_flight: usize,
+}
+
 /// What a startup reconciliation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
@@ -86,10 +102,36 @@ pub struct Facilitator {
 
 struct Inner {
     schemes: HashMap<Network, ExactEvmFacilitator>,
+    /// Below this native balance a signer is reported as low on gas.
+    min_signer_balance: HashMap<Network, U256>,
     ledger: Ledger,
     /// One async lock per payment in flight, so concurrent settles of one payment queue up
-    /// instead of racing to the chain.
+    /// instead of racing to the chain (and, within one process, to the ledger's claim).
     locks: Mutex<HashMap<PaymentKey, Weak<tokio::sync::Mutex<()>>>>,
+    /// This instance's name on ledger claims; unique per process start.
+    instance: String,
+}
+
+/// How often a settlement waits for a claim held by another instance.
+const CLAIM_POLL: Duration = Duration::from_millis(50);
+
+/// A claim lasts this long unless renewed. Its owner renews it while settling, so it only
+/// expires when the owner is gone — and then frees the payment within seconds.
+const CLAIM_TTL: Duration = Duration::from_secs(10);
+
+/// How often a held claim is renewed.
+const CLAIM_RENEW: Duration = Duration::from_secs(3);
+
+/// How much longer than the receipt timeout a settlement waits for another instance's claim.
+const CLAIM_WAIT_MARGIN: Duration = Duration::from_secs(30);
+
+/// Renews a held claim until dropped.
+struct ClaimRenewal(tokio::task::JoinHandle<()>);
+
+impl Drop for ClaimRenewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for Facilitator {
@@ -102,15 +144,37 @@ impl std::fmt::Debug for Facilitator {
 
 impl Facilitator {
     /// A facilitator over ready-made scheme facilitators (one per network) and a ledger.
+    ///
+    /// Signers are reported low on gas below [`DEFAULT_MIN_SIGNER_BALANCE`] wei; see
+    /// [`with_min_signer_balance`](Self::with_min_signer_balance).
     pub fn new(schemes: Vec<ExactEvmFacilitator>, ledger: Ledger) -> Self {
+        Self::with_min_signer_balance(
+            schemes
+                .into_iter()
+                .map(|s| (s, U256::from(DEFAULT_MIN_SIGNER_BALANCE)))
+                .collect(),
+            ledger,
+        )
+    }
+
+    /// Like [`new`](Self::new), with each network's low-gas threshold for its signers (wei).
+    pub fn with_min_signer_balance(
+        schemes: Vec<(ExactEvmFacilitator, U256)>,
+        ledger: Ledger,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                min_signer_balance: schemes
+                    .iter()
+                    .map(|(s, min)| (s.network().clone(), *min))
+                    .collect(),
                 schemes: schemes
                     .into_iter()
-                    .map(|s| (s.network().clone(), s))
+                    .map(|(s, _)| (s.network().clone(), s))
                     .collect(),
                 ledger,
                 locks: Mutex::new(HashMap::new()),
+                instance: format!("{}-{}", std::process::id(), B256::random()),
             }),
         }
     }
@@ -121,16 +185,14 @@ impl Facilitator {
     pub async fn from_config(config: &Config) -> Result<(Self, ReconcileReport), StartError> {
         let mut schemes = Vec::new();
         for n in &config.networks {
-            let signer = n.load_signer()?;
-            let evm_config = FacilitatorConfig {
-                valid_before_margin: Duration::from_secs(n.valid_before_margin_secs),
-                allowed_factories: n.eip6492_factories.clone(),
-                receipt_timeout: Duration::from_secs(n.receipt_timeout_secs),
-            };
+            let signers = n.load_signers()?;
+            let evm_config = n.evm_config();
             let mut errors = Vec::new();
             let mut chosen = None;
             for url in &n.rpc_urls {
-                match ExactEvmFacilitator::connect(url, signer.clone(), evm_config.clone()).await {
+                match ExactEvmFacilitator::connect_pool(url, signers.clone(), evm_config.clone())
+                    .await
+                {
                     Ok(f) if f.network() == &n.network => {
                         chosen = Some(f);
                         break;
@@ -143,13 +205,45 @@ impl Facilitator {
                 network: n.network.clone(),
                 detail: errors.join("; "),
             })?;
-            tracing::info!(network = %n.network, signer = %scheme.signer_address(), "network ready");
-            schemes.push(scheme);
+            tracing::info!(network = %n.network, signers = ?scheme.signer_addresses(), "network ready");
+            schemes.push((scheme, n.min_signer_balance_wei));
         }
-        let ledger = Ledger::open(&config.ledger.path)?;
-        let facilitator = Self::new(schemes, ledger);
+        let ledger = match &config.ledger.url {
+            Some(url) => Ledger::connect_postgres(url.expose()).await?,
+            None => Ledger::open(&config.ledger.path)?,
+        };
+        let facilitator = Self::with_min_signer_balance(schemes, ledger);
         let report = facilitator.reconcile().await?;
         Ok((facilitator, report))
+    }
+
+    /// Every settlement signer with its gas balance (read now; `None` when the node did not
+    /// answer), whether that is below the network's threshold, and its unconfirmed
+    /// transactions.
+    pub async fn signer_status(&self) -> Vec<SignerStatus> {
+        use alloy::providers::Provider;
+        let mut networks: Vec<_> = self.inner.schemes.iter().collect();
+        networks.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = Vec::new();
+        for (network, scheme) in networks {
+            let floor = self
+                .inner
+                .min_signer_balance
+                .get(network)
+                .copied()
+                .unwrap_or(U256::from(DEFAULT_MIN_SIGNER_BALANCE));
+            for (address, in_flight) in scheme.signers_in_flight() {
+                let balance = scheme.provider().get_balance(address).await.ok();
+                out.push(SignerStatus {
+                    network: network.clone(),
+                    address,
+                    balance_wei: balance,
+                    low_on_gas: balance.is_some_and(|b| b < floor),
+                    in_flight,
+                });
+            }
+        }
+        out
     }
 
     /// The ledger.
@@ -321,9 +415,27 @@ impl Facilitator {
         );
         let lock = self.lock_for(&key);
         let _guard = lock.lock().await;
-        let outcome = self
-            .settle_locked(scheme, &key, &payment, &requirements, &evm)
-            .await;
+        let wait = scheme.config().receipt_timeout + CLAIM_WAIT_MARGIN;
+        let outcome = match self.claim(&key, wait).await {
+            Ok(renewal) => {
+                let outcome = self
+                    .settle_locked(scheme, &key, &payment, &requirements, &evm)
+                    .await;
+                drop(renewal);
+                if let Err(e) = self.inner.ledger.release(&key, &self.inner.instance).await {
+                    // The claim expires on its own; until then other instances wait.
+                    tracing::warn!(error = %e, "could not release settlement claim");
+                }
+                outcome
+            }
+            Err(message) => Outcome::Unavailable(SettleResponse::failure(
+                ErrorReason::UnexpectedSettleError,
+                Some(message),
+                network.clone(),
+                Some(evm.authorization.from.to_string()),
+                None,
+            )),
+        };
         let (label, body) = match &outcome {
             Outcome::Ok(b) => ("success", b),
             Outcome::Pending(b) => ("pending", b),
@@ -349,6 +461,45 @@ impl Facilitator {
             tracing::error!(error = %e, "could not record settle event");
         }
         outcome
+    }
+
+    /// Waits for the ledger's exclusive claim on `key`: another instance sharing the ledger may
+    /// be settling the same payment, and its result is then read from the ledger instead of
+    /// sending a second transaction.
+    async fn claim(&self, key: &PaymentKey, wait: Duration) -> Result<ClaimRenewal, String> {
+        let started = std::time::Instant::now();
+        loop {
+            match self
+                .inner
+                .ledger
+                .claim(key, &self.inner.instance, CLAIM_TTL)
+                .await
+            {
+                Ok(true) => return Ok(self.renew(key.clone())),
+                Ok(false) if started.elapsed() < wait => {
+                    tokio::time::sleep(CLAIM_POLL).await;
+                }
+                Ok(false) => {
+                    return Err(format!(
+                        "this payment has been in settlement elsewhere for {}s; retry later",
+                        started.elapsed().as_secs()
+                    ))
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    fn renew(&self, key: PaymentKey) -> ClaimRenewal {
+        let (ledger, owner) = (self.inner.ledger.clone(), self.inner.instance.clone());
+        ClaimRenewal(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CLAIM_RENEW).await;
+                if let Err(e) = ledger.claim(&key, &owner, CLAIM_TTL).await {
+                    tracing::warn!(error = %e, "could not renew settlement claim");
+                }
+            }
+        }))
     }
 
     async fn settle_locked(
@@ -545,6 +696,17 @@ impl Facilitator {
             };
             let lock = self.lock_for(&entry.key);
             let _guard = lock.lock().await;
+            if !self
+                .inner
+                .ledger
+                .claim(&entry.key, &self.inner.instance, CLAIM_TTL)
+                .await?
+            {
+                // Another live instance is settling it right now.
+                report.still_pending += 1;
+                continue;
+            }
+            let _renewal = self.renew(entry.key.clone());
             let result = match entry
                 .tx_hash
                 .as_deref()
@@ -589,6 +751,10 @@ impl Facilitator {
             if row != entry {
                 self.inner.ledger.put(&row).await?;
             }
+            self.inner
+                .ledger
+                .release(&entry.key, &self.inner.instance)
+                .await?;
             self.inner
                 .ledger
                 .record(Event {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
 use serde_json::{json, Value};
 use tollgate_evm::{AuthorizationWindow, ExactEvmClient};
 use tollgate_facilitator::ledger::{PaymentKey, SettlementState};
@@ -29,6 +30,18 @@ struct Setup {
 fn config_for(chain: &TestChain, dir: &std::path::Path, receipt_timeout_secs: u64) -> Config {
     let key = dir.join("signer.key");
     std::fs::write(&key, format!("{}\n", DEV_KEYS[0])).unwrap();
+    config_with(
+        chain,
+        dir,
+        &format!(
+            "signer_key_file = \"{}\"\nreceipt_timeout_secs = {receipt_timeout_secs}",
+            key.display()
+        ),
+    )
+}
+
+/// A one-network config whose `[[networks]]` entry ends with `network_lines`.
+fn config_with(chain: &TestChain, dir: &std::path::Path, network_lines: &str) -> Config {
     let text = format!(
         r#"
 [ledger]
@@ -37,13 +50,11 @@ path = "{ledger}"
 [[networks]]
 network = "{network}"
 rpc_urls = ["{rpc}"]
-signer_key_file = "{key}"
-receipt_timeout_secs = {receipt_timeout_secs}
+{network_lines}
 "#,
         ledger = dir.join("ledger.db").display(),
         network = chain.caip2(),
         rpc = chain.endpoint(),
-        key = key.display(),
     );
     let config = Config::parse(&text).unwrap();
     config.validate().unwrap();
@@ -61,9 +72,13 @@ async fn serve(facilitator: Facilitator) -> (String, tokio::task::JoinHandle<()>
 }
 
 async fn setup_with(receipt_timeout_secs: u64) -> Setup {
+    setup_config(|chain, dir| config_for(chain, dir, receipt_timeout_secs)).await
+}
+
+async fn setup_config(config: impl FnOnce(&TestChain, &std::path::Path) -> Config) -> Setup {
     let chain = TestChain::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = config_for(&chain, dir.path(), receipt_timeout_secs);
+    let config = config(&chain, dir.path());
     let (facilitator, report) = Facilitator::from_config(&config).await.unwrap();
     assert_eq!(report, Default::default());
     let (url, server) = serve(facilitator.clone()).await;
@@ -530,4 +545,291 @@ async fn api_key_guards_verify_and_settle() {
         }
     )
     .contains("k3y"));
+}
+
+/// The transaction count of `who` at `block` ("latest" or "pending").
+async fn tx_count(chain: &TestChain, who: Address, block: &str) -> u64 {
+    let n = chain
+        .rpc("eth_getTransactionCount", json!([who, block]))
+        .await
+        .unwrap();
+    u64::from_str_radix(n.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+#[tokio::test]
+async fn signer_pool_settles_concurrently_without_nonce_gaps() {
+    // Three signers: account 0 (which deployed the rig: 12 transactions) and two fresh ones.
+    let pool = [0usize, 10, 11];
+    // Keys come from the environment, as in production.
+    std::env::set_var("POOL_KEY_0", DEV_KEYS[0]);
+    std::env::set_var("POOL_KEY_1", POOL_KEYS[0]);
+    std::env::set_var("POOL_KEY_2", POOL_KEYS[1]);
+    let s = setup_config(|chain, dir| {
+        config_with(
+            chain,
+            dir,
+            "signer_selection = \"least-busy\"\nsigners = [{ key_env = \"POOL_KEY_0\" }, { key_env = \"POOL_KEY_1\" }, { key_env = \"POOL_KEY_2\" }]",
+        )
+    })
+    .await;
+    let signers: Vec<Address> = vec![TestChain::address(0), pool_address(0), pool_address(1)];
+    for (i, who) in signers.iter().enumerate().skip(1) {
+        fund(&s.chain, *who).await;
+        assert_eq!(
+            tx_count(&s.chain, *who, "latest").await,
+            0,
+            "signer {}",
+            pool[i]
+        );
+    }
+    let before = s.balance(s.payee).await;
+    let mut bodies = Vec::new();
+    for i in 0..120 {
+        bodies.push(s.body(&s.pay(1 + i % 8).await));
+    }
+    let results = futures::future::join_all(bodies.iter().map(|b| s.post("/settle", b))).await;
+    let mut hashes = std::collections::HashSet::new();
+    for (status, r) in &results {
+        assert_eq!(*status, 200, "{r}");
+        hashes.insert(r["transaction"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(hashes.len(), 120, "one transaction per payment");
+    assert_eq!(s.balance(s.payee).await, before + U256::from(PRICE * 120));
+    // Every signer took a share, and each one's nonces run without gaps: latest == pending, and
+    // together they sent exactly one transaction per payment.
+    let mut sent = 0;
+    for (i, who) in signers.iter().enumerate() {
+        let latest = tx_count(&s.chain, *who, "latest").await;
+        assert_eq!(latest, tx_count(&s.chain, *who, "pending").await);
+        let own = if i == 0 { latest - 12 } else { latest };
+        assert!(own > 0, "signer {i} settled nothing");
+        sent += own;
+    }
+    assert_eq!(sent, 120);
+    let health: Value = s
+        .http
+        .get(format!("{}/health", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["networks"][0]["signers"].as_array().unwrap().len(),
+        3
+    );
+}
+
+/// Keys of accounts that are not anvil dev accounts (public test keys: never use with value).
+const POOL_KEYS: [&str; 2] = [
+    "0x1111111111111111111111111111111111111111111111111111111111111111",
+    "0x2222222222222222222222222222222222222222222222222222222222222222",
+];
+
+fn pool_address(i: usize) -> Address {
+    POOL_KEYS[i]
+        .parse::<alloy::signers::local::PrivateKeySigner>()
+        .unwrap()
+        .address()
+}
+
+/// Gives `who` 10 ETH for gas.
+async fn fund(chain: &TestChain, who: Address) {
+    chain
+        .rpc(
+            "anvil_setBalance",
+            json!([
+                who,
+                format!(
+                    "{:#x}",
+                    U256::from(10u64) * U256::from(10u64).pow(U256::from(18))
+                )
+            ]),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn batch_settles_together_and_a_poisoned_authorization_fails_alone() {
+    let s = setup_config(|chain, dir| {
+        let key = dir.join("signer.key");
+        std::fs::write(&key, DEV_KEYS[0]).unwrap();
+        config_with(
+            chain,
+            dir,
+            &format!(
+                "signer_key_file = \"{}\"\n[networks.batch]\nwindow_ms = 300\nmax_size = 20\nmulticall3 = \"{}\"",
+                key.display(),
+                chain.multicall3
+            ),
+        )
+    })
+    .await;
+    // Payer 1 signs two payments of 600 USDC against a balance of 1000: each verifies alone,
+    // together they overdraw. Whichever runs second in the batch is the poisoned one.
+    let big = U256::from(600_000_000u64);
+    let mut big_requirements = s.requirements.clone();
+    big_requirements.amount = big.into();
+    let client = ExactEvmClient::new(TestChain::signer(1));
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        let p = client.sign(&big_requirements, None).await.unwrap();
+        bodies.push(json!({ "x402Version": 2, "paymentPayload": p, "paymentRequirements": big_requirements }));
+    }
+    for b in &bodies {
+        assert_eq!(s.post("/verify", b).await.0, 200);
+    }
+    for payer in 2..=7 {
+        bodies.push(s.body(&s.pay(payer).await));
+    }
+    let payee_before = s.balance(s.payee).await;
+    let blocks_before = s.chain.provider().get_block_number().await.unwrap();
+    let results = futures::future::join_all(bodies.iter().map(|b| s.post("/settle", b))).await;
+
+    let mut batch_txs = std::collections::HashSet::new();
+    let mut poisoned = 0;
+    for (i, (status, r)) in results.iter().enumerate() {
+        if *status == 200 {
+            batch_txs.insert(r["transaction"].as_str().unwrap().to_owned());
+            continue;
+        }
+        assert!(i < 2, "only one of the overdrawing pair may fail: {r}");
+        assert_eq!(*status, 400, "{r}");
+        assert_eq!(
+            r["errorReason"], "invalid_exact_evm_insufficient_balance",
+            "{r}"
+        );
+        assert_eq!(r["transaction"], "", "{r}");
+        poisoned += 1;
+    }
+    assert_eq!(poisoned, 1, "{results:?}");
+    assert_eq!(
+        batch_txs.len(),
+        1,
+        "the seven good payments share one transaction: {batch_txs:?}"
+    );
+    assert_eq!(
+        s.balance(s.payee).await,
+        payee_before + big + U256::from(PRICE * 6)
+    );
+    assert_eq!(
+        s.balance(TestChain::address(1)).await,
+        U256::from(400_000_000u64)
+    );
+    // One block, one transaction, from the signer to Multicall3.
+    let blocks_after = s.chain.provider().get_block_number().await.unwrap();
+    assert_eq!(blocks_after, blocks_before + 1);
+    let tx: B256 = batch_txs.into_iter().next().unwrap().parse().unwrap();
+    let receipt = s
+        .chain
+        .provider()
+        .get_transaction_receipt(tx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(receipt.to, Some(s.chain.multicall3));
+    // Settling a batched payment again answers from the ledger with the same transaction.
+    let again = s.post("/settle", &bodies[2]).await;
+    assert_eq!(again.0, 200);
+    assert_eq!(again.1["transaction"], tx.to_string());
+}
+
+#[tokio::test]
+async fn a_signer_low_on_gas_degrades_health() {
+    let s = setup_config(|chain, dir| {
+        let key = dir.join("signer.key");
+        std::fs::write(&key, DEV_KEYS[0]).unwrap();
+        config_with(
+            chain,
+            dir,
+            &format!(
+                "signer_key_file = \"{}\"\nmin_signer_balance_wei = \"1000000000000000000000000\"",
+                key.display()
+            ),
+        )
+    })
+    .await;
+    let r = s
+        .http
+        .get(format!("{}/health", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let health: Value = r.json().await.unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["networks"][0]["rpcOk"], true);
+    assert_eq!(
+        health["networks"][0]["signers"][0]["lowOnGas"], true,
+        "{health}"
+    );
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "tollgate_facilitator_signer_low_on_gas{{network=\"{}\",signer=\"{}\"}} 1",
+            s.chain.caip2(),
+            TestChain::address(0)
+        )),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_is_per_client_and_spares_health() {
+    let s = setup().await;
+    let limits = http::HttpLimits {
+        rate_limit: Some(tollgate_facilitator::rate_limit::RateLimit {
+            per_second: 1,
+            burst: 2,
+        }),
+        ..http::HttpLimits::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = http::router(s.facilitator.clone(), limits)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = s.http.get(format!("{url}/supported")).send().await.unwrap();
+        if r.status().as_u16() == 429 {
+            let retry: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(retry >= 1);
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    // A settlement from the same client is refused too, before touching the chain.
+    let payment = s.pay(3).await;
+    assert_eq!(
+        s.http
+            .post(format!("{url}/settle"))
+            .json(&s.body(&payment))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        429
+    );
+    let health = s.http.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(
+        health.status().as_u16(),
+        200,
+        "health checks are never limited"
+    );
 }

@@ -145,7 +145,7 @@ fn spawn(binary: &Path, port: u16, chain_id: u64) -> Result<Child, TestkitError>
     }
 }
 
-fn free_port() -> Result<u16, TestkitError> {
+pub(crate) fn free_port() -> Result<u16, TestkitError> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .map_err(|e| TestkitError::AnvilStart(format!("no free loopback port: {e}")))?;
     let port = listener

@@ -9,13 +9,16 @@
 //! - [`anvil`] — spawning and reaping the node.
 //! - [`artifacts`] — the compiled contracts.
 //! - [`chain`] — the deployed rig and helpers to read balances, mint and deploy wallets.
+//! - [`postgres`] — a throwaway PostgreSQL server, for tests of instances sharing a ledger.
 
 pub mod anvil;
 pub mod artifacts;
 pub mod chain;
+pub mod postgres;
 
 pub use anvil::Anvil;
 pub use chain::{TestChain, DEV_KEYS};
+pub use postgres::Postgres;
 
 /// Why the rig could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +26,9 @@ pub enum TestkitError {
     /// No anvil binary: the npm dev dependencies are not installed.
     #[error("anvil not found: run `npm ci` in the repository root (or set TOLLGATE_ANVIL)")]
     AnvilNotFound,
+    /// PostgreSQL is missing or did not come up.
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
     /// anvil was found but did not come up.
     #[error("anvil failed to start: {0}")]
     AnvilStart(String),

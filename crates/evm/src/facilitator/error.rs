@@ -231,6 +231,14 @@ pub enum SettleError {
         /// The transaction.
         tx_hash: B256,
     },
+    /// The batch transaction carrying this payment was mined, but this payment's call inside
+    /// it failed (its authorization was used or its payer drained after the dry run). No money
+    /// moved for this payment; the others in the batch are unaffected.
+    #[error("settlement batch {tx_hash} was mined but this payment's transfer failed in it")]
+    FailedInBatch {
+        /// The batch transaction.
+        tx_hash: B256,
+    },
     /// Deploying the payer's counterfactual (EIP-6492) wallet failed.
     #[error("could not deploy the payer's smart wallet: {0}")]
     WalletDeployment(String),
@@ -243,7 +251,9 @@ impl SettleError {
             Self::Invalid(e) => e.reason(),
             Self::Submit(_) => ErrorReason::UnexpectedSettleError,
             Self::WouldRevert(_) => ErrorReason::InvalidExactEvmTransactionFailed,
-            Self::Reverted { .. } => ErrorReason::InvalidExactEvmTransactionFailed,
+            Self::Reverted { .. } | Self::FailedInBatch { .. } => {
+                ErrorReason::InvalidExactEvmTransactionFailed
+            }
             Self::ReceiptTimeout { .. } => ErrorReason::SettlementPending,
             Self::TransferEventMismatch { .. } => ErrorReason::InvalidExactEvmTransferEventMismatch,
             Self::WalletDeployment(_) => ErrorReason::SmartWalletDeploymentFailed,
@@ -254,6 +264,7 @@ impl SettleError {
     pub fn tx_hash(&self) -> Option<B256> {
         match self {
             Self::Reverted { tx_hash }
+            | Self::FailedInBatch { tx_hash }
             | Self::ReceiptTimeout { tx_hash, .. }
             | Self::TransferEventMismatch { tx_hash } => Some(*tx_hash),
             _ => None,

@@ -1,15 +1,19 @@
 //! Facilitator side of the `exact` EVM scheme: verify a payment, then settle it on chain.
 //!
-//! - [`ExactEvmFacilitator`]: one chain, one RPC provider, one settlement signer.
+//! - [`ExactEvmFacilitator`]: one chain, one RPC provider, a pool of settlement signers.
 //! - [`verify`](ExactEvmFacilitator::verify): every check of the spec's verification list,
 //!   each failing with its own [`VerifyError`] variant and x402 reason code.
 //! - [`settle`](ExactEvmFacilitator::settle): re-verifies, submits `transferWithAuthorization`,
-//!   waits for the receipt, and checks the `Transfer` event.
+//!   waits for the receipt, and checks the `Transfer` event — alone, or batched with others
+//!   in one Multicall3 transaction ([`BatchConfig`]).
 
+mod batch;
 mod error;
+mod sender;
 mod settle;
 mod verify;
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use alloy::network::EthereumWallet;
@@ -20,7 +24,12 @@ use tollgate_proto::{
     Network, PaymentPayload, PaymentRequirements, SettleResponse, VerifyResponse,
 };
 
+pub use batch::BatchConfig;
 pub use error::{SettleError, VerifyError};
+pub use sender::{Replacement, SignerSelection};
+
+use batch::Batcher;
+use sender::SignerPool;
 
 use crate::payload::Authorization;
 use crate::signature::PayerSignature;
@@ -36,6 +45,12 @@ pub struct FacilitatorConfig {
     pub allowed_factories: Vec<Address>,
     /// How long settlement waits for a receipt before answering "pending".
     pub receipt_timeout: Duration,
+    /// How a settlement picks one of several signers.
+    pub selection: SignerSelection,
+    /// Re-sending transactions stuck in the mempool with a higher fee; `None` never replaces.
+    pub replacement: Option<Replacement>,
+    /// Settling payments together in Multicall3 batches; `None` sends one transaction each.
+    pub batch: Option<BatchConfig>,
 }
 
 impl Default for FacilitatorConfig {
@@ -44,6 +59,9 @@ impl Default for FacilitatorConfig {
             valid_before_margin: Duration::from_secs(6),
             allowed_factories: Vec::new(),
             receipt_timeout: Duration::from_secs(60),
+            selection: SignerSelection::default(),
+            replacement: Some(Replacement::default()),
+            batch: None,
         }
     }
 }
@@ -82,13 +100,11 @@ pub struct Settlement {
 #[derive(Clone)]
 pub struct ExactEvmFacilitator {
     provider: DynProvider,
-    signer: Address,
     network: Network,
     config: FacilitatorConfig,
-    /// Held while a transaction is filled and handed to the node, so that each send reads the
-    /// signer's pending nonce after the previous one was accepted: no two settlements share a
-    /// nonce, and a transaction the node refuses leaves no gap behind.
-    send_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    pool: Arc<SignerPool>,
+    /// Started on the first batched settlement (it needs a running runtime).
+    batcher: Arc<OnceLock<Batcher>>,
 }
 
 impl std::fmt::Debug for ExactEvmFacilitator {
@@ -96,7 +112,7 @@ impl std::fmt::Debug for ExactEvmFacilitator {
         // The provider holds the signing key: never print it.
         f.debug_struct("ExactEvmFacilitator")
             .field("network", &self.network)
-            .field("signer", &self.signer)
+            .field("signers", &self.pool.addresses())
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -125,22 +141,30 @@ pub enum ConnectError {
 
 impl ExactEvmFacilitator {
     /// A facilitator over an existing provider. `provider` must be able to sign transactions
-    /// from `signer` and be connected to the chain `network` names. Give it a provider that
-    /// reads the pending nonce for each transaction (as [`connect`](Self::connect) builds):
-    /// a nonce cache would keep counting after a transaction the node refused, leaving a gap
-    /// that stalls every later settlement.
+    /// from every address of `signers` (at least one) and be connected to the chain `network`
+    /// names. Transactions are filled here (nonce from the node's pending count, gas, fees), so
+    /// the provider's own fillers are not relied on.
+    ///
+    /// # Panics
+    ///
+    /// If `signers` is empty: a facilitator that cannot send cannot settle.
     pub fn new(
         provider: DynProvider,
-        signer: Address,
+        signers: Vec<Address>,
         network: Network,
         config: FacilitatorConfig,
     ) -> Self {
+        assert!(
+            !signers.is_empty(),
+            "a facilitator needs at least one signer"
+        );
+        let pool = SignerPool::new(signers, config.selection, config.replacement);
         Self {
             provider,
-            signer,
             network,
             config,
-            send_lock: Default::default(),
+            pool: Arc::new(pool),
+            batcher: Default::default(),
         }
     }
 
@@ -150,19 +174,38 @@ impl ExactEvmFacilitator {
         signer: PrivateKeySigner,
         config: FacilitatorConfig,
     ) -> Result<Self, ConnectError> {
+        Self::connect_pool(rpc_url, vec![signer], config).await
+    }
+
+    /// Connects to `rpc_url` over HTTP and settles with a pool of `signers` (at least one),
+    /// each with its own nonce sequence, picked per settlement by
+    /// [`FacilitatorConfig::selection`].
+    pub async fn connect_pool(
+        rpc_url: &str,
+        signers: Vec<PrivateKeySigner>,
+        config: FacilitatorConfig,
+    ) -> Result<Self, ConnectError> {
         let url = alloy::transports::http::reqwest::Url::parse(rpc_url).map_err(|e| {
             ConnectError::Url {
                 url: rpc_url.to_owned(),
                 reason: e.to_string(),
             }
         })?;
-        let address = signer.address();
+        let mut signers = signers.into_iter();
+        let first = signers.next().ok_or_else(|| ConnectError::Url {
+            url: rpc_url.to_owned(),
+            reason: "no signer key given".into(),
+        })?;
+        let mut addresses = vec![first.address()];
+        let mut wallet = EthereumWallet::from(first);
+        for signer in signers {
+            addresses.push(signer.address());
+            wallet.register_signer(signer);
+        }
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
-            .with_gas_estimation()
-            .with_simple_nonce_management()
             .fetch_chain_id()
-            .wallet(EthereumWallet::from(signer))
+            .wallet(wallet)
             .connect_http(url)
             .erased();
         let chain_id = provider
@@ -174,7 +217,7 @@ impl ExactEvmFacilitator {
             })?;
         Ok(Self::new(
             provider,
-            address,
+            addresses,
             Network::eip155(chain_id),
             config,
         ))
@@ -185,9 +228,19 @@ impl ExactEvmFacilitator {
         &self.network
     }
 
-    /// The address that sends settlement transactions (and pays their gas).
+    /// The first settlement signer (the `from` of dry runs).
     pub fn signer_address(&self) -> Address {
-        self.signer
+        self.pool.primary()
+    }
+
+    /// Every address that sends settlement transactions (and pays their gas).
+    pub fn signer_addresses(&self) -> Vec<Address> {
+        self.pool.addresses()
+    }
+
+    /// Settlement transactions sent and not yet seen mined, per signer.
+    pub fn signers_in_flight(&self) -> Vec<(Address, usize)> {
+        self.pool.in_flight()
     }
 
     /// The configuration.

@@ -16,7 +16,8 @@ use alloy::sol_types::SolEvent;
 use tollgate_proto::{PaymentPayload, PaymentRequirements};
 use tracing::Instrument;
 
-use super::verify::{is_transport_failure, transfer_calldata};
+use super::batch::Batcher;
+use super::verify::transfer_calldata;
 use super::{ExactEvmFacilitator, SettleError, Settlement, VerifiedPayment};
 use crate::contracts::IEip3009Token;
 use crate::payload::Authorization;
@@ -24,6 +25,9 @@ use crate::signature::PayerSignature;
 
 /// How often a pending settlement's receipt is polled.
 const RECEIPT_POLL: Duration = Duration::from_millis(100);
+
+/// Extra gas over the estimate of a single settlement.
+const SINGLE_GAS_MARGIN_PERCENT: u64 = 10;
 
 impl ExactEvmFacilitator {
     /// Verifies `payment` again (state may have changed since `/verify`), then settles it.
@@ -50,7 +54,8 @@ impl ExactEvmFacilitator {
             .await
     }
 
-    /// Sends the settlement transaction and returns its hash without waiting for it.
+    /// Sends the settlement transaction (or queues the payment for the next batch, when
+    /// batching is configured) and returns its hash without waiting for it.
     ///
     /// EOAs settle through the `(v, r, s)` overload, contract wallets through the `bytes`
     /// overload; a counterfactual (EIP-6492) wallet is deployed through its allow-listed
@@ -72,8 +77,15 @@ impl ExactEvmFacilitator {
                 self.deploy_wallet(verified.payer, *factory, factory_calldata.clone())
                     .await?;
             }
+            if let (Some(batch), false) =
+                (&self.config.batch, verified.signature.is_counterfactual())
+            {
+                let batcher = self.batcher.get_or_init(|| {
+                    Batcher::spawn(self.provider.clone(), self.pool.clone(), batch.clone())
+                });
+                return batcher.submit(verified.clone()).await;
+            }
             let tx = TransactionRequest::default()
-                .with_from(self.signer)
                 .with_to(verified.asset)
                 .with_input(transfer_calldata(
                     &verified.authorization,
@@ -91,15 +103,28 @@ impl ExactEvmFacilitator {
     /// and emitted this payment's `Transfer`.
     ///
     /// Works for any settlement transaction, including one sent by an earlier process: that is
-    /// how a restarted facilitator reconciles what it had submitted.
+    /// how a restarted facilitator reconciles what it had submitted. If `tx_hash` itself never
+    /// shows up (it was replaced with a higher fee, possibly by a process that then died), the
+    /// token's record of the authorization finds the transfer that did happen.
     pub async fn await_settlement(
         &self,
         asset: Address,
         authorization: &Authorization,
         tx_hash: B256,
     ) -> Result<Settlement, SettleError> {
-        let receipt = self.wait_receipt(tx_hash).await?;
-        self.check_receipt(authorization, asset, tx_hash, &receipt)
+        match self.wait_receipt(tx_hash).await {
+            Ok(receipt) => {
+                let mined = receipt.transaction_hash;
+                self.check_receipt(authorization, asset, mined, &receipt)
+            }
+            Err(timeout @ SettleError::ReceiptTimeout { .. }) => {
+                match self.find_settlement_tx(asset, authorization).await {
+                    Ok(Some(settlement)) => Ok(settlement),
+                    _ => Err(timeout),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Finds the transaction that used `(payer, nonce)` on `asset`, from the token's
@@ -148,6 +173,11 @@ impl ExactEvmFacilitator {
             return Err(SettleError::Reverted { tx_hash });
         }
         if !has_transfer(receipt, asset, auth) {
+            let batch = self.config.batch.as_ref().map(|b| b.multicall3);
+            if batch.is_some() && receipt.to == batch {
+                // The batch went through; this payment's call inside it failed.
+                return Err(SettleError::FailedInBatch { tx_hash });
+            }
             return Err(SettleError::TransferEventMismatch { tx_hash });
         }
         tracing::info!(%tx_hash, block = ?receipt.block_number, "payment settled");
@@ -167,7 +197,6 @@ impl ExactEvmFacilitator {
         calldata: alloy::primitives::Bytes,
     ) -> Result<(), SettleError> {
         let tx = TransactionRequest::default()
-            .with_from(self.signer)
             .with_to(factory)
             .with_input(calldata);
         let deployed = async {
@@ -200,18 +229,13 @@ impl ExactEvmFacilitator {
     }
 
     async fn send(&self, tx: TransactionRequest) -> Result<B256, SettleError> {
-        let _one_at_a_time = self.send_lock.lock().await;
-        let pending = self.provider.send_transaction(tx).await.map_err(|e| {
-            if is_transport_failure(&e) {
-                SettleError::Submit(e.to_string())
-            } else {
-                SettleError::WouldRevert(e.to_string())
-            }
-        })?;
-        Ok(*pending.tx_hash())
+        self.pool
+            .send(&self.provider, tx, SINGLE_GAS_MARGIN_PERCENT)
+            .await
     }
 
-    /// Polls for the receipt of `tx_hash` until the configured timeout.
+    /// Polls for the receipt of `tx_hash` (or of a fee-bumped replacement of it) until the
+    /// configured timeout.
     ///
     /// Once a transaction has been accepted, every failure to see its receipt (timeout, RPC
     /// errors) is [`SettleError::ReceiptTimeout`] with the hash: the transfer may still land,
@@ -219,7 +243,7 @@ impl ExactEvmFacilitator {
     async fn wait_receipt(&self, tx_hash: B256) -> Result<TransactionReceipt, SettleError> {
         let started = Instant::now();
         loop {
-            match self.provider.get_transaction_receipt(tx_hash).await {
+            match self.pool.poll(&self.provider, tx_hash).await {
                 Ok(Some(receipt)) => return Ok(receipt),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(%tx_hash, error = %e, "receipt poll failed"),

@@ -5,7 +5,7 @@
 //! network, (EIP-6492 factory), signature, recipient, time window, amount, then on-chain checks.
 
 use alloy::primitives::{Address, Bytes, U256};
-use alloy::providers::Provider;
+use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::{SolCall, SolValue};
 use alloy::transports::{RpcError, TransportError};
@@ -148,22 +148,21 @@ impl ExactEvmFacilitator {
                 // The wallet does not exist yet, so the transfer cannot be dry-run on its own;
                 // the signature was proven by the deployless validator, and the token-side
                 // conditions are read directly.
-                if let Some(err) = self.diagnose(asset, auth, &domain).await? {
+                if let Some(err) = diagnose(&self.provider, asset, auth, Some(&domain)).await? {
                     return Err(err);
                 }
             }
             _ => {
                 let call = transfer_calldata(auth, &signature);
                 let tx = TransactionRequest::default()
-                    .from(self.signer)
+                    .from(self.pool.primary())
                     .to(asset)
                     .input(call.into());
                 if let Err(e) = self.provider.call(tx).await {
                     if is_transport_failure(&e) {
                         return Err(VerifyError::rpc("transfer simulation", e));
                     }
-                    return Err(self
-                        .diagnose(asset, auth, &domain)
+                    return Err(diagnose(&self.provider, asset, auth, Some(&domain))
                         .await?
                         .unwrap_or_else(|| VerifyError::SimulationFailed(e.to_string())));
                 }
@@ -259,67 +258,67 @@ impl ExactEvmFacilitator {
             }
         }
     }
+}
 
-    /// Reads why a transfer would fail: nonce state, token domain, balance. `None` means none of
-    /// these explains it.
-    async fn diagnose(
-        &self,
-        asset: Address,
-        auth: &Authorization,
-        domain: &TokenDomain,
-    ) -> Result<Option<VerifyError>, VerifyError> {
-        let token = IEip3009Token::new(asset, &self.provider);
-        let state_call = token.authorizationState(auth.from, auth.nonce);
-        let balance_call = token.balanceOf(auth.from);
-        let name_call = token.name();
-        let version_call = token.version();
-        let (state, balance, name, version) = tokio::join!(
-            state_call.call(),
-            balance_call.call(),
-            name_call.call(),
-            version_call.call(),
-        );
-        match state {
-            Err(alloy::contract::Error::TransportError(e)) if is_transport_failure(&e) => {
-                return Err(VerifyError::rpc("authorizationState", e))
-            }
-            Err(_) => return Ok(Some(VerifyError::Eip3009NotSupported { asset })),
-            Ok(true) => {
-                return Ok(Some(VerifyError::NonceAlreadyUsed {
-                    payer: auth.from,
-                    nonce: auth.nonce,
-                }))
-            }
-            Ok(false) => {}
+/// Reads why a transfer would fail: nonce state, token domain (when known), balance. `None` means none of
+/// these explains it.
+pub(super) async fn diagnose(
+    provider: &DynProvider,
+    asset: Address,
+    auth: &Authorization,
+    domain: Option<&TokenDomain>,
+) -> Result<Option<VerifyError>, VerifyError> {
+    let token = IEip3009Token::new(asset, provider);
+    let state_call = token.authorizationState(auth.from, auth.nonce);
+    let balance_call = token.balanceOf(auth.from);
+    let name_call = token.name();
+    let version_call = token.version();
+    let (state, balance, name, version) = tokio::join!(
+        state_call.call(),
+        balance_call.call(),
+        name_call.call(),
+        version_call.call(),
+    );
+    match state {
+        Err(alloy::contract::Error::TransportError(e)) if is_transport_failure(&e) => {
+            return Err(VerifyError::rpc("authorizationState", e))
         }
-        if let Ok(actual) = name {
-            if actual != domain.name {
-                return Ok(Some(VerifyError::TokenNameMismatch {
-                    signed: domain.name.clone(),
-                    actual,
-                }));
-            }
-        }
-        if let Ok(actual) = version {
-            if actual != domain.version {
-                return Ok(Some(VerifyError::TokenVersionMismatch {
-                    signed: domain.version.clone(),
-                    actual,
-                }));
-            }
-        }
-        match balance {
-            Ok(balance) if balance < auth.value => Ok(Some(VerifyError::InsufficientBalance {
+        Err(_) => return Ok(Some(VerifyError::Eip3009NotSupported { asset })),
+        Ok(true) => {
+            return Ok(Some(VerifyError::NonceAlreadyUsed {
                 payer: auth.from,
-                balance,
-                required: auth.value,
-            })),
-            Ok(_) => Ok(None),
-            Err(alloy::contract::Error::TransportError(e)) if is_transport_failure(&e) => {
-                Err(VerifyError::rpc("balanceOf", e))
-            }
-            Err(_) => Ok(None),
+                nonce: auth.nonce,
+            }))
         }
+        Ok(false) => {}
+    }
+    if let (Ok(actual), Some(domain)) = (name, domain) {
+        if actual != domain.name {
+            return Ok(Some(VerifyError::TokenNameMismatch {
+                signed: domain.name.clone(),
+                actual,
+            }));
+        }
+    }
+    if let (Ok(actual), Some(domain)) = (version, domain) {
+        if actual != domain.version {
+            return Ok(Some(VerifyError::TokenVersionMismatch {
+                signed: domain.version.clone(),
+                actual,
+            }));
+        }
+    }
+    match balance {
+        Ok(balance) if balance < auth.value => Ok(Some(VerifyError::InsufficientBalance {
+            payer: auth.from,
+            balance,
+            required: auth.value,
+        })),
+        Ok(_) => Ok(None),
+        Err(alloy::contract::Error::TransportError(e)) if is_transport_failure(&e) => {
+            Err(VerifyError::rpc("balanceOf", e))
+        }
+        Err(_) => Ok(None),
     }
 }
 
