@@ -152,32 +152,20 @@ async fn a_browser_pays_through_the_paywall_page() {
     let payer_before = s.chain.usdc_balance(payer).await.unwrap();
     let payee_before = s.chain.usdc_balance(s.payee).await.unwrap();
 
-    let mut node = tokio::process::Command::new("node");
-    node.current_dir(&root)
-        .arg("tests/browser/paywall.mjs")
-        .arg(&page_url)
-        .arg(DEV_KEYS[1])
-        .arg(s.chain.chain_id().to_string())
-        .env("CHROMIUM", CHROMIUM)
-        .env("EXPECT_NETWORK", s.chain.caip2())
-        .env("EXPECT_PAY_TO", s.payee.to_string())
-        .env(
-            "EXPECT_PRICE",
-            format!("{PRICE} atomic units of token {}", s.chain.usdc),
-        )
-        .env("EXPECT_DESCRIPTION", DESCRIPTION)
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), node.output())
-        .await
-        .expect("the browser run finishes within two minutes")
-        .expect("node runs (is Node.js installed?)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    // A wallet whose account holds no USDC: the page shows the facilitator's refusal, and
+    // nothing moves.
+    let broke = "0x0000000000000000000000000000000000000000000000000000000000000007";
+    let (ok, stdout, stderr) = run_browser(&root, &s, &page_url, broke).await;
+    assert!(!ok, "an unfunded wallet unlocked the page:\n{stdout}");
     assert!(
-        output.status.success(),
-        "browser run failed ({}):\n{stderr}\n{stdout}",
-        output.status
+        stderr.contains("Payment refused") && stderr.contains("insufficient"),
+        "the page should show why the payment was refused:\n{stderr}"
     );
+    assert_eq!(s.chain.usdc_balance(payer).await.unwrap(), payer_before);
+    assert_eq!(s.chain.usdc_balance(s.payee).await.unwrap(), payee_before);
+
+    let (ok, stdout, stderr) = run_browser(&root, &s, &page_url, DEV_KEYS[1]).await;
+    assert!(ok, "browser run failed:\n{stderr}\n{stdout}");
     let result: Value = stdout
         .lines()
         .rev()
@@ -213,4 +201,33 @@ async fn a_browser_pays_through_the_paywall_page() {
     let payee_after = s.chain.usdc_balance(s.payee).await.unwrap();
     assert_eq!(payer_before - payer_after, U256::from(PRICE));
     assert_eq!(payee_after - payee_before, U256::from(PRICE));
+}
+
+/// Runs the headless-Chromium script against `page_url` with a wallet holding `key`: whether it
+/// succeeded, its stdout and stderr.
+async fn run_browser(root: &Path, s: &Shop, page_url: &str, key: &str) -> (bool, String, String) {
+    let mut node = tokio::process::Command::new("node");
+    node.current_dir(root)
+        .arg("tests/browser/paywall.mjs")
+        .arg(page_url)
+        .arg(key)
+        .arg(s.chain.chain_id().to_string())
+        .env("CHROMIUM", CHROMIUM)
+        .env("EXPECT_NETWORK", s.chain.caip2())
+        .env("EXPECT_PAY_TO", s.payee.to_string())
+        .env(
+            "EXPECT_PRICE",
+            format!("{PRICE} atomic units of token {}", s.chain.usdc),
+        )
+        .env("EXPECT_DESCRIPTION", DESCRIPTION)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), node.output())
+        .await
+        .expect("the browser run finishes within two minutes")
+        .expect("node runs (is Node.js installed?)");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
