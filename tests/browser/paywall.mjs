@@ -179,12 +179,21 @@ try {
     fail(`the page did not unlock; status: ${status}; wallet calls: ${walletCalls.join(",")}; ` +
       `page errors: ${pageErrors.join(" | ")}`);
   }
-  const content = await page.textContent("#x402-content");
+  // Text and JSON are shown as text; HTML is rendered in a sandboxed frame.
+  let content;
+  let rendered = "text";
+  if (await page.$("#x402-content")) {
+    content = await page.textContent("#x402-content");
+  } else {
+    const frame = await (await page.waitForSelector("#x402-output iframe")).contentFrame();
+    content = (await frame.textContent("body")).trim();
+    rendered = "html";
+  }
   const status = (await page.textContent("#x402-status")).trim();
   const transaction = await page.getAttribute("#x402-paywall", "data-paid");
   if (pageErrors.length) fail(`page errors: ${pageErrors.join(" | ")}`);
   if (foreign.length) fail(`the page fetched from other origins: ${foreign.join(", ")}`);
-  console.log(JSON.stringify({ offer, content, status, transaction, payer: account.address, walletCalls }));
+  console.log(JSON.stringify({ offer, content, rendered, status, transaction, payer: account.address, walletCalls }));
   await browser.close();
   browser = undefined;
 } catch (e) {

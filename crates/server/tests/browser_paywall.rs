@@ -22,6 +22,8 @@ use tollgate_testkit::{TestChain, DEV_KEYS};
 const PRICE: u64 = 10_000;
 const ARTICLE: &str = "The secret of the day: anvil mines instantly.";
 const DESCRIPTION: &str = "Today's article <b>with</b> \"quotes\"";
+const MEMBERS_PAGE: &str = "<h1>Members only</h1><p>Welcome, paying reader.</p>";
+const MEMBERS_DESCRIPTION: &str = "The members' page";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn workspace_root() -> PathBuf {
@@ -79,14 +81,23 @@ async fn shop() -> Shop {
     let layer = PaywallLayer::new(facilitator)
         .route(
             "GET /article",
-            RoutePrice::new(option)
+            RoutePrice::new(option.clone())
                 .description(DESCRIPTION)
                 .mime_type("text/plain"),
+        )
+        .unwrap()
+        .route(
+            "GET /members",
+            RoutePrice::new(option).description(MEMBERS_DESCRIPTION),
         )
         .unwrap()
         .browser_wallet(tollgate_evm::browser::WALLET_SCRIPT);
     let app = Router::new()
         .route("/article", get(|| async { ARTICLE }))
+        .route(
+            "/members",
+            get(|| async { axum::response::Html(MEMBERS_PAGE) }),
+        )
         .layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -155,7 +166,7 @@ async fn a_browser_pays_through_the_paywall_page() {
     // A wallet whose account holds no USDC: the page shows the facilitator's refusal, and
     // nothing moves.
     let broke = "0x0000000000000000000000000000000000000000000000000000000000000007";
-    let (ok, stdout, stderr) = run_browser(&root, &s, &page_url, broke).await;
+    let (ok, stdout, stderr) = run_browser(&s, &page_url, DESCRIPTION, broke).await;
     assert!(!ok, "an unfunded wallet unlocked the page:\n{stdout}");
     assert!(
         stderr.contains("Payment refused") && stderr.contains("insufficient"),
@@ -164,7 +175,7 @@ async fn a_browser_pays_through_the_paywall_page() {
     assert_eq!(s.chain.usdc_balance(payer).await.unwrap(), payer_before);
     assert_eq!(s.chain.usdc_balance(s.payee).await.unwrap(), payee_before);
 
-    let (ok, stdout, stderr) = run_browser(&root, &s, &page_url, DEV_KEYS[1]).await;
+    let (ok, stdout, stderr) = run_browser(&s, &page_url, DESCRIPTION, DEV_KEYS[1]).await;
     assert!(ok, "browser run failed:\n{stderr}\n{stdout}");
     let result: Value = stdout
         .lines()
@@ -175,6 +186,7 @@ async fn a_browser_pays_through_the_paywall_page() {
 
     // The page unlocked and shows exactly what the handler served.
     assert_eq!(result["content"], ARTICLE, "{result}");
+    assert_eq!(result["rendered"], "text", "{result}");
     assert_eq!(result["offer"]["network"], s.chain.caip2(), "{result}");
     assert_eq!(
         result["offer"]["recipient"],
@@ -201,13 +213,37 @@ async fn a_browser_pays_through_the_paywall_page() {
     let payee_after = s.chain.usdc_balance(s.payee).await.unwrap();
     assert_eq!(payer_before - payer_after, U256::from(PRICE));
     assert_eq!(payee_after - payee_before, U256::from(PRICE));
+
+    // An HTML resource is rendered (in the page's sandboxed frame), paid by another account.
+    let members = format!("{}/members", s.url);
+    let (ok, stdout, stderr) = run_browser(&s, &members, MEMBERS_DESCRIPTION, DEV_KEYS[2]).await;
+    assert!(ok, "browser run failed:\n{stderr}\n{stdout}");
+    let result: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| panic!("no JSON result line in:\n{stdout}\n{stderr}"));
+    assert_eq!(result["rendered"], "html", "{result}");
+    assert_eq!(
+        result["content"], "Members onlyWelcome, paying reader.",
+        "{result}"
+    );
+    assert_eq!(
+        s.chain.usdc_balance(s.payee).await.unwrap() - payee_after,
+        U256::from(PRICE)
+    );
 }
 
-/// Runs the headless-Chromium script against `page_url` with a wallet holding `key`: whether it
-/// succeeded, its stdout and stderr.
-async fn run_browser(root: &Path, s: &Shop, page_url: &str, key: &str) -> (bool, String, String) {
+/// Runs the headless-Chromium script against `page_url` (expected to offer `description`)
+/// with a wallet holding `key`: whether it succeeded, its stdout and stderr.
+async fn run_browser(
+    s: &Shop,
+    page_url: &str,
+    description: &str,
+    key: &str,
+) -> (bool, String, String) {
     let mut node = tokio::process::Command::new("node");
-    node.current_dir(root)
+    node.current_dir(workspace_root())
         .arg("tests/browser/paywall.mjs")
         .arg(page_url)
         .arg(key)
@@ -219,7 +255,7 @@ async fn run_browser(root: &Path, s: &Shop, page_url: &str, key: &str) -> (bool,
             "EXPECT_PRICE",
             format!("{PRICE} atomic units of token {}", s.chain.usdc),
         )
-        .env("EXPECT_DESCRIPTION", DESCRIPTION)
+        .env("EXPECT_DESCRIPTION", description)
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(120), node.output())
         .await
