@@ -78,6 +78,7 @@ async fn shop() -> Shop {
         &payee.to_string(),
         extra,
     );
+    let quote_option = option.clone();
     let layer = PaywallLayer::new(facilitator)
         .route(
             "GET /article",
@@ -91,9 +92,18 @@ async fn shop() -> Shop {
             RoutePrice::new(option).description(MEMBERS_DESCRIPTION),
         )
         .unwrap()
+        .dynamic_route(
+            "GET /quote",
+            std::sync::Arc::new(move |_: &axum::http::Request<axum::body::Body>| {
+                let price = RoutePrice::new(quote_option.clone()).description("A quote");
+                Box::pin(async move { Some(price) })
+            }),
+        )
+        .unwrap()
         .browser_wallet(tollgate_evm::browser::WALLET_SCRIPT);
     let app = Router::new()
         .route("/article", get(|| async { ARTICLE }))
+        .route("/quote", get(|| async { "quote" }))
         .route(
             "/members",
             get(|| async { axum::response::Html(MEMBERS_PAGE) }),
@@ -139,6 +149,24 @@ async fn a_browser_pays_through_the_paywall_page() {
         "the EVM wallet script is inline"
     );
 
+    // Dynamically priced routes serve the page too.
+    let r = http
+        .get(format!("{}/quote", s.url))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 402);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "text/html; charset=utf-8"
+    );
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("<h1 id=\"x402-description\">A quote</h1>"));
+
     // API clients still get JSON, with or without an Accept header (and twice: the cache).
     for accept in [None, Some("application/json"), None] {
         let mut request = http.get(&page_url);
@@ -151,6 +179,7 @@ async fn a_browser_pays_through_the_paywall_page() {
             r.headers()["content-type"].to_str().unwrap(),
             "application/json"
         );
+        assert_eq!(r.headers()["vary"], "Accept", "caches must not mix the two");
         assert!(header::payment_required_from_headers(r.headers()).is_some());
         let body: PaymentRequiredV1 = r.json().await.unwrap();
         assert_eq!(

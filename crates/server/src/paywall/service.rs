@@ -134,7 +134,14 @@ where
             None => return inner.call(request).await,
             Some(Pricing::Static(price)) => {
                 if !has_payment && !browser {
-                    return Ok(cached_challenge(&shared, &request, price));
+                    let mut response = cached_challenge(&shared, &request, price);
+                    if !shared.wallet_scripts.is_empty() {
+                        // Browsers get a page at this URL: caches must key on Accept.
+                        response
+                            .headers_mut()
+                            .insert(http::header::VARY, HeaderValue::from_static("Accept"));
+                    }
+                    return Ok(response);
                 }
                 Cow::Borrowed(price)
             }
