@@ -11,6 +11,7 @@
 //!   failure a [`VerifyError`] with its x402 reason code) and settle on chain.
 //!
 //! Modules:
+//! - [`browser`] — the wallet script for tollgate-server's HTML paywall page.
 //! - [`payload`] — the scheme's `payload` object ([`ExactEvmPayload`], [`Authorization`]).
 //! - [`domain`] — EIP-712 domain resolution.
 //! - [`signature`] — EOA / EIP-1271 / EIP-6492 signature classes.
@@ -18,6 +19,7 @@
 //! - [`facilitator`] — verification and settlement.
 //! - [`contracts`] — the Solidity interfaces used.
 
+pub mod browser;
 pub mod client;
 pub mod contracts;
 pub mod domain;

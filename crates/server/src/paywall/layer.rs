@@ -59,6 +59,7 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
                 mode: SettlementMode::default(),
                 claims: Mutex::new(HashSet::new()),
                 challenges: Mutex::new(HashMap::new()),
+                wallet_scripts: Vec::new(),
             }),
         }
     }
@@ -78,6 +79,42 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
     pub fn dynamic_route(mut self, route: &str, price: DynamicPrice) -> Result<Self, PriceError> {
         self.shared_mut().routes.insert_dynamic(route, price)?;
         Ok(self)
+    }
+
+    /// Serves browsers a paywall page they can pay from, signing with `script`.
+    ///
+    /// People open priced URLs in browsers too; without this they get the machine-readable 402
+    /// that only agents understand. With at least one wallet script, a request without payment
+    /// whose `Accept` includes `text/html` gets a self-contained HTML page (still status 402,
+    /// still with `PAYMENT-REQUIRED`) that shows what is sold, the price, network and
+    /// recipient, and pays in place. Other clients get the usual 402 unchanged.
+    ///
+    /// `script` is the JavaScript of a wallet for some scheme — this crate knows no chain, so
+    /// scheme crates supply it, e.g. `tollgate_evm::browser::WALLET_SCRIPT` for `exact` on EVM
+    /// networks through the browser's injected EIP-1193 wallet. Call it again to offer more
+    /// schemes; the first script that supports an option pays it. The interface a script
+    /// implements is described in [`paywall::html`](crate::paywall::html).
+    ///
+    /// ```
+    /// use tollgate_server::{PaymentOption, PaywallLayer, RemoteFacilitator, RoutePrice};
+    /// # const WALLET_SCRIPT: &str = "window.x402Wallets.push({supports: () => false, pay: async () => null});";
+    /// // With the EVM scheme: `use tollgate_evm::browser::WALLET_SCRIPT;`
+    /// let base = "eip155:8453".parse().unwrap();
+    /// let layer = PaywallLayer::new(RemoteFacilitator::new("http://127.0.0.1:4020"))
+    ///     .route(
+    ///         "GET /article",
+    ///         RoutePrice::new(PaymentOption::usd("$0.01", base, "0x209693Bc6afc0C5328bA36FaF03C514EF312287C").unwrap())
+    ///             .description("Today's article"),
+    ///     )
+    ///     .unwrap()
+    ///     .browser_wallet(WALLET_SCRIPT);
+    /// let app: axum::Router = axum::Router::new()
+    ///     .route("/article", axum::routing::get(|| async { "the article" }))
+    ///     .layer(layer);
+    /// ```
+    pub fn browser_wallet(mut self, script: &'static str) -> Self {
+        self.shared_mut().wallet_scripts.push(script);
+        self
     }
 
     /// Chooses when payments are settled.

@@ -2,6 +2,7 @@
 //! configures it, the [`Paywall`] service that does the work, and its response future.
 
 mod future;
+pub mod html;
 mod layer;
 mod service;
 

@@ -16,6 +16,7 @@ use tollgate_proto::{
 use tower_service::Service;
 
 use super::future::ResponseFuture;
+use super::html;
 use super::layer::SettlementMode;
 use crate::price::{Pricing, RoutePrice, RouteTable};
 use crate::FacilitatorClient;
@@ -32,6 +33,8 @@ pub(crate) struct Shared<F> {
     /// lookup instead of serializing and encoding the requirements again. Bounded: cleared
     /// when full, so distinct URLs cannot grow it without limit.
     pub(crate) challenges: Mutex<HashMap<String, (HeaderValue, axum::body::Bytes)>>,
+    /// Wallet scripts for the browser paywall page; empty: browsers get the plain 402.
+    pub(crate) wallet_scripts: Vec<&'static str>,
 }
 
 /// Most cached challenges kept at once.
@@ -124,12 +127,21 @@ where
         let headers = request.headers();
         headers.contains_key(header::PAYMENT_SIGNATURE) || headers.contains_key(header::X_PAYMENT)
     };
+    let browser =
+        !has_payment && !shared.wallet_scripts.is_empty() && html::wants_html(request.headers());
     let price: Cow<'_, RoutePrice> =
         match shared.routes.find(request.method(), request.uri().path()) {
             None => return inner.call(request).await,
             Some(Pricing::Static(price)) => {
-                if !has_payment {
-                    return Ok(cached_challenge(&shared, &request, price));
+                if !has_payment && !browser {
+                    let mut response = cached_challenge(&shared, &request, price);
+                    if !shared.wallet_scripts.is_empty() {
+                        // Browsers get a page at this URL: caches must key on Accept.
+                        response
+                            .headers_mut()
+                            .insert(http::header::VARY, HeaderValue::from_static("Accept"));
+                    }
+                    return Ok(response);
                 }
                 Cow::Borrowed(price)
             }
@@ -146,6 +158,17 @@ where
         price.options.iter().map(|o| o.requirements()).collect();
     let challenge = |error: String| payment_required(&resource, &accepts, error);
 
+    if browser {
+        let v2 = challenge_v2(&resource, &accepts, NO_PAYMENT);
+        if let Ok(value) = HeaderValue::from_str(&header::encode(&v2)) {
+            return Ok(html::html_challenge(
+                &v2,
+                value,
+                request.method(),
+                &shared.wallet_scripts,
+            ));
+        }
+    }
     let payment = match header::payment_from_headers(request.headers()) {
         None => return Ok(challenge(NO_PAYMENT.into())),
         Some(Err(e)) => return Ok(challenge(format!("invalid payment header: {e}"))),
