@@ -64,25 +64,7 @@ pub async fn run(args: FacilitatorArgs) -> Result<(), FacilitatorError> {
         http::router(facilitator, limits)
             .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(crate::shutdown::signal())
     .await
     .map_err(FacilitatorError::Serve)
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what service managers and orchestrators send).
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
-    }
-    tracing::info!("shutting down after in-flight requests");
 }

@@ -4,6 +4,8 @@ mod bench;
 mod demo;
 mod facilitator;
 mod pay;
+mod proxy;
+mod shutdown;
 
 use clap::{Parser, Subcommand};
 
@@ -13,8 +15,7 @@ use clap::{Parser, Subcommand};
     name = "tollgate",
     version,
     about,
-    after_help = "Roles on the way (not in this build yet): `proxy` (paywall in front of any \
-                  HTTP API) and `devnet` (embedded EVM chain)."
+    after_help = "On the way (not in this build yet): `devnet` (an embedded EVM chain)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,6 +33,11 @@ enum Command {
     /// Fetches a URL like curl, paying its x402 price within limits. Exit codes: 0 success,
     /// 2 refused by policy, 3 payment failed, 4 HTTP error.
     Pay(Box<pay::PayArgs>),
+    /// Puts x402 in front of any HTTP API: a reverse proxy that charges for the routes its
+    /// TOML file prices and streams everything through.
+    Proxy(proxy::ProxyArgs),
+    /// Writes a commented starter configuration for `tollgate proxy`.
+    Init(proxy::InitArgs),
     /// Measures facilitator and paywall throughput against a local anvil node, with ratios
     /// against a bare axum route measured in the same run.
     Bench(bench::BenchArgs),
@@ -62,6 +68,8 @@ fn main() -> std::process::ExitCode {
             Command::Facilitator(args) => facilitator::run(args).await.map_err(|e| e.to_string()),
             Command::Pay(args) => return Ok(pay::run(*args).await),
             Command::Bench(args) => bench::run(args).await.map_err(|e| e.to_string()),
+            Command::Proxy(args) => proxy::run(args).await.map_err(|e| e.to_string()),
+            Command::Init(args) => proxy::init(args).map_err(|e| e.to_string()),
         }
         .map(|()| std::process::ExitCode::SUCCESS)
     });

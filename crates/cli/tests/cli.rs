@@ -3,6 +3,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 
+mod support;
+
 fn tollgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tollgate"))
 }
@@ -147,4 +149,113 @@ fn bench_runs_every_scenario() {
     ] {
         assert!(text.contains(scenario), "missing {scenario}: {text}");
     }
+}
+
+#[test]
+fn init_writes_a_valid_starter_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let init = || {
+        tollgate()
+            .args([
+                "init",
+                "--network",
+                "eip155:84532",
+                "--pay-to",
+                "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+                "--output",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    assert!(init().status.success());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("network = \"eip155:84532\""), "{text}");
+    let again = init();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    // The starter runs as is, and stops loudly when its facilitator is not there.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let out = tollgate()
+        .args(["proxy", "--config"])
+        .arg(&path)
+        .env("TOLLGATE_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_UPSTREAM", format!("http://127.0.0.1:{dead}"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("facilitator http://127.0.0.1:4020 is not usable"),
+        "{err}"
+    );
+
+    // A network without a known stablecoin cannot take the starter's dollar prices.
+    let out = tollgate()
+        .args([
+            "init",
+            "--network",
+            "eip155:31337",
+            "--pay-to",
+            "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("routes[0].price"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_charges_priced_routes_and_passes_the_rest() {
+    let chain = tollgate_testkit::TestChain::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fconfig = dir.path().join("f.toml");
+    std::fs::write(
+        &fconfig,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[ledger]\npath = \"{}\"\n[[networks]]\nnetwork = \"{}\"\nrpc_urls = [\"{}\"]\nsigner_key_env = \"TOLLGATE_TEST_SIGNER\"\n",
+            dir.path().join("l.db").display(),
+            chain.caip2(),
+            chain.endpoint()
+        ),
+    )
+    .unwrap();
+    let (_facilitator, facilitator_url) = support::start_facilitator(
+        &fconfig,
+        &[("TOLLGATE_TEST_SIGNER", tollgate_testkit::DEV_KEYS[0])],
+    );
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_url = format!("http://{}", upstream.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/report", axum::routing::get(|| async { "the report" }))
+        .route("/status", axum::routing::get(|| async { "up" }));
+    tokio::spawn(async move { axum::serve(upstream, app).await.unwrap() });
+    let gconfig = dir.path().join("g.toml");
+    std::fs::write(
+        &gconfig,
+        format!(
+            "listen = \"127.0.0.1:0\"\nupstream = \"{upstream_url}\"\n[facilitator]\nurl = \"{facilitator_url}\"\n[payment]\nnetwork = \"{}\"\npay_to = \"{}\"\n[[routes]]\nroute = \"GET /report\"\namount = \"5000\"\nasset = \"{}\"\nextra = {{ name = \"USD Coin\", version = \"2\" }}\n",
+            chain.caip2(),
+            tollgate_testkit::TestChain::address(9),
+            chain.usdc
+        ),
+    )
+    .unwrap();
+    let mut child = support::Running::spawn(tollgate().args(["proxy", "--config"]).arg(&gconfig));
+    let addr = child.wait_for_line("tollgate proxy listening on ");
+    let addr = addr.split(',').next().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let paid = http.get(format!("{addr}/report")).send().await.unwrap();
+    assert_eq!(paid.status().as_u16(), 402);
+    assert!(paid.headers().contains_key("payment-required"));
+    let free = http.get(format!("{addr}/status")).send().await.unwrap();
+    assert_eq!(free.status().as_u16(), 200);
+    assert_eq!(free.text().await.unwrap(), "up");
+    child.kill_9();
 }

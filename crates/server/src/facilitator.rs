@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tollgate_proto::{FacilitatorRequest, SettleResponse, VerifyResponse};
+use tollgate_proto::{FacilitatorRequest, SettleResponse, SupportedResponse, VerifyResponse};
 
 /// Why the facilitator could not give an answer (as opposed to answering "invalid").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +30,11 @@ pub trait FacilitatorClient: Send + Sync + 'static {
         &self,
         request: &FacilitatorRequest,
     ) -> impl Future<Output = Result<SettleResponse, FacilitatorError>> + Send;
+
+    /// `GET /supported`: what the facilitator can verify and settle. Sellers check their
+    /// prices against it at start-up instead of finding out at the first payment.
+    fn supported(&self)
+        -> impl Future<Output = Result<SupportedResponse, FacilitatorError>> + Send;
 }
 
 #[cfg(feature = "in-process")]
@@ -59,6 +64,10 @@ impl FacilitatorClient for tollgate_facilitator::Facilitator {
             other => Ok(other.into_body()),
         }
     }
+
+    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
+        Ok(tollgate_facilitator::Facilitator::supported(self))
+    }
 }
 
 /// Adds headers to each facilitator request, e.g. a freshly minted JWT. Gets the endpoint
@@ -73,6 +82,9 @@ pub struct RemoteFacilitator {
     http: reqwest::Client,
     timeout: Duration,
     auth: Option<AuthHook>,
+    supported_ttl: Duration,
+    /// The last `/supported` answer and when it was fetched; shared by clones.
+    supported: Arc<tokio::sync::Mutex<Option<(std::time::Instant, SupportedResponse)>>>,
 }
 
 #[cfg(feature = "remote")]
@@ -81,20 +93,30 @@ impl std::fmt::Debug for RemoteFacilitator {
         f.debug_struct("RemoteFacilitator")
             .field("base", &self.base)
             .field("timeout", &self.timeout)
+            .field("supported_ttl", &self.supported_ttl)
             .finish_non_exhaustive()
     }
 }
 
 #[cfg(feature = "remote")]
 impl RemoteFacilitator {
-    /// A facilitator at `base_url` (e.g. `http://127.0.0.1:4020`), with a 30 s timeout.
+    /// A facilitator at `base_url` (e.g. `http://127.0.0.1:4020`), with a 30 s timeout and
+    /// `/supported` cached for 5 minutes.
     pub fn new(base_url: &str) -> Self {
         Self {
             base: base_url.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
             timeout: Duration::from_secs(30),
             auth: None,
+            supported_ttl: Duration::from_secs(300),
+            supported: Default::default(),
         }
+    }
+
+    /// How long a `/supported` answer is reused before asking again.
+    pub fn with_supported_ttl(mut self, ttl: Duration) -> Self {
+        self.supported_ttl = ttl;
+        self
     }
 
     /// Sets the per-request timeout.
@@ -107,6 +129,31 @@ impl RemoteFacilitator {
     pub fn with_auth(mut self, hook: AuthHook) -> Self {
         self.auth = Some(hook);
         self
+    }
+
+    async fn fetch_supported(&self) -> Result<SupportedResponse, FacilitatorError> {
+        let mut builder = self
+            .http
+            .get(format!("{}/supported", self.base))
+            .timeout(self.timeout);
+        if let Some(hook) = &self.auth {
+            builder = builder.headers(hook("supported"));
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
+        if status != 200 {
+            return Err(FacilitatorError::Unavailable(format!(
+                "GET /supported: HTTP {status}"
+            )));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| FacilitatorError::BadResponse(e.to_string()))
     }
 
     async fn post<T: serde::de::DeserializeOwned>(
@@ -162,5 +209,19 @@ impl FacilitatorClient for RemoteFacilitator {
                 .await
                 .map(tollgate_proto::SettleResponseV1::into_v2),
         }
+    }
+
+    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
+        // One fetch at a time: concurrent callers after expiry wait for it instead of
+        // stampeding the facilitator.
+        let mut cached = self.supported.lock().await;
+        if let Some((at, answer)) = cached.as_ref() {
+            if at.elapsed() < self.supported_ttl {
+                return Ok(answer.clone());
+            }
+        }
+        let answer = self.fetch_supported().await?;
+        *cached = Some((std::time::Instant::now(), answer.clone()));
+        Ok(answer)
     }
 }

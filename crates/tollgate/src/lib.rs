@@ -9,6 +9,7 @@
 //! | `evm` | `tollgate-evm` | `evm` (default) | the `exact` scheme on EVM chains: sign, verify, settle |
 //! | `facilitator` | `tollgate-facilitator` | `facilitator` | verify/settle service with a settlement ledger |
 //! | `server` | `tollgate-server` | `server` | the paywall: a tower layer that prices routes |
+//! | `gateway` | `tollgate-gateway` | `gateway` | a paying reverse proxy in front of any HTTP API |
 //!
 //! ```
 //! use tollgate::proto::money::DecimalAmount;
@@ -30,3 +31,7 @@ pub use tollgate_facilitator as facilitator;
 #[cfg(feature = "server")]
 #[doc(inline)]
 pub use tollgate_server as server;
+
+#[cfg(feature = "gateway")]
+#[doc(inline)]
+pub use tollgate_gateway as gateway;

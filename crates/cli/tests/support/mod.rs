@@ -19,33 +19,40 @@ impl Drop for Running {
     }
 }
 
+impl Running {
+    /// Spawns `command` with stderr piped.
+    pub fn spawn(command: &mut Command) -> Self {
+        Running(command.stderr(Stdio::piped()).spawn().unwrap())
+    }
+
+    /// Reads stderr until a line starting with `prefix`; returns the rest of that line. Keeps
+    /// draining stderr afterwards so the child never blocks on a full pipe.
+    pub fn wait_for_line(&mut self, prefix: &str) -> String {
+        let mut stderr = BufReader::new(self.0.stderr.take().expect("stderr is piped"));
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!("process exited before printing {prefix:?}");
+            }
+            if let Some(rest) = line.trim().strip_prefix(prefix) {
+                let rest = rest.to_owned();
+                std::thread::spawn(move || for _ in stderr.lines() {});
+                return rest;
+            }
+        }
+    }
+}
+
 /// Starts `tollgate facilitator --config <config>` with `env`, and waits until it listens;
 /// returns the process and its base URL.
 pub fn start_facilitator(config: &std::path::Path, env: &[(&str, &str)]) -> (Running, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-    command
-        .args(["facilitator", "--config"])
-        .arg(config)
-        .stderr(Stdio::piped());
+    command.args(["facilitator", "--config"]).arg(config);
     for (k, v) in env {
         command.env(k, v);
     }
-    let mut running = Running(command.spawn().unwrap());
-    let mut stderr = BufReader::new(running.0.stderr.take().expect("stderr is piped"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-            panic!("facilitator exited before listening");
-        }
-        if let Some(addr) = line
-            .trim()
-            .strip_prefix("tollgate facilitator listening on ")
-        {
-            let addr = addr.to_owned();
-            // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in stderr.lines() {});
-            return (running, addr);
-        }
-    }
+    let mut running = Running::spawn(&mut command);
+    let addr = running.wait_for_line("tollgate facilitator listening on ");
+    (running, addr)
 }

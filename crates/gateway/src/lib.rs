@@ -1,0 +1,118 @@
+//! x402 in front of any HTTP API, with no code change: a reverse proxy that prices routes.
+//!
+//! A TOML file ([`GatewayConfig`]) maps routes (method + path pattern) to prices and names the
+//! upstream API and the facilitator. Requests to priced routes must pay (the paywall of
+//! `tollgate-server`, talking to the facilitator over HTTP); everything else passes through.
+//! Bodies stream in both directions. `tollgate proxy --config FILE` runs it; `tollgate init`
+//! writes a [starter] file.
+//!
+//! - [`config`] — the file, validated at start-up.
+//! - [`proxy`] — forwarding, header hygiene, streaming.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = tollgate_gateway::GatewayConfig::load("gateway.toml".as_ref())?;
+//! let app = tollgate_gateway::app(&config).await?;
+//! let listener = tokio::net::TcpListener::bind(config.listen).await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod proxy;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tollgate_proto::{Network, Scheme, X402Version};
+use tollgate_server::{FacilitatorClient, PaywallLayer, RemoteFacilitator};
+
+pub use config::{starter, ConfigError, GatewayConfig};
+pub use proxy::Upstream;
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The facilitator did not answer `/supported`.
+    #[error("facilitator {url} is not usable: {reason}")]
+    Facilitator {
+        /// Its URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A route is priced on a network the facilitator cannot settle.
+    #[error("facilitator {url} does not settle `exact` payments on {network} (needed by route {route:?})")]
+    Unsupported {
+        /// The facilitator.
+        url: String,
+        /// The network.
+        network: Network,
+        /// The route that needs it.
+        route: String,
+    },
+    /// The facilitator's API key is not in the environment.
+    #[error("facilitator.api_key_env: environment variable {0} is not set")]
+    MissingApiKey(String),
+    /// The HTTP client for the upstream could not be built.
+    #[error("upstream client: {0}")]
+    Upstream(String),
+}
+
+/// Builds the gateway's router from a validated configuration: checks with the facilitator
+/// that every priced network is settled there, then puts the paywall in front of the proxy.
+pub async fn app(config: &GatewayConfig) -> Result<axum::Router, GatewayError> {
+    config.validate()?;
+    let mut facilitator = RemoteFacilitator::new(&config.facilitator.url)
+        .with_timeout(Duration::from_secs(config.facilitator.timeout_secs));
+    if let Some(var) = &config.facilitator.api_key_env {
+        let key = std::env::var(var).map_err(|_| GatewayError::MissingApiKey(var.clone()))?;
+        let value = http::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| GatewayError::MissingApiKey(var.clone()))?;
+        facilitator = facilitator.with_auth(std::sync::Arc::new(move |_| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::AUTHORIZATION, value.clone());
+            headers
+        }));
+    }
+    let supported = facilitator
+        .supported()
+        .await
+        .map_err(|e| GatewayError::Facilitator {
+            url: config.facilitator.url.clone(),
+            reason: e.to_string(),
+        })?;
+    let settled: BTreeSet<&Network> = supported
+        .kinds
+        .iter()
+        .filter(|k| k.scheme == Scheme::Exact && k.x402_version == X402Version::V2)
+        .map(|k| &k.network)
+        .collect();
+
+    let mut layer = PaywallLayer::new(facilitator).settlement_mode(config.settlement.into());
+    for (i, route) in config.routes.iter().enumerate() {
+        let price = config.route_price(i)?;
+        if let Some(missing) = price.options.iter().find(|o| !settled.contains(&o.network)) {
+            return Err(GatewayError::Unsupported {
+                url: config.facilitator.url.clone(),
+                network: missing.network.clone(),
+                route: route.route.clone(),
+            });
+        }
+        layer = layer
+            .route(&route.route, price)
+            .map_err(|e| ConfigError::Invalid {
+                key: format!("routes[{i}].route"),
+                reason: e.to_string(),
+            })?;
+    }
+    let upstream = Upstream::new(&config.upstream, config.upstream_timeout())
+        .map_err(|e| GatewayError::Upstream(e.to_string()))?;
+    Ok(axum::Router::new()
+        .fallback(proxy::forward)
+        .with_state(upstream)
+        .layer(layer))
+}
