@@ -161,6 +161,38 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     let bare_url = serve(bare).await?;
     let paid_url = serve(paid).await?;
 
+    // A bare route answering with the very bytes of the paywall's challenge: the difference
+    // to the 402 path is the layer's own cost, without the larger response's I/O.
+    let first = reqwest::get(format!("{paid_url}/weather"))
+        .await
+        .map_err(err)?;
+    let challenge_header = first
+        .headers()
+        .get(header::PAYMENT_REQUIRED.as_str())
+        .cloned()
+        .ok_or_else(|| err("the paywall answered without PAYMENT-REQUIRED"))?;
+    let challenge_body = first.bytes().await.map_err(err)?;
+    let same_size = axum::Router::new().route(
+        "/weather",
+        get(move || {
+            let (h, b) = (challenge_header.clone(), challenge_body.clone());
+            async move {
+                (
+                    axum::http::StatusCode::PAYMENT_REQUIRED,
+                    [
+                        (header::PAYMENT_REQUIRED.clone(), h),
+                        (
+                            axum::http::header::CONTENT_TYPE,
+                            axum::http::HeaderValue::from_static("application/json"),
+                        ),
+                    ],
+                    b,
+                )
+            }
+        }),
+    );
+    let same_size_url = serve(same_size).await?;
+
     let http = reqwest::Client::new();
     let c = args.concurrency;
     println!(
@@ -170,10 +202,35 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         args.payments
     );
 
+    // Warm-up (connections, allocator, caches): not measured, so the first scenario is not
+    // penalized against the later ones.
+    for url in [&bare_url, &same_size_url, &paid_url] {
+        measure("warm-up", args.requests / 2, c, |_| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.get(format!("{url}/weather"))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .await?;
+    }
     let bare_route = measure("bare axum route", args.requests, c, |_| {
         let (http, url) = (http.clone(), bare_url.clone());
         async move { expect_status(http.get(format!("{url}/weather")).send().await, 200).await }
     })
+    .await?;
+    let same_size_route = measure(
+        "bare route, same bytes as the 402 (static)",
+        args.requests,
+        c,
+        |_| {
+            let (http, url) = (http.clone(), same_size_url.clone());
+            async move { expect_status(http.get(format!("{url}/weather")).send().await, 402).await }
+        },
+    )
     .await?;
     let challenge = measure(
         "402 challenge (paywall, no payment)",
@@ -262,6 +319,7 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     );
     for m in [
         &bare_route,
+        &same_size_route,
         &challenge,
         &verify,
         &settle,
@@ -280,6 +338,10 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         "\n402 path costs {:.1}% of the bare route's throughput; settle/verify = {:.3}",
         (1.0 - challenge.per_sec() / bare_route.per_sec()) * 100.0,
         settle.per_sec() / verify.per_sec()
+    );
+    println!(
+        "the paywall's own cost on the 402 path: {:.1}% (402 path vs a bare route sending the same bytes)",
+        (1.0 - challenge.per_sec() / same_size_route.per_sec()) * 100.0
     );
     println!(
         "batched /settle = {:.2}x single-transaction /settle (window {} ms, concurrency {c})",
