@@ -113,3 +113,78 @@ async fn kill_9_mid_settlement_then_restart_reconciles() {
     );
     second.kill_9();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_settlements_before_exiting() {
+    let chain = TestChain::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("f.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[ledger]\npath = \"{}\"\n[[networks]]\nnetwork = \"{}\"\nrpc_urls = [\"{}\"]\nsigner_key_env = \"TOLLGATE_TEST_SIGNER\"\nreceipt_timeout_secs = 60\n",
+            dir.path().join("ledger.db").display(),
+            chain.caip2(),
+            chain.endpoint()
+        ),
+    )
+    .unwrap();
+    let payee = TestChain::address(9);
+    let requirements: PaymentRequirements = serde_json::from_value(json!({
+        "scheme": "exact", "network": chain.caip2(), "amount": "10000",
+        "asset": chain.usdc.to_string(), "payTo": payee.to_string(), "maxTimeoutSeconds": 120,
+        "extra": { "name": "USD Coin", "version": "2" }
+    }))
+    .unwrap();
+    let payment = ExactEvmClient::new(TestChain::signer(2))
+        .sign(&requirements, None)
+        .await
+        .unwrap();
+    let body =
+        json!({ "x402Version": 2, "paymentPayload": payment, "paymentRequirements": requirements });
+    let (mut running, addr) = start(&config);
+    chain.set_automine(false).await.unwrap();
+    let in_flight = tokio::spawn({
+        let (url, body) = (format!("{addr}/settle"), body.clone());
+        async move { reqwest::Client::new().post(url).json(&body).send().await }
+    });
+    let signer = TestChain::address(0);
+    for _ in 0..100 {
+        let pending = chain
+            .rpc("eth_getTransactionCount", json!([signer, "pending"]))
+            .await
+            .unwrap();
+        let latest = chain
+            .rpc("eth_getTransactionCount", json!([signer, "latest"]))
+            .await
+            .unwrap();
+        if pending != latest {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Asked to stop while the settlement waits for its block.
+    running.terminate();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        running.still_running(),
+        "exited with a settlement in flight"
+    );
+    let before = chain.usdc_balance(payee).await.unwrap();
+    chain.mine().await.unwrap();
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(response.status().as_u16(), 200);
+    let settled: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(
+        chain.usdc_balance(payee).await.unwrap(),
+        before + U256::from(10_000u64)
+    );
+    assert!(
+        running.wait_exit(Duration::from_secs(10)),
+        "did not exit after draining"
+    );
+}

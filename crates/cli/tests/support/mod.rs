@@ -1,4 +1,7 @@
-//! Shared by the CLI's integration tests: running `tollgate facilitator` as a child process.
+//! Shared by the CLI's integration tests: running `tollgate` roles as child processes.
+
+// Each test binary compiles this module and uses a different subset of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -7,6 +10,30 @@ use std::process::{Child, Command, Stdio};
 pub struct Running(Child);
 
 impl Running {
+    /// Sends SIGTERM (a graceful stop request).
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+    }
+
+    /// Whether the process has not exited yet.
+    pub fn still_running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `limit` for the process to exit on its own; true when it exited with 0.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> bool {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
     pub fn kill_9(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
