@@ -77,6 +77,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             extra.clone(),
         )
     };
+    let per_symbol = price(2_000);
     let paywall = PaywallLayer::new(facilitator.clone())
         .route(
             "GET /weather",
@@ -87,6 +88,25 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             "GET /report",
             RoutePrice::new(price(250_000)).description("Deep market report"),
         )
+        .map_err(other)?
+        .dynamic_route(
+            "GET /quote",
+            std::sync::Arc::new(move |req: &axum::http::Request<axum::body::Body>| {
+                // 0.002 USDC per quoted symbol; a request for no symbols is free.
+                let symbols = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.strip_prefix("symbols="))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let mut option = per_symbol.clone();
+                option.amount *= U256::from(symbols);
+                Box::pin(async move {
+                    (symbols > 0)
+                        .then(|| RoutePrice::new(option).description("Stock quotes, per symbol"))
+                })
+            }),
+        )
         .map_err(other)?;
     let app = axum::Router::new()
         .route(
@@ -94,6 +114,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             get(|| async { r#"{"forecast":"sunny","high":24}"# }),
         )
         .route("/report", get(|| async { "a long report" }))
+        .route("/quote", get(|| async { r#"{"quotes":"…"}"# }))
         .route("/health", get(|| async { "ok" }))
         .layer(paywall);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -103,7 +124,10 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    println!("paid API   {api}  (GET /weather 0.01 USDC, GET /report 0.25 USDC)");
+    println!(
+        "paid API   {api}  (GET /weather 0.01 USDC, GET /report 0.25 USDC, \
+         GET /quote?symbols=N 0.002 USDC per symbol)"
+    );
 
     // The agent: at most 0.1 USDC per call, 0.05 USDC in total.
     let buyer = TestChain::signer(1);
@@ -154,9 +178,12 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
 
     let mut calls: Vec<&str> = vec!["/weather"; args.calls];
     calls.insert(2.min(calls.len()), "/report");
+    calls.insert(3.min(calls.len()), "/quote?symbols=3");
+    calls.insert(4.min(calls.len()), "/quote?symbols=0");
     let total = calls.len();
     let mut paid = 0usize;
     let mut refused = 0usize;
+    let mut spent = U256::ZERO;
     for (i, path) in calls.iter().enumerate() {
         let bar = progress(i + 1, total);
         match agent.get(format!("{api}{path}")).send().await {
@@ -165,19 +192,20 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
                 match r.extensions().get::<PaymentReceipt>().cloned() {
                     Some(receipt) => {
                         paid += 1;
+                        spent += receipt.requirements.amount.get();
                         println!(
-                            "{bar} GET {path:<8} 402 → chose {} → signed → settled {} → {status}",
+                            "{bar} GET {path:<17} 402 → chose {} → signed → settled {} → {status}",
                             usdc(receipt.requirements.amount.get()),
                             short(&receipt.settlement.transaction),
                         );
                     }
-                    None => println!("{bar} GET {path:<8} → {status} (no payment)"),
+                    None => println!("{bar} GET {path:<17} → {status} (free: no payment asked)"),
                 }
             }
             Err(reqwest_middleware::Error::Middleware(e)) => match e.downcast::<PaymentError>() {
                 Ok(PaymentError::Refused(r)) => {
                     refused += 1;
-                    println!("{bar} GET {path:<8} 402 → refused by policy: {r}");
+                    println!("{bar} GET {path:<17} 402 → refused by policy: {r}");
                 }
                 Ok(other_err) => return Err(other(other_err)),
                 Err(e) => return Err(other(e)),
@@ -211,17 +239,34 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             rec.reason.clone().unwrap_or_default()
         };
         println!(
-            "  #{:<3} {:<8} {:<42} {}",
+            "  #{:<3} {:<8} {:<50} {}",
             rec.id, rec.status, rec.url, what
         );
     }
-    let expected = U256::from(paid as u64 * 10_000);
-    if seller_after != seller_before + expected || buyer_after != buyer_before - expected {
-        return Err(other("balances do not match the payments made"));
+    println!("\nFacilitator's settlement ledger");
+    let states = facilitator
+        .ledger()
+        .count_by_state()
+        .await
+        .map_err(|e| DemoError::Ledger(e.to_string()))?;
+    for (state, count) in &states {
+        println!("  {state:<10} {count}");
+    }
+    let confirmed = states
+        .iter()
+        .find(|(s, _)| s == "confirmed")
+        .map(|(_, n)| *n)
+        .unwrap_or(0);
+    if seller_after != seller_before + spent
+        || buyer_after != buyer_before - spent
+        || confirmed != paid as i64
+    {
+        return Err(other("balances and ledger do not match the payments made"));
     }
     println!(
-        "\n{paid} calls paid and settled on chain, {refused} refused by the agent's policy; \
-         balances match the ledger."
+        "\n{paid} calls paid ({}) and settled on chain, {refused} refused by the agent's policy; \
+         balances match both ledgers.",
+        usdc(spent)
     );
     Ok(())
 }
