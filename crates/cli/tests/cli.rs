@@ -112,9 +112,11 @@ fn demo_runs_end_to_end_and_exits_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("5 calls paid and settled on chain, 2 refused"),
+        text.contains("5 calls paid (0.046 USDC) and settled on chain, 3 refused"),
         "{text}"
     );
+    assert!(text.contains("(free: no payment asked)"), "{text}");
+    assert!(text.contains("confirmed  5"), "{text}");
     assert!(text.contains("exceeds the per-request maximum"), "{text}");
     assert!(text.contains("would exceed the total budget"), "{text}");
 }
