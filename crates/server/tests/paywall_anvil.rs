@@ -17,6 +17,51 @@ use tollgate_testkit::TestChain;
 
 const PRICE: u64 = 10_000;
 
+/// The payee of the second option on `GET /either`.
+fn second_payee() -> Address {
+    TestChain::address(8)
+}
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface IErc20 {
+        function balanceOf(address account) external view returns (uint256);
+        function transfer(address to, uint256 amount) external returns (bool);
+    }
+}
+
+/// Moves the whole test-USDC balance of dev account `payer` to dev account 0.
+async fn drain(rpc: &str, usdc: Address, payer: &str) {
+    use alloy::providers::ProviderBuilder;
+    let index = (0..10)
+        .find(|&i| {
+            TestChain::address(i)
+                .to_string()
+                .eq_ignore_ascii_case(payer)
+        })
+        .expect("payer is a dev account");
+    let provider = ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(TestChain::signer(
+            index,
+        )))
+        .connect_http(rpc.parse().unwrap());
+    let token = IErc20::new(usdc, &provider);
+    let balance = token
+        .balanceOf(TestChain::address(index))
+        .call()
+        .await
+        .unwrap();
+    let receipt = token
+        .transfer(TestChain::address(0), balance)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+}
+
 struct Shop {
     chain: TestChain,
     url: String,
@@ -81,6 +126,19 @@ async fn finish_shop<F: tollgate_server::FacilitatorClient>(
         .unwrap()
         .route("POST /fail", RoutePrice::new(option.clone()))
         .unwrap()
+        .route(
+            "GET /either",
+            RoutePrice::new(option.clone()).or(PaymentOption::atomic(
+                U256::from(2 * PRICE),
+                &option.asset,
+                option.network.clone(),
+                &second_payee().to_string(),
+                option.extra.clone(),
+            )),
+        )
+        .unwrap()
+        .route("GET /drain", RoutePrice::new(option.clone()))
+        .unwrap()
         .dynamic_route(
             "GET /quote",
             std::sync::Arc::new(move |req: &axum::http::Request<axum::body::Body>| {
@@ -102,6 +160,7 @@ async fn finish_shop<F: tollgate_server::FacilitatorClient>(
         .settlement_mode(mode);
     let served = Arc::new(AtomicUsize::new(0));
     let counter = served.clone();
+    let (rpc, usdc) = (chain.endpoint(), chain.usdc);
     let app = Router::new()
         .route(
             "/weather",
@@ -122,6 +181,24 @@ async fn finish_shop<F: tollgate_server::FacilitatorClient>(
         .route(
             "/fail",
             post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .route(
+            "/either",
+            get(|Extension(info): Extension<PaymentInfo>| async move {
+                format!("paid {}", info.amount)
+            }),
+        )
+        .route(
+            "/drain",
+            get(move |Extension(info): Extension<PaymentInfo>| {
+                let rpc = rpc.clone();
+                async move {
+                    // The payer spends its whole balance while the handler runs, so the
+                    // settlement after the handler must fail.
+                    drain(&rpc, usdc, info.payer.as_deref().unwrap()).await;
+                    "SECRET CONTENT"
+                }
+            }),
         )
         .route("/free", get(|| async { "free" }))
         .route("/quote", get(|| async { "quote" }))
@@ -472,4 +549,61 @@ async fn dynamic_prices_come_from_the_request_and_none_means_free() {
     assert_eq!(r.status().as_u16(), 402);
     assert_eq!(other.accepts[0].amount.to_string(), "4000");
     assert_eq!(s.balance().await, before + U256::from(3_000u64));
+}
+
+#[tokio::test]
+async fn a_route_with_several_options_is_paid_with_the_one_the_buyer_picks() {
+    let s = shop(SettlementMode::AfterHandler).await;
+    let challenge = s.challenge(reqwest::Method::GET, "/either").await;
+    assert_eq!(challenge.accepts.len(), 2);
+    assert_eq!(
+        challenge.accepts[1].amount.to_string(),
+        (2 * PRICE).to_string()
+    );
+    assert_eq!(challenge.accepts[1].pay_to, second_payee().to_string());
+    let (first_before, second_before) = (
+        s.balance().await,
+        s.chain.usdc_balance(second_payee()).await.unwrap(),
+    );
+    let payment = ExactEvmClient::new(TestChain::signer(5))
+        .sign(&challenge.accepts[1], Some(challenge.resource.clone()))
+        .await
+        .unwrap();
+    let r = s
+        .with_payment(reqwest::Method::GET, "/either", header::encode(&payment))
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().await.unwrap(), format!("paid {}", 2 * PRICE));
+    assert_eq!(
+        s.balance().await,
+        first_before,
+        "the first payee got nothing"
+    );
+    assert_eq!(
+        s.chain.usdc_balance(second_payee()).await.unwrap(),
+        second_before + U256::from(2 * PRICE)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_settlement_is_a_402_and_the_body_is_not_delivered() {
+    let s = shop(SettlementMode::AfterHandler).await;
+    let before = s.balance().await;
+    let payment = s.payment_header(6, reqwest::Method::GET, "/drain").await;
+    let r = s
+        .with_payment(reqwest::Method::GET, "/drain", payment)
+        .await;
+    assert_eq!(r.status().as_u16(), 402);
+    let challenge = header::payment_required_from_headers(r.headers())
+        .expect("a new challenge")
+        .unwrap();
+    let reason = challenge.error.unwrap_or_default();
+    assert!(reason.contains("insufficient_balance"), "{reason}");
+    assert!(r.headers().get("payment-response").is_none());
+    let body = r.text().await.unwrap();
+    assert!(
+        !body.contains("SECRET"),
+        "the handler's body leaked: {body}"
+    );
+    assert_eq!(s.balance().await, before, "nothing was settled");
 }
