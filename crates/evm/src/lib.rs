@@ -18,6 +18,7 @@
 //! - [`client`] — signing.
 //! - [`facilitator`] — verification and settlement.
 //! - [`contracts`] — the Solidity interfaces used.
+//! - [`rpc`] — the JSON-RPC transport with failover across a network's endpoints.
 
 pub mod browser;
 pub mod client;
@@ -25,6 +26,7 @@ pub mod contracts;
 pub mod domain;
 pub mod facilitator;
 pub mod payload;
+pub mod rpc;
 pub mod signature;
 
 pub use client::{AuthorizationWindow, ExactEvmClient, SignError};

@@ -128,8 +128,9 @@ impl TryFrom<String> for DatabaseUrl {
 pub struct NetworkConfig {
     /// CAIP-2 id, e.g. `eip155:8453`.
     pub network: Network,
-    /// JSON-RPC endpoints, tried in order at start-up; the first that answers with the right
-    /// chain id is used.
+    /// JSON-RPC endpoints of this network: the first is used while it answers, the others take
+    /// over when it fails (each request moves to the next endpoint on a transport error). All
+    /// that answer at start-up must serve the configured chain.
     pub rpc_urls: Vec<String>,
     /// Name of the environment variable holding the settlement signer's private key.
     #[serde(default)]
@@ -549,7 +550,7 @@ path = "tollgate-ledger.db"
 [[networks]]
 # CAIP-2 id of the chain.
 network = "eip155:84532"
-# JSON-RPC endpoints, tried in order at start-up.
+# JSON-RPC endpoints: the first while it answers, the others take over when it fails.
 rpc_urls = ["https://sepolia.base.org"]
 # The settlement signer pays gas. Its private key comes from an environment variable...
 signer_key_env = "TOLLGATE_SIGNER_KEY"

@@ -180,31 +180,28 @@ impl Facilitator {
     }
 
     /// Builds the facilitator from a validated configuration: loads signer keys, connects to
-    /// the first RPC endpoint of each network that reports the configured chain id, opens the
-    /// ledger. Then reconciles what a previous run left in flight.
+    /// each network's RPC endpoints (with failover between them at run time; every endpoint that
+    /// answers must serve the configured chain), opens the ledger. Then reconciles what a previous run left in flight.
     pub async fn from_config(config: &Config) -> Result<(Self, ReconcileReport), StartError> {
         let mut schemes = Vec::new();
         for n in &config.networks {
             let signers = n.load_signers()?;
             let evm_config = n.evm_config();
-            let mut errors = Vec::new();
-            let mut chosen = None;
-            for url in &n.rpc_urls {
-                match ExactEvmFacilitator::connect_pool(url, signers.clone(), evm_config.clone())
-                    .await
-                {
-                    Ok(f) if f.network() == &n.network => {
-                        chosen = Some(f);
-                        break;
-                    }
-                    Ok(f) => errors.push(format!("{url} is chain {}", f.network())),
-                    Err(e) => errors.push(e.to_string()),
-                }
+            let scheme = ExactEvmFacilitator::connect_failover(&n.rpc_urls, signers, evm_config)
+                .await
+                .map_err(|e| StartError::Rpc {
+                    network: n.network.clone(),
+                    detail: e.to_string(),
+                })?;
+            if scheme.network() != &n.network {
+                return Err(StartError::Rpc {
+                    network: n.network.clone(),
+                    detail: format!(
+                        "the RPC endpoints serve {}, not the configured network",
+                        scheme.network()
+                    ),
+                });
             }
-            let scheme = chosen.ok_or_else(|| StartError::Rpc {
-                network: n.network.clone(),
-                detail: errors.join("; "),
-            })?;
             tracing::info!(network = %n.network, signers = ?scheme.signer_addresses(), "network ready");
             schemes.push((scheme, n.min_signer_balance_wei));
         }

@@ -833,3 +833,68 @@ async fn rate_limit_is_per_client_and_spares_health() {
         "health checks are never limited"
     );
 }
+
+/// A loopback TCP forwarder to `target` (`http://host:port`). Aborting the returned task
+/// closes the listener and every connection through it: an RPC endpoint going down.
+fn forwarder(target: &str) -> (String, tokio::task::JoinHandle<()>) {
+    let target = target.trim_start_matches("http://").to_owned();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let (mut inbound, _) = listener.accept().await.unwrap();
+            let target = target.clone();
+            connections.spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(target).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn rpc_endpoints_fail_over_at_start_up_and_while_running() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let mut primary = None;
+    let s = setup_config(|chain, dir| {
+        let (url, task) = forwarder(&chain.endpoint());
+        primary = Some(task);
+        let mut config = config_for(chain, dir, 30);
+        // The primary answers, the first backup is down from the start, the last one is the node.
+        config.networks[0].rpc_urls = vec![url, closed.clone(), chain.endpoint()];
+        config.validate().unwrap();
+        config
+    })
+    .await;
+    let first = s.pay(1).await;
+    let (status, r) = s.post("/verify", &s.body(&first)).await;
+    assert_eq!((status, &r["isValid"]), (200, &json!(true)), "{r}");
+
+    primary.unwrap().abort();
+    let before = s.balance(s.payee).await;
+    for payment in [first, s.pay(2).await] {
+        let (status, r) = s.post("/settle", &s.body(&payment)).await;
+        assert_eq!((status, &r["success"]), (200, &json!(true)), "{r}");
+    }
+    assert_eq!(s.balance(s.payee).await, before + U256::from(2 * PRICE));
+
+    // Endpoints that serve another chain than the configured one stop the start.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(&s.chain, dir.path(), 30);
+    config.networks[0].network = "eip155:1".parse().unwrap();
+    let err = Facilitator::from_config(&config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("eip155:1") && err.contains("eip155:31337"),
+        "{err}"
+    );
+}

@@ -19,6 +19,7 @@ use std::time::Duration;
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::client::RpcClient;
 use alloy::signers::local::PrivateKeySigner;
 use tollgate_proto::{
     Network, PaymentPayload, PaymentRequirements, SettleResponse, VerifyResponse,
@@ -32,6 +33,7 @@ use batch::Batcher;
 use sender::SignerPool;
 
 use crate::payload::Authorization;
+use crate::rpc::{FailoverTransport, RpcError};
 use crate::signature::PayerSignature;
 
 /// Tunables of verification and settlement.
@@ -129,13 +131,25 @@ pub enum ConnectError {
         /// Parser message.
         reason: String,
     },
-    /// The node did not answer `eth_chainId`.
+    /// No node answered `eth_chainId`.
     #[error("RPC {url} did not answer eth_chainId: {reason}")]
     ChainId {
-        /// The URL.
+        /// The URL (every configured one, when several).
         url: String,
         /// Transport message.
         reason: String,
+    },
+    /// Two endpoints configured for one network serve different chains.
+    #[error("RPC {url} serves chain {chain_id}, but {first_url} serves chain {first}: endpoints of one network must serve one chain")]
+    MixedChains {
+        /// The endpoint that answered first.
+        first_url: String,
+        /// Its chain id.
+        first: u64,
+        /// The endpoint that disagrees.
+        url: String,
+        /// Its chain id.
+        chain_id: u64,
     },
 }
 
@@ -185,42 +199,99 @@ impl ExactEvmFacilitator {
         signers: Vec<PrivateKeySigner>,
         config: FacilitatorConfig,
     ) -> Result<Self, ConnectError> {
-        let url = alloy::transports::http::reqwest::Url::parse(rpc_url).map_err(|e| {
-            ConnectError::Url {
-                url: rpc_url.to_owned(),
+        Self::connect_failover(&[rpc_url], signers, config).await
+    }
+
+    /// Like [`connect_pool`](Self::connect_pool), over several RPC endpoints of one chain with
+    /// failover between them ([`FailoverTransport`]): the first is used while it answers.
+    ///
+    /// At start-up every endpoint is asked its chain id. One that answers with another chain
+    /// than the rest is a configuration mistake and an error; one that does not answer is
+    /// logged and kept (it is tried last while it stays down); none answering is an error.
+    pub async fn connect_failover<S: AsRef<str>>(
+        rpc_urls: &[S],
+        signers: Vec<PrivateKeySigner>,
+        config: FacilitatorConfig,
+    ) -> Result<Self, ConnectError> {
+        let transport = FailoverTransport::new(rpc_urls).map_err(|e| match e {
+            RpcError::Url { url, reason } => ConnectError::Url { url, reason },
+            RpcError::NoEndpoint => ConnectError::Url {
+                url: String::new(),
                 reason: e.to_string(),
-            }
+            },
         })?;
+        let urls: Vec<String> = transport
+            .endpoints()
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
         let mut signers = signers.into_iter();
         let first = signers.next().ok_or_else(|| ConnectError::Url {
-            url: rpc_url.to_owned(),
+            url: urls[0].clone(),
             reason: "no signer key given".into(),
         })?;
+        let chain_id = Self::common_chain_id(&transport, &urls).await?;
         let mut addresses = vec![first.address()];
         let mut wallet = EthereumWallet::from(first);
         for signer in signers {
             addresses.push(signer.address());
             wallet.register_signer(signer);
         }
+        let is_local = transport
+            .endpoints()
+            .iter()
+            .all(|u| alloy::transports::utils::guess_local_url(u.as_str()));
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
-            .fetch_chain_id()
+            .with_chain_id(chain_id)
             .wallet(wallet)
-            .connect_http(url)
+            .connect_client(RpcClient::new(transport, is_local))
             .erased();
-        let chain_id = provider
-            .get_chain_id()
-            .await
-            .map_err(|e| ConnectError::ChainId {
-                url: rpc_url.to_owned(),
-                reason: e.to_string(),
-            })?;
         Ok(Self::new(
             provider,
             addresses,
             Network::eip155(chain_id),
             config,
         ))
+    }
+
+    /// The chain id every reachable endpoint of `transport` reports.
+    async fn common_chain_id(
+        transport: &FailoverTransport,
+        urls: &[String],
+    ) -> Result<u64, ConnectError> {
+        let mut chain: Option<(u64, &str)> = None;
+        let mut unreachable = Vec::new();
+        for (i, url) in urls.iter().enumerate() {
+            let http = transport.single(i).expect("index from the endpoint list");
+            let probe = ProviderBuilder::new()
+                .disable_recommended_fillers()
+                .connect_client(RpcClient::new(http, true));
+            match probe.get_chain_id().await {
+                Ok(id) => match chain {
+                    Some((first, first_url)) if first != id => {
+                        return Err(ConnectError::MixedChains {
+                            first_url: first_url.to_owned(),
+                            first,
+                            url: url.clone(),
+                            chain_id: id,
+                        })
+                    }
+                    Some(_) => {}
+                    None => chain = Some((id, url)),
+                },
+                Err(e) => {
+                    tracing::warn!(endpoint = %url, error = %e, "RPC endpoint did not answer at start-up; kept as a fallback");
+                    unreachable.push(format!("{url}: {e}"));
+                }
+            }
+        }
+        chain
+            .map(|(id, _)| id)
+            .ok_or_else(|| ConnectError::ChainId {
+                url: urls.join(", "),
+                reason: unreachable.join("; "),
+            })
     }
 
     /// The network this facilitator settles on.
