@@ -90,11 +90,14 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if let Some(response) = unpaid_static_challenge(&self.shared, &request) {
+            return ResponseFuture::ready(response);
+        }
         // Take the service that was driven to readiness; leave a clone in its place.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        Box::pin(async move { handle(shared, inner, request).await })
+        ResponseFuture::boxed(async move { handle(shared, inner, request).await })
     }
 }
 
@@ -113,6 +116,35 @@ impl Drop for Claim<'_> {
     }
 }
 
+fn has_payment(request: &Request<Body>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::PAYMENT_SIGNATURE) || headers.contains_key(header::X_PAYMENT)
+}
+
+/// The 402 for a request without payment to a statically priced route, from the cache; `None`
+/// when the request needs more (a payment to check, a browser page, a dynamic price, no price).
+fn unpaid_static_challenge<F>(shared: &Shared<F>, request: &Request<Body>) -> Option<Response> {
+    if has_payment(request) {
+        return None;
+    }
+    let browsers = !shared.wallet_scripts.is_empty();
+    if browsers && html::wants_html(request.headers()) {
+        return None;
+    }
+    let Some(Pricing::Static(price)) = shared.routes.find(request.method(), request.uri().path())
+    else {
+        return None;
+    };
+    let mut response = cached_challenge(shared, request, price);
+    if browsers {
+        // Browsers get a page at this URL: caches must key on Accept.
+        response
+            .headers_mut()
+            .insert(http::header::VARY, HeaderValue::from_static("Accept"));
+    }
+    Some(response)
+}
+
 async fn handle<S, F>(
     shared: Arc<Shared<F>>,
     mut inner: S,
@@ -123,28 +155,14 @@ where
     S::Future: Send,
     F: FacilitatorClient,
 {
-    let has_payment = {
-        let headers = request.headers();
-        headers.contains_key(header::PAYMENT_SIGNATURE) || headers.contains_key(header::X_PAYMENT)
-    };
-    let browser =
-        !has_payment && !shared.wallet_scripts.is_empty() && html::wants_html(request.headers());
+    let browser = !has_payment(&request)
+        && !shared.wallet_scripts.is_empty()
+        && html::wants_html(request.headers());
     let price: Cow<'_, RoutePrice> =
         match shared.routes.find(request.method(), request.uri().path()) {
             None => return inner.call(request).await,
-            Some(Pricing::Static(price)) => {
-                if !has_payment && !browser {
-                    let mut response = cached_challenge(&shared, &request, price);
-                    if !shared.wallet_scripts.is_empty() {
-                        // Browsers get a page at this URL: caches must key on Accept.
-                        response
-                            .headers_mut()
-                            .insert(http::header::VARY, HeaderValue::from_static("Accept"));
-                    }
-                    return Ok(response);
-                }
-                Cow::Borrowed(price)
-            }
+            // Unpaid non-browser requests never get here: `unpaid_static_challenge` answered.
+            Some(Pricing::Static(price)) => Cow::Borrowed(price),
             Some(Pricing::Dynamic(quote)) => match quote(&request).await {
                 // This request is free.
                 None => return inner.call(request).await,
