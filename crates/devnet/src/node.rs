@@ -4,7 +4,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy_primitives::{Address, U256};
-use tokio::sync::watch;
 
 use crate::chain::Chain;
 use crate::genesis::{self, Contracts, DevAccount};
@@ -65,7 +64,7 @@ impl DevnetBuilder {
         self
     }
 
-    /// Builds the genesis state and starts serving. Needs a tokio runtime.
+    /// Builds the genesis state and starts serving (on a thread and runtime of its own).
     #[tracing::instrument(name = "devnet_start", skip(self), fields(chain_id = self.chain_id))]
     pub async fn start(self) -> Result<Devnet, DevnetError> {
         let timestamp = std::time::SystemTime::now()
@@ -80,7 +79,7 @@ impl DevnetBuilder {
             chain: Mutex::new(chain),
             accounts: accounts.iter().map(|a| a.address).collect(),
         });
-        let listener = server::bind(self.port).await?;
+        let listener = server::bind(self.port)?;
         let port = listener
             .local_addr()
             .map_err(|source| DevnetError::Bind {
@@ -88,15 +87,14 @@ impl DevnetBuilder {
                 source,
             })?
             .port();
-        let (stop, stopped) = watch::channel(false);
-        server::spawn(listener, Arc::clone(&shared), self.block_time, stopped);
+        let server = server::spawn(listener, Arc::clone(&shared), self.block_time)?;
         tracing::info!(port, token = %contracts.token, "devnet listening on 127.0.0.1");
         Ok(Devnet {
             port,
             chain_id: self.chain_id,
             accounts,
             contracts,
-            stop,
+            server,
             shared,
         })
     }
@@ -109,7 +107,7 @@ pub struct Devnet {
     chain_id: u64,
     accounts: Vec<DevAccount>,
     contracts: Contracts,
-    stop: watch::Sender<bool>,
+    server: server::Server,
     shared: Arc<Shared>,
 }
 
@@ -187,6 +185,6 @@ impl Devnet {
 
 impl Drop for Devnet {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.server.stop();
     }
 }
