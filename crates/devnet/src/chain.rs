@@ -434,8 +434,13 @@ impl Chain {
             hash,
         };
         tracing::debug!(%hash, %from, nonce = pending.envelope.nonce(), "transaction received");
-        if self.automine {
+        if self.automine && self.pool.is_empty() {
+            // Refused by the EVM (nonce, funds, fees, gas): nothing is mined, nothing changes.
             self.mine_block(vec![pending], true, None)?;
+        } else if self.automine {
+            // Automine was turned back on with transactions still waiting: mine them all.
+            self.enqueue(pending)?;
+            self.mine(None)?;
         } else {
             self.enqueue(pending)?;
         }
@@ -533,7 +538,7 @@ impl Chain {
         let mut cumulative = 0u64;
         for tx in txs {
             let tx_env = executor::tx_env(&tx.envelope, tx.from);
-            if cumulative + tx_env.gas_limit > BLOCK_GAS_LIMIT {
+            if cumulative.saturating_add(tx_env.gas_limit) > BLOCK_GAS_LIMIT {
                 if strict {
                     return Err(ChainError::Rejected("exceeds block gas limit".into()));
                 }
