@@ -243,3 +243,77 @@ async fn batches_and_malformed_bodies_get_json_rpc_answers() {
     let r = rpc(&url, json!([])).await;
     assert_eq!(r["error"]["code"], -32600);
 }
+
+#[tokio::test]
+async fn mempool_waits_for_evm_mine_and_refuses_underpriced_replacements() {
+    let devnet = Devnet::start().await.unwrap();
+    let url = devnet.url();
+    let provider = ProviderBuilder::new().connect_http(url.parse().unwrap());
+    let sender = devnet.accounts()[3].address;
+    let call = |method: &str, params: Value| {
+        let url = url.clone();
+        let method = method.to_owned();
+        async move {
+            rpc(
+                &url,
+                json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        call("evm_setAutomine", json!([false])).await["result"],
+        true
+    );
+    let block = provider.get_block_number().await.unwrap();
+    let first = signed(key(&devnet, 3), transfer_tx(&devnet, sender, 0)).await;
+    let hash = call("eth_sendRawTransaction", json!([first])).await["result"].clone();
+    assert!(hash.is_string());
+    let pending = call("eth_getTransactionCount", json!([sender, "pending"])).await;
+    assert_eq!(pending["result"], "0x1");
+    let latest = call("eth_getTransactionCount", json!([sender, "latest"])).await;
+    assert_eq!(latest["result"], "0x0");
+    let tx = call("eth_getTransactionByHash", json!([hash])).await;
+    assert!(tx["result"]["blockNumber"].is_null(), "{tx}");
+    assert!(call("eth_getTransactionReceipt", json!([hash])).await["result"].is_null());
+
+    // Same nonce, same fees: refused; the original stays.
+    let same_fees = signed(
+        key(&devnet, 3),
+        transfer_tx(&devnet, sender, 0).with_value(U256::from(2u64)),
+    )
+    .await;
+    let r = call("eth_sendRawTransaction", json!([same_fees])).await;
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("underpriced"),
+        "{r}"
+    );
+    let pool = call("txpool_content", json!([])).await;
+    assert_eq!(
+        pool["result"]["pending"].as_object().unwrap().len(),
+        1,
+        "{pool}"
+    );
+    assert_eq!(provider.get_block_number().await.unwrap(), block);
+
+    call("evm_mine", json!([])).await;
+    assert_eq!(provider.get_block_number().await.unwrap(), block + 1);
+    let receipt = call("eth_getTransactionReceipt", json!([hash])).await;
+    assert_eq!(receipt["result"]["status"], "0x1", "{receipt}");
+    let pool = call("txpool_content", json!([])).await;
+    assert!(pool["result"]["pending"].as_object().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn interval_mining_makes_blocks_on_its_own() {
+    let devnet = Devnet::builder()
+        .block_time(std::time::Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    assert!(devnet.block_number() >= 2, "{}", devnet.block_number());
+}
