@@ -1,5 +1,6 @@
-//! `tollgate demo`: the whole system on a real local node — a facilitator, a paid API, and an
-//! agent with a budget making paid calls.
+//! `tollgate demo`: the whole system on the embedded devnet (a real EVM in this process, no
+//! download, no network) — a facilitator, a paid API, and an agent with a budget making paid
+//! calls.
 
 use std::time::Duration;
 
@@ -46,9 +47,13 @@ fn usdc(amount: U256) -> String {
 
 pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     println!("Tollgate demo: an agent pays for API calls with x402, on a local chain.\n");
-    let chain = TestChain::start().await?;
+    let chain = TestChain::start_devnet().await?;
     let network: Network = chain.caip2().parse().map_err(other)?;
-    println!("chain      {} at {} (anvil)", network, chain.endpoint());
+    println!(
+        "chain      {} at {} (embedded devnet: revm in this process)",
+        network,
+        chain.endpoint()
+    );
     println!("USDC       {} (EIP-3009 test token)", chain.usdc);
 
     // The facilitator, in-process, with its settlement ledger.

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod devnet;
 mod facilitator;
 mod pay;
 mod proxy;
@@ -11,12 +12,7 @@ use clap::{Parser, Subcommand};
 
 /// x402 payments for Rust: pay and get paid per HTTP request in stablecoins.
 #[derive(Debug, Parser)]
-#[command(
-    name = "tollgate",
-    version,
-    about,
-    after_help = "On the way (not in this build yet): `devnet` (an embedded EVM chain)."
-)]
+#[command(name = "tollgate", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,9 +20,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the whole system on a local anvil node: a facilitator, a paid API and an agent
-    /// with a budget making paid calls. Needs `npm ci` (it installs anvil).
+    /// Runs the whole system on the embedded devnet (offline, nothing to install): a
+    /// facilitator, a paid API and an agent with a budget making paid calls.
     Demo(demo::DemoArgs),
+    /// Runs the embedded EVM devnet on a loopback port, with the test USDC token and
+    /// Multicall3 deployed and the dev accounts funded; prints its facts as JSON.
+    Devnet(devnet::DevnetArgs),
     /// Runs the facilitator service: POST /verify, POST /settle, GET /supported, GET /health,
     /// with a durable settlement ledger.
     Facilitator(facilitator::FacilitatorArgs),
@@ -65,6 +64,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await.map_err(|e| e.to_string()),
+            Command::Devnet(args) => devnet::run(args).await,
             Command::Facilitator(args) => facilitator::run(args).await.map_err(|e| e.to_string()),
             Command::Pay(args) => return Ok(pay::run(*args).await),
             Command::Bench(args) => bench::run(args).await.map_err(|e| e.to_string()),

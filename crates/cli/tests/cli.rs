@@ -261,3 +261,56 @@ async fn proxy_charges_priced_routes_and_passes_the_rest() {
     assert_eq!(free.text().await.unwrap(), "up");
     child.kill_9();
 }
+
+#[test]
+fn devnet_prints_its_facts_serves_rpc_and_stops_on_sigterm() {
+    let mut child = tollgate()
+        .args(["devnet", "--port", "0", "--chain-id", "1337"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    let facts: serde_json::Value = loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("devnet exited before printing its facts: {text}");
+        }
+        text.push_str(&line);
+        if line.trim_end() == "}" {
+            break serde_json::from_str(&text).unwrap();
+        }
+    };
+    assert_eq!(facts["chainId"], 1337);
+    assert_eq!(facts["network"], "eip155:1337");
+    assert_eq!(facts["accounts"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        facts["accounts"][0]["privateKey"],
+        tollgate_testkit::DEV_KEYS[0]
+    );
+    assert!(facts["token"]["address"].is_string());
+    let url = facts["rpcUrl"].as_str().unwrap();
+    let addr = url
+        .strip_prefix("http://127.0.0.1:")
+        .map(|p| format!("127.0.0.1:{p}"))
+        .unwrap();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.contains(r#""result":"0x539""#), "{response}");
+    // SIGTERM: a clean exit.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+}

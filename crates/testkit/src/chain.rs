@@ -44,9 +44,42 @@ sol! {
     }
 }
 
-/// A running anvil with the contracts deployed and accounts funded. Dropping it stops the node.
+/// Environment variable choosing the chain behind [`TestChain::start`]: `anvil` (the default)
+/// or `devnet` (the embedded `tollgate-devnet`).
+pub const BACKEND_ENV: &str = "TOLLGATE_TEST_CHAIN";
+
+/// Which node a [`TestChain`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A real anvil process.
+    Anvil,
+    /// The embedded revm devnet, in this process.
+    Devnet,
+}
+
+impl Backend {
+    /// The backend `TOLLGATE_TEST_CHAIN` asks for (anvil when unset).
+    pub fn from_env() -> Result<Self, TestkitError> {
+        match std::env::var(BACKEND_ENV).as_deref() {
+            Err(_) | Ok("") | Ok("anvil") => Ok(Self::Anvil),
+            Ok("devnet") => Ok(Self::Devnet),
+            Ok(other) => Err(TestkitError::chain(
+                "choose backend",
+                format!("{BACKEND_ENV}={other}: expected `anvil` or `devnet`"),
+            )),
+        }
+    }
+}
+
+enum Node {
+    Anvil(Anvil),
+    Devnet(tollgate_devnet::Devnet),
+}
+
+/// A running chain (anvil, or the embedded devnet) with the contracts deployed and accounts
+/// funded. Dropping it stops the node.
 pub struct TestChain {
-    anvil: Anvil,
+    node: Node,
     provider: DynProvider,
     /// The EIP-3009 test token ("USD Coin", version "2", 6 decimals).
     pub usdc: Address,
@@ -66,9 +99,43 @@ impl std::fmt::Debug for TestChain {
 }
 
 impl TestChain {
+    /// Starts the backend `TOLLGATE_TEST_CHAIN` names (anvil by default); either way the chain
+    /// id is 31337, account 0 has deployed the contracts (nonces 0–2) and minted
+    /// [`INITIAL_USDC`] to accounts 1..=9 (nonces 3–11).
+    pub async fn start() -> Result<Self, TestkitError> {
+        match Backend::from_env()? {
+            Backend::Anvil => Self::start_anvil().await,
+            Backend::Devnet => Self::start_devnet().await,
+        }
+    }
+
+    /// Starts the embedded devnet, whose genesis is the state [`TestChain::start_anvil`]
+    /// reaches after its set-up.
+    pub async fn start_devnet() -> Result<Self, TestkitError> {
+        let devnet = tollgate_devnet::Devnet::start()
+            .await
+            .map_err(|e| TestkitError::chain("start devnet", e))?;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(Self::signer(0)))
+            .connect_http(
+                devnet
+                    .url()
+                    .parse()
+                    .map_err(|e| TestkitError::chain("parse url", e))?,
+            )
+            .erased();
+        Ok(Self {
+            usdc: devnet.token(),
+            multicall3: devnet.multicall3(),
+            wallet_factory: devnet.wallet_factory(),
+            node: Node::Devnet(devnet),
+            provider,
+        })
+    }
+
     /// Starts anvil (chain id 31337), deploys the contracts from account 0 and mints
     /// [`INITIAL_USDC`] to accounts 1..=9.
-    pub async fn start() -> Result<Self, TestkitError> {
+    pub async fn start_anvil() -> Result<Self, TestkitError> {
         let anvil = Anvil::start()?;
         let deployer = Self::signer(0);
         let provider = ProviderBuilder::new()
@@ -99,7 +166,7 @@ impl TestChain {
         let multicall3 = deploy(&provider, &MULTICALL3, Bytes::new()).await?;
         let wallet_factory = deploy(&provider, &WALLET_FACTORY, Bytes::new()).await?;
         let chain = Self {
-            anvil,
+            node: Node::Anvil(anvil),
             provider,
             usdc,
             multicall3,
@@ -115,12 +182,34 @@ impl TestChain {
 
     /// The node's HTTP JSON-RPC endpoint on loopback.
     pub fn endpoint(&self) -> String {
-        self.anvil.endpoint()
+        match &self.node {
+            Node::Anvil(a) => a.endpoint(),
+            Node::Devnet(d) => d.url(),
+        }
     }
 
     /// The chain id (31337).
     pub fn chain_id(&self) -> u64 {
-        self.anvil.chain_id()
+        match &self.node {
+            Node::Anvil(a) => a.chain_id(),
+            Node::Devnet(d) => d.chain_id(),
+        }
+    }
+
+    /// Which node this chain runs on.
+    pub fn backend(&self) -> Backend {
+        match &self.node {
+            Node::Anvil(_) => Backend::Anvil,
+            Node::Devnet(_) => Backend::Devnet,
+        }
+    }
+
+    /// The backend's name: `anvil` or `devnet`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend() {
+            Backend::Anvil => "anvil",
+            Backend::Devnet => "devnet",
+        }
     }
 
     /// The CAIP-2 id of this chain, e.g. `eip155:31337`.

@@ -1,7 +1,8 @@
 //! Test rig for Tollgate: a real chain with our contracts on it.
 //!
 //! Chain behaviour is never faked in Tollgate's tests. [`TestChain::start`] runs a real
-//! [anvil](Anvil) node on a free loopback port, deploys the project's own contracts from the
+//! [anvil](Anvil) node on a free loopback port (or, with `TOLLGATE_TEST_CHAIN=devnet`, the
+//! embedded revm devnet of `tollgate-devnet`, whose genesis is the same set-up), deploys the project's own contracts from the
 //! committed artifacts in `contracts/out/` (a USDC-compatible EIP-3009 token, Multicall3, an
 //! EIP-1271 wallet factory), funds the dev accounts with test USDC, and stops the node when the
 //! value is dropped.
@@ -17,7 +18,7 @@ pub mod chain;
 pub mod postgres;
 
 pub use anvil::Anvil;
-pub use chain::{TestChain, DEV_KEYS};
+pub use chain::{Backend, TestChain, BACKEND_ENV, DEV_KEYS};
 pub use postgres::Postgres;
 
 /// Why the rig could not be set up.

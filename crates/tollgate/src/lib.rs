@@ -10,6 +10,7 @@
 //! | `facilitator` | `tollgate-facilitator` | `facilitator` | verify/settle service with a settlement ledger |
 //! | `server` | `tollgate-server` | `server` | the paywall: a tower layer that prices routes |
 //! | `gateway` | `tollgate-gateway` | `gateway` | a paying reverse proxy in front of any HTTP API |
+//! | `devnet` | `tollgate-devnet` | `devnet` (not in `full`) | an embedded EVM chain on a loopback port, for development and tests |
 //!
 //! ```
 //! use tollgate::proto::money::DecimalAmount;
@@ -35,3 +36,7 @@ pub use tollgate_server as server;
 #[cfg(feature = "gateway")]
 #[doc(inline)]
 pub use tollgate_gateway as gateway;
+
+#[cfg(feature = "devnet")]
+#[doc(inline)]
+pub use tollgate_devnet as devnet;

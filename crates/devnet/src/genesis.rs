@@ -1,0 +1,229 @@
+//! The genesis state: dev accounts funded, Tollgate's contracts deployed by executing their
+//! committed creation code in revm, and test USDC minted.
+
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::{sol, SolCall};
+use revm::context::result::ExecutionResult;
+use revm::context::{BlockEnv, TxEnv};
+use revm::database::InMemoryDB;
+use revm::state::AccountInfo;
+
+use crate::executor::{self, Mode, BLOCK_GAS_LIMIT};
+use crate::DevnetError;
+
+/// Private keys of anvil's ten deterministic dev accounts — public, well-known test keys
+/// (never use them with real funds). The same as `tollgate-testkit`'s, so tests are portable.
+pub const DEV_KEYS: [&str; 10] = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+];
+
+/// ETH each dev account holds at genesis: 10,000 ETH (in wei), as anvil's `--balance 10000`.
+pub const INITIAL_ETH: u128 = 10_000 * 1_000_000_000_000_000_000;
+
+/// Test USDC each of dev accounts 1–9 holds at genesis: 1,000 USDC (6 decimals).
+pub const INITIAL_USDC: u64 = 1_000_000_000;
+
+/// One funded account: its address and its (public, well-known test) private key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DevAccount {
+    /// The account's address.
+    pub address: Address,
+    /// The private key, `0x`-prefixed hex. One of anvil's published dev keys.
+    pub key: String,
+}
+
+impl std::fmt::Debug for DevAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The keys are public test keys, but a debug print has no reason to carry one.
+        f.debug_struct("DevAccount")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The dev accounts, in order.
+pub fn dev_accounts() -> Vec<DevAccount> {
+    DEV_KEYS
+        .iter()
+        .filter_map(|key| {
+            let signer: PrivateKeySigner = key.parse().ok()?;
+            Some(DevAccount {
+                address: signer.address(),
+                key: (*key).to_owned(),
+            })
+        })
+        .collect()
+}
+
+struct Artifact {
+    name: &'static str,
+    json: &'static str,
+}
+
+macro_rules! artifact {
+    ($name:literal) => {
+        Artifact {
+            name: $name,
+            json: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../contracts/out/",
+                $name,
+                ".json"
+            )),
+        }
+    };
+}
+
+const TEST_USDC: Artifact = artifact!("TestUSDC");
+const MULTICALL3: Artifact = artifact!("Multicall3");
+const WALLET_FACTORY: Artifact = artifact!("WalletFactory");
+
+impl Artifact {
+    fn bytecode(&self) -> Result<Bytes, DevnetError> {
+        let bad = |reason: String| DevnetError::Artifact {
+            name: self.name,
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(self.json).map_err(|e| bad(e.to_string()))?;
+        value
+            .get("bytecode")
+            .and_then(|b| b.as_str())
+            .ok_or_else(|| bad("no `bytecode` string".into()))?
+            .parse::<Bytes>()
+            .map_err(|e| bad(format!("bytecode is not hex: {e}")))
+    }
+}
+
+sol! {
+    function mint(address to, uint256 amount) external;
+}
+
+/// Where genesis put the contracts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contracts {
+    /// The EIP-3009 test token ("USD Coin", version "2", 6 decimals).
+    pub token: Address,
+    /// Multicall3.
+    pub multicall3: Address,
+    /// The CREATE2 factory of EIP-1271 test wallets.
+    pub wallet_factory: Address,
+}
+
+/// Builds the genesis state for `chain_id`: the dev accounts and `extra` accounts funded with
+/// ETH, then, from dev account 0, the three deployments and the nine mints, executed in revm.
+pub fn build(
+    chain_id: u64,
+    timestamp: u64,
+    extra: &[(Address, U256)],
+) -> Result<(InMemoryDB, Contracts), DevnetError> {
+    let mut db = InMemoryDB::default();
+    let accounts = dev_accounts();
+    for account in &accounts {
+        db.insert_account_info(
+            account.address,
+            AccountInfo {
+                balance: U256::from(INITIAL_ETH),
+                ..AccountInfo::default()
+            },
+        );
+    }
+    for (address, balance) in extra {
+        db.insert_account_info(
+            *address,
+            AccountInfo {
+                balance: *balance,
+                ..AccountInfo::default()
+            },
+        );
+    }
+    let deployer = accounts[0].address;
+    let block = BlockEnv {
+        number: U256::ZERO,
+        timestamp: U256::from(timestamp),
+        gas_limit: BLOCK_GAS_LIMIT,
+        basefee: 0,
+        ..BlockEnv::default()
+    };
+    let mut nonce = 0u64;
+    let mut exec = |db: &mut InMemoryDB, step: String, kind: TxKind, data: Bytes| {
+        let tx = TxEnv {
+            caller: deployer,
+            gas_limit: BLOCK_GAS_LIMIT,
+            gas_price: 0,
+            kind,
+            data,
+            nonce,
+            chain_id: Some(chain_id),
+            ..TxEnv::default()
+        };
+        nonce += 1;
+        let result = executor::run(
+            &mut *db,
+            executor::cfg(chain_id, Mode::Transact),
+            block.clone(),
+            tx,
+            true,
+        )
+        .map_err(|e| DevnetError::Genesis {
+            step: step.clone(),
+            reason: e.to_string(),
+        })?;
+        match result {
+            ExecutionResult::Success { .. } => Ok(result),
+            other => Err(DevnetError::Genesis {
+                step,
+                reason: format!("{other:?}"),
+            }),
+        }
+    };
+    let mut deploy = |db: &mut InMemoryDB, artifact: &Artifact| {
+        let result = exec(
+            db,
+            format!("deploying {}", artifact.name),
+            TxKind::Create,
+            artifact.bytecode()?,
+        )?;
+        result
+            .created_address()
+            .ok_or_else(|| DevnetError::Genesis {
+                step: format!("deploying {}", artifact.name),
+                reason: "no contract created".into(),
+            })
+    };
+    let token = deploy(&mut db, &TEST_USDC)?;
+    let multicall3 = deploy(&mut db, &MULTICALL3)?;
+    let wallet_factory = deploy(&mut db, &WALLET_FACTORY)?;
+    for account in &accounts[1..] {
+        let data = mintCall {
+            to: account.address,
+            amount: U256::from(INITIAL_USDC),
+        }
+        .abi_encode();
+        exec(
+            &mut db,
+            format!("minting USDC to {}", account.address),
+            TxKind::Call(token),
+            data.into(),
+        )?;
+    }
+    db.cache.logs.clear();
+    Ok((
+        db,
+        Contracts {
+            token,
+            multicall3,
+            wallet_factory,
+        },
+    ))
+}

@@ -1,0 +1,71 @@
+//! An embedded EVM devnet: a real chain in your process, on a loopback port.
+//!
+//! [`Devnet::start`] builds a genesis state by executing Tollgate's compiled contracts
+//! (`contracts/out/`) in [revm](https://docs.rs/revm) — the EIP-3009 test token, Multicall3 and
+//! the EIP-1271 wallet factory — funds anvil's ten well-known dev accounts with ETH and test
+//! USDC, and serves standard Ethereum JSON-RPC over HTTP on `127.0.0.1` (never another
+//! interface). Every transaction is decoded from its signed envelope, its signer recovered, its
+//! nonce, balance and gas checked, and its bytecode executed; nothing is mocked. Dropping the
+//! [`Devnet`] stops the server.
+//!
+//! The genesis state is the one the anvil test rig (`tollgate-testkit`) reaches after its
+//! set-up: dev account 0 deployed the token, Multicall3 and the wallet factory (nonces 0–2, so
+//! at the same addresses as on anvil) and minted 1,000 USDC to each of accounts 1–9 (nonces
+//! 3–11). Tests therefore run unchanged on either backend.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tollgate_devnet::DevnetError> {
+//! let devnet = tollgate_devnet::Devnet::builder().chain_id(31337).start().await?;
+//! assert!(devnet.url().starts_with("http://127.0.0.1:"));
+//! assert_eq!(devnet.accounts().len(), 10);
+//! println!("USDC at {} on {}", devnet.token(), devnet.caip2());
+//! # Ok(()) }
+//! ```
+//!
+//! Layout:
+//! - [`genesis`] — the contracts, dev accounts and the genesis state built by executing them.
+//! - [`executor`] — revm's configuration and the conversions into its environment.
+//! - [`chain`] — state per block, the mempool, mining and the block store.
+//! - [`rpc`] — JSON-RPC method dispatch and error objects.
+//! - [`server`] — the HTTP server and interval mining.
+//! - [`node`] — [`Devnet`] and its [`DevnetBuilder`].
+
+pub mod chain;
+pub mod executor;
+pub mod genesis;
+pub mod node;
+pub mod rpc;
+pub mod server;
+
+pub use genesis::{DevAccount, DEV_KEYS, INITIAL_ETH, INITIAL_USDC};
+pub use node::{Devnet, DevnetBuilder};
+
+/// Why the devnet could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevnetError {
+    /// A committed contract artifact is missing or malformed.
+    #[error("contract artifact {name}: {reason}")]
+    Artifact {
+        /// Contract name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Executing the genesis set-up (deployments, mints) failed.
+    #[error("genesis: {step} failed: {reason}")]
+    Genesis {
+        /// Which step.
+        step: String,
+        /// The EVM's answer.
+        reason: String,
+    },
+    /// The loopback listener could not be bound.
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind {
+        /// The port asked for (0: any free port).
+        port: u16,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,190 @@
+//! [`Devnet`]: a running devnet, and the [`DevnetBuilder`] that starts one.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy_primitives::{Address, U256};
+
+use crate::chain::Chain;
+use crate::genesis::{self, Contracts, DevAccount};
+use crate::server::{self, Shared};
+use crate::DevnetError;
+
+/// Configures a devnet before it starts. Defaults: chain id 31337, a free port, automine on,
+/// no interval mining.
+#[derive(Debug, Clone)]
+pub struct DevnetBuilder {
+    chain_id: u64,
+    port: u16,
+    block_time: Option<Duration>,
+    automine: bool,
+    extra: Vec<(Address, U256)>,
+}
+
+impl Default for DevnetBuilder {
+    fn default() -> Self {
+        Self {
+            chain_id: 31337,
+            port: 0,
+            block_time: None,
+            automine: true,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl DevnetBuilder {
+    /// The chain id (default 31337, anvil's).
+    pub fn chain_id(mut self, chain_id: u64) -> Self {
+        self.chain_id = chain_id;
+        self
+    }
+
+    /// The loopback port to listen on (default 0: any free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Also mines a block every `every` (with whatever the mempool holds).
+    pub fn block_time(mut self, every: Duration) -> Self {
+        self.block_time = Some(every);
+        self
+    }
+
+    /// Whether each transaction is mined into a block on arrival (default on).
+    pub fn automine(mut self, on: bool) -> Self {
+        self.automine = on;
+        self
+    }
+
+    /// Funds another account with `wei` at genesis.
+    pub fn fund(mut self, address: Address, wei: U256) -> Self {
+        self.extra.push((address, wei));
+        self
+    }
+
+    /// Builds the genesis state and starts serving (on a thread and runtime of its own).
+    #[tracing::instrument(name = "devnet_start", skip(self), fields(chain_id = self.chain_id))]
+    pub async fn start(self) -> Result<Devnet, DevnetError> {
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (state, contracts) = genesis::build(self.chain_id, timestamp, &self.extra)?;
+        let mut chain = Chain::new(self.chain_id, state, timestamp);
+        chain.set_automine(self.automine);
+        let accounts = genesis::dev_accounts();
+        let shared = Arc::new(Shared {
+            chain: Mutex::new(chain),
+            accounts: accounts.iter().map(|a| a.address).collect(),
+        });
+        let listener = server::bind(self.port)?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| DevnetError::Bind {
+                port: self.port,
+                source,
+            })?
+            .port();
+        let server = server::spawn(listener, Arc::clone(&shared), self.block_time)?;
+        tracing::info!(port, token = %contracts.token, "devnet listening on 127.0.0.1");
+        Ok(Devnet {
+            port,
+            chain_id: self.chain_id,
+            accounts,
+            contracts,
+            server,
+            shared,
+        })
+    }
+}
+
+/// A running devnet. Dropping it stops the server (in-flight requests are answered, idle
+/// connections closed).
+pub struct Devnet {
+    port: u16,
+    chain_id: u64,
+    accounts: Vec<DevAccount>,
+    contracts: Contracts,
+    server: server::Server,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Devnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devnet")
+            .field("url", &self.url())
+            .field("chain_id", &self.chain_id)
+            .field("token", &self.contracts.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Devnet {
+    /// Starts a devnet with the defaults (chain id 31337, a free loopback port, automine).
+    pub async fn start() -> Result<Self, DevnetError> {
+        DevnetBuilder::default().start().await
+    }
+
+    /// A builder, to choose chain id, port, block time and extra accounts.
+    pub fn builder() -> DevnetBuilder {
+        DevnetBuilder::default()
+    }
+
+    /// The JSON-RPC endpoint, e.g. `http://127.0.0.1:38211`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The CAIP-2 id of the chain, e.g. `eip155:31337`.
+    pub fn caip2(&self) -> String {
+        format!("eip155:{}", self.chain_id)
+    }
+
+    /// The funded dev accounts (anvil's ten well-known keys), in order. Account 0 owns the
+    /// token; accounts 1–9 hold [`crate::INITIAL_USDC`] each.
+    pub fn accounts(&self) -> &[DevAccount] {
+        &self.accounts
+    }
+
+    /// The EIP-3009 test token ("USD Coin", version "2", 6 decimals).
+    pub fn token(&self) -> Address {
+        self.contracts.token
+    }
+
+    /// Multicall3.
+    pub fn multicall3(&self) -> Address {
+        self.contracts.multicall3
+    }
+
+    /// The CREATE2 factory of EIP-1271 test wallets.
+    pub fn wallet_factory(&self) -> Address {
+        self.contracts.wallet_factory
+    }
+
+    /// The latest block number.
+    pub fn block_number(&self) -> u64 {
+        self.shared
+            .chain
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .head_number()
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        self.server.stop();
+    }
+}
