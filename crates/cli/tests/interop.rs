@@ -271,6 +271,7 @@ async fn start_server(
 async fn rig() -> Rig {
     check_node_project();
     let chain = TestChain::start().await.unwrap();
+    chain.install_canonical_multicall3().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let payee = PrivateKeySigner::random().address();
 
@@ -490,5 +491,167 @@ async fn interop_matrix_all_eight_combinations_pay() {
         failures.len(),
         failures.join("\n"),
         rig.logs()
+    );
+}
+
+/// Signs `accepts[0]` of a challenge with the official client (`tests/interop/sign.mjs`).
+async fn official_sign(chain: &TestChain, payment_required: &Value, payer_key: &str) -> Value {
+    let command = node(
+        "sign.mjs",
+        &[
+            ("X402_RPC_URL", chain.endpoint()),
+            ("X402_CHAIN_ID", chain.chain_id().to_string()),
+            ("X402_PAYER_KEY", payer_key.to_owned()),
+            ("X402_PAYMENT_REQUIRED", payment_required.to_string()),
+        ],
+    );
+    let out = tokio::task::spawn_blocking(move || run_output(command))
+        .await
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sign.mjs: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+async fn funded_payer(chain: &TestChain, amount: u64) -> String {
+    let payer = PrivateKeySigner::random();
+    if amount > 0 {
+        chain
+            .mint(payer.address(), U256::from(amount))
+            .await
+            .unwrap();
+    }
+    format!("0x{}", alloy::hex::encode(payer.to_bytes()))
+}
+
+/// The official client's bad payments, sent to both facilitators' `POST /verify`, are refused
+/// by both with the same `invalidReason`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_both_facilitators_refuse_bad_payments_with_the_same_reasons() {
+    check_node_project();
+    let chain = TestChain::start().await.unwrap();
+    // The official facilitator explains a failed simulation (balance, nonce, token name) with
+    // one Multicall3 call at the canonical address; without it every such refusal would read
+    // `invalid_exact_evm_transaction_simulation_failed`.
+    chain.install_canonical_multicall3().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut facilitators = BTreeMap::new();
+    for side in SIDES {
+        facilitators.insert(side, start_facilitator(&chain, dir.path(), side).await);
+    }
+    let payee = PrivateKeySigner::random().address();
+    let requirements = json!({
+        "scheme": "exact",
+        "network": chain.caip2(),
+        "asset": chain.usdc.to_string(),
+        "amount": PRICE.to_string(),
+        "payTo": payee.to_string(),
+        "maxTimeoutSeconds": 60,
+        "extra": { "name": "USD Coin", "version": "2" },
+    });
+    let challenge = json!({
+        "x402Version": 2,
+        "resource": { "url": "http://127.0.0.1/paid", "description": "interop" },
+        "accepts": [requirements.clone()],
+    });
+
+    // (case, payment payload, requirements sent with it)
+    let mut cases: Vec<(&str, Value, Value)> = Vec::new();
+
+    // Too little balance: 0.005 USDC for a 0.01 USDC price.
+    let poor = funded_payer(&chain, PRICE / 2).await;
+    let payload = official_sign(&chain, &challenge, &poor).await;
+    cases.push(("insufficient balance", payload, requirements.clone()));
+
+    let rich = funded_payer(&chain, 1_000_000).await;
+    let signed = official_sign(&chain, &challenge, &rich).await;
+
+    // The authorized value raised after signing (still matching nothing it was signed for).
+    let mut p = signed.clone();
+    p["payload"]["authorization"]["value"] = json!((PRICE * 2).to_string());
+    cases.push(("value raised after signing", p, requirements.clone()));
+
+    // The value and the price both lowered after signing: the amounts agree, the signature not.
+    let mut p = signed.clone();
+    p["payload"]["authorization"]["value"] = json!((PRICE / 2).to_string());
+    p["accepted"]["amount"] = json!((PRICE / 2).to_string());
+    let mut r = requirements.clone();
+    r["amount"] = json!((PRICE / 2).to_string());
+    cases.push(("value and price lowered after signing", p, r));
+
+    // A corrupted signature (one byte of `s` flipped).
+    let mut p = signed.clone();
+    let sig = p["payload"]["signature"].as_str().unwrap().to_owned();
+    let mut bytes = alloy::hex::decode(&sig).unwrap();
+    bytes[40] ^= 0x01;
+    p["payload"]["signature"] = json!(format!("0x{}", alloy::hex::encode(&bytes)));
+    cases.push(("corrupted signature", p, requirements.clone()));
+
+    // The requirement asks a different recipient than the one signed for.
+    let mut r = requirements.clone();
+    let other = PrivateKeySigner::random().address().to_string();
+    r["payTo"] = json!(other);
+    let mut p = signed.clone();
+    p["accepted"]["payTo"] = json!(other);
+    cases.push(("recipient changed", p, r));
+
+    // A price higher than what was signed for.
+    let mut r = requirements.clone();
+    r["amount"] = json!((PRICE * 2).to_string());
+    let mut p = signed.clone();
+    p["accepted"]["amount"] = json!((PRICE * 2).to_string());
+    cases.push(("price raised after signing", p, r));
+
+    let http = reqwest::Client::new();
+    let mut rows = Vec::new();
+    let mut mismatches = Vec::new();
+    for (name, payload, reqs) in &cases {
+        let mut reasons = BTreeMap::new();
+        for side in SIDES {
+            let url = format!("{}/verify", facilitators[&side].1);
+            let response = http
+                .post(&url)
+                .json(&json!({
+                    "x402Version": 2,
+                    "paymentPayload": payload,
+                    "paymentRequirements": reqs,
+                }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            assert_eq!(
+                body["isValid"],
+                json!(false),
+                "{side} facilitator accepted {name:?} (HTTP {status}): {body}"
+            );
+            reasons.insert(
+                side,
+                body["invalidReason"]
+                    .as_str()
+                    .unwrap_or("<none>")
+                    .to_owned(),
+            );
+        }
+        let (official, ours) = (&reasons[&Side::Official], &reasons[&Side::Tollgate]);
+        rows.push(format!("| {name} | {official} | {ours} |"));
+        if official != ours {
+            mismatches.push(format!("{name}: official {official}, tollgate {ours}"));
+        }
+    }
+    println!("| case | official invalidReason | tollgate invalidReason |");
+    println!("|---|---|---|");
+    for row in &rows {
+        println!("{row}");
+    }
+    assert!(
+        mismatches.is_empty(),
+        "reason codes differ:\n{}",
+        mismatches.join("\n")
     );
 }

@@ -25,6 +25,10 @@ pub const DEV_KEYS: [&str; 10] = [
     "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
 ];
 
+/// Where Multicall3 lives on every public EVM chain.
+pub const CANONICAL_MULTICALL3: Address =
+    alloy::primitives::address!("0xcA11bde05977b3631167028862bE2a173976CA11");
+
 /// USDC each of accounts 1..=9 holds after [`TestChain::start`]: 1,000 USDC (6 decimals).
 pub const INITIAL_USDC: u64 = 1_000_000_000;
 
@@ -244,6 +248,23 @@ impl TestChain {
     pub async fn set_automine(&self, on: bool) -> Result<(), TestkitError> {
         self.rpc("evm_setAutomine", serde_json::json!([on])).await?;
         Ok(())
+    }
+
+    /// Copies our Multicall3 to its canonical address on every public chain,
+    /// `0xcA11bde05977b3631167028862bE2a173976CA11` (`anvil_setCode`), for software that
+    /// assumes it is there (the official x402 facilitator diagnoses failed simulations with it).
+    pub async fn install_canonical_multicall3(&self) -> Result<Address, TestkitError> {
+        let code = self
+            .provider
+            .get_code_at(self.multicall3)
+            .await
+            .map_err(|e| TestkitError::chain("eth_getCode", e))?;
+        self.rpc(
+            "anvil_setCode",
+            serde_json::json!([CANONICAL_MULTICALL3.to_string(), code.to_string()]),
+        )
+        .await?;
+        Ok(CANONICAL_MULTICALL3)
     }
 
     /// Mines one block now.
