@@ -133,6 +133,9 @@ const SIDES: [Side; 2] = [Side::Official, Side::Tollgate];
 /// The shared rig: one anvil, both facilitators, and the four resource servers (each kind in
 /// front of each facilitator).
 struct Rig {
+    /// The x402 version the official packages speak: 2 (`@x402/*`) or 1 (`x402-fetch`,
+    /// `x402-express`).
+    version: u8,
     chain: TestChain,
     dir: tempfile::TempDir,
     payee: Address,
@@ -164,6 +167,10 @@ impl Rig {
 }
 
 async fn start_facilitator(chain: &TestChain, dir: &Path, side: Side) -> (Proc, String) {
+    let v1_network = match chain.chain_id() {
+        84532 => Some("base-sepolia"),
+        _ => None,
+    };
     match side {
         Side::Tollgate => {
             let config = dir.join("facilitator.toml");
@@ -191,14 +198,15 @@ async fn start_facilitator(chain: &TestChain, dir: &Path, side: Side) -> (Proc, 
             (p, addr)
         }
         Side::Official => {
-            let command = node(
-                "facilitator.mjs",
-                &[
-                    ("X402_RPC_URL", chain.endpoint()),
-                    ("X402_CHAIN_ID", chain.chain_id().to_string()),
-                    ("X402_FACILITATOR_KEY", DEV_KEYS[9].to_owned()),
-                ],
-            );
+            let mut env = vec![
+                ("X402_RPC_URL", chain.endpoint()),
+                ("X402_CHAIN_ID", chain.chain_id().to_string()),
+                ("X402_FACILITATOR_KEY", DEV_KEYS[9].to_owned()),
+            ];
+            if let Some(name) = v1_network {
+                env.push(("X402_V1_NETWORK", name.to_owned()));
+            }
+            let command = node("facilitator.mjs", &env);
             let (p, port) = spawn_until(
                 command,
                 dir.join("official-facilitator.log"),
@@ -210,7 +218,9 @@ async fn start_facilitator(chain: &TestChain, dir: &Path, side: Side) -> (Proc, 
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn start_server(
+    version: u8,
     chain: &TestChain,
     dir: &Path,
     side: Side,
@@ -245,8 +255,13 @@ async fn start_server(
         }
         Side::Official => {
             let command = node(
-                "server.mjs",
+                if version == 1 {
+                    "server-v1.mjs"
+                } else {
+                    "server.mjs"
+                },
                 &[
+                    ("X402_V1_NETWORK", "base-sepolia".to_owned()),
                     ("X402_CHAIN_ID", chain.chain_id().to_string()),
                     ("X402_FACILITATOR_URL", facilitator_url.to_owned()),
                     ("X402_PAY_TO", payee.to_string()),
@@ -268,9 +283,13 @@ async fn start_server(
     }
 }
 
-async fn rig() -> Rig {
+async fn rig(version: u8) -> Rig {
     check_node_project();
-    let chain = TestChain::start().await.unwrap();
+    // x402 v1 names networks; Base Sepolia's chain id makes anvil `base-sepolia`.
+    let chain = match version {
+        1 => TestChain::start_with_chain_id(84532).await.unwrap(),
+        _ => TestChain::start().await.unwrap(),
+    };
     chain.install_canonical_multicall3().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let payee = PrivateKeySigner::random().address();
@@ -292,6 +311,7 @@ async fn rig() -> Rig {
             servers.insert(
                 (server, facilitator),
                 start_server(
+                    version,
                     &chain,
                     dir.path(),
                     server,
@@ -305,6 +325,7 @@ async fn rig() -> Rig {
         }
     }
     Rig {
+        version,
         chain,
         dir,
         payee,
@@ -333,7 +354,12 @@ async fn pay(rig: &Rig, client: Side, url: &str, payer_key: &str) -> Outcome {
             let mut env = rig.chain_env();
             env.push(("X402_URL", url.to_owned()));
             env.push(("X402_PAYER_KEY", payer_key.to_owned()));
-            let command = node("client.mjs", &env);
+            let script = if rig.version == 1 {
+                "client-v1.mjs"
+            } else {
+                "client.mjs"
+            };
+            let command = node(script, &env);
             let out = tokio::task::spawn_blocking(move || run_output(command))
                 .await
                 .unwrap();
@@ -424,7 +450,14 @@ async fn check_combination(
     if receipt["success"] != json!(true) {
         return fail(format!("receipt not successful: {receipt}"));
     }
-    if receipt["network"] != json!(rig.chain.caip2()) {
+    // A v1 payment (an official v1 party on either end) is answered in v1 terms.
+    let expected_network =
+        if rig.version == 1 && (client == Side::Official || server == Side::Official) {
+            "base-sepolia".to_owned()
+        } else {
+            rig.chain.caip2()
+        };
+    if receipt["network"] != json!(expected_network) {
         return fail(format!("receipt network: {receipt}"));
     }
     let payer_in_receipt = receipt["payer"].as_str().unwrap_or_default();
@@ -458,12 +491,27 @@ async fn check_combination(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interop_matrix_all_eight_combinations_pay() {
-    let rig = rig().await;
+    matrix(2).await;
+}
+
+/// x402 v1: the official v1 client and server (`x402-fetch`, `x402-express` 1.2.0) with
+/// Tollgate's and the official facilitator, on anvil as `base-sepolia`. Tollgate client with
+/// Tollgate server speaks v2 and is covered by the v2 matrix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_matrix_v1_official_packages_pay() {
+    matrix(1).await;
+}
+
+async fn matrix(version: u8) {
+    let rig = rig(version).await;
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for client in SIDES {
         for server in SIDES {
             for facilitator in SIDES {
+                if version == 1 && client == Side::Tollgate && server == Side::Tollgate {
+                    continue;
+                }
                 let result = check_combination(&rig, client, server, facilitator).await;
                 let verdict = match &result {
                     Ok(_) => "PASS".to_owned(),
@@ -480,6 +528,7 @@ async fn interop_matrix_all_eight_combinations_pay() {
             }
         }
     }
+    println!("x402 v{version}:");
     println!("| client   | server   | facilitator | result |");
     println!("|----------|----------|-------------|--------|");
     for row in &rows {
@@ -487,8 +536,9 @@ async fn interop_matrix_all_eight_combinations_pay() {
     }
     assert!(
         failures.is_empty(),
-        "{} of 8 combinations failed:\n{}\n{}",
+        "x402 v{version}: {} of {} combinations failed:\n{}\n{}",
         failures.len(),
+        rows.len(),
         failures.join("\n"),
         rig.logs()
     );

@@ -73,7 +73,14 @@ impl TestChain {
     /// Starts anvil (chain id 31337), deploys the contracts from account 0 and mints
     /// [`INITIAL_USDC`] to accounts 1..=9.
     pub async fn start() -> Result<Self, TestkitError> {
-        let anvil = Anvil::start()?;
+        Self::start_with_chain_id(31337).await
+    }
+
+    /// Like [`TestChain::start`], with anvil running under `chain_id` (e.g. 84532, Base Sepolia,
+    /// for software that only knows x402 v1's network names). The contracts land at the same
+    /// addresses whatever the chain id.
+    pub async fn start_with_chain_id(chain_id: u64) -> Result<Self, TestkitError> {
+        let anvil = Anvil::start_with_chain_id(chain_id)?;
         let deployer = Self::signer(0);
         let provider = ProviderBuilder::new()
             .wallet(EthereumWallet::from(deployer))
@@ -122,7 +129,7 @@ impl TestChain {
         self.anvil.endpoint()
     }
 
-    /// The chain id (31337).
+    /// The chain id (31337 unless started with another).
     pub fn chain_id(&self) -> u64 {
         self.anvil.chain_id()
     }
