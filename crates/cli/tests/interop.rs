@@ -657,6 +657,26 @@ async fn interop_both_facilitators_refuse_bad_payments_with_the_same_reasons() {
     cases.push(("price raised after signing", p, r));
 
     let http = reqwest::Client::new();
+
+    // A payment already settled (by Tollgate's facilitator), verified again: the nonce is used.
+    let replayer = funded_payer(&chain, 1_000_000).await;
+    let settled = official_sign(&chain, &challenge, &replayer).await;
+    let response = http
+        .post(format!("{}/settle", facilitators[&Side::Tollgate].1))
+        .json(&json!({
+            "x402Version": 2,
+            "paymentPayload": settled,
+            "paymentRequirements": requirements,
+        }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["success"], json!(true), "{body}");
+    let first_tx = body["transaction"].clone();
+    const REPLAY: &str = "replayed after settlement";
+    cases.push((REPLAY, settled, requirements.clone()));
+
     let mut rows = Vec::new();
     let mut mismatches = Vec::new();
     for (name, payload, reqs) in &cases {
@@ -680,22 +700,54 @@ async fn interop_both_facilitators_refuse_bad_payments_with_the_same_reasons() {
                 json!(false),
                 "{side} facilitator accepted {name:?} (HTTP {status}): {body}"
             );
-            reasons.insert(
-                side,
-                body["invalidReason"]
-                    .as_str()
-                    .unwrap_or("<none>")
-                    .to_owned(),
-            );
+            let verify_reason = body["invalidReason"]
+                .as_str()
+                .unwrap_or("<none>")
+                .to_owned();
+            // Settling it fails too, for the same reason, and moves nothing.
+            let response = http
+                .post(format!("{}/settle", facilitators[&side].1))
+                .json(&json!({
+                    "x402Version": 2,
+                    "paymentPayload": payload,
+                    "paymentRequirements": reqs,
+                }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let settle_reason = if *name == REPLAY && side == Side::Tollgate {
+                // Deliberate: Tollgate's settlement is idempotent. The payment it settled is
+                // answered with that settlement again; nothing moves twice.
+                assert_eq!(body["success"], json!(true), "{body}");
+                assert_eq!(body["transaction"], first_tx, "{body}");
+                "(success: the first settlement again)".to_owned()
+            } else {
+                assert_eq!(
+                    body["success"],
+                    json!(false),
+                    "{side} facilitator settled {name:?} (HTTP {status}): {body}"
+                );
+                body["errorReason"].as_str().unwrap_or("<none>").to_owned()
+            };
+            reasons.insert(side, (verify_reason, settle_reason));
         }
         let (official, ours) = (&reasons[&Side::Official], &reasons[&Side::Tollgate]);
-        rows.push(format!("| {name} | {official} | {ours} |"));
-        if official != ours {
-            mismatches.push(format!("{name}: official {official}, tollgate {ours}"));
+        rows.push(format!(
+            "| {name} | {} | {} | {} | {} |",
+            official.0, ours.0, official.1, ours.1
+        ));
+        if official.0 != ours.0 || (*name != REPLAY && official.1 != ours.1) {
+            mismatches.push(format!(
+                "{name}: official {official:?}, tollgate {ours:?} (verify, settle)"
+            ));
         }
     }
-    println!("| case | official invalidReason | tollgate invalidReason |");
-    println!("|---|---|---|");
+    println!(
+        "| case | official invalidReason | tollgate invalidReason | official errorReason | tollgate errorReason |"
+    );
+    println!("|---|---|---|---|---|");
     for row in &rows {
         println!("{row}");
     }
