@@ -7,8 +7,11 @@
 //!
 //! Input is lenient where real peers are: `description`, `mimeType`, `outputSchema`, `extra` and
 //! the 402 body's `error` may be absent (the official SDK's schemas make them optional). Output
-//! is exact: `description`, `mimeType` (empty when unknown, as the SDK writes it) and
-//! `outputSchema` (`null` when none, as in the spec's example) are always written.
+//! is exact: `description` and `mimeType` (empty when unknown, as the SDK writes it) are always
+//! written; `outputSchema` is omitted when there is none. The spec's 402 example writes
+//! `"outputSchema": null`, but the official v1 client (`x402-fetch` 1.2.0, zod schema
+//! `outputSchema: z.record(z.any()).optional()`) rejects `null` and refuses to pay; omitting it
+//! is valid for both.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -37,8 +40,9 @@ pub struct PaymentRequirementsV1 {
     /// MIME type (optional in the spec; written even when empty, as the official SDK does).
     #[serde(default)]
     pub mime_type: String,
-    /// JSON schema of the response (`null` when none, as in the spec's example).
-    #[serde(default)]
+    /// JSON schema of the response; omitted when none (the official v1 client rejects `null`,
+    /// which the spec's example shows; `null` is still accepted on input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_schema: Option<Value>,
     /// Recipient.
     pub pay_to: String,
@@ -196,8 +200,19 @@ mod tests {
         assert_eq!(json["network"], "base");
         assert_eq!(json["maxAmountRequired"], "10000");
         assert_eq!(json["resource"], "https://api.example.com/weather");
-        assert_eq!(json["outputSchema"], Value::Null);
+        // Omitted, never `null`: x402-fetch 1.2.0 refuses a 402 whose `outputSchema` is null.
+        assert!(
+            json.as_object().unwrap().get("outputSchema").is_none(),
+            "{json}"
+        );
         assert_eq!(v1.to_v2(), (req.clone(), resource));
+        let with_null: PaymentRequirementsV1 = serde_json::from_value({
+            let mut j = json.clone();
+            j["outputSchema"] = Value::Null;
+            j
+        })
+        .unwrap();
+        assert_eq!(with_null.output_schema, None);
 
         // Without description or MIME type: written as "", read back as None.
         let bare = ResourceInfo::new("https://api.example.com/weather");

@@ -275,7 +275,18 @@ async fn unpaid_requests_get_a_402_in_both_versions() {
     assert_eq!(v2.accepts[0].amount.to_string(), PRICE.to_string());
     assert_eq!(v2.resource.description.as_deref(), Some("Today's weather"));
     assert!(v2.resource.url.ends_with("/weather"));
-    let body: PaymentRequiredV1 = r.json().await.unwrap();
+    let raw: serde_json::Value = r.json().await.unwrap();
+    // No `"outputSchema": null`: the official v1 client (x402-fetch 1.2.0) refuses to pay a
+    // 402 whose requirements carry it (docs/interop.md).
+    assert!(
+        raw["accepts"][0]
+            .as_object()
+            .unwrap()
+            .get("outputSchema")
+            .is_none(),
+        "{raw}"
+    );
+    let body: PaymentRequiredV1 = serde_json::from_value(raw).unwrap();
     assert_eq!(
         body.accepts[0].max_amount_required.to_string(),
         PRICE.to_string()

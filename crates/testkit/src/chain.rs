@@ -25,6 +25,10 @@ pub const DEV_KEYS: [&str; 10] = [
     "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
 ];
 
+/// Where Multicall3 lives on every public EVM chain.
+pub const CANONICAL_MULTICALL3: Address =
+    alloy::primitives::address!("0xcA11bde05977b3631167028862bE2a173976CA11");
+
 /// USDC each of accounts 1..=9 holds after [`TestChain::start`]: 1,000 USDC (6 decimals).
 pub const INITIAL_USDC: u64 = 1_000_000_000;
 
@@ -136,7 +140,14 @@ impl TestChain {
     /// Starts anvil (chain id 31337), deploys the contracts from account 0 and mints
     /// [`INITIAL_USDC`] to accounts 1..=9.
     pub async fn start_anvil() -> Result<Self, TestkitError> {
-        let anvil = Anvil::start()?;
+        Self::start_with_chain_id(31337).await
+    }
+
+    /// Like [`TestChain::start_anvil`], with anvil running under `chain_id` (e.g. 84532, Base
+    /// Sepolia, for software that only knows x402 v1's network names). The contracts land at
+    /// the same addresses whatever the chain id.
+    pub async fn start_with_chain_id(chain_id: u64) -> Result<Self, TestkitError> {
+        let anvil = Anvil::start_with_chain_id(chain_id)?;
         let deployer = Self::signer(0);
         let provider = ProviderBuilder::new()
             .wallet(EthereumWallet::from(deployer))
@@ -188,7 +199,7 @@ impl TestChain {
         }
     }
 
-    /// The chain id (31337).
+    /// The chain id (31337 unless started with another).
     pub fn chain_id(&self) -> u64 {
         match &self.node {
             Node::Anvil(a) => a.chain_id(),
@@ -333,6 +344,23 @@ impl TestChain {
     pub async fn set_automine(&self, on: bool) -> Result<(), TestkitError> {
         self.rpc("evm_setAutomine", serde_json::json!([on])).await?;
         Ok(())
+    }
+
+    /// Copies our Multicall3 to its canonical address on every public chain,
+    /// `0xcA11bde05977b3631167028862bE2a173976CA11` (`anvil_setCode`), for software that
+    /// assumes it is there (the official x402 facilitator diagnoses failed simulations with it).
+    pub async fn install_canonical_multicall3(&self) -> Result<Address, TestkitError> {
+        let code = self
+            .provider
+            .get_code_at(self.multicall3)
+            .await
+            .map_err(|e| TestkitError::chain("eth_getCode", e))?;
+        self.rpc(
+            "anvil_setCode",
+            serde_json::json!([CANONICAL_MULTICALL3.to_string(), code.to_string()]),
+        )
+        .await?;
+        Ok(CANONICAL_MULTICALL3)
     }
 
     /// Mines one block now.

@@ -39,3 +39,34 @@ async fn chain_starts_funded_and_stops_on_drop() {
         "anvil still listening on {addr} after drop"
     );
 }
+
+#[tokio::test]
+async fn chain_with_another_chain_id_and_canonical_multicall3() {
+    use alloy::providers::Provider;
+    let default = TestChain::start().await.unwrap();
+    let chain = TestChain::start_with_chain_id(84532).await.unwrap();
+    assert_eq!(chain.chain_id(), 84532);
+    assert_eq!(chain.caip2(), "eip155:84532");
+    assert_eq!(chain.provider().get_chain_id().await.unwrap(), 84532);
+    // Same deployer, same nonces: the contracts land where they do on the default chain.
+    assert_eq!(chain.usdc, default.usdc);
+    assert_eq!(
+        chain.usdc_balance(TestChain::address(1)).await.unwrap(),
+        U256::from(INITIAL_USDC)
+    );
+
+    let canonical = tollgate_testkit::chain::CANONICAL_MULTICALL3;
+    assert!(!chain.has_code(canonical).await.unwrap());
+    assert_eq!(
+        chain.install_canonical_multicall3().await.unwrap(),
+        canonical
+    );
+    assert_eq!(
+        chain.provider().get_code_at(canonical).await.unwrap(),
+        chain
+            .provider()
+            .get_code_at(chain.multicall3)
+            .await
+            .unwrap()
+    );
+}

@@ -29,16 +29,17 @@ pub fn parse<T: DeserializeOwned>(name: &str) -> T {
     serde_json::from_value(json(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// Removes `"outputSchema": null` from `ours` wherever `theirs` has no `outputSchema` key: v1
-/// requirements always write the field (as the spec's 402 example does) while the spec's
-/// facilitator examples omit it. That is the one tolerated difference.
+/// Adds `"outputSchema": null` to `ours` wherever `theirs` has it and `ours` has no
+/// `outputSchema` key: v1 requirements omit the field when there is none (the official v1
+/// client rejects `null`) while the spec's 402 example writes `null`. That is the one tolerated
+/// difference.
 pub fn align_output_schema(ours: &mut Value, theirs: &Value) {
     match (ours, theirs) {
         (Value::Object(ours), Value::Object(theirs)) => {
-            if ours.get("outputSchema") == Some(&Value::Null)
-                && !theirs.contains_key("outputSchema")
+            if theirs.get("outputSchema") == Some(&Value::Null)
+                && !ours.contains_key("outputSchema")
             {
-                ours.remove("outputSchema");
+                ours.insert("outputSchema".into(), Value::Null);
             }
             for (k, v) in ours.iter_mut() {
                 if let Some(t) = theirs.get(k) {
