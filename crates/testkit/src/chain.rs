@@ -11,26 +11,17 @@ use crate::artifacts::{Artifact, MULTICALL3, TEST_USDC, WALLET_1271, WALLET_FACT
 use crate::{Anvil, TestkitError};
 
 /// Private keys of anvil's ten deterministic dev accounts (public test keys: never use with
-/// real funds). Account 0 deploys and pays gas; the others are payers and payees.
-pub const DEV_KEYS: [&str; 10] = [
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
-    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
-    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
-    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
-    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
-    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
-];
+/// real funds). Account 0 deploys and pays gas; the others are payers and payees. One list,
+/// the devnet's, so both backends have the same accounts.
+pub use tollgate_devnet::DEV_KEYS;
 
 /// Where Multicall3 lives on every public EVM chain.
 pub const CANONICAL_MULTICALL3: Address =
     alloy::primitives::address!("0xcA11bde05977b3631167028862bE2a173976CA11");
 
-/// USDC each of accounts 1..=9 holds after [`TestChain::start`]: 1,000 USDC (6 decimals).
-pub const INITIAL_USDC: u64 = 1_000_000_000;
+/// Test USDC (atomic units) minted to accounts 1..=9 at set-up: the devnet's genesis amount,
+/// so both backends start alike.
+pub use tollgate_devnet::INITIAL_USDC;
 
 sol! {
     #[sol(rpc)]
