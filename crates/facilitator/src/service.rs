@@ -291,6 +291,27 @@ impl Facilitator {
         response
     }
 
+    /// `POST /verify` as part of the settlement attempt `attempt` (the `Idempotency-Key`
+    /// header, or the payment's `payment-identifier`).
+    pub async fn verify_attempt(
+        &self,
+        request: &FacilitatorRequest,
+        attempt: Option<&tollgate_proto::IdempotencyKey>,
+    ) -> Outcome<VerifyResponse> {
+        let _ = attempt; // TODO(helper B): reservations per attempt
+        self.verify(request).await
+    }
+
+    /// `POST /settle` as part of the settlement attempt `attempt`.
+    pub async fn settle_attempt(
+        &self,
+        request: &FacilitatorRequest,
+        attempt: Option<&tollgate_proto::IdempotencyKey>,
+    ) -> Outcome<SettleResponse> {
+        let _ = attempt; // TODO(helper B): same attempt only
+        self.settle(request).await
+    }
+
     /// `POST /verify`.
     pub async fn verify(&self, request: &FacilitatorRequest) -> Outcome<VerifyResponse> {
         let (payment, requirements) = request.to_v2();

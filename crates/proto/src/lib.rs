@@ -13,7 +13,8 @@
 //!   by reading `x402Version` first, and [`facilitator`] holds the `/verify`, `/settle` and
 //!   `/supported` bodies.
 //! - **Transport.** [`header`] names the HTTP headers and implements the size-capped
-//!   base64-of-JSON codec they all use.
+//!   base64-of-JSON codec they all use; [`idempotency`] names settlement attempts
+//!   (`Idempotency-Key`, the `payment-identifier` extension).
 //! - **Values.** [`network`] (CAIP-2 ids and v1 names), [`scheme`], [`reason`] (every error
 //!   code), [`version`] (the `x402Version` tags), [`money`] (exact amounts: `U256` atomic
 //!   units, decimal prices without floats) and [`asset`] (known tokens per network).
@@ -41,6 +42,7 @@
 pub mod asset;
 pub mod facilitator;
 pub mod header;
+pub mod idempotency;
 pub mod money;
 pub mod network;
 pub mod reason;
@@ -56,6 +58,7 @@ pub use facilitator::{
     SupportedResponse, VerifyRequest, VerifyResponse,
 };
 pub use header::HeaderError;
+pub use idempotency::{IdempotencyError, IdempotencyKey, PaymentIdentifier};
 pub use money::{AtomicAmount, DecimalAmount, MoneyError, TokenAmount};
 pub use network::{Network, NetworkError, NetworkV1};
 pub use reason::ErrorReason;
