@@ -1,5 +1,6 @@
-//! `tollgate bench`: throughput of the facilitator and the paywall against one anvil, in one
-//! run, reported with ratios against a baseline measured in the same run.
+//! `tollgate bench`: throughput of the facilitator and the paywall against one local chain (the
+//! embedded devnet by default, or anvil), in one run, reported with ratios against a baseline
+//! measured in the same run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,11 +13,16 @@ use tollgate::evm::{BatchConfig, ExactEvmClient, ExactEvmFacilitator, Facilitato
 use tollgate::facilitator::{http as fhttp, Facilitator, Ledger};
 use tollgate::proto::{header, PaymentPayload, PaymentRequirements};
 use tollgate::server::{PaymentOption, PaywallLayer, RoutePrice};
-use tollgate_testkit::TestChain;
+
+use crate::bench_rig::{signer, BenchChain, ChainKind};
 
 /// Options of `tollgate bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
+    /// The chain to settle on: the embedded devnet (in this process, nothing to install) or a
+    /// real anvil node (installed by `npm ci`, or named by `TOLLGATE_ANVIL`).
+    #[arg(long, value_enum, default_value_t = ChainKind::Devnet)]
+    chain: ChainKind,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -89,28 +95,25 @@ async fn sign_many(
 ) -> Result<Vec<PaymentPayload>, BenchError> {
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
-        let payer = ExactEvmClient::new(TestChain::signer(1 + i % 8));
+        let payer = ExactEvmClient::new(signer(1 + i % 8));
         out.push(payer.sign(requirements, None).await.map_err(err)?);
     }
     Ok(out)
 }
 
 pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
-    let chain = TestChain::start().await.map_err(err)?;
-    let scheme = ExactEvmFacilitator::connect(
-        &chain.endpoint(),
-        TestChain::signer(0),
-        FacilitatorConfig::default(),
-    )
-    .await
-    .map_err(err)?;
+    let chain = BenchChain::start(args.chain).await.map_err(err)?;
+    let scheme =
+        ExactEvmFacilitator::connect(chain.endpoint(), signer(0), FacilitatorConfig::default())
+            .await
+            .map_err(err)?;
     let dir = tempfile_dir()?;
     let facilitator = Facilitator::new(
         vec![scheme],
         Ledger::open(&dir.join("bench-ledger.db")).map_err(err)?,
     );
     let network: tollgate::proto::Network = chain.caip2().parse().map_err(err)?;
-    let payee = TestChain::address(9);
+    let payee = signer(9).address();
     let extra = json!({ "name": "USD Coin", "version": "2" })
         .as_object()
         .cloned();
@@ -131,8 +134,8 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     ))
     .await?;
     let batched = ExactEvmFacilitator::connect(
-        &chain.endpoint(),
-        TestChain::signer(9),
+        chain.endpoint(),
+        signer(9),
         FacilitatorConfig {
             batch: Some(BatchConfig {
                 window: Duration::from_millis(args.batch_window_ms),
@@ -196,7 +199,8 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     let http = reqwest::Client::new();
     let c = args.concurrency;
     println!(
-        "tollgate bench: anvil at {}, concurrency {c}, {} requests, {} payments per paid scenario",
+        "tollgate bench: {} at {}, concurrency {c}, {} requests, {} payments per paid scenario",
+        chain.backend(),
         chain.endpoint(),
         args.requests,
         args.payments

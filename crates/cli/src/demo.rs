@@ -12,7 +12,14 @@ use tollgate::facilitator::{Facilitator, Ledger};
 use tollgate::proto::{header, money, Network};
 use tollgate::server::{PaymentOption, PaywallLayer, RoutePrice};
 use tollgate_client::{PaymentError, PaymentReceipt, SpendLedger, SpendingPolicy, X402Middleware};
-use tollgate_testkit::TestChain;
+use tollgate_devnet::{Devnet, DevnetError, DEV_KEYS};
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface IErc20Balance {
+        function balanceOf(address account) external view returns (uint256);
+    }
+}
 
 /// Options of `tollgate demo`.
 #[derive(Debug, clap::Args)]
@@ -25,8 +32,10 @@ pub struct DemoArgs {
 /// Why the demo stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error(transparent)]
-    Chain(#[from] tollgate_testkit::TestkitError),
+    #[error("devnet: {0}")]
+    Devnet(#[from] DevnetError),
+    #[error("balanceOf on the devnet: {0}")]
+    Balance(String),
     #[error("facilitator: {0}")]
     Connect(#[from] tollgate::evm::ConnectError),
     #[error("ledger: {0}")]
@@ -41,42 +50,46 @@ fn other(e: impl std::fmt::Display) -> DemoError {
 
 const DECIMALS: u8 = 6;
 
+/// Dev account `index`'s signer: one of anvil's public, well-known test keys.
+fn signer(index: usize) -> alloy::signers::local::PrivateKeySigner {
+    DEV_KEYS[index]
+        .parse()
+        .expect("the dev keys are valid hex keys")
+}
+
 fn usdc(amount: U256) -> String {
     format!("{} USDC", money::format_atomic(amount, DECIMALS))
 }
 
 pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     println!("Tollgate demo: an agent pays for API calls with x402, on a local chain.\n");
-    let chain = TestChain::start_devnet().await?;
+    let chain = Devnet::builder().chain_id(31337).port(0).start().await?;
+    let usdc_address = chain.token();
     let network: Network = chain.caip2().parse().map_err(other)?;
     println!(
         "chain      {} at {} (embedded devnet: revm in this process)",
         network,
-        chain.endpoint()
+        chain.url()
     );
-    println!("USDC       {} (EIP-3009 test token)", chain.usdc);
+    println!("USDC       {usdc_address} (EIP-3009 test token)");
 
     // The facilitator, in-process, with its settlement ledger.
-    let scheme = ExactEvmFacilitator::connect(
-        &chain.endpoint(),
-        TestChain::signer(0),
-        FacilitatorConfig::default(),
-    )
-    .await?;
+    let scheme =
+        ExactEvmFacilitator::connect(&chain.url(), signer(0), FacilitatorConfig::default()).await?;
     let facilitator = Facilitator::new(
         vec![scheme],
         Ledger::in_memory().map_err(|e| DemoError::Ledger(e.to_string()))?,
     );
 
     // The seller's API: two priced routes and a free one.
-    let seller = TestChain::address(9);
+    let seller = signer(9).address();
     let extra = json!({ "name": "USD Coin", "version": "2" })
         .as_object()
         .cloned();
     let price = |atomic: u64| {
         PaymentOption::atomic(
             U256::from(atomic),
-            &chain.usdc.to_string(),
+            &usdc_address.to_string(),
             network.clone(),
             &seller.to_string(),
             extra.clone(),
@@ -135,10 +148,10 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     );
 
     // The agent: at most 0.1 USDC per call, 0.05 USDC in total.
-    let buyer = TestChain::signer(1);
+    let buyer = signer(1);
     let buyer_address = buyer.address();
     let policy = SpendingPolicy::new()
-        .register_asset(network.clone(), &chain.usdc.to_string(), "USDC", DECIMALS)
+        .register_asset(network.clone(), &usdc_address.to_string(), "USDC", DECIMALS)
         .max_per_request("0.1 USDC")
         .map_err(other)?
         .budget("0.05 USDC", None)
@@ -153,7 +166,17 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         .build();
     println!("agent      {buyer_address}  (max 0.1 USDC per call, budget 0.05 USDC)\n");
 
-    let balances = |who: Address| chain.usdc_balance(who);
+    let reader =
+        alloy::providers::ProviderBuilder::new().connect_http(chain.url().parse().map_err(other)?);
+    let token = IErc20Balance::new(usdc_address, &reader);
+    let balances = |who: Address| {
+        let call = token.balanceOf(who);
+        async move {
+            call.call()
+                .await
+                .map_err(|e| DemoError::Balance(e.to_string()))
+        }
+    };
     let buyer_before = balances(buyer_address).await?;
     let seller_before = balances(seller).await?;
 

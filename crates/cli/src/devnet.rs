@@ -1,6 +1,7 @@
 //! `tollgate devnet`: the embedded EVM chain, standalone, until SIGINT/SIGTERM.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
@@ -19,7 +20,17 @@ pub struct DevnetArgs {
     /// either way).
     #[arg(long)]
     block_time_ms: Option<u64>,
+    /// Also write the next steps' inputs into this directory (created if missing; earlier
+    /// files there are replaced): `devnet.json` (the facts, for `tollgate init --devnet-json`),
+    /// `facilitator.toml` (for `tollgate facilitator --config`, settling with dev account 0),
+    /// and the dev keys `facilitator.key` and `payer.key` (mode 0600, for `--key-file`).
+    #[arg(long, value_name = "DIR")]
+    write_configs: Option<PathBuf>,
 }
+
+/// Where the facilitator written by `--write-configs` listens: the default `tollgate init`
+/// points a gateway at.
+const FACILITATOR_LISTEN: &str = "127.0.0.1:4020";
 
 /// Starts the devnet, prints its facts as one JSON object on stdout, and serves until a
 /// signal. The printed private keys are anvil's public, well-known dev keys (never use them
@@ -33,18 +44,27 @@ pub async fn run(args: DevnetArgs) -> Result<(), String> {
     let accounts: Vec<_> = devnet
         .accounts()
         .iter()
-        .map(|a| json!({ "address": a.address, "privateKey": a.key }))
+        .map(|a| json!({ "address": a.address.to_checksum(None), "privateKey": a.key }))
         .collect();
     let facts = json!({
         "rpcUrl": devnet.url(),
         "chainId": devnet.chain_id(),
         "network": devnet.caip2(),
-        "token": { "address": devnet.token(), "name": "USD Coin", "version": "2", "decimals": 6 },
-        "multicall3": devnet.multicall3(),
-        "walletFactory": devnet.wallet_factory(),
+        "token": {
+            "address": devnet.token().to_checksum(None),
+            "symbol": "USDC",
+            "name": "USD Coin",
+            "version": "2",
+            "decimals": 6,
+        },
+        "multicall3": devnet.multicall3().to_checksum(None),
+        "walletFactory": devnet.wallet_factory().to_checksum(None),
         "accounts": accounts,
         "note": "the private keys are anvil's public dev keys: test use only, never with real funds",
     });
+    if let Some(dir) = &args.write_configs {
+        write_configs(dir, &devnet, &facts)?;
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{facts:#}").map_err(|e| e.to_string())?;
     out.flush().map_err(|e| e.to_string())?;
@@ -52,4 +72,77 @@ pub async fn run(args: DevnetArgs) -> Result<(), String> {
     crate::shutdown::signal().await;
     drop(devnet);
     Ok(())
+}
+
+/// Writes `devnet.json`, `facilitator.toml`, `facilitator.key` and `payer.key` into `dir`, so
+/// each next step of the local loop reads its input from the one before. The keys go to files
+/// (0600), never into the TOML or a log line; the TOML is validated before it is written.
+fn write_configs(dir: &Path, devnet: &Devnet, facts: &serde_json::Value) -> Result<(), String> {
+    let fail = |what: &Path, e: std::io::Error| format!("--write-configs: {}: {e}", what.display());
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    let dir = dir.canonicalize().map_err(|e| fail(dir, e))?;
+    let accounts = devnet.accounts();
+    let (Some(settler), Some(payer)) = (accounts.first(), accounts.get(1)) else {
+        return Err("--write-configs: the devnet has fewer than two dev accounts".into());
+    };
+    let facilitator_key = dir.join("facilitator.key");
+    let payer_key = dir.join("payer.key");
+    write_secret(&facilitator_key, &settler.key).map_err(|e| fail(&facilitator_key, e))?;
+    write_secret(&payer_key, &payer.key).map_err(|e| fail(&payer_key, e))?;
+    let toml_str = |s: &str| serde_json::Value::from(s).to_string();
+    let config = format!(
+        "# Written by `tollgate devnet --write-configs`: a facilitator settling on the devnet at\n\
+         # {url}. Run: tollgate facilitator --config {config}\n\
+         # (`tollgate facilitator --print-config-example` documents every key.)\n\
+         [server]\n\
+         listen = {listen}\n\
+         \n\
+         [ledger]\n\
+         # The devnet forgets its chain when it stops; start a new ledger with a new devnet.\n\
+         path = {ledger}\n\
+         \n\
+         [[networks]]\n\
+         network = {network}\n\
+         rpc_urls = [{url_str}]\n\
+         # Dev account 0 ({settler}) pays the gas; its key is a public anvil dev key.\n\
+         signer_key_file = {key}\n\
+         receipt_timeout_secs = 30\n",
+        url = devnet.url(),
+        config = dir.join("facilitator.toml").display(),
+        listen = toml_str(FACILITATOR_LISTEN),
+        ledger = toml_str(&dir.join("facilitator-ledger.db").to_string_lossy()),
+        network = toml_str(&devnet.caip2()),
+        url_str = toml_str(&devnet.url()),
+        settler = settler.address,
+        key = toml_str(&facilitator_key.to_string_lossy()),
+    );
+    let parsed = tollgate_facilitator::Config::parse(&config)
+        .map_err(|e| format!("--write-configs: the facilitator config does not parse: {e}"))?;
+    parsed
+        .validate()
+        .map_err(|e| format!("--write-configs: the facilitator config is invalid: {e}"))?;
+    let config_path = dir.join("facilitator.toml");
+    std::fs::write(&config_path, config).map_err(|e| fail(&config_path, e))?;
+    let facts_path = dir.join("devnet.json");
+    std::fs::write(&facts_path, format!("{facts:#}\n")).map_err(|e| fail(&facts_path, e))?;
+    eprintln!(
+        "wrote {dir}/devnet.json, facilitator.toml, facilitator.key and payer.key; next: \
+         tollgate facilitator --config {dir}/facilitator.toml",
+        dir = dir.display()
+    );
+    Ok(())
+}
+
+/// Writes a key file readable by its owner only (replacing an earlier one).
+fn write_secret(path: &Path, key: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // `mode` applies only to a new file; an older one may have been created looser.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    writeln!(file, "{key}")
 }

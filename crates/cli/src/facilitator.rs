@@ -58,13 +58,23 @@ pub async fn run(args: FacilitatorArgs) -> Result<(), FacilitatorError> {
         })?;
     let addr = listener.local_addr().map_err(FacilitatorError::Serve)?;
     eprintln!("tollgate facilitator listening on http://{addr}");
+    // The handlers bound verify and settle by `request_timeout_secs` and answer in x402's
+    // terms; the listener's own request timeout (which also covers a slow request body) comes
+    // a little later so that their answer wins.
+    let settings = tollgate_listen::Settings {
+        limits: config.server.limits,
+        request_timeout: limits.request_timeout + LISTENER_TIMEOUT_MARGIN,
+    };
     // Graceful shutdown: stop accepting, let in-flight requests (settlements included) finish.
-    axum::serve(
+    tollgate_listen::serve(
         listener,
-        http::router(facilitator, limits)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        http::router(facilitator, limits),
+        settings,
+        crate::shutdown::signal(),
     )
-    .with_graceful_shutdown(crate::shutdown::signal())
     .await
     .map_err(FacilitatorError::Serve)
 }
+
+/// How much later than the handlers' request timeout the listener gives up on a request.
+const LISTENER_TIMEOUT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);

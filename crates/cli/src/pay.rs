@@ -2,6 +2,15 @@
 //!
 //! Exit codes: 0 success, 1 usage or setup error, 2 refused by the spending policy (or
 //! declined), 3 the payment failed (the server still answered 402), 4 an HTTP or server error.
+//!
+//! With `--json`, stdout always carries one JSON summary, failures included, so a script never
+//! has to scrape stderr. Amounts are shown in the token's units when its decimals are known
+//! (`0.001 USDC`), and EVM addresses in their EIP-55 checksummed form throughout.
+//!
+//! A payment whose outcome is ambiguous (the seller answered `5xx`, or nothing) stays reserved
+//! in the spend ledger. Give the chain's RPC URL (`--rpc-url`, `TOLLGATE_RPC_URL`) and the next
+//! run (or `--reconcile`) settles it from the chain; without one it stays reserved until the
+//! authorization has expired.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -9,19 +18,23 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use alloy::primitives::Address;
+use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
+use serde_json::{json, Value};
 use tollgate::evm::ExactEvmClient;
 use tollgate::proto::money::format_atomic;
 use tollgate::proto::{header, AnyPaymentRequired, Network, PaymentRequirements};
 use tollgate_client::{
-    PaymentError, PaymentReceipt, Priced, SpendLedger, SpendingPolicy, X402Middleware,
+    PaymentError, PaymentReceipt, PendingPayment, Priced, ReconcileReport, Refusal, SpendLedger,
+    SpendingPolicy, X402Middleware,
 };
 
 /// Options of `tollgate pay`.
 #[derive(Debug, clap::Args)]
 pub struct PayArgs {
     /// The URL to fetch (and pay for).
-    #[arg(required_unless_present = "history")]
+    #[arg(required_unless_present_any = ["history", "reconcile"])]
     url: Option<String>,
     /// HTTP method.
     #[arg(short = 'X', long = "request", default_value = "GET")]
@@ -63,6 +76,16 @@ pub struct PayArgs {
     /// List the spend ledger and exit.
     #[arg(long)]
     history: bool,
+    /// JSON-RPC endpoint of a payment network, used to settle payments whose outcome was
+    /// ambiguous (a 5xx after paying) from the chain: `URL` (its chain id is asked) or
+    /// `NETWORK=URL`; repeatable or comma-separated. Without one, such a payment stays reserved
+    /// against the budgets until its authorization has expired.
+    #[arg(long = "rpc-url", env = "TOLLGATE_RPC_URL", value_delimiter = ',')]
+    rpc_urls: Vec<String>,
+    /// Settle pending payments from the chain (needs --rpc-url), print what changed, and exit
+    /// (with --history, list the ledger after).
+    #[arg(long)]
+    reconcile: bool,
     /// The spend ledger (SQLite; created if missing).
     #[arg(long, default_value = "tollgate-spend.db")]
     ledger: PathBuf,
@@ -83,11 +106,42 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Fails with `message` on stderr and, with `--json`, a summary on stdout.
+fn fail_as(json: bool, code: u8, message: impl std::fmt::Display) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            json!({ "status": Value::Null, "paid": Value::Null, "error": message.to_string(),
+                    "exitCode": code })
+        );
+    }
+    fail(code, message)
+}
+
 pub async fn run(args: PayArgs) -> ExitCode {
     let ledger = match SpendLedger::open(&args.ledger) {
         Ok(l) => l,
-        Err(e) => return fail(1, e),
+        Err(e) => return fail_as(args.json, 1, e),
     };
+    let rpc_urls = resolve_rpc_urls(&args.rpc_urls).await;
+    if args.reconcile {
+        // Asking the chain about an authorization needs no key: any wallet of the scheme does.
+        let checker = with_rpc_urls(
+            X402Middleware::new(
+                ExactEvmClient::new(PrivateKeySigner::random()),
+                SpendingPolicy::new(),
+                ledger.clone(),
+            ),
+            &rpc_urls,
+        );
+        match checker.reconcile().await {
+            Ok(report) => print_reconcile(&report, args.json && !args.history),
+            Err(e) => return fail_as(args.json, 1, e),
+        }
+        if !args.history {
+            return ExitCode::SUCCESS;
+        }
+    }
     if args.history {
         return history(&ledger, args.json);
     }
@@ -96,16 +150,16 @@ pub async fn run(args: PayArgs) -> ExitCode {
     };
     let policy = match build_policy(&args) {
         Ok(p) => p,
-        Err(e) => return fail(1, e),
+        Err(e) => return fail_as(args.json, 1, e),
     };
     let method = match reqwest::Method::from_bytes(args.method.as_bytes()) {
         Ok(m) => m,
-        Err(_) => return fail(1, format!("invalid method {:?}", args.method)),
+        Err(_) => return fail_as(args.json, 1, format!("invalid method {:?}", args.method)),
     };
     let mut headers = reqwest::header::HeaderMap::new();
     for h in &args.headers {
         let Some((name, value)) = h.split_once(':') else {
-            return fail(1, format!("header {h:?} is not \"Name: value\""));
+            return fail_as(args.json, 1, format!("header {h:?} is not \"Name: value\""));
         };
         match (
             reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()),
@@ -114,7 +168,7 @@ pub async fn run(args: PayArgs) -> ExitCode {
             (Ok(n), Ok(v)) => {
                 headers.append(n, v);
             }
-            _ => return fail(1, format!("invalid header {h:?}")),
+            _ => return fail_as(args.json, 1, format!("invalid header {h:?}")),
         }
     }
 
@@ -124,9 +178,12 @@ pub async fn run(args: PayArgs) -> ExitCode {
 
     let key = match load_key(&args) {
         Ok(k) => k,
-        Err(e) => return fail(1, e),
+        Err(e) => return fail_as(args.json, 1, e),
     };
-    let mut middleware = X402Middleware::new(ExactEvmClient::new(key), policy, ledger);
+    let mut middleware = with_rpc_urls(
+        X402Middleware::new(ExactEvmClient::new(key), policy.clone(), ledger),
+        &rpc_urls,
+    );
     if !args.yes && std::io::stdin().is_terminal() {
         middleware = middleware.with_approval(Arc::new(confirm));
     }
@@ -141,19 +198,33 @@ pub async fn run(args: PayArgs) -> ExitCode {
         Ok(r) => r,
         Err(reqwest_middleware::Error::Middleware(e)) => {
             return match e.downcast::<PaymentError>() {
-                Ok(PaymentError::Refused(r)) => fail(EXIT_REFUSED, r),
-                Ok(other) => fail(EXIT_PAYMENT_FAILED, other),
-                Err(e) => fail(EXIT_PAYMENT_FAILED, e),
-            }
+                Ok(PaymentError::Refused(r)) => {
+                    if args.json {
+                        println!(
+                            "{}",
+                            json!({
+                                "status": 402,
+                                "paid": Value::Null,
+                                "refused": refusal_json(&r),
+                                "exitCode": EXIT_REFUSED,
+                            })
+                        );
+                    }
+                    fail(EXIT_REFUSED, r)
+                }
+                Ok(other) => fail_as(args.json, EXIT_PAYMENT_FAILED, other),
+                Err(e) => fail_as(args.json, EXIT_PAYMENT_FAILED, e),
+            };
         }
-        Err(e) => return fail(EXIT_HTTP, e),
+        Err(e) => return fail_as(args.json, EXIT_HTTP, e),
     };
     let status = response.status();
     let receipt = response.extensions().get::<PaymentReceipt>().cloned();
+    let pending = response.extensions().get::<PendingPayment>().cloned();
     let response_headers = response.headers().clone();
     let body = match response.bytes().await {
         Ok(b) => b,
-        Err(e) => return fail(EXIT_HTTP, e),
+        Err(e) => return fail_as(args.json, EXIT_HTTP, e),
     };
     let code = if status.is_success() {
         0
@@ -162,18 +233,40 @@ pub async fn run(args: PayArgs) -> ExitCode {
     } else {
         EXIT_HTTP
     };
+    let amount_of = |r: &PaymentRequirements| Shown::new(&policy, r);
     if args.json {
-        let summary = serde_json::json!({
+        let summary = json!({
             "status": status.as_u16(),
-            "paid": receipt.as_ref().map(|r| serde_json::json!({
-                "transaction": r.settlement.transaction,
-                "network": r.settlement.network.to_string(),
-                "payer": r.settlement.payer,
-                "amount": r.requirements.amount.to_string(),
-                "asset": r.requirements.asset,
-                "payTo": r.requirements.pay_to,
-            })),
+            "paid": receipt.as_ref().map(|r| {
+                let shown = amount_of(&r.requirements);
+                json!({
+                    "transaction": r.settlement.transaction,
+                    "network": r.settlement.network.to_string(),
+                    "payer": r.settlement.payer.as_deref().map(checksummed),
+                    "amount": shown.amount,
+                    "symbol": shown.symbol,
+                    "decimals": shown.decimals,
+                    "atomicAmount": r.requirements.amount.to_string(),
+                    "asset": checksummed(&r.requirements.asset),
+                    "payTo": checksummed(&r.requirements.pay_to),
+                })
+            }),
+            "pending": pending.as_ref().map(|p| {
+                let shown = amount_of(&p.requirements);
+                json!({
+                    "reason": p.reason,
+                    "network": p.requirements.network.to_string(),
+                    "amount": shown.amount,
+                    "symbol": shown.symbol,
+                    "decimals": shown.decimals,
+                    "atomicAmount": p.requirements.amount.to_string(),
+                    "asset": checksummed(&p.requirements.asset),
+                    "payTo": checksummed(&p.requirements.pay_to),
+                    "ledgerId": p.ledger_id,
+                })
+            }),
             "body": String::from_utf8_lossy(&body),
+            "exitCode": code,
         });
         println!("{summary}");
     } else {
@@ -191,20 +284,206 @@ pub async fn run(args: PayArgs) -> ExitCode {
         } else {
             let _ = std::io::stdout().write_all(&body);
         }
-        if let Some(r) = &receipt {
-            eprintln!(
-                "paid {} (asset {}) on {} in {}",
-                r.requirements.amount,
-                r.requirements.asset,
-                r.settlement.network,
-                r.settlement.transaction
-            );
-        }
+    }
+    if let Some(r) = &receipt {
+        eprintln!(
+            "paid {} to {} on {} in {}",
+            amount_of(&r.requirements),
+            checksummed(&r.requirements.pay_to),
+            r.settlement.network,
+            r.settlement.transaction
+        );
+    }
+    if let Some(p) = &pending {
+        eprintln!(
+            "payment outcome unknown ({}): {} stays reserved against the budgets until the chain \
+             shows it used or expired{}",
+            p.reason,
+            amount_of(&p.requirements),
+            if rpc_urls.contains_key(&p.requirements.network) {
+                ""
+            } else {
+                " (pass --rpc-url to check it on chain)"
+            }
+        );
     }
     if code == 0 {
         ExitCode::SUCCESS
     } else {
         fail(code, format!("server answered {status}"))
+    }
+}
+
+/// An amount as a person reads it: `0.001 USDC` when the asset's decimals are known, else the
+/// atomic amount and the asset's address.
+struct Shown {
+    amount: String,
+    symbol: Option<String>,
+    decimals: Option<u8>,
+    asset: String,
+}
+
+impl Shown {
+    fn new(policy: &SpendingPolicy, r: &PaymentRequirements) -> Self {
+        match policy.asset_info(&r.network, &r.asset) {
+            Some(info) => Self {
+                amount: format_atomic(r.amount.get(), info.decimals),
+                symbol: Some(info.symbol),
+                decimals: Some(info.decimals),
+                asset: checksummed(&r.asset),
+            },
+            None => Self {
+                amount: r.amount.to_string(),
+                symbol: None,
+                decimals: None,
+                asset: checksummed(&r.asset),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.symbol {
+            Some(symbol) => write!(f, "{} {symbol}", self.amount),
+            None => write!(f, "{} atomic units of asset {}", self.amount, self.asset),
+        }
+    }
+}
+
+/// One payment option as the summaries show it: token units, checksummed addresses.
+fn option_json(policy: &SpendingPolicy, r: &PaymentRequirements) -> Value {
+    let shown = Shown::new(policy, r);
+    json!({
+        "scheme": r.scheme.to_string(),
+        "network": r.network.to_string(),
+        "amount": shown.amount,
+        "symbol": shown.symbol,
+        "decimals": shown.decimals,
+        "atomicAmount": r.amount.to_string(),
+        "asset": shown.asset,
+        "payTo": checksummed(&r.pay_to),
+    })
+}
+
+/// An EVM address in its EIP-55 form, so one address has one spelling in every summary;
+/// anything else (another chain's address format) as it was given.
+fn checksummed(address: &str) -> String {
+    address
+        .parse::<Address>()
+        .map(|a| a.to_checksum(None))
+        .unwrap_or_else(|_| address.to_owned())
+}
+
+/// A policy refusal as JSON: which rule (`rule`), its message, and its figures.
+fn refusal_json(refusal: &Refusal) -> Value {
+    let message = refusal.to_string();
+    let (rule, mut details) = match refusal {
+        Refusal::Declined => ("declined", json!({})),
+        Refusal::Unsupported(what) => ("unsupported", json!({ "detail": what })),
+        Refusal::NetworkNotAllowed(network) => (
+            "network_not_allowed",
+            json!({ "network": network.to_string() }),
+        ),
+        Refusal::AssetNotAllowed {
+            network,
+            asset,
+            why,
+        } => (
+            "asset_not_allowed",
+            json!({ "network": network.to_string(), "asset": checksummed(asset), "why": why }),
+        ),
+        Refusal::PayeeNotAllowed(payee) => {
+            ("payee_not_allowed", json!({ "payTo": checksummed(payee) }))
+        }
+        Refusal::OverMaxPerRequest {
+            symbol,
+            price,
+            max,
+            over,
+        } => (
+            "max_per_request",
+            json!({ "symbol": symbol, "price": price, "max": max, "over": over }),
+        ),
+        Refusal::OverBudget {
+            symbol,
+            price,
+            budget,
+            spent,
+            window,
+        } => (
+            "budget",
+            json!({ "symbol": symbol, "price": price, "budget": budget,
+                    "spentOrReserved": spent, "window": window }),
+        ),
+    };
+    if let Some(map) = details.as_object_mut() {
+        map.insert("rule".into(), rule.into());
+        map.insert("message".into(), message.into());
+    }
+    details
+}
+
+/// `--rpc-url` values as (network → URL). A bare URL's network is asked from it; one that
+/// does not answer is skipped with a warning (its payments then wait for expiry).
+async fn resolve_rpc_urls(specs: &[String]) -> std::collections::HashMap<Network, String> {
+    let mut out = std::collections::HashMap::new();
+    for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if let Some((network, url)) = spec.split_once('=').filter(|(n, _)| !n.contains("://")) {
+            match network.parse::<Network>() {
+                Ok(n) => {
+                    out.insert(n, url.to_owned());
+                }
+                Err(e) => eprintln!("tollgate pay: ignoring --rpc-url {network}=…: {e}"),
+            }
+            continue;
+        }
+        let chain_id = match spec.parse() {
+            Ok(url) => ProviderBuilder::new()
+                .disable_recommended_fillers()
+                .connect_http(url)
+                .get_chain_id()
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("not a URL: {e}")),
+        };
+        match chain_id {
+            Ok(id) => {
+                out.insert(Network::eip155(id), spec.to_owned());
+            }
+            // The URL may carry an API key: name the failure, not the URL.
+            Err(e) => eprintln!(
+                "tollgate pay: an --rpc-url did not answer ({e}); pending payments on its chain \
+                 stay reserved until they expire"
+            ),
+        }
+    }
+    out
+}
+
+fn with_rpc_urls<W: tollgate_client::PaymentSigner>(
+    mut middleware: X402Middleware<W>,
+    urls: &std::collections::HashMap<Network, String>,
+) -> X402Middleware<W> {
+    for (network, url) in urls {
+        middleware = middleware.with_rpc_url(network.clone(), url.clone());
+    }
+    middleware
+}
+
+fn print_reconcile(report: &ReconcileReport, json: bool) {
+    if json {
+        println!(
+            "{}",
+            json!({ "paid": report.paid, "released": report.released, "held": report.held })
+        );
+    } else {
+        eprintln!(
+            "reconciled: {} found paid on chain, {} released (expired unused), {} still reserved",
+            report.paid.len(),
+            report.released.len(),
+            report.held.len()
+        );
     }
 }
 
@@ -338,28 +617,36 @@ async fn dry_run(
     if json {
         println!(
             "{}",
-            serde_json::json!({
+            json!({
                 "status": 402,
+                // The seller's options verbatim, as the protocol carries them.
                 "accepts": accepts,
-                "wouldPay": choice.as_ref().ok().and_then(|c| c.first()).map(|p| &p.requirements),
+                "wouldPay": choice
+                    .as_ref()
+                    .ok()
+                    .and_then(|c| c.first())
+                    .map(|p| option_json(policy, &p.requirements)),
                 "refusal": choice.as_ref().err().map(|r| r.to_string()),
+                "refused": choice.as_ref().err().map(refusal_json),
             })
         );
     } else {
         println!("{url} requires payment; options:");
         for r in &accepts {
             println!(
-                "  {} {} of asset {} on {} to {}",
-                r.scheme, r.amount, r.asset, r.network, r.pay_to
+                "  {} {} on {} to {}",
+                r.scheme,
+                Shown::new(policy, r),
+                r.network,
+                checksummed(&r.pay_to)
             );
         }
         match &choice {
             Ok(c) => {
                 let p = &c[0];
                 println!(
-                    "would pay {} {} on {} (dry run: nothing signed)",
-                    format_atomic(p.requirements.amount.get(), p.asset.decimals),
-                    p.asset.symbol,
+                    "would pay {} on {} (dry run: nothing signed)",
+                    Shown::new(policy, &p.requirements),
                     p.requirements.network
                 );
             }
@@ -381,11 +668,15 @@ fn history(ledger: &SpendLedger, json: bool) -> ExitCode {
         let rows: Vec<_> = records
             .iter()
             .map(|r| {
-                serde_json::json!({
-                    "id": r.id, "at": r.at, "method": r.method, "url": r.url, "payee": r.payee,
-                    "network": r.network, "asset": r.asset, "symbol": r.symbol,
-                    "amount": r.amount, "status": r.status, "transaction": r.tx_hash,
-                    "reason": r.reason,
+                json!({
+                    "id": r.id, "at": r.at, "method": r.method, "url": r.url,
+                    "payee": checksummed(&r.payee), "network": r.network,
+                    "asset": checksummed(&r.asset), "symbol": r.symbol,
+                    "amount": r.display_amount, "atomicAmount": r.amount, "decimals": r.decimals,
+                    "status": r.status, "transaction": r.tx_hash, "reason": r.reason,
+                    "payer": r.payer.as_deref().map(checksummed),
+                    "authorization": r.authorization, "validBefore": r.valid_before,
+                    "paymentId": r.payment_id,
                 })
             })
             .collect();

@@ -122,11 +122,20 @@ fn demo_runs_end_to_end_and_exits_zero() {
 }
 
 #[test]
-fn bench_runs_every_scenario() {
-    // A smoke run with tiny counts: the figures are for humans, the test checks it works.
+fn bench_runs_every_scenario_on_both_chains() {
+    // A smoke run with tiny counts: the figures are for humans, the test checks it works, on
+    // the default chain (the devnet) and on anvil.
+    for chain in ["devnet", "anvil"] {
+        bench_runs_every_scenario_on(chain);
+    }
+}
+
+fn bench_runs_every_scenario_on(chain: &str) {
     let out = tollgate()
         .args([
             "bench",
+            "--chain",
+            chain,
             "--requests",
             "40",
             "--payments",
@@ -141,6 +150,10 @@ fn bench_runs_every_scenario() {
         out.status.success(),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with(&format!("tollgate bench: {chain} at ")),
+        "{text}"
     );
     for scenario in [
         "bare axum route",
@@ -210,7 +223,196 @@ fn init_writes_a_valid_starter_and_never_overwrites() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("routes[0].price"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no known stablecoin on eip155:31337"), "{err}");
+    for flag in [
+        "--asset",
+        "--decimals",
+        "--eip712-name",
+        "--eip712-version",
+        "--devnet-json",
+        "--from-devnet",
+    ] {
+        assert!(err.contains(flag), "the error does not name {flag}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_takes_the_asset_from_flags_or_a_running_devnet() {
+    const PAYEE: &str = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
+    let run = |args: Vec<String>| {
+        let out = tollgate().arg("init").args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let owned = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let token = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+
+    // Every fact by flag: routes in atomic units of that token.
+    let (ok, text, err) = tokio::task::spawn_blocking(move || {
+        run(owned(&[
+            "--network",
+            "eip155:31337",
+            "--pay-to",
+            PAYEE,
+            "--asset",
+            token,
+            "--decimals",
+            "6",
+            "--eip712-name",
+            "USD Coin",
+            "--eip712-version",
+            "2",
+            "--symbol",
+            "USDC",
+        ]))
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(text.contains("amount = \"1000\""), "{text}");
+    assert!(text.contains(&format!("asset = \"{token}\"")), "{text}");
+    assert!(text.contains("# 0.001 USDC"), "{text}");
+    let config = tollgate::gateway::GatewayConfig::parse(&text).unwrap();
+    config.validate().unwrap();
+
+    // A fact missing: the error names the flags still needed.
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        run(owned(&[
+            "--network",
+            "eip155:31337",
+            "--pay-to",
+            PAYEE,
+            "--asset",
+            token,
+            "--decimals",
+            "6",
+        ]))
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        err.contains("--eip712-name") && err.contains("--eip712-version"),
+        "{err}"
+    );
+    assert!(!err.contains("--decimals"), "{err}");
+
+    // A known token on its network needs nothing else.
+    let (ok, text, err) = tokio::task::spawn_blocking(move || {
+        run(owned(&[
+            "--network",
+            "eip155:84532",
+            "--pay-to",
+            PAYEE,
+            "--asset",
+            "0x036cbd53842c5426634e7929541ec2318f3dcf7e",
+        ]))
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(text.contains("name = \"USDC\", version = \"2\""), "{text}");
+
+    // Flags that contradict the known-asset table are refused, naming the flag.
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        run(owned(&[
+            "--network",
+            "eip155:84532",
+            "--pay-to",
+            PAYEE,
+            "--asset",
+            "0x036cbd53842c5426634e7929541ec2318f3dcf7e",
+            "--eip712-name",
+            "USD Coin",
+        ]))
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        err.contains("--eip712-name \"USD Coin\" contradicts"),
+        "{err}"
+    );
+
+    // --from-devnet: the chain id and the token's facts read from a running devnet.
+    let devnet = tollgate_devnet::Devnet::builder()
+        .chain_id(1337)
+        .port(0)
+        .start()
+        .await
+        .unwrap();
+    let url = devnet.url();
+    let (ok, text, err) = tokio::task::spawn_blocking(move || {
+        run(owned(&["--from-devnet", &url, "--pay-to", PAYEE]))
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(text.contains("network = \"eip155:1337\""), "{text}");
+    assert!(
+        text.contains(&format!("asset = \"{}\"", devnet.token().to_checksum(None))),
+        "{text}"
+    );
+    assert!(
+        text.contains("extra = { name = \"USD Coin\", version = \"2\", decimals = 6 }"),
+        "{text}"
+    );
+    drop(devnet);
+
+    // A node that is not there: the error names the URL.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        run(owned(&["--from-devnet", &dead, "--pay-to", PAYEE]))
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(err.contains("--from-devnet http://127.0.0.1:"), "{err}");
+}
+
+#[test]
+fn version_and_every_subcommand_help_show_an_example() {
+    let out = tollgate().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(concat!("tollgate ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(
+        text.contains("Example") && text.contains("tollgate demo"),
+        "{text}"
+    );
+    let top = String::from_utf8(tollgate().arg("--help").output().unwrap().stdout).unwrap();
+    assert!(top.contains("Examples:"), "{top}");
+    for role in [
+        "demo",
+        "devnet",
+        "facilitator",
+        "pay",
+        "proxy",
+        "init",
+        "bench",
+    ] {
+        let out = tollgate().args([role, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{role} --help failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let example = text
+            .split_once("Example")
+            .map(|(_, rest)| rest)
+            .unwrap_or_else(|| panic!("{role} --help shows no example:\n{text}"));
+        assert!(
+            example.contains(&format!("tollgate {role}")),
+            "{role}'s example does not run it:\n{text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,4 +515,76 @@ fn devnet_prints_its_facts_serves_rpc_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success());
     assert!(child.wait().unwrap().success());
+}
+
+/// `./scripts/test` on a machine without Chromium and PostgreSQL, as a user who can neither
+/// install them (not root) nor use passwordless sudo, in a clean environment: it stops within
+/// seconds, before compiling anything, naming the command to run. Chromium and PostgreSQL are
+/// looked for under an empty root (`TOLLGATE_DEPS_SYSROOT`), so the check runs on machines
+/// that have them.
+#[test]
+fn scripts_test_stops_fast_naming_the_install_command_when_it_cannot_install() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let scratch = tempfile::tempdir().unwrap();
+    let copy = scratch.path().join("copy/scripts");
+    let empty_root = scratch.path().join("empty-root");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::create_dir_all(&empty_root).unwrap();
+    std::fs::copy(repo.join("scripts/test"), copy.join("test")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [
+            scratch.path(),
+            &scratch.path().join("copy"),
+            &copy,
+            &empty_root,
+        ] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut command = if is_root {
+        // As root the script would install; run it as `nobody`, who cannot.
+        if !std::path::Path::new("/usr/bin/setpriv").exists() {
+            eprintln!("skipped: running as root without setpriv to drop to a user without sudo");
+            return;
+        }
+        let mut c = Command::new("/usr/bin/setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        c.arg(copy.join("test"));
+        c
+    } else {
+        let can_sudo = Command::new("sudo")
+            .args(["-n", "true"])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if can_sudo {
+            eprintln!("skipped: this user has passwordless sudo, so the script would install");
+            return;
+        }
+        Command::new(copy.join("test"))
+    };
+    let started = std::time::Instant::now();
+    let out = command
+        .arg("--deps-only")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("TOLLGATE_DEPS_SYSROOT", &empty_root)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("apt-get install -y --no-install-recommends chromium postgresql"),
+        "{err}"
+    );
+    assert!(err.contains("neither install them"), "{err}");
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
 }

@@ -15,6 +15,9 @@ fn start(config: &std::path::Path) -> (support::Running, String) {
     support::start_facilitator(config, &[("TOLLGATE_TEST_SIGNER", DEV_KEYS[0])])
 }
 
+/// The paywall's attempt key for the settlement that is interrupted and retried.
+const ATTEMPT: &str = "crash-test-attempt-0001";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_settlement_then_restart_reconciles() {
     let chain = TestChain::start().await.unwrap();
@@ -51,7 +54,13 @@ async fn kill_9_mid_settlement_then_restart_reconciles() {
     let url = format!("{addr}/settle");
     let stuck = tokio::spawn({
         let (http, url, body) = (http.clone(), url.clone(), body.clone());
-        async move { http.post(url).json(&body).send().await }
+        async move {
+            http.post(url)
+                .header("idempotency-key", ATTEMPT)
+                .json(&body)
+                .send()
+                .await
+        }
     });
     // Wait until the settlement transaction is in the mempool, then kill the process.
     let signer = TestChain::address(0);
@@ -81,10 +90,12 @@ async fn kill_9_mid_settlement_then_restart_reconciles() {
         before + U256::from(10_000u64)
     );
 
-    // A new process on the same ledger: the retry gets the original settlement, no new transfer.
+    // A new process on the same ledger: the retry of the same attempt gets the original
+    // settlement, no new transfer.
     let (mut second, addr) = start(&config);
     let r = http
         .post(format!("{addr}/settle"))
+        .header("idempotency-key", ATTEMPT)
         .json(&body)
         .send()
         .await
@@ -110,6 +121,21 @@ async fn kill_9_mid_settlement_then_restart_reconciles() {
         nonce,
         json!(format!("{:#x}", 3 + 9 + 1)),
         "exactly one settlement tx"
+    );
+    // Anyone else presenting the same payment — without the attempt's key — is refused.
+    let r: serde_json::Value = http
+        .post(format!("{addr}/settle"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["success"], false, "{r}");
+    assert_eq!(
+        r["errorReason"], "invalid_exact_evm_nonce_already_used",
+        "{r}"
     );
     second.kill_9();
 }

@@ -75,7 +75,7 @@ async fn two_processes_share_one_postgres_ledger_and_settle_once() {
     };
     let before = chain.usdc_balance(payee).await.unwrap();
 
-    // One payment, 60 settles at once, alternating between the two processes.
+    // One payment, 60 settles at once, alternating between the two processes, no attempt key.
     let payment = ExactEvmClient::new(TestChain::signer(1))
         .sign(&requirements, None)
         .await
@@ -84,17 +84,27 @@ async fn two_processes_share_one_postgres_ledger_and_settle_once() {
         (0..60).map(|i| post(if i % 2 == 0 { &a } else { &b }, body(&payment))),
     )
     .await;
+    // Keyless settles of one payment: the first settles it, every other caller — on either
+    // process — is refused (settlement in progress or nonce already used), never told
+    // "success" for a payment it did not settle.
     let mut txs = HashSet::new();
+    let mut refused = 0;
     for (status, r) in &results {
-        assert_eq!(*status, 200, "{r}");
-        assert_eq!(r["success"], true, "{r}");
-        txs.insert(r["transaction"].as_str().unwrap().to_owned());
+        if r["success"] == true {
+            assert_eq!(*status, 200, "{r}");
+            txs.insert(r["transaction"].as_str().unwrap().to_owned());
+        } else {
+            assert_eq!(*status, 400, "{r}");
+            let reason = r["errorReason"].as_str().unwrap_or_default();
+            assert!(
+                reason == "invalid_exact_evm_nonce_already_used" || reason == "payment_in_use",
+                "{r}"
+            );
+            refused += 1;
+        }
     }
-    assert_eq!(
-        txs.len(),
-        1,
-        "every caller gets the one settlement: {txs:?}"
-    );
+    assert_eq!(txs.len(), 1, "exactly one caller settles: {txs:?}");
+    assert_eq!(refused, 59);
     assert_eq!(
         chain.usdc_balance(payee).await.unwrap(),
         before + U256::from(PRICE)

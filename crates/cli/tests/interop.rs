@@ -1,7 +1,11 @@
 //! Interoperability with the official x402 TypeScript SDK (`@x402/*`, `tests/interop/`): every
 //! combination of {official, Tollgate} × {client, resource server, facilitator} pays for one
 //! resource on one real anvil chain, and the official and Tollgate facilitators must refuse the
-//! same bad payments with the same reason codes.
+//! same bad payments with the same reason codes. The replay rows (issue 13) put the official
+//! `@x402/express` paywall in front of each facilitator and send one payment several times (one
+//! delivery, one transfer), and drive the official `payment-identifier` extension
+//! (`@x402/extensions`) through both facilitators: only the attempt that owns an id gets an earlier
+//! settlement back, the same id with another payment is a `409`, a malformed id a `400`.
 //!
 //! Needs Node.js and `npm ci` in `tests/interop` (`./scripts/test` and `.ci/run` do it).
 
@@ -253,34 +257,55 @@ async fn start_server(
             let addr = rest.split(',').next().unwrap().to_owned();
             (p, addr)
         }
-        Side::Official => {
-            let command = node(
-                if version == 1 {
-                    "server-v1.mjs"
-                } else {
-                    "server.mjs"
-                },
-                &[
-                    ("X402_V1_NETWORK", "base-sepolia".to_owned()),
-                    ("X402_CHAIN_ID", chain.chain_id().to_string()),
-                    ("X402_FACILITATOR_URL", facilitator_url.to_owned()),
-                    ("X402_PAY_TO", payee.to_string()),
-                    ("X402_ASSET", chain.usdc.to_string()),
-                    ("X402_TOKEN_NAME", "USD Coin".to_owned()),
-                    ("X402_TOKEN_VERSION", "2".to_owned()),
-                    ("X402_PRICE", PRICE.to_string()),
-                    ("X402_BODY", BODY.to_owned()),
-                ],
-            );
-            let (p, port) = spawn_until(
-                command,
-                dir.join(format!("{name}.log")),
-                "ready server ",
-                false,
-            );
-            (p, format!("http://127.0.0.1:{port}"))
-        }
+        Side::Official => official_server(
+            if version == 1 {
+                "server-v1.mjs"
+            } else {
+                "server.mjs"
+            },
+            chain,
+            dir,
+            &name,
+            facilitator_url,
+            payee,
+            &[],
+        ),
     }
+}
+
+/// Starts an official resource server script (`server.mjs` or `server-v1.mjs`) selling `GET
+/// /paid` for [`PRICE`], with `extra` environment on top (e.g. `X402_HANDLER_DELAY_MS`,
+/// `X402_PAYMENT_IDENTIFIER`); returns it and its base URL.
+#[allow(clippy::too_many_arguments)]
+fn official_server(
+    script: &str,
+    chain: &TestChain,
+    dir: &Path,
+    name: &str,
+    facilitator_url: &str,
+    payee: Address,
+    extra: &[(&str, String)],
+) -> (Proc, String) {
+    let mut env = vec![
+        ("X402_V1_NETWORK", "base-sepolia".to_owned()),
+        ("X402_CHAIN_ID", chain.chain_id().to_string()),
+        ("X402_FACILITATOR_URL", facilitator_url.to_owned()),
+        ("X402_PAY_TO", payee.to_string()),
+        ("X402_ASSET", chain.usdc.to_string()),
+        ("X402_TOKEN_NAME", "USD Coin".to_owned()),
+        ("X402_TOKEN_VERSION", "2".to_owned()),
+        ("X402_PRICE", PRICE.to_string()),
+        ("X402_BODY", BODY.to_owned()),
+    ];
+    env.extend(extra.iter().cloned());
+    let command = node(script, &env);
+    let (p, port) = spawn_until(
+        command,
+        dir.join(format!("{name}.log")),
+        "ready server ",
+        false,
+    );
+    (p, format!("http://127.0.0.1:{port}"))
 }
 
 async fn rig(version: u8) -> Rig {
@@ -546,25 +571,56 @@ async fn matrix(version: u8) {
 
 /// Signs `accepts[0]` of a challenge with the official client (`tests/interop/sign.mjs`).
 async fn official_sign(chain: &TestChain, payment_required: &Value, payer_key: &str) -> Value {
-    let command = node(
-        "sign.mjs",
-        &[
-            ("X402_RPC_URL", chain.endpoint()),
-            ("X402_CHAIN_ID", chain.chain_id().to_string()),
-            ("X402_PAYER_KEY", payer_key.to_owned()),
-            ("X402_PAYMENT_REQUIRED", payment_required.to_string()),
-        ],
-    );
+    official_sign_many(chain, payment_required, payer_key, 1, None)
+        .await
+        .remove(0)
+}
+
+/// Signs `count` payments (each its own nonce) for `accepts[0]` of a challenge with the official
+/// client (`tests/interop/sign.mjs`); with `payment_id`, the client attaches it with
+/// `@x402/extensions`' `appendPaymentIdentifierToExtensions`, which it does only when the
+/// challenge declares `payment-identifier`.
+async fn official_sign_many(
+    chain: &TestChain,
+    payment_required: &Value,
+    payer_key: &str,
+    count: usize,
+    payment_id: Option<&str>,
+) -> Vec<Value> {
+    let mut env = vec![
+        ("X402_RPC_URL", chain.endpoint()),
+        ("X402_CHAIN_ID", chain.chain_id().to_string()),
+        ("X402_PAYER_KEY", payer_key.to_owned()),
+        ("X402_PAYMENT_REQUIRED", payment_required.to_string()),
+        ("X402_COUNT", count.to_string()),
+    ];
+    if let Some(id) = payment_id {
+        env.push(("X402_PAYMENT_ID", id.to_owned()));
+    }
+    let command = node("sign.mjs", &env);
     let out = tokio::task::spawn_blocking(move || run_output(command))
         .await
         .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "sign.mjs: {e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let payloads: Vec<Value> = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| {
+            panic!(
+                "sign.mjs: {e}: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert_eq!(
+        payloads.len(),
+        count,
+        "sign.mjs printed {} payments: {stdout}{}",
+        payloads.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    payloads
 }
 
 async fn funded_payer(chain: &TestChain, amount: u64) -> String {
@@ -658,7 +714,8 @@ async fn interop_both_facilitators_refuse_bad_payments_with_the_same_reasons() {
 
     let http = reqwest::Client::new();
 
-    // A payment already settled (by Tollgate's facilitator), verified again: the nonce is used.
+    // A payment already settled (by Tollgate's facilitator, keyless), verified and settled
+    // again by someone with no claim to that attempt: the nonce is used, on both sides.
     let replayer = funded_payer(&chain, 1_000_000).await;
     let settled = official_sign(&chain, &challenge, &replayer).await;
     let response = http
@@ -673,9 +730,7 @@ async fn interop_both_facilitators_refuse_bad_payments_with_the_same_reasons() {
         .unwrap();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["success"], json!(true), "{body}");
-    let first_tx = body["transaction"].clone();
-    const REPLAY: &str = "replayed after settlement";
-    cases.push((REPLAY, settled, requirements.clone()));
+    cases.push(("replayed after settlement", settled, requirements.clone()));
 
     let mut rows = Vec::new();
     let mut mismatches = Vec::new();
@@ -717,20 +772,12 @@ async fn interop_both_facilitators_refuse_bad_payments_with_the_same_reasons() {
                 .unwrap();
             let status = response.status().as_u16();
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            let settle_reason = if *name == REPLAY && side == Side::Tollgate {
-                // Deliberate: Tollgate's settlement is idempotent. The payment it settled is
-                // answered with that settlement again; nothing moves twice.
-                assert_eq!(body["success"], json!(true), "{body}");
-                assert_eq!(body["transaction"], first_tx, "{body}");
-                "(success: the first settlement again)".to_owned()
-            } else {
-                assert_eq!(
-                    body["success"],
-                    json!(false),
-                    "{side} facilitator settled {name:?} (HTTP {status}): {body}"
-                );
-                body["errorReason"].as_str().unwrap_or("<none>").to_owned()
-            };
+            assert_eq!(
+                body["success"],
+                json!(false),
+                "{side} facilitator settled {name:?} (HTTP {status}): {body}"
+            );
+            let settle_reason = body["errorReason"].as_str().unwrap_or("<none>").to_owned();
             reasons.insert(side, (verify_reason, settle_reason));
         }
         let (official, ours) = (&reasons[&Side::Official], &reasons[&Side::Tollgate]);
@@ -738,7 +785,7 @@ async fn interop_both_facilitators_refuse_bad_payments_with_the_same_reasons() {
             "| {name} | {} | {} | {} | {} |",
             official.0, ours.0, official.1, ours.1
         ));
-        if official.0 != ours.0 || (*name != REPLAY && official.1 != ours.1) {
+        if official.0 != ours.0 || official.1 != ours.1 {
             mismatches.push(format!(
                 "{name}: official {official:?}, tollgate {ours:?} (verify, settle)"
             ));
@@ -755,5 +802,704 @@ async fn interop_both_facilitators_refuse_bad_payments_with_the_same_reasons() {
         mismatches.is_empty(),
         "reason codes differ:\n{}",
         mismatches.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replay and retry rows (issue 13): one payment buys one delivery behind the official paywall,
+// and the official `payment-identifier` extension (`@x402/extensions` 2.27.0) names the only
+// attempt that may be answered with an earlier settlement.
+// ---------------------------------------------------------------------------------------------
+
+/// How many copies of one payment header the replay rows send.
+const COPIES: usize = 4;
+
+/// The address of a payer key made by [`funded_payer`].
+fn address_of(key: &str) -> Address {
+    key.parse::<PrivateKeySigner>().unwrap().address()
+}
+
+/// A `payment-identifier` id as the official helper makes them (`pay_` and 32 hex digits), with
+/// a fresh random part.
+fn fresh_payment_id() -> String {
+    format!("pay_{}", &alloy::hex::encode(B256::random())[..32])
+}
+
+/// A payment with its `payment-identifier` id replaced (`Some`) or the extension removed
+/// (`None`). Extensions are not part of the signed authorization, so the payment stays valid.
+fn with_payment_id(payment: &Value, id: Option<&str>) -> Value {
+    let mut p = payment.clone();
+    match id {
+        Some(id) => p["extensions"]["payment-identifier"]["info"]["id"] = json!(id),
+        None => {
+            if let Some(extensions) = p["extensions"].as_object_mut() {
+                extensions.remove("payment-identifier");
+            }
+        }
+    }
+    p
+}
+
+/// An HTTP client that gives up on a hung request instead of hanging the test.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// The `PaymentRequired` of a resource: its unpaid `402`'s `PAYMENT-REQUIRED` header, decoded.
+async fn challenge_of(http: &reqwest::Client, url: &str) -> Value {
+    let response = http.get(url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 402, "unpaid GET {url}");
+    let header = response
+        .headers()
+        .get("payment-required")
+        .unwrap_or_else(|| panic!("no PAYMENT-REQUIRED header from {url}"))
+        .to_str()
+        .unwrap()
+        .to_owned();
+    tollgate::proto::header::decode::<Value>(&header).unwrap()
+}
+
+/// How many times the official server's paid handler has run (`GET /handler-runs`).
+async fn handler_runs(http: &reqwest::Client, server: &str) -> u64 {
+    let body: Value = http
+        .get(format!("{server}/handler-runs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["runs"].as_u64().unwrap()
+}
+
+/// `POST {facilitator}/{endpoint}` with one payment: the HTTP status and the JSON body (`Null`
+/// when the body is not JSON).
+async fn facilitator_post(
+    http: &reqwest::Client,
+    facilitator: &str,
+    endpoint: &str,
+    payment: &Value,
+    requirements: &Value,
+) -> (u16, Value) {
+    let response = http
+        .post(format!("{facilitator}/{endpoint}"))
+        .json(&json!({
+            "x402Version": 2,
+            "paymentPayload": payment,
+            "paymentRequirements": requirements,
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// How the copies of one payment header are sent.
+#[derive(Clone, Copy)]
+enum Copies {
+    /// All at the same moment.
+    AtOnce,
+    /// One every so often, without waiting for the previous answer.
+    Apart(Duration),
+}
+
+/// Sends [`COPIES`] copies of one `PAYMENT-SIGNATURE` to `url`; returns each (status, body).
+async fn send_copies(
+    http: &reqwest::Client,
+    url: &str,
+    header: &str,
+    how: Copies,
+) -> Vec<(u16, String)> {
+    let mut tasks = Vec::new();
+    for i in 0..COPIES {
+        let (http, url, header) = (http.clone(), url.to_owned(), header.to_owned());
+        let delay = match how {
+            Copies::AtOnce => Duration::ZERO,
+            Copies::Apart(step) => step * i as u32,
+        };
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let response = http
+                .get(&url)
+                .header("PAYMENT-SIGNATURE", header)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+/// Issue 13, item 2: the official `@x402/express` paywall (handler of 500 ms) in front of each
+/// facilitator, one payment header sent 4 times at once and 4 times 100 ms apart: exactly one
+/// `200` with the body, three `402`s, one transfer. The paywall verifies, runs the handler and
+/// settles; only the facilitator can tell the copies apart, so a facilitator that answers every
+/// settle of a settled payment with "success" turns one payment into four deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_official_paywall_delivers_one_payment_once_with_either_facilitator() {
+    check_node_project();
+    let chain = TestChain::start().await.unwrap();
+    chain.install_canonical_multicall3().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let payee = PrivateKeySigner::random().address();
+    let mut facilitators = BTreeMap::new();
+    for side in SIDES {
+        facilitators.insert(side, start_facilitator(&chain, dir.path(), side).await);
+    }
+    // (facilitator, declares payment-identifier) → the slow official server in front of it.
+    let mut servers = BTreeMap::new();
+    for side in SIDES {
+        for declares_id in [false, true] {
+            let mut env = vec![("X402_HANDLER_DELAY_MS", "500".to_owned())];
+            if declares_id {
+                env.push(("X402_PAYMENT_IDENTIFIER", "optional".to_owned()));
+            }
+            let name = format!(
+                "slow-official-server{}-via-{side}",
+                if declares_id { "-with-id" } else { "" }
+            );
+            let server = official_server(
+                "server.mjs",
+                &chain,
+                dir.path(),
+                &name,
+                &facilitators[&side].1,
+                payee,
+                &env,
+            );
+            servers.insert((side, declares_id), server);
+        }
+    }
+    let http = http_client();
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    // (copies, how they are sent, whether the payment carries a `payment-identifier` id). The
+    // official paywall sends no `Idempotency-Key`, so with an id the buyer's id is the only
+    // attempt name the Tollgate facilitator sees: a copy's `/verify` under the id while the
+    // first holds the payment is refused as a copy (`payment_in_use`), never renewed.
+    let scenarios = [
+        ("4 at once", Copies::AtOnce, false),
+        (
+            "4, 100 ms apart",
+            Copies::Apart(Duration::from_millis(100)),
+            false,
+        ),
+        ("4 at once, payment carries an id", Copies::AtOnce, true),
+        (
+            "4, 100 ms apart, payment carries an id",
+            Copies::Apart(Duration::from_millis(100)),
+            true,
+        ),
+    ];
+    for side in SIDES {
+        for (how_name, how, with_id) in scenarios {
+            let server = servers[&(side, with_id)].1.clone();
+            let url = format!("{server}/paid");
+            let key = funded_payer(&chain, 1_000_000).await;
+            let payer = address_of(&key);
+            let challenge = challenge_of(&http, &url).await;
+            let id = with_id.then(fresh_payment_id);
+            let payment = official_sign_many(&chain, &challenge, &key, 1, id.as_deref())
+                .await
+                .remove(0);
+            if with_id {
+                assert_eq!(
+                    payment["extensions"]["payment-identifier"]["info"]["id"],
+                    json!(id),
+                    "{payment}"
+                );
+            }
+            let header = tollgate::proto::header::encode(&payment);
+
+            let runs_before = handler_runs(&http, &server).await;
+            let payer_before = chain.usdc_balance(payer).await.unwrap();
+            let payee_before = chain.usdc_balance(payee).await.unwrap();
+            let answers = send_copies(&http, &url, &header, how).await;
+            let runs = handler_runs(&http, &server).await - runs_before;
+            let paid = payer_before - chain.usdc_balance(payer).await.unwrap();
+            let received = chain.usdc_balance(payee).await.unwrap() - payee_before;
+
+            let delivered = answers
+                .iter()
+                .filter(|(s, b)| *s == 200 && b == BODY)
+                .count();
+            let refused = answers
+                .iter()
+                .filter(|(s, b)| *s == 402 && !b.contains(BODY))
+                .count();
+            let price = U256::from(PRICE);
+            let ok = delivered == 1 && refused == COPIES - 1 && paid == price && received == price;
+            let verdict = if ok { "PASS" } else { "FAIL" };
+            rows.push(format!(
+                "| {side} | {how_name} | {delivered} | {refused} | {runs} | {} | {verdict} |",
+                paid / price,
+            ));
+            if !ok {
+                failures.push(format!(
+                    "facilitator {side}, {how_name}: {delivered} delivered, {refused} refused \
+                     (answers {:?}), payer paid {paid}, payee received {received}",
+                    answers.iter().map(|(s, _)| *s).collect::<Vec<_>>()
+                ));
+            }
+        }
+    }
+    println!(
+        "official @x402/express paywall, handler 500 ms, one payment header sent {COPIES} times:"
+    );
+    println!("| facilitator | copies | 200 with body | 402 | handler runs | transfers | result |");
+    println!("|---|---|---|---|---|---|---|");
+    for row in &rows {
+        println!("{row}");
+    }
+    assert!(
+        failures.is_empty(),
+        "one payment was not delivered exactly once:\n{}\n--- tollgate facilitator:\n{}",
+        failures.join("\n"),
+        facilitators[&Side::Tollgate].0.log_tail()
+    );
+}
+
+/// Runs the official client (`client.mjs`) against `url` with a `payment-identifier` id; returns
+/// its JSON line (status, body, paymentResponse, paymentPayload).
+async fn official_pay_with_id(chain: &TestChain, url: &str, key: &str, id: &str) -> Value {
+    let command = node(
+        "client.mjs",
+        &[
+            ("X402_RPC_URL", chain.endpoint()),
+            ("X402_CHAIN_ID", chain.chain_id().to_string()),
+            ("X402_URL", url.to_owned()),
+            ("X402_PAYER_KEY", key.to_owned()),
+            ("X402_PAYMENT_ID", id.to_owned()),
+        ],
+    );
+    let out = tokio::task::spawn_blocking(move || run_output(command))
+        .await
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "client.mjs: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// One facilitator answer, for the tables: status, verdict, reason or transaction.
+fn summarize(status: u16, body: &Value) -> String {
+    let verdict = if body.get("isValid").is_some() {
+        if body["isValid"] == json!(true) {
+            "valid".to_owned()
+        } else {
+            format!(
+                "invalid `{}`",
+                body["invalidReason"].as_str().unwrap_or("-")
+            )
+        }
+    } else if body["success"] == json!(true) {
+        let tx = body["transaction"].as_str().unwrap_or_default();
+        format!("success {}", &tx[..tx.len().min(10)])
+    } else if body.get("success").is_some() {
+        format!("failure `{}`", body["errorReason"].as_str().unwrap_or("-"))
+    } else {
+        format!("{body}")
+    };
+    format!("{status} {verdict}")
+}
+
+/// `payment-identifier`, end to end with the official packages: the official client attaches an
+/// id with `@x402/extensions`' own helper to a payment for an official server that declares the
+/// extension with `declarePaymentIdentifierExtension`, settled by each facilitator. Then the same
+/// `/settle` again: with the same id (the client's own retry, the same attempt) Tollgate answers
+/// the original settlement — same transaction; with another id or none (someone else holding a
+/// copy) it refuses with `invalid_exact_evm_nonce_already_used`. The official facilitator has no
+/// idempotency and refuses all three. The same header sent to the official server again is
+/// recorded; nothing moves twice on either side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_payment_identifier_retry_gets_the_original_settlement_only_for_its_own_attempt() {
+    check_node_project();
+    let chain = TestChain::start().await.unwrap();
+    chain.install_canonical_multicall3().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let payee = PrivateKeySigner::random().address();
+    let mut facilitators = BTreeMap::new();
+    for side in SIDES {
+        facilitators.insert(side, start_facilitator(&chain, dir.path(), side).await);
+    }
+    let mut servers = BTreeMap::new();
+    for side in SIDES {
+        let server = official_server(
+            "server.mjs",
+            &chain,
+            dir.path(),
+            &format!("payment-identifier-server-via-{side}"),
+            &facilitators[&side].1,
+            payee,
+            &[("X402_PAYMENT_IDENTIFIER", "optional".to_owned())],
+        );
+        servers.insert(side, server);
+    }
+    let http = http_client();
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for side in SIDES {
+        let facilitator = facilitators[&side].1.clone();
+        let server = servers[&side].1.clone();
+        let key = funded_payer(&chain, 1_000_000).await;
+        let payer = address_of(&key);
+        let payer_before = chain.usdc_balance(payer).await.unwrap();
+        let id = fresh_payment_id();
+
+        // The purchase: official client → official server (extension declared) → facilitator.
+        let out = official_pay_with_id(&chain, &format!("{server}/paid"), &key, &id).await;
+        assert_eq!(
+            out["status"],
+            json!(200),
+            "official client via {side}: {out}"
+        );
+        assert_eq!(
+            out["body"],
+            json!(BODY),
+            "official client via {side}: {out}"
+        );
+        let payment = out["paymentPayload"].clone();
+        assert_eq!(
+            payment["extensions"]["payment-identifier"]["info"]["id"],
+            json!(id),
+            "the official helper did not attach the id: {payment}"
+        );
+        assert_eq!(
+            payment["extensions"]["payment-identifier"]["info"]["required"],
+            json!(false),
+            "{payment}"
+        );
+        let tx = out["paymentResponse"]["transaction"].clone();
+        assert!(tx.as_str().is_some_and(|t| t.len() == 66), "{out}");
+        rows.push(format!(
+            "| {side} | official client pays, id attached by the helper | 200 success {} |",
+            &tx.as_str().unwrap()[..10]
+        ));
+
+        let requirements = payment["accepted"].clone();
+        let other_id = fresh_payment_id();
+        let cases = [
+            (
+                "`/settle` again, same payment, same id (the client's retry)",
+                payment.clone(),
+                true,
+            ),
+            (
+                "`/settle` again, same payment, another id",
+                with_payment_id(&payment, Some(&other_id)),
+                false,
+            ),
+            (
+                "`/settle` again, same payment, no id",
+                with_payment_id(&payment, None),
+                false,
+            ),
+        ];
+        for (name, p, same_attempt) in cases {
+            let (status, body) =
+                facilitator_post(&http, &facilitator, "settle", &p, &requirements).await;
+            rows.push(format!(
+                "| {side} | {name} | {} |",
+                summarize(status, &body)
+            ));
+            if side != Side::Tollgate {
+                continue;
+            }
+            let ok = if same_attempt {
+                status == 200 && body["success"] == json!(true) && body["transaction"] == tx
+            } else {
+                body["success"] != json!(true)
+                    && body["errorReason"] == json!("invalid_exact_evm_nonce_already_used")
+                    && status != 200
+            };
+            if !ok {
+                failures.push(format!("{side}: {name}: HTTP {status} {body}"));
+            }
+        }
+
+        // The same header sent to the official server again (recorded: the official paywall
+        // verifies before it settles, so what it answers is up to each facilitator's /verify).
+        let header = tollgate::proto::header::encode(&payment);
+        let response = http
+            .get(format!("{server}/paid"))
+            .header("PAYMENT-SIGNATURE", header)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        rows.push(format!(
+            "| {side} | the same header to the official server again | HTTP {status}{} |",
+            if body == BODY { " with the body" } else { "" }
+        ));
+
+        let paid = payer_before - chain.usdc_balance(payer).await.unwrap();
+        if paid != U256::from(PRICE) {
+            failures.push(format!("{side}: the payer paid {paid}, not {PRICE} once"));
+        }
+    }
+    println!("payment-identifier: official client + official server, then /settle again:");
+    println!("| facilitator | request | answer |");
+    println!("|---|---|---|");
+    for row in &rows {
+        println!("{row}");
+    }
+    assert!(
+        failures.is_empty(),
+        "payment-identifier retries:\n{}\n--- tollgate facilitator:\n{}",
+        failures.join("\n"),
+        facilitators[&Side::Tollgate].0.log_tail()
+    );
+}
+
+/// One row of the `payment-identifier` conflict table.
+struct IdCase {
+    name: &'static str,
+    payment: Value,
+    /// The status Tollgate must give `/verify` (200: valid; otherwise refused, 409 with
+    /// `payment_identifier_conflict`, 400 with `invalid_payment_identifier`), or not called.
+    verify: Option<u16>,
+    /// The same for `/settle` (200: success).
+    settle: Option<u16>,
+}
+
+/// `payment-identifier` at the facilitators' HTTP API, with payments made by the official client
+/// for challenges from official servers that declare the extension (optional, and `required:
+/// true`): a payment with id X settles; another payment with the same id X → `409` at `/verify`
+/// and `/settle`; a malformed id (too short, bad characters, too long) → `400`; `required: true`
+/// echoed without an id → `400`. Each refused payment is first shown valid without the extension,
+/// so the refusal is the id's doing. The official facilitator's answers to the same cases are
+/// recorded for comparison (it ignores the extension).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_payment_identifier_conflicts_and_malformed_ids_at_the_facilitator() {
+    check_node_project();
+    let chain = TestChain::start().await.unwrap();
+    chain.install_canonical_multicall3().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let payee = PrivateKeySigner::random().address();
+    let mut facilitators = BTreeMap::new();
+    for side in SIDES {
+        facilitators.insert(side, start_facilitator(&chain, dir.path(), side).await);
+    }
+    // Official servers only to obtain their challenges (the facilitator behind them is unused).
+    let mut challenges = BTreeMap::new();
+    let http = http_client();
+    let mut servers = Vec::new();
+    for mode in ["optional", "required"] {
+        let (p, url) = official_server(
+            "server.mjs",
+            &chain,
+            dir.path(),
+            &format!("payment-identifier-{mode}-server"),
+            &facilitators[&Side::Tollgate].1,
+            payee,
+            &[("X402_PAYMENT_IDENTIFIER", mode.to_owned())],
+        );
+        let challenge = challenge_of(&http, &format!("{url}/paid")).await;
+        assert_eq!(
+            challenge["extensions"]["payment-identifier"]["info"]["required"],
+            json!(mode == "required"),
+            "{challenge}"
+        );
+        challenges.insert(mode, challenge);
+        servers.push(p);
+    }
+
+    let mut table: BTreeMap<&str, BTreeMap<Side, [String; 2]>> = BTreeMap::new();
+    let mut order = Vec::new();
+    let mut failures = Vec::new();
+    let mut paid = BTreeMap::new();
+    let mut first_tx = None;
+    for side in SIDES {
+        let facilitator = facilitators[&side].1.clone();
+        let key = funded_payer(&chain, 1_000_000).await;
+        let payer = address_of(&key);
+        let payer_before = chain.usdc_balance(payer).await.unwrap();
+        let id = fresh_payment_id();
+        let mut signed =
+            official_sign_many(&chain, &challenges["optional"], &key, 5, Some(&id)).await;
+        for p in &signed {
+            assert_eq!(
+                p["extensions"]["payment-identifier"]["info"]["id"],
+                json!(id),
+                "{p}"
+            );
+        }
+        let required = official_sign_many(&chain, &challenges["required"], &key, 1, None)
+            .await
+            .remove(0);
+        assert_eq!(
+            required["extensions"]["payment-identifier"]["info"],
+            json!({ "required": true }),
+            "the official client echoes the declaration without an id: {required}"
+        );
+        let requirements = signed[0]["accepted"].clone();
+        let long = signed.pop().unwrap();
+        let chars = signed.pop().unwrap();
+        let short = signed.pop().unwrap();
+        let (first, second) = (signed[0].clone(), signed[1].clone());
+        // (row, its control row, the payment, the malformed id put in it)
+        let malformed = [
+            (
+                "an id of 9 characters",
+                "control: the payment of 'an id of 9 characters' without the extension",
+                short,
+                "pay_short".to_owned(),
+            ),
+            (
+                "an id with characters outside [A-Za-z0-9_-]",
+                "control: the payment of 'characters outside' without the extension",
+                chars,
+                "pay_0123456789abcdef.!".to_owned(),
+            ),
+            (
+                "an id of 129 characters",
+                "control: the payment of 'an id of 129 characters' without the extension",
+                long,
+                format!("pay_{}", "a".repeat(125)),
+            ),
+        ];
+        let mut cases = Vec::new();
+        for (_, control, p, _) in &malformed {
+            cases.push(IdCase {
+                name: control,
+                payment: with_payment_id(p, None),
+                verify: Some(200),
+                settle: None,
+            });
+        }
+        cases.push(IdCase {
+            name: "control: the payment of 'required, no id' without the extension",
+            payment: with_payment_id(&required, None),
+            verify: Some(200),
+            settle: None,
+        });
+        cases.push(IdCase {
+            name: "a payment with id X",
+            payment: first.clone(),
+            verify: Some(200),
+            settle: Some(200),
+        });
+        cases.push(IdCase {
+            name: "the same payment with id X again (same attempt)",
+            payment: first.clone(),
+            verify: None,
+            settle: Some(200),
+        });
+        cases.push(IdCase {
+            name: "another payment with the same id X",
+            payment: second,
+            verify: Some(409),
+            settle: Some(409),
+        });
+        for (name, _, p, bad) in malformed {
+            cases.push(IdCase {
+                name,
+                payment: with_payment_id(&p, Some(&bad)),
+                verify: Some(400),
+                settle: Some(400),
+            });
+        }
+        cases.push(IdCase {
+            name: "`required: true` echoed without an id",
+            payment: required,
+            verify: Some(400),
+            settle: Some(400),
+        });
+
+        for case in cases {
+            if side == SIDES[0] {
+                order.push(case.name);
+            }
+            let mut cells = [String::from("-"), String::from("-")];
+            for (i, (endpoint, expected)) in [("verify", case.verify), ("settle", case.settle)]
+                .into_iter()
+                .enumerate()
+            {
+                let Some(expected) = expected else { continue };
+                let (status, body) =
+                    facilitator_post(&http, &facilitator, endpoint, &case.payment, &requirements)
+                        .await;
+                cells[i] = summarize(status, &body);
+                if side != Side::Tollgate {
+                    continue;
+                }
+                if case.name == "a payment with id X" && endpoint == "settle" {
+                    first_tx = Some(body["transaction"].clone());
+                }
+                let accepted = body["isValid"] == json!(true) || body["success"] == json!(true);
+                let mut ok = status == expected && accepted == (expected == 200);
+                // The reason codes of docs/interop.md: a conflict, or a malformed/missing id.
+                let reason = body["invalidReason"]
+                    .as_str()
+                    .or(body["errorReason"].as_str());
+                ok &= match expected {
+                    409 => reason == Some("payment_identifier_conflict"),
+                    400 => reason == Some("invalid_payment_identifier"),
+                    _ => true,
+                };
+                if case.name == "the same payment with id X again (same attempt)" {
+                    ok &= first_tx.as_ref() == Some(&body["transaction"]);
+                }
+                if !ok {
+                    failures.push(format!(
+                        "{}: /{endpoint}: expected HTTP {expected}, got {status} {body}",
+                        case.name
+                    ));
+                }
+            }
+            table.entry(case.name).or_default().insert(side, cells);
+        }
+        paid.insert(
+            side,
+            (payer_before - chain.usdc_balance(payer).await.unwrap()) / U256::from(PRICE),
+        );
+    }
+    // Only the payment with id X moved money at Tollgate.
+    if paid[&Side::Tollgate] != U256::from(1) {
+        failures.push(format!(
+            "tollgate: {} transfers from the payer, expected 1",
+            paid[&Side::Tollgate]
+        ));
+    }
+
+    println!("payment-identifier at the facilitators (official-client payments):");
+    println!(
+        "| case | tollgate /verify | tollgate /settle | official /verify | official /settle |"
+    );
+    println!("|---|---|---|---|---|");
+    for name in &order {
+        let row = &table[name];
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            row[&Side::Tollgate][0],
+            row[&Side::Tollgate][1],
+            row[&Side::Official][0],
+            row[&Side::Official][1]
+        );
+    }
+    println!(
+        "transfers from the payer: tollgate {}, official {}",
+        paid[&Side::Tollgate],
+        paid[&Side::Official]
+    );
+    assert!(
+        failures.is_empty(),
+        "payment-identifier at the Tollgate facilitator:\n{}\n--- tollgate facilitator:\n{}",
+        failures.join("\n"),
+        facilitators[&Side::Tollgate].0.log_tail()
     );
 }

@@ -118,7 +118,10 @@ async fn pay_cli_pays_refuses_and_reports_with_exit_codes() {
         "{stdout}"
     );
     assert!(stdout.ends_with("the paid data"), "{stdout}");
-    assert!(stderr.contains("paid 10000"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("paid 0.01 USDC to {payee} on")),
+        "{stderr}"
+    );
     assert_eq!(
         e.chain.usdc_balance(payee).await.unwrap(),
         before + U256::from(10_000u64)
@@ -129,20 +132,52 @@ async fn pay_cli_pays_refuses_and_reports_with_exit_codes() {
     assert_eq!(out.status.code(), Some(0));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["status"], 200);
-    assert_eq!(summary["paid"]["amount"], "10000");
+    assert_eq!(summary["paid"]["amount"], "0.01");
+    assert_eq!(summary["paid"]["symbol"], "USDC");
+    assert_eq!(summary["paid"]["atomicAmount"], "10000");
     assert_eq!(summary["paid"]["transaction"].as_str().unwrap().len(), 66);
+    // Addresses in one form: EIP-55 checksummed.
+    assert_eq!(summary["paid"]["payTo"], payee.to_checksum(None));
+    assert_eq!(summary["paid"]["asset"], e.chain.usdc.to_checksum(None));
+    assert_eq!(
+        summary["paid"]["payer"],
+        TestChain::address(2).to_checksum(None)
+    );
 
-    // The daily budget of 0.02 is now used up (two payments in the ledger): exit 2.
+    // The daily budget of 0.02 is now used up (two payments in the ledger): exit 2, and the
+    // --json summary says which budget and by how much.
     let out = e.pay(&[&data, "--budget", "0.02 USDC/day"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    let out = e.pay(&[&data, "--budget", "0.02 USDC/day", "--json"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["refused"]["rule"], "budget");
+    assert_eq!(summary["refused"]["budget"], "0.02");
+    assert_eq!(summary["refused"]["window"], "86400 s");
 
-    // A server error after payment was offered: exit 4, not charged.
-    let out = e.pay(&[&format!("{}/broken", e.url)]).await;
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out).1);
+    // A server error after payment was offered: exit 4, not charged — but the buyer cannot
+    // know that, so the amount stays reserved (pending) and the summary says so.
+    let out = e.pay(&[&format!("{}/broken", e.url), "--json"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["status"], 502);
+    assert_eq!(summary["paid"], serde_json::Value::Null);
+    assert_eq!(summary["pending"]["amount"], "0.01");
+    assert!(stderr.contains("--rpc-url"), "{stderr}");
     assert_eq!(
         e.chain.usdc_balance(payee).await.unwrap(),
         before + U256::from(20_000u64)
     );
+    // The chain shows it unused but it has not expired: --reconcile keeps holding it.
+    let out = e
+        .pay(&["--reconcile", "--json", "--rpc-url", &e.chain.endpoint()])
+        .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["held"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["released"].as_array().unwrap().len(), 0, "{report}");
 
     // --history lists every attempt.
     let out = e.pay(&["--history", "--json"]).await;
@@ -160,14 +195,23 @@ async fn pay_cli_pays_refuses_and_reports_with_exit_codes() {
     );
     assert_eq!(
         statuses.iter().filter(|s| **s == "refused").count(),
-        2,
+        3,
         "{statuses:?}"
     );
     assert_eq!(
-        statuses.iter().filter(|s| **s == "failed").count(),
+        statuses.iter().filter(|s| **s == "pending").count(),
         1,
         "{statuses:?}"
     );
+    let held = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "pending")
+        .unwrap();
+    assert_eq!(held["payer"], TestChain::address(2).to_checksum(None));
+    assert_eq!(held["amount"], "0.01");
+    assert!(held["validBefore"].as_u64().is_some(), "{held}");
 
     // No key: a clear setup error, exit 1.
     let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
@@ -178,4 +222,55 @@ async fn pay_cli_pays_refuses_and_reports_with_exit_codes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("TOLLGATE_NO_SUCH_KEY"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_refusal_with_json_prints_its_summary_on_stdout() {
+    let e = env().await;
+    let payee = TestChain::address(9);
+    let before = e.chain.usdc_balance(payee).await.unwrap();
+    let data = format!("{}/data", e.url);
+    // Refused by --max, with --json: the summary is on stdout, in the token's units.
+    let out = e.pay(&[&data, "--max", "0.001 USDC", "--json"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("stdout is not one JSON summary ({e}): {stdout:?}, stderr: {stderr}")
+    });
+    assert_eq!(summary["status"], 402);
+    assert_eq!(summary["paid"], serde_json::Value::Null);
+    assert_eq!(summary["exitCode"], 2);
+    assert_eq!(summary["refused"]["rule"], "max_per_request");
+    assert_eq!(summary["refused"]["price"], "0.01");
+    assert_eq!(summary["refused"]["max"], "0.001");
+    assert_eq!(summary["refused"]["symbol"], "USDC");
+    assert!(summary["refused"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("per-request maximum"));
+    assert_eq!(e.chain.usdc_balance(payee).await.unwrap(), before);
+    // --dry-run --json says the same, and what would be paid, in one address form.
+    let out = e.pay(&[&data, "--dry-run", "--json"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["wouldPay"]["amount"], "0.01");
+    assert_eq!(summary["wouldPay"]["payTo"], payee.to_checksum(None));
+    assert_eq!(summary["wouldPay"]["asset"], e.chain.usdc.to_checksum(None));
+    let out = e
+        .pay(&[&data, "--dry-run", "--json", "--max", "0.001 USDC"])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["refused"]["rule"], "max_per_request");
+
+    // Nothing was reserved or paid: the ledger holds the refusal only.
+    let out = e.pay(&["--history", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["refused"]);
 }

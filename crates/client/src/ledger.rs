@@ -2,8 +2,16 @@
 //!
 //! Budgets are derived from the ledger, not kept in memory, so they survive restarts. A
 //! payment first *reserves* its amount in one transaction that also checks every budget, so
-//! parallel requests can never overspend; a payment the server rejects releases its
-//! reservation.
+//! parallel requests can never overspend.
+//!
+//! Once signed, an authorization may move money whatever the seller answers, so only two
+//! outcomes settle a reservation at once: a receipt (→ `paid`) or a rejection that proves the
+//! authorization unusable (→ `failed`, released). Anything else — a `5xx`, a timeout, a dropped
+//! connection, a `402 settlement_pending`, a `200` without a readable receipt — leaves it
+//! `pending`: still held against every budget, with what is needed to ask the chain later (the
+//! scheme's authorization handle: network, asset, payer, nonce, `validBefore`).
+//! Reconciliation ([`crate::X402Middleware::reconcile`]) then moves it to `paid` when the chain
+//! shows the authorization used, or releases it once the authorization can no longer be used.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,12 +22,16 @@ use tollgate_proto::money::format_atomic;
 use tollgate_proto::U256;
 
 use crate::policy::{Priced, Refusal, SpendingPolicy};
+use crate::signer::AuthorizationHandle;
 
 /// The status of one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpendStatus {
     /// Amount held against the budgets while the payment is in flight.
     Reserved,
+    /// Sent, outcome unknown: the authorization may have been used. Held against the budgets
+    /// until reconciliation proves it used (→ `Paid`) or unusable (→ `Failed`).
+    Pending,
     /// Paid and settled.
     Paid,
     /// Signed or sent but not settled; nothing was spent.
@@ -29,9 +41,11 @@ pub enum SpendStatus {
 }
 
 impl SpendStatus {
-    fn as_str(self) -> &'static str {
+    /// The status as stored (`reserved`, `pending`, `paid`, `failed`, `refused`).
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Reserved => "reserved",
+            Self::Pending => "pending",
             Self::Paid => "paid",
             Self::Failed => "failed",
             Self::Refused => "refused",
@@ -58,22 +72,49 @@ pub struct SpendRecord {
     pub asset: String,
     /// Asset symbol.
     pub symbol: String,
+    /// Decimals of the asset's atomic unit.
+    pub decimals: u8,
     /// Amount in atomic units.
     pub amount: String,
     /// Amount in human units.
     pub display_amount: String,
-    /// Status (`reserved`, `paid`, `failed`, `refused`).
+    /// Status (`reserved`, `pending`, `paid`, `failed`, `refused`).
     pub status: String,
-    /// Settlement transaction, when paid.
+    /// Settlement transaction, when paid and known.
     pub tx_hash: Option<String>,
-    /// Why it failed or was refused.
+    /// Why it failed, was refused, is pending, or how it was resolved.
     pub reason: Option<String>,
+    /// The payer that signed, once signed.
+    pub payer: Option<String>,
+    /// The scheme's identity of the signed authorization (EIP-3009: the nonce), once signed.
+    pub authorization: Option<String>,
+    /// Unix seconds from which the authorization can never be used, once signed.
+    pub valid_before: Option<u64>,
+    /// The `payment-identifier` sent with the payment, if the seller offered the extension.
+    pub payment_id: Option<String>,
+}
+
+/// A reservation whose outcome is not known yet, with what reconciliation needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unresolved {
+    /// Row id.
+    pub id: i64,
+    /// `Reserved` (an in-flight attempt left behind, e.g. by a crash) or `Pending`.
+    pub status: SpendStatus,
+    /// The signed authorization.
+    pub authorization: AuthorizationHandle,
 }
 
 /// Why the ledger failed.
 #[derive(Debug, thiserror::Error)]
 #[error("spend ledger error: {0}")]
 pub struct LedgerError(String);
+
+impl LedgerError {
+    pub(crate) fn new(message: String) -> Self {
+        Self(message)
+    }
+}
 
 impl From<rusqlite::Error> for LedgerError {
     fn from(e: rusqlite::Error) -> Self {
@@ -93,31 +134,89 @@ impl std::fmt::Debug for SpendLedger {
     }
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS spends (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    at        INTEGER NOT NULL,
-    method    TEXT NOT NULL,
-    url       TEXT NOT NULL,
-    payee     TEXT NOT NULL,
-    network   TEXT NOT NULL,
-    asset     TEXT NOT NULL,
-    symbol    TEXT NOT NULL,
-    amount    TEXT NOT NULL,
-    decimals  INTEGER NOT NULL,
-    scaled    TEXT NOT NULL,
-    status    TEXT NOT NULL CHECK (status IN ('reserved', 'paid', 'failed', 'refused')),
-    tx_hash   TEXT,
-    reason    TEXT
+/// The schema version this code writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1: version 0 plus the `pending` status and the authorization handle.
+const CREATE_TABLE: &str = "
+CREATE TABLE spends (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    at           INTEGER NOT NULL,
+    method       TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    payee        TEXT NOT NULL,
+    network      TEXT NOT NULL,
+    asset        TEXT NOT NULL,
+    symbol       TEXT NOT NULL,
+    amount       TEXT NOT NULL,
+    decimals     INTEGER NOT NULL,
+    scaled       TEXT NOT NULL,
+    status       TEXT NOT NULL
+                 CHECK (status IN ('reserved', 'pending', 'paid', 'failed', 'refused')),
+    tx_hash      TEXT,
+    reason       TEXT,
+    scheme       TEXT,
+    payer        TEXT,
+    auth_id      TEXT,
+    valid_before INTEGER,
+    payment_id   TEXT
 );
-CREATE INDEX IF NOT EXISTS spends_symbol_at ON spends (symbol, at);
 ";
+
+const CREATE_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS spends_symbol_at ON spends (symbol, at);
+CREATE INDEX IF NOT EXISTS spends_open ON spends (status) WHERE status IN ('reserved', 'pending');
+";
+
+/// The columns version 0 had, copied as they are by the migration.
+const V0_COLUMNS: &str =
+    "id, at, method, url, payee, network, asset, symbol, amount, decimals, scaled, status, tx_hash, reason";
 
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Brings the database to [`SCHEMA_VERSION`], in one immediate transaction so that two
+/// processes opening the same file at once migrate it once.
+fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(LedgerError(format!(
+            "the spend ledger was written by a newer Tollgate (schema {version}, this one knows {SCHEMA_VERSION})"
+        )));
+    }
+    if version < SCHEMA_VERSION {
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spends')",
+            [],
+            |r| r.get(0),
+        )?;
+        if exists {
+            // Version 0 forbade the `pending` status in a CHECK constraint, which SQLite cannot
+            // alter: copy the rows into a new table. The index moves with the renamed table and
+            // goes with it, so indexes are created after.
+            tx.execute_batch("ALTER TABLE spends RENAME TO spends_v0;")?;
+            tx.execute_batch(CREATE_TABLE)?;
+            tx.execute_batch(&format!(
+                "INSERT INTO spends ({V0_COLUMNS}) SELECT {V0_COLUMNS} FROM spends_v0;
+                 DROP TABLE spends_v0;"
+            ))?;
+        } else {
+            tx.execute_batch(CREATE_TABLE)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.execute_batch(CREATE_INDEXES)?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// What the request was, for the record.
@@ -140,10 +239,10 @@ impl SpendLedger {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self, LedgerError> {
+    fn init(mut conn: Connection) -> Result<Self, LedgerError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -173,7 +272,7 @@ impl SpendLedger {
             let since = window.map(|w| at - w.as_secs() as i64).unwrap_or(i64::MIN);
             let mut stmt = tx.prepare_cached(
                 "SELECT scaled FROM spends
-                 WHERE symbol = ?1 AND status IN ('reserved', 'paid') AND at >= ?2",
+                 WHERE symbol = ?1 AND status IN ('reserved', 'pending', 'paid') AND at >= ?2",
             )?;
             let rows = stmt.query_map(params![symbol, since], |r| r.get::<_, String>(0))?;
             let mut spent = U256::ZERO;
@@ -226,7 +325,32 @@ impl SpendLedger {
         })
     }
 
-    /// Marks a reservation paid.
+    /// Records what was signed for reservation `id`: the authorization's handle and the
+    /// `payment-identifier` sent with it. Done before the payment leaves the process, so a
+    /// crash after sending still leaves enough behind to reconcile.
+    pub fn attach_authorization(
+        &self,
+        id: i64,
+        authorization: &AuthorizationHandle,
+        payment_id: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        self.lock().execute(
+            "UPDATE spends SET scheme = ?2, payer = ?3, auth_id = ?4, valid_before = ?5,
+                               payment_id = ?6
+             WHERE id = ?1",
+            params![
+                id,
+                authorization.scheme,
+                authorization.payer,
+                authorization.id,
+                clamp_i64(authorization.valid_before),
+                payment_id
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a reservation paid (a receipt was received).
     pub fn mark_paid(&self, id: i64, tx_hash: &str) -> Result<(), LedgerError> {
         self.lock().execute(
             "UPDATE spends SET status = 'paid', tx_hash = ?2, reason = NULL WHERE id = ?1",
@@ -235,10 +359,96 @@ impl SpendLedger {
         Ok(())
     }
 
-    /// Releases a reservation: the payment did not go through.
+    /// Releases a reservation: the payment did not go through, and nothing can move it now
+    /// (never signed, or refused in a way that proves the authorization unusable).
     pub fn release(&self, id: i64, reason: &str) -> Result<(), LedgerError> {
         self.lock().execute(
             "UPDATE spends SET status = 'failed', reason = ?2 WHERE id = ?1 AND status = 'reserved'",
+            params![id, reason],
+        )?;
+        Ok(())
+    }
+
+    /// Marks an in-flight reservation `pending`: the payment was sent and the outcome is
+    /// unknown, so the amount stays held until reconciliation.
+    pub fn mark_pending(&self, id: i64, reason: &str) -> Result<(), LedgerError> {
+        self.lock().execute(
+            "UPDATE spends SET status = 'pending', reason = ?2 WHERE id = ?1 AND status = 'reserved'",
+            params![id, reason],
+        )?;
+        Ok(())
+    }
+
+    /// Reservations that reconciliation should look at, at Unix time `now`: every `pending`
+    /// row, and every `reserved` row whose authorization expired more than `grace` seconds ago
+    /// (an attempt left in flight by a process that died after signing). Rows never signed have
+    /// no authorization and are not returned.
+    pub fn unresolved(&self, now: u64, grace: u64) -> Result<Vec<Unresolved>, LedgerError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, status, scheme, network, asset, payer, auth_id, valid_before FROM spends
+             WHERE auth_id IS NOT NULL AND valid_before IS NOT NULL
+               AND (status = 'pending' OR (status = 'reserved' AND valid_before <= ?1))
+             ORDER BY id",
+        )?;
+        let stale_before = clamp_i64(now.saturating_sub(grace));
+        let rows = stmt.query_map(params![stale_before], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, i64>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, status, scheme, network, asset, payer, auth_id, valid_before) = row?;
+            let status = if status == "pending" {
+                SpendStatus::Pending
+            } else {
+                SpendStatus::Reserved
+            };
+            // A row that no longer parses stays held: releasing what cannot be checked would be
+            // the unsafe direction.
+            let Ok(network) = network.parse() else {
+                tracing::warn!(id, %network, "spend ledger: unreadable network on a held row");
+                continue;
+            };
+            out.push(Unresolved {
+                id,
+                status,
+                authorization: AuthorizationHandle {
+                    scheme: scheme.unwrap_or_default(),
+                    network,
+                    asset,
+                    payer: payer.unwrap_or_default(),
+                    id: auth_id,
+                    valid_before: u64::try_from(valid_before).unwrap_or(0),
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reconciliation found the authorization used: the reservation is spent.
+    pub fn resolve_used(&self, id: i64, reason: &str) -> Result<(), LedgerError> {
+        self.lock().execute(
+            "UPDATE spends SET status = 'paid', reason = ?2
+             WHERE id = ?1 AND status IN ('reserved', 'pending')",
+            params![id, reason],
+        )?;
+        Ok(())
+    }
+
+    /// Reconciliation found the authorization unusable for good: the reservation is released.
+    pub fn resolve_expired(&self, id: i64, reason: &str) -> Result<(), LedgerError> {
+        self.lock().execute(
+            "UPDATE spends SET status = 'failed', reason = ?2
+             WHERE id = ?1 AND status IN ('reserved', 'pending')",
             params![id, reason],
         )?;
         Ok(())
@@ -264,7 +474,7 @@ impl SpendLedger {
         let conn = self.lock();
         let mut stmt = conn.prepare(
             "SELECT id, at, method, url, payee, network, asset, symbol, amount, decimals, status,
-                    tx_hash, reason
+                    tx_hash, reason, payer, auth_id, valid_before, payment_id
              FROM spends ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map(params![limit as i64], |r| {
@@ -283,11 +493,18 @@ impl SpendLedger {
                 network: r.get(5)?,
                 asset: r.get(6)?,
                 symbol: r.get(7)?,
+                decimals,
                 amount,
                 display_amount,
                 status: r.get(10)?,
                 tx_hash: r.get(11)?,
                 reason: r.get(12)?,
+                payer: r.get(13)?,
+                authorization: r.get(14)?,
+                valid_before: r
+                    .get::<_, Option<i64>>(15)?
+                    .map(|v| u64::try_from(v).unwrap_or(0)),
+                payment_id: r.get(16)?,
             })
         })?;
         rows.collect::<Result<_, _>>().map_err(Into::into)
@@ -300,5 +517,142 @@ impl SpendLedger {
             params![status.as_str()],
             |r| r.get(0),
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::AssetInfo;
+
+    fn priced(amount: u64) -> Priced {
+        Priced {
+            requirements: serde_json::from_value(serde_json::json!({
+                "scheme": "exact", "network": "eip155:31337", "amount": amount.to_string(),
+                "asset": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+                "payTo": "0x0000000000000000000000000000000000000009", "maxTimeoutSeconds": 60
+            }))
+            .unwrap(),
+            asset: AssetInfo {
+                symbol: "USDC".into(),
+                decimals: 6,
+            },
+        }
+    }
+
+    fn handle(valid_before: u64) -> AuthorizationHandle {
+        AuthorizationHandle {
+            scheme: "exact".into(),
+            network: "eip155:31337".parse().unwrap(),
+            asset: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
+            payer: "0x0000000000000000000000000000000000000001".into(),
+            id: format!("0x{:064x}", valid_before),
+            valid_before,
+        }
+    }
+
+    const ATTEMPT: Attempt<'static> = Attempt {
+        method: "GET",
+        url: "http://127.0.0.1/x",
+    };
+
+    #[test]
+    fn pending_stays_held_until_resolved() {
+        let ledger = SpendLedger::in_memory().unwrap();
+        let policy = SpendingPolicy::new().budget("0.0015 USDC", None).unwrap();
+        let id = ledger
+            .reserve(&policy, &priced(1_000), &ATTEMPT)
+            .unwrap()
+            .unwrap();
+        ledger
+            .attach_authorization(id, &handle(1_000), Some("tg_0123456789abcdef"))
+            .unwrap();
+        ledger.mark_pending(id, "server answered 503").unwrap();
+        // A release after the fact cannot undo `pending`: only reconciliation can.
+        ledger.release(id, "late").unwrap();
+        assert_eq!(ledger.count(SpendStatus::Pending).unwrap(), 1);
+        let refused = ledger.reserve(&policy, &priced(1_000), &ATTEMPT).unwrap();
+        assert!(matches!(refused, Err(Refusal::OverBudget { .. })));
+
+        let open = ledger.unresolved(500, 60).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].status, SpendStatus::Pending);
+        assert_eq!(open[0].authorization, handle(1_000));
+        let history = ledger.history(10).unwrap();
+        let record = history.iter().find(|r| r.id == id).unwrap();
+        assert_eq!(record.payment_id.as_deref(), Some("tg_0123456789abcdef"));
+        assert_eq!(record.valid_before, Some(1_000));
+
+        ledger.resolve_expired(id, "expired unused").unwrap();
+        assert_eq!(ledger.count(SpendStatus::Failed).unwrap(), 1);
+        assert!(ledger.unresolved(500, 60).unwrap().is_empty());
+        assert!(ledger
+            .reserve(&policy, &priced(1_000), &ATTEMPT)
+            .unwrap()
+            .is_ok());
+    }
+
+    #[test]
+    fn in_flight_rows_are_reconciled_only_once_long_expired() {
+        let ledger = SpendLedger::in_memory().unwrap();
+        let policy = SpendingPolicy::new();
+        let id = ledger
+            .reserve(&policy, &priced(1), &ATTEMPT)
+            .unwrap()
+            .unwrap();
+        // Never signed: nothing to ask the chain about.
+        assert!(ledger.unresolved(u64::MAX, 60).unwrap().is_empty());
+        ledger
+            .attach_authorization(id, &handle(1_000), None)
+            .unwrap();
+        assert!(ledger.unresolved(1_059, 60).unwrap().is_empty());
+        let open = ledger.unresolved(1_060, 60).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].status, SpendStatus::Reserved);
+        ledger.resolve_used(id, "used on chain").unwrap();
+        assert_eq!(ledger.count(SpendStatus::Paid).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_version_0_ledger_is_migrated_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spend.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE spends (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,
+                    method TEXT NOT NULL, url TEXT NOT NULL, payee TEXT NOT NULL,
+                    network TEXT NOT NULL, asset TEXT NOT NULL, symbol TEXT NOT NULL,
+                    amount TEXT NOT NULL, decimals INTEGER NOT NULL, scaled TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('reserved', 'paid', 'failed', 'refused')),
+                    tx_hash TEXT, reason TEXT);
+                 CREATE INDEX spends_symbol_at ON spends (symbol, at);
+                 INSERT INTO spends (at, method, url, payee, network, asset, symbol, amount,
+                                     decimals, scaled, status, tx_hash)
+                 VALUES (strftime('%s','now'), 'GET', 'http://x/', '0x09', 'eip155:31337',
+                         '0xaa', 'USDC', '1000', 6, '1000000000000000', 'paid', '0xabc');",
+            )
+            .unwrap();
+        }
+        let ledger = SpendLedger::open(&path).unwrap();
+        let rows = ledger.history(10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, "paid");
+        assert_eq!(rows[0].tx_hash.as_deref(), Some("0xabc"));
+        // The migrated table accepts `pending`, and the old payment still counts.
+        let policy = SpendingPolicy::new().budget("0.0015 USDC", None).unwrap();
+        let refused = ledger.reserve(&policy, &priced(1_000), &ATTEMPT).unwrap();
+        assert!(matches!(refused, Err(Refusal::OverBudget { .. })));
+        let id = ledger
+            .reserve(&policy, &priced(500), &ATTEMPT)
+            .unwrap()
+            .unwrap();
+        ledger.mark_pending(id, "503").unwrap();
+        assert_eq!(ledger.count(SpendStatus::Pending).unwrap(), 1);
+        drop(ledger);
+        // Opening again is a no-op.
+        let again = SpendLedger::open(&path).unwrap();
+        assert_eq!(again.history(10).unwrap().len(), 3);
     }
 }

@@ -8,14 +8,27 @@
 //!
 //! - [`policy`] — per-request maxima, budgets per window and in total, allowed networks,
 //!   assets and payees, preference order.
-//! - [`ledger`] — every attempt in SQLite; budgets are derived from it.
-//! - [`signer`] — the wallet trait (EVM `exact` implementation behind the `evm` feature).
-//! - [`middleware`] — the middleware itself.
+//! - [`ledger`] — every attempt in SQLite; budgets are derived from it. An attempt whose
+//!   outcome is ambiguous (a `5xx`, a timeout, a `402 settlement_pending`…) stays `pending` —
+//!   held against every budget — until reconciliation asks the chain.
+//! - [`signer`] — the wallet trait (EVM `exact` implementation behind the `evm` feature),
+//!   including the on-chain question "was this authorization used?".
+//! - [`middleware`] — the middleware itself, and [`X402Middleware::reconcile`].
+//!
+//! When a seller offers the `payment-identifier` extension, each payment carries a fresh id
+//! (kept in the ledger), so a retry of the same payment is recognisable as the same attempt.
+//!
+//! Everything an agent needs is exported from this crate: with the `evm` feature (default) the
+//! `exact` EVM payer [`ExactEvmClient`] and the key type [`PrivateKeySigner`], and the HTTP
+//! client crates the middleware plugs into, [`reqwest`] 0.13 and [`reqwest_middleware`] 0.5 —
+//! use these re-exports (or exactly those versions), or `ClientBuilder::with` will not accept
+//! the middleware. Through the `tollgate` facade (feature `client`) the same paths are under
+//! `tollgate::client::…`.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use alloy::signers::local::PrivateKeySigner;
-//! use tollgate_client::{PaymentReceipt, SpendLedger, SpendingPolicy, X402Middleware};
+//! use tollgate_client::{reqwest, reqwest_middleware, ExactEvmClient, PrivateKeySigner};
+//! use tollgate_client::{PaymentError, PaymentReceipt, SpendLedger, SpendingPolicy, X402Middleware};
 //!
 //! let key: PrivateKeySigner = std::env::var("AGENT_KEY")?.parse()?;
 //! let policy = SpendingPolicy::new()
@@ -23,11 +36,18 @@
 //!     .budget("5 USDC", Some(std::time::Duration::from_secs(86_400)))?;
 //! let ledger = SpendLedger::open("spend.db".as_ref())?;
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(X402Middleware::new(tollgate_evm::ExactEvmClient::new(key), policy, ledger))
+//!     .with(X402Middleware::new(ExactEvmClient::new(key), policy, ledger))
 //!     .build();
-//! let response = client.get("http://127.0.0.1:3000/weather").send().await?;
-//! if let Some(receipt) = response.extensions().get::<PaymentReceipt>() {
-//!     println!("paid in {}", receipt.settlement.transaction);
+//! match client.get("http://127.0.0.1:3000/weather").send().await {
+//!     Ok(response) => {
+//!         if let Some(receipt) = response.extensions().get::<PaymentReceipt>() {
+//!             println!("paid in {}", receipt.settlement.transaction);
+//!         }
+//!     }
+//!     Err(err) => match PaymentError::from_middleware_error(&err) {
+//!         Some(PaymentError::Refused(why)) => println!("not paid: {why}"),
+//!         _ => return Err(err.into()),
+//!     },
 //! }
 //! # Ok(()) }
 //! ```
@@ -37,8 +57,24 @@ pub mod middleware;
 pub mod policy;
 pub mod signer;
 
-pub use ledger::{SpendLedger, SpendRecord, SpendStatus};
-pub use middleware::{ApproveHook, PaymentError, PaymentReceipt, X402Middleware};
+pub use ledger::{SpendLedger, SpendRecord, SpendStatus, Unresolved};
+pub use middleware::{
+    ApproveHook, PaymentError, PaymentReceipt, PendingPayment, ReconcileReport, X402Middleware,
+    DEFAULT_EXPIRY_GRACE, DEFAULT_MAX_RETRY_WAIT, DEFAULT_PENDING_RETRIES,
+};
 pub use policy::Priced;
-pub use policy::{Preference, Refusal, SpendingPolicy};
-pub use signer::{PaymentSigner, SignerError};
+pub use policy::{AssetInfo, Preference, Refusal, SpendingPolicy, DEFAULT_MAX_PER_REQUEST};
+pub use signer::{
+    AuthorizationHandle, AuthorizationState, PaymentSigner, SignedPayment, SignerError, StateError,
+};
+
+// What an agent's own code names, re-exported so it need not depend on these crates at
+// versions matching ours (a mismatched `reqwest-middleware` makes `ClientBuilder::with` refuse
+// the middleware with an error that names no version).
+pub use reqwest;
+pub use reqwest_middleware;
+
+#[cfg(feature = "evm")]
+pub use alloy::signers::local::PrivateKeySigner;
+#[cfg(feature = "evm")]
+pub use tollgate_evm::ExactEvmClient;

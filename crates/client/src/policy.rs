@@ -9,8 +9,14 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
-use tollgate_proto::money::{format_atomic, MoneyError, TokenAmount};
+use tollgate_proto::money::{format_atomic, DecimalAmount, MoneyError, TokenAmount};
 use tollgate_proto::{asset, Network, PaymentRequirements, U256};
+
+/// The per-payment cap of [`SpendingPolicy::new`], in the token's own units, for every symbol
+/// without a [`SpendingPolicy::max_per_request`] of its own: `0.1` — ten cents of USDC, the cap
+/// the official x402 client applies by default. An agent that forgot to set a limit then loses
+/// at most that per request to a seller asking too much; [`SpendingPolicy::unlimited`] opts out.
+pub const DEFAULT_MAX_PER_REQUEST: &str = "0.1";
 
 /// An asset the policy can price: its symbol and decimals.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +63,10 @@ pub enum Preference {
 
 /// The rules an agent's spending follows.
 ///
+/// [`SpendingPolicy::new`] caps every payment at [`DEFAULT_MAX_PER_REQUEST`] of its token
+/// until `max_per_request` sets that token's cap (higher or lower);
+/// [`SpendingPolicy::unlimited`] starts without that cap.
+///
 /// ```
 /// use tollgate_client::SpendingPolicy;
 /// let policy = SpendingPolicy::new()
@@ -65,9 +75,11 @@ pub enum Preference {
 ///     .budget("100 USDC", None).unwrap();
 /// assert_eq!(policy.budgets().len(), 2);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SpendingPolicy {
     max_per_request: Vec<Limit>,
+    /// The cap for symbols without an entry in `max_per_request`; `None` when unlimited.
+    default_max: Option<DecimalAmount>,
     budgets: Vec<Budget>,
     networks: Option<HashSet<Network>>,
     assets: Option<HashSet<(Network, String)>>,
@@ -152,13 +164,52 @@ pub(crate) fn scale(amount: U256, decimals: u8) -> U256 {
     amount.saturating_mul(U256::from(10u8).pow(U256::from(shift)))
 }
 
+impl Default for SpendingPolicy {
+    /// The same as [`SpendingPolicy::new`]: capped at [`DEFAULT_MAX_PER_REQUEST`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl SpendingPolicy {
-    /// A policy with no limits (every payable option is allowed).
+    /// A policy that caps each payment at [`DEFAULT_MAX_PER_REQUEST`] (0.1) of its token — for
+    /// every token whose cap [`max_per_request`](Self::max_per_request) does not set — and
+    /// has no budget and no allow-lists.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            default_max: Some(
+                DEFAULT_MAX_PER_REQUEST
+                    .parse()
+                    .expect("DEFAULT_MAX_PER_REQUEST is a valid decimal"),
+            ),
+            ..Self::unlimited()
+        }
     }
 
-    /// Caps each payment, e.g. `"0.05 USDC"`.
+    /// A policy with no limits at all: every payable option is allowed, at any price, until
+    /// `max_per_request` or `budget` adds one. For callers that apply their own limits (an
+    /// approval hook, a budget) and must not be capped at [`DEFAULT_MAX_PER_REQUEST`].
+    pub fn unlimited() -> Self {
+        Self {
+            max_per_request: Vec::new(),
+            default_max: None,
+            budgets: Vec::new(),
+            networks: None,
+            assets: None,
+            payees: None,
+            preference: Preference::default(),
+            custom_assets: HashMap::new(),
+        }
+    }
+
+    /// The per-payment cap for tokens without a `max_per_request` of their own:
+    /// `Some(0.1)` from [`new`](Self::new), `None` from [`unlimited`](Self::unlimited).
+    pub fn default_max_per_request(&self) -> Option<&DecimalAmount> {
+        self.default_max.as_ref()
+    }
+
+    /// Caps each payment in this token, e.g. `"0.05 USDC"`; replaces the default cap for that
+    /// symbol (so it may also raise it), and several caps of one symbol all apply.
     pub fn max_per_request(mut self, limit: &str) -> Result<Self, MoneyError> {
         let amount: TokenAmount = limit.parse()?;
         self.max_per_request.push(Limit {
@@ -233,7 +284,9 @@ impl SpendingPolicy {
         &self.budgets
     }
 
-    fn asset_info(&self, network: &Network, address: &str) -> Option<AssetInfo> {
+    /// The symbol and decimals of `address` on `network`: registered assets first, then the
+    /// known-asset table. `None` when the decimals are unknown.
+    pub fn asset_info(&self, network: &Network, address: &str) -> Option<AssetInfo> {
         if let Some(info) = self
             .custom_assets
             .get(&(network.clone(), address.to_ascii_lowercase()))
@@ -277,11 +330,24 @@ impl SpendingPolicy {
                 why: "unknown asset: its decimals are not known (register it)".into(),
             })?;
         let price = requirements.amount.get();
-        for limit in self
+        let mut limits: Vec<Limit> = self
             .max_per_request
             .iter()
             .filter(|l| l.symbol == asset.symbol)
-        {
+            .cloned()
+            .collect();
+        if limits.is_empty() {
+            if let Some(default) = &self.default_max {
+                limits.push(Limit {
+                    symbol: asset.symbol.clone(),
+                    amount: TokenAmount {
+                        amount: default.clone(),
+                        symbol: asset.symbol.clone(),
+                    },
+                });
+            }
+        }
+        for limit in &limits {
             let max = limit
                 .atomic(asset.decimals)
                 .map_err(|e| Refusal::AssetNotAllowed {
@@ -401,6 +467,53 @@ mod tests {
         ));
         let p = SpendingPolicy::new().register_asset(Network::eip155(31337), "0xAA", "USDC", 6);
         assert!(p.check(&req("eip155:31337", 1, "0x01")).is_ok());
+    }
+
+    #[test]
+    fn new_caps_each_payment_by_default_and_unlimited_does_not() {
+        // 0.1 USDC is 100_000 atomic units on Base.
+        let capped = SpendingPolicy::new();
+        assert!(capped.check(&req("eip155:8453", 100_000, "0x01")).is_ok());
+        let err = capped
+            .check(&req("eip155:8453", 100_001, "0x01"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "price 0.100001 USDC exceeds the per-request maximum of 0.1 USDC by 0.000001"
+        );
+        assert_eq!(
+            SpendingPolicy::default().default_max_per_request(),
+            capped.default_max_per_request()
+        );
+
+        // The cap follows the token's own units: a registered 18-decimal token is capped at
+        // 0.1 of it too.
+        let local = SpendingPolicy::new().register_asset(Network::eip155(31337), "0xAA", "DAI", 18);
+        assert!(local
+            .check(&req("eip155:31337", 100_000_000_000_000_000, "0x01"))
+            .is_ok());
+        assert!(matches!(
+            local.check(&req("eip155:31337", 100_000_000_000_000_001, "0x01")),
+            Err(Refusal::OverMaxPerRequest { .. })
+        ));
+
+        // An explicit cap for the symbol replaces the default, upwards too…
+        let raised = SpendingPolicy::new().max_per_request("5 USDC").unwrap();
+        assert!(raised.check(&req("eip155:8453", 5_000_000, "0x01")).is_ok());
+        // …but only for its own symbol.
+        let other = SpendingPolicy::new()
+            .register_asset(Network::eip155(31337), "0xAA", "DAI", 18)
+            .max_per_request("5 USDC")
+            .unwrap();
+        assert!(other
+            .check(&req("eip155:31337", 100_000_000_000_000_001, "0x01"))
+            .is_err());
+
+        let unlimited = SpendingPolicy::unlimited();
+        assert_eq!(unlimited.default_max_per_request(), None);
+        assert!(unlimited
+            .check(&req("eip155:8453", 1_000_000_000_000, "0x01"))
+            .is_ok());
     }
 
     #[test]

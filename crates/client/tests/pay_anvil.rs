@@ -49,6 +49,17 @@ async fn shop() -> Shop {
         &payee.to_string(),
         extra,
     );
+    // Names an EIP-712 domain the token does not have: every payment signed for it is refused
+    // by the facilitator and can never be used on chain.
+    let wrong_domain = PaymentOption::atomic(
+        U256::from(PRICE),
+        &chain.usdc.to_string(),
+        network.clone(),
+        &payee.to_string(),
+        json!({ "name": "Not USD Coin", "version": "2" })
+            .as_object()
+            .cloned(),
+    );
     let layer = PaywallLayer::new(facilitator)
         .route("GET /data", RoutePrice::new(option.clone()))
         .unwrap()
@@ -57,6 +68,8 @@ async fn shop() -> Shop {
         .route("GET /v1/data", RoutePrice::new(option.clone()))
         .unwrap()
         .route("GET /broken", RoutePrice::new(option))
+        .unwrap()
+        .route("GET /wrong-domain", RoutePrice::new(wrong_domain))
         .unwrap();
     let served = Arc::new(AtomicUsize::new(0));
     let counter = served.clone();
@@ -77,6 +90,7 @@ async fn shop() -> Shop {
             get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down") }),
         )
         .route("/v1/data", get(|| async { "v1 data" }))
+        .route("/wrong-domain", get(|| async { "unreachable" }))
         .layer(layer)
         // Under /v1, behave like a v1-only server: no PAYMENT-REQUIRED header, so clients
         // must read the challenge from the JSON body and pay with X-PAYMENT.
@@ -290,13 +304,14 @@ async fn budget_survives_a_restart_and_rejections_release_it() {
     let policy = || s.policy().budget("0.02 USDC", None).unwrap();
     {
         let client = s.client(4, policy(), SpendLedger::open(&path).unwrap());
-        // The server fails: nothing is charged, and the reservation is released.
+        // A clear rejection (signed for a token domain that is not the asset's): nothing was
+        // charged and nothing ever can be, so the reservation is released.
         let r = client
-            .get(format!("{}/broken", s.url))
+            .get(format!("{}/wrong-domain", s.url))
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status().as_u16(), 500);
+        assert_eq!(r.status().as_u16(), 402);
         assert!(r.extensions().get::<PaymentReceipt>().is_none());
         for _ in 0..2 {
             let r = client.get(format!("{}/data", s.url)).send().await.unwrap();
@@ -307,6 +322,20 @@ async fn budget_survives_a_restart_and_rejections_release_it() {
     let ledger = SpendLedger::open(&path).unwrap();
     assert_eq!(ledger.count(SpendStatus::Paid).unwrap(), 2);
     assert_eq!(ledger.count(SpendStatus::Failed).unwrap(), 1);
+    let failed = ledger
+        .history(10)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.status == "failed")
+        .unwrap();
+    assert!(
+        failed
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("invalid_exact_evm"),
+        "{failed:?}"
+    );
     let client = s.client(4, policy(), ledger);
     let err = client
         .get(format!("{}/data", s.url))
@@ -314,6 +343,34 @@ async fn budget_survives_a_restart_and_rejections_release_it() {
         .await
         .unwrap_err();
     assert!(matches!(refusal(err), Refusal::OverBudget { .. }));
+}
+
+#[tokio::test]
+async fn a_server_error_after_payment_holds_the_reservation() {
+    let s = shop().await;
+    let ledger = SpendLedger::in_memory().unwrap();
+    let client = s.client(
+        6,
+        s.policy().budget("0.01 USDC", None).unwrap(),
+        ledger.clone(),
+    );
+    let before = s.payee_balance().await;
+    // The handler fails and the paywall does not settle, but the buyer cannot know that: the
+    // seller still holds a valid authorization.
+    let r = client
+        .get(format!("{}/broken", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    assert_eq!(ledger.count(SpendStatus::Pending).unwrap(), 1);
+    let err = client
+        .get(format!("{}/data", s.url))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(refusal(err), Refusal::OverBudget { .. }));
+    assert_eq!(s.payee_balance().await, before);
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@
 
 pub mod browser;
 pub mod client;
+pub mod client_state;
 pub mod contracts;
 pub mod domain;
 pub mod facilitator;

@@ -93,7 +93,10 @@ impl ExactEvmPayload {
     }
 }
 
-/// Serde for `U256` as a decimal string, strict on input: digits only, no sign, no hex.
+/// Serde for `U256` as a decimal string, strict on input: canonical decimal only — digits, no
+/// sign, no hex, no exponent, no whitespace, and no leading zero (`"0"` itself excepted). One
+/// value has exactly one spelling, so a signed authorization cannot be presented in several
+/// textual forms that a byte-keyed guard somewhere would count as different payments.
 mod decimal {
     use alloy::primitives::U256;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
@@ -109,6 +112,48 @@ mod decimal {
                 "expected a decimal integer string, got {s:?}"
             )));
         }
+        if s.len() > 1 && s.starts_with('0') {
+            return Err(D::Error::custom(format!(
+                "expected a canonical decimal integer (no leading zero), got {s:?}"
+            )));
+        }
         U256::from_str_radix(&s, 10).map_err(|e| D::Error::custom(format!("{s:?}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_value(value: &str) -> serde_json::Value {
+        serde_json::json!({
+            "signature": "0x1234",
+            "authorization": {
+                "from": "0x857b06519E91e3A54538791bDbb0E22373e36b66",
+                "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+                "value": value,
+                "validAfter": "0",
+                "validBefore": "1740672154",
+                "nonce": "0xf3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480"
+            }
+        })
+    }
+
+    #[test]
+    fn amounts_and_times_must_be_canonical_decimals() {
+        let ok: ExactEvmPayload = serde_json::from_value(with_value("1000")).unwrap();
+        assert_eq!(ok.authorization.value, U256::from(1000));
+        assert_eq!(ok.authorization.valid_after, U256::ZERO);
+        for bad in [
+            "01000", "+1000", " 1000", "1000 ", "1e3", "0x3e8", "", "00", "-1", "1_000",
+        ] {
+            assert!(
+                serde_json::from_value::<ExactEvmPayload>(with_value(bad)).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+        let mut leading = with_value("1000");
+        leading["authorization"]["validBefore"] = "01740672154".into();
+        assert!(serde_json::from_value::<ExactEvmPayload>(leading).is_err());
     }
 }

@@ -59,12 +59,72 @@ struct Inner {
     epoch: Instant,
 }
 
-#[derive(Debug)]
 struct Endpoint {
     url: Url,
     http: Http<Client>,
     /// Milliseconds since `Inner::epoch` until which this endpoint is tried last; 0 = healthy.
     down_until: AtomicU64,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &redacted(&self.url))
+            .field("down_until", &self.down_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An endpoint as errors and logs may show it: scheme, host and port, then `/…` when anything
+/// else was configured. RPC providers put the API key in the path (`/v2/<key>`), the query
+/// (`?apikey=`) or the user-info, and transport errors reach unauthenticated callers of the
+/// facilitator (a `503`'s message), so the rest of the URL is never shown.
+///
+/// ```
+/// use tollgate_evm::rpc::redacted;
+/// let url = "https://base.example/v2/secret-key".parse().unwrap();
+/// assert_eq!(redacted(&url), "https://base.example/…");
+/// assert_eq!(redacted(&"http://127.0.0.1:8545".parse().unwrap()), "http://127.0.0.1:8545");
+/// ```
+pub fn redacted(url: &Url) -> String {
+    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or("?"));
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    let more = !url.username().is_empty()
+        || url.password().is_some()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some();
+    if more {
+        shown.push_str("/…");
+    }
+    shown
+}
+
+/// `message` with every secret-bearing part of `url` replaced (the HTTP client quotes the
+/// whole URL in its errors: "error sending request for url (…)").
+fn scrub(message: &str, url: &Url) -> String {
+    let mut out = message.replace(url.as_str(), &redacted(url));
+    let parts = [
+        url.query().unwrap_or(""),
+        url.fragment().unwrap_or(""),
+        url.password().unwrap_or(""),
+        // A token given as the user name (`https://<token>@host`); a short name is no secret,
+        // and replacing it everywhere would garble the message.
+        if url.username().len() >= 8 {
+            url.username()
+        } else {
+            ""
+        },
+        if url.path() == "/" { "" } else { url.path() },
+    ];
+    for part in parts {
+        if !part.is_empty() {
+            out = out.replace(part, "…");
+        }
+    }
+    out
 }
 
 impl FailoverTransport {
@@ -153,10 +213,12 @@ impl FailoverTransport {
                 Err(error) => {
                     let until = self.now_ms() + Self::COOL_DOWN.as_millis() as u64;
                     endpoint.down_until.store(until, Ordering::Relaxed);
+                    let shown = redacted(&endpoint.url);
+                    let error = scrub(&error.to_string(), &endpoint.url);
                     if self.inner.endpoints.len() > 1 {
-                        tracing::warn!(endpoint = %endpoint.url, %error, "RPC endpoint failed, trying the next");
+                        tracing::warn!(endpoint = %shown, %error, "RPC endpoint failed, trying the next");
                     }
-                    failures.push(format!("{}: {error}", endpoint.url));
+                    failures.push(format!("{shown}: {error}"));
                 }
             }
         }
@@ -188,6 +250,23 @@ impl tower::Service<RequestPacket> for FailoverTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_never_quote_the_secret_parts_of_an_endpoint() {
+        for raw in [
+            "https://base.example/v2/k3y-in-path",
+            "https://base.example/?apikey=k3y-in-query",
+            "https://user:k3y-as-password@base.example/",
+            "https://k3y-as-user-name@base.example/",
+        ] {
+            let url: Url = raw.parse().unwrap();
+            let message = format!("error sending request for url ({url}): refused");
+            let shown = scrub(&message, &url);
+            assert!(!shown.contains("k3y"), "{shown}");
+            assert!(shown.contains("https://base.example/…"), "{shown}");
+            assert!(!format!("{:?}", FailoverTransport::new([raw]).unwrap()).contains("k3y"));
+        }
+    }
 
     #[test]
     fn refuses_no_endpoints_and_bad_urls() {

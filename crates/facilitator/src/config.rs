@@ -58,6 +58,10 @@ pub struct ServerConfig {
     /// Requests per client IP to `/verify`, `/settle` and `/supported`; none when absent.
     #[serde(default)]
     pub rate_limit: Option<crate::rate_limit::RateLimit>,
+    /// `[server.limits]`: connection cap, header-read and idle timeouts of the listener (the
+    /// request timeout is `request_timeout_secs`).
+    #[serde(default)]
+    pub limits: tollgate_listen::Limits,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +72,7 @@ impl Default for ServerConfig {
             request_timeout_secs: default_request_timeout(),
             api_key_env: None,
             rate_limit: None,
+            limits: tollgate_listen::Limits::default(),
         }
     }
 }
@@ -82,6 +87,18 @@ pub struct LedgerConfig {
     /// A PostgreSQL URL instead of the SQLite file, so several instances share one ledger.
     #[serde(default)]
     pub url: Option<DatabaseUrl>,
+    /// Audit events older than this many days are deleted.
+    #[serde(default = "default_events_max_age_days")]
+    pub events_max_age_days: u64,
+    /// At most this many audit events are kept; the oldest go first. Unauthenticated
+    /// `/verify` calls each add one, so this bounds what anyone can make the ledger store.
+    #[serde(default = "default_events_max_rows")]
+    pub events_max_rows: u64,
+    /// Seconds after an authorization's `validBefore` — or after its last verification, if
+    /// sooner — at which a verified but never settled payment is deleted (once no
+    /// reservation holds it).
+    #[serde(default = "default_unsettled_grace_secs")]
+    pub unsettled_grace_secs: u64,
 }
 
 impl Default for LedgerConfig {
@@ -89,8 +106,36 @@ impl Default for LedgerConfig {
         Self {
             path: default_ledger_path(),
             url: None,
+            events_max_age_days: default_events_max_age_days(),
+            events_max_rows: default_events_max_rows(),
+            unsettled_grace_secs: default_unsettled_grace_secs(),
         }
     }
+}
+
+impl LedgerConfig {
+    /// The retention limits these settings name.
+    pub fn retention(&self) -> crate::ledger::Retention {
+        crate::ledger::Retention {
+            events_max_age: std::time::Duration::from_secs(
+                self.events_max_age_days.saturating_mul(24 * 3600),
+            ),
+            events_max_rows: self.events_max_rows,
+            unsettled_grace: std::time::Duration::from_secs(self.unsettled_grace_secs),
+        }
+    }
+}
+
+fn default_events_max_age_days() -> u64 {
+    30
+}
+
+fn default_events_max_rows() -> u64 {
+    1_000_000
+}
+
+fn default_unsettled_grace_secs() -> u64 {
+    3600
 }
 
 /// A `postgres://` URL. It may hold a password, so `Debug` shows only the scheme.
@@ -344,6 +389,10 @@ impl Config {
         if self.server.request_timeout_secs == 0 {
             return Err(invalid("server.request_timeout_secs", "must be positive"));
         }
+        self.server
+            .limits
+            .validate()
+            .map_err(|e| invalid(format!("server.limits.{}", e.key), e.reason))?;
         if let Some(rate) = self.server.rate_limit {
             if rate.per_second == 0 || rate.burst == 0 {
                 return Err(invalid(
@@ -351,6 +400,15 @@ impl Config {
                     "per_second and burst must both be positive",
                 ));
             }
+        }
+        if self.ledger.events_max_age_days == 0 {
+            return Err(invalid("ledger.events_max_age_days", "must be at least 1"));
+        }
+        if self.ledger.events_max_rows < 100 {
+            return Err(invalid(
+                "ledger.events_max_rows",
+                "must be at least 100 (the audit log needs some history)",
+            ));
         }
         if self.networks.is_empty() {
             return Err(invalid(
@@ -437,6 +495,18 @@ impl Config {
             }
             if n.receipt_timeout_secs == 0 {
                 return Err(invalid(key("receipt_timeout_secs"), "must be positive"));
+            }
+            if self.server.request_timeout_secs <= n.receipt_timeout_secs {
+                return Err(invalid(
+                    "server.request_timeout_secs",
+                    format!(
+                        "{} s is not longer than {} ({} s): a settlement waiting for its receipt \
+                         would be cut off and the caller never told its outcome",
+                        self.server.request_timeout_secs,
+                        key("receipt_timeout_secs"),
+                        n.receipt_timeout_secs
+                    ),
+                ));
             }
         }
         Ok(())
@@ -540,12 +610,28 @@ request_timeout_secs = 120
 # Per-client-IP limit on /verify, /settle and /supported (429 beyond it; leave out for none):
 rate_limit = { per_second = 50, burst = 100 }
 
+[server.limits]
+# Most connections at once. When full, the connection idle the longest (or still sending its
+# request head) is closed for the new one; when all are busy with requests, new ones get 503.
+max_connections = 1024
+# Seconds to send a whole request head (stops clients trickling half a header: slowloris);
+# also the longest a request body may stall while the server waits for it.
+header_read_timeout_secs = 10
+# Seconds a keep-alive connection may wait for its next request.
+idle_timeout_secs = 60
+
 [ledger]
 # SQLite file recording every verification and settlement (created if missing).
 path = "tollgate-ledger.db"
 # Or PostgreSQL, so several facilitator instances share one ledger and settle each payment
 # once between them (better set through TOLLGATE_LEDGER_URL, since it holds a password):
 # url = "postgres://tollgate:secret@127.0.0.1:5432/tollgate"
+# Retention of the audit event log (every /verify and /settle adds one event): by age and by
+# count, so unauthenticated traffic cannot grow the database without bound.
+events_max_age_days = 30
+events_max_rows = 1000000
+# A verified payment nobody settled is deleted this many seconds after it expired.
+unsettled_grace_secs = 3600
 
 [[networks]]
 # CAIP-2 id of the chain.
@@ -749,5 +835,36 @@ mod tests {
             signer.address().to_string(),
             "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
         );
+    }
+
+    #[test]
+    fn listener_limits_default_and_are_validated_naming_the_key() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.server.limits, tollgate_listen::Limits::default());
+        let text = EXAMPLE.replace("max_connections = 1024", "max_connections = 0");
+        let err = Config::parse(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.limits.max_connections"), "{err}");
+        let text = EXAMPLE.replace("idle_timeout_secs = 60", "idle_timeout_secs = 0");
+        let err = Config::parse(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.limits.idle_timeout_secs"), "{err}");
+        let text = EXAMPLE.replace("idle_timeout_secs", "idle_secs");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("idle_secs"), "{err}");
+        // The listener's request timeout must outlast the receipt wait.
+        let text = EXAMPLE.replace("request_timeout_secs = 120", "request_timeout_secs = 60");
+        let err = Config::parse(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.request_timeout_secs"), "{err}");
     }
 }

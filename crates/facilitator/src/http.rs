@@ -2,8 +2,14 @@
 //!
 //! Bodies are exactly the spec's. Status codes: 200 for a valid / settled payment, 202 for a
 //! settlement sent but not yet confirmed, 400 for a payment at fault or a malformed body (with
-//! the spec's reason string and a readable message), 503 when the chain or the ledger cannot be
-//! reached. Never a 500 for a client's mistake.
+//! the spec's reason string and a readable message), 409 when the attempt key (the
+//! `Idempotency-Key` header or the payment's `payment-identifier` id) was already used for
+//! another payment, 503 when the chain or the ledger cannot be reached. Never a 500 for a
+//! client's mistake.
+//!
+//! `POST /verify` and `POST /settle` accept an optional `Idempotency-Key` header naming the
+//! settlement attempt (see [`Facilitator::settle_attempt`]); a malformed one is a 400
+//! (`invalid_payment_identifier`), never ignored.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,12 +21,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
+use tollgate_proto::idempotency::{IdempotencyKey, IDEMPOTENCY_KEY};
 use tollgate_proto::{
     ErrorReason, FacilitatorRequest, Network, SettleResponse, SettleResponseV1, VerifyResponse,
     X402Version,
 };
 
-use crate::metrics::{Gauge, Metrics};
+use crate::metrics::{Metrics, ScrapeState, SignerGauges};
 use crate::rate_limit::{Limiter, RateLimit};
 use crate::service::{Facilitator, Outcome};
 
@@ -129,7 +136,25 @@ fn outcome_label<T>(
         Outcome::Pending(_) => "pending",
         Outcome::Rejected(_) => rejected,
         Outcome::Unavailable(_) => "unavailable",
+        Outcome::Conflict(_) => "conflict",
     }
+}
+
+/// The `Idempotency-Key` header: absent, or exactly one well-formed value.
+fn attempt_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, String> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("more than one Idempotency-Key header".into());
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| "Idempotency-Key is not visible ASCII".to_string())?;
+    IdempotencyKey::new(value)
+        .map(Some)
+        .map_err(|e| format!("Idempotency-Key: {e}"))
 }
 
 /// Decodes a request body; serde's message names the failing field for our dispatching types
@@ -151,14 +176,19 @@ async fn verify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         return unauthorized();
     }
     let started = Instant::now();
-    let outcome = match parse(&body) {
-        Err(message) => Outcome::Rejected(VerifyResponse::invalid(
+    let outcome = match (parse(&body), attempt_key(&headers)) {
+        (Err(message), _) => Outcome::Rejected(VerifyResponse::invalid(
             bad_request_reason(&message),
             Some(message),
             None,
         )),
-        Ok(request) => {
-            let work = state.facilitator.verify(&request);
+        (Ok(_), Err(message)) => Outcome::Rejected(VerifyResponse::invalid(
+            ErrorReason::InvalidPaymentIdentifier,
+            Some(message),
+            None,
+        )),
+        (Ok(request), Ok(attempt)) => {
+            let work = state.facilitator.verify_attempt(&request, attempt.as_ref());
             match tokio::time::timeout(state.limits.request_timeout, work).await {
                 Ok(outcome) => outcome,
                 Err(_) => Outcome::Unavailable(VerifyResponse::invalid(
@@ -188,8 +218,8 @@ async fn settle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         return unauthorized();
     }
     let started = Instant::now();
-    let (version, outcome) = match parse(&body) {
-        Err(message) => (
+    let (version, outcome) = match (parse(&body), attempt_key(&headers)) {
+        (Err(message), _) => (
             X402Version::V2,
             Outcome::Rejected(SettleResponse::failure(
                 bad_request_reason(&message),
@@ -199,8 +229,18 @@ async fn settle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
                 None,
             )),
         ),
-        Ok(request) => {
-            let work = state.facilitator.settle(&request);
+        (Ok(request), Err(message)) => (
+            request.version(),
+            Outcome::Rejected(SettleResponse::failure(
+                ErrorReason::InvalidPaymentIdentifier,
+                Some(message),
+                request.to_v2().1.network,
+                None,
+                None,
+            )),
+        ),
+        (Ok(request), Ok(attempt)) => {
+            let work = state.facilitator.settle_attempt(&request, attempt.as_ref());
             let outcome = match tokio::time::timeout(state.limits.request_timeout, work).await {
                 Ok(outcome) => outcome,
                 Err(_) => Outcome::Unavailable(SettleResponse::failure(
@@ -231,6 +271,7 @@ async fn settle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             Outcome::Pending(b) => Outcome::Pending(SettleResponseV1::from(b)),
             Outcome::Rejected(b) => Outcome::Rejected(SettleResponseV1::from(b)),
             Outcome::Unavailable(b) => Outcome::Unavailable(SettleResponseV1::from(b)),
+            Outcome::Conflict(b) => Outcome::Conflict(SettleResponseV1::from(b)),
         }),
     }
 }
@@ -255,6 +296,7 @@ fn respond<T: Serialize>(outcome: Outcome<T>) -> Response {
         Outcome::Pending(_) => StatusCode::ACCEPTED,
         Outcome::Rejected(_) => StatusCode::BAD_REQUEST,
         Outcome::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Outcome::Conflict(_) => StatusCode::CONFLICT,
     };
     (status, Json(outcome.into_body())).into_response()
 }
@@ -347,61 +389,37 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut gauges = Vec::new();
-    if let Ok(counts) = state.facilitator.ledger().count_by_state().await {
-        let pending = counts
-            .iter()
-            .find(|(s, _)| s == "submitted")
-            .map(|(_, n)| *n)
-            .unwrap_or(0);
-        gauges.push(Gauge {
-            name: "tollgate_facilitator_pending_settlements",
-            help: "Settlements sent but not yet confirmed.",
-            labels: vec![],
-            value: pending as f64,
+    let ledger = state
+        .facilitator
+        .ledger()
+        .count_by_state()
+        .await
+        .ok()
+        .map(|counts| {
+            counts
+                .into_iter()
+                .map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
+                .collect()
         });
-        for (s, n) in counts {
-            gauges.push(Gauge {
-                name: "tollgate_facilitator_ledger_entries",
-                help: "Ledger entries by settlement state.",
-                labels: vec![("state", s)],
-                value: n as f64,
-            });
-        }
-    }
-    for signer in state.facilitator.signer_status().await {
-        let labels = vec![
-            ("network", signer.network.to_string()),
-            ("signer", signer.address.to_string()),
-        ];
-        if let Some(balance) = signer.balance_wei {
-            // Prometheus values are floats; the gauge is for alerting, not accounting.
-            gauges.push(Gauge {
-                name: "tollgate_facilitator_signer_balance_wei",
-                help: "Native balance of each settlement signer (pays gas).",
-                labels: labels.clone(),
-                value: f64::from(balance),
-            });
-        }
-        gauges.push(Gauge {
-            name: "tollgate_facilitator_signer_low_on_gas",
-            help: "1 when a settlement signer's balance is below the configured minimum.",
-            labels: labels.clone(),
-            value: if signer.low_on_gas { 1.0 } else { 0.0 },
-        });
-        gauges.push(Gauge {
-            name: "tollgate_facilitator_signer_in_flight",
-            help: "Settlement transactions sent and not yet seen mined, per signer.",
-            labels,
-            value: signer.in_flight as f64,
-        });
-    }
+    let signers = state
+        .facilitator
+        .signer_status()
+        .await
+        .into_iter()
+        .map(|signer| SignerGauges {
+            network: signer.network.to_string(),
+            signer: signer.address.to_string(),
+            balance_wei: signer.balance_wei.map(f64::from),
+            low_on_gas: signer.low_on_gas,
+            in_flight: signer.in_flight as u64,
+        })
+        .collect();
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            crate::metrics::CONTENT_TYPE,
         )],
-        state.metrics.render(&gauges),
+        state.metrics.render(&ScrapeState { ledger, signers }),
     )
         .into_response()
 }

@@ -5,8 +5,8 @@
 //! - [`service`] — [`Facilitator`], the library type: verify, idempotent settle, supported,
 //!   reconciliation after a restart. Embed it in a resource server to skip the HTTP hop.
 //! - [`http`] — the spec's HTTP API over a [`Facilitator`], with bearer-key auth and limits.
-//! - [`metrics`] — Prometheus counters and histograms for `GET /metrics`.
-//! - [`rate_limit`] — per-client-IP token buckets in front of the API.
+//! - [`metrics`] — Prometheus counters, histograms and gauges for `GET /metrics` (`prometheus-client`).
+//! - [`rate_limit`] — per-client (IPv4 address, IPv6 `/64`) rate limits in front of the API (`governor`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

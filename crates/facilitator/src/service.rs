@@ -1,6 +1,12 @@
-//! The facilitator as a library type: verify, settle (idempotently, with the ledger) and list
-//! what is supported. The HTTP layer is a thin shell over this, and a resource server can embed
-//! it in-process.
+//! The facilitator as a library type: verify, settle (once per payment, recorded in the
+//! ledger) and list what is supported. The HTTP layer is a thin shell over this, and a resource
+//! server can embed it in-process.
+//!
+//! Settlement is retry-safe without being replayable: a payment — identified by its parsed
+//! (network, asset, payer, nonce), never by its bytes — belongs to one **attempt** (an
+//! `Idempotency-Key`, or the payment's `payment-identifier` id), and only that attempt,
+//! presenting that very payment, is ever answered with its settlement again. See
+//! [`Facilitator::verify_attempt`] and [`Facilitator::settle_attempt`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -8,6 +14,7 @@ use std::time::Duration;
 
 use alloy::primitives::{B256, U256};
 use tollgate_evm::{ExactEvmFacilitator, ExactEvmPayload, SettleError, Settlement};
+use tollgate_proto::idempotency::{IdempotencyKey, PaymentIdentifier};
 use tollgate_proto::{
     ErrorReason, FacilitatorRequest, Network, PaymentPayload, PaymentRequirements, Scheme,
     SettleResponse, SupportedKind, SupportedResponse, VerifyResponse, X402Version,
@@ -46,20 +53,31 @@ pub enum Outcome<T> {
     Rejected(T),
     /// The facilitator cannot reach the chain or its ledger; retry later.
     Unavailable(T),
+    /// The attempt key (or `payment-identifier` id) was already used for another payment
+    /// (HTTP 409).
+    Conflict(T),
 }
 
 impl<T> Outcome<T> {
     /// The response body.
     pub fn body(&self) -> &T {
         match self {
-            Self::Ok(t) | Self::Pending(t) | Self::Rejected(t) | Self::Unavailable(t) => t,
+            Self::Ok(t)
+            | Self::Pending(t)
+            | Self::Rejected(t)
+            | Self::Unavailable(t)
+            | Self::Conflict(t) => t,
         }
     }
 
     /// The response body, owned.
     pub fn into_body(self) -> T {
         match self {
-            Self::Ok(t) | Self::Pending(t) | Self::Rejected(t) | Self::Unavailable(t) => t,
+            Self::Ok(t)
+            | Self::Pending(t)
+            | Self::Rejected(t)
+            | Self::Unavailable(t)
+            | Self::Conflict(t) => t,
         }
     }
 }
@@ -121,6 +139,12 @@ const CLAIM_TTL: Duration = Duration::from_secs(10);
 
 /// How often a held claim is renewed.
 const CLAIM_RENEW: Duration = Duration::from_secs(3);
+
+/// Shortest reservation a verification under an attempt takes.
+const MIN_LEASE: Duration = Duration::from_secs(30);
+
+/// Longest reservation a verification under an attempt takes.
+const MAX_LEASE: Duration = Duration::from_secs(3600);
 
 /// How much longer than the receipt timeout a settlement waits for another instance's claim.
 const CLAIM_WAIT_MARGIN: Duration = Duration::from_secs(30);
@@ -208,9 +232,14 @@ impl Facilitator {
         let ledger = match &config.ledger.url {
             Some(url) => Ledger::connect_postgres(url.expose()).await?,
             None => Ledger::open(&config.ledger.path)?,
-        };
+        }
+        .with_retention(config.ledger.retention());
         let facilitator = Self::with_min_signer_balance(schemes, ledger);
         let report = facilitator.reconcile().await?;
+        let pruned = facilitator.inner.ledger.prune().await?;
+        if pruned != Default::default() {
+            tracing::info!(?pruned, "ledger retention applied");
+        }
         Ok((facilitator, report))
     }
 
@@ -292,28 +321,20 @@ impl Facilitator {
     }
 
     /// `POST /verify` as part of the settlement attempt `attempt` (the `Idempotency-Key`
-    /// header, or the payment's `payment-identifier`).
+    /// header; when `None`, the payment's `payment-identifier` id, if any).
+    ///
+    /// A valid answer under an attempt reserves the payment for that attempt (a lease of the
+    /// requirements' `maxTimeoutSeconds`, at least 30 s): until it lapses, or the payment
+    /// fails, every other attempt — and every request without one — is told
+    /// `payment_in_use`. Without an attempt a valid answer reserves nothing. A payment that is
+    /// being settled or was settled is invalid (`invalid_exact_evm_nonce_already_used`) for
+    /// everyone, whatever the chain says yet. An attempt name already used for another payment
+    /// is a [`Outcome::Conflict`].
     pub async fn verify_attempt(
         &self,
         request: &FacilitatorRequest,
-        attempt: Option<&tollgate_proto::IdempotencyKey>,
+        attempt: Option<&IdempotencyKey>,
     ) -> Outcome<VerifyResponse> {
-        let _ = attempt; // TODO(helper B): reservations per attempt
-        self.verify(request).await
-    }
-
-    /// `POST /settle` as part of the settlement attempt `attempt`.
-    pub async fn settle_attempt(
-        &self,
-        request: &FacilitatorRequest,
-        attempt: Option<&tollgate_proto::IdempotencyKey>,
-    ) -> Outcome<SettleResponse> {
-        let _ = attempt; // TODO(helper B): same attempt only
-        self.settle(request).await
-    }
-
-    /// `POST /verify`.
-    pub async fn verify(&self, request: &FacilitatorRequest) -> Outcome<VerifyResponse> {
         let (payment, requirements) = request.to_v2();
         let network = requirements.network.to_string();
         let Some(scheme) = self.inner.schemes.get(&requirements.network) else {
@@ -326,32 +347,34 @@ impl Facilitator {
             ));
         };
         let claimed = ExactEvmPayload::from_payment(&payment).ok();
+        let key = claimed
+            .as_ref()
+            .and_then(|evm| payment_key(&requirements, evm));
         let payer = claimed.as_ref().map(|p| p.authorization.from.to_string());
-        let nonce = claimed.as_ref().map(|p| p.authorization.nonce.to_string());
-        let (outcome, reason) = match scheme.verify(&payment, &requirements).await {
-            Ok(v) => {
-                if let Err(e) = self.mark_verified(&payment, &requirements, &v).await {
-                    return unavailable_verify(e.to_string(), payer);
-                }
-                (
-                    Outcome::Ok(VerifyResponse::valid(v.payer.to_string())),
-                    None,
-                )
-            }
-            Err(e) => {
-                let body = VerifyResponse::invalid(e.reason(), Some(e.to_string()), payer.clone());
-                let reason = Some(e.reason().to_string());
-                if e.is_payment_fault() {
-                    (Outcome::Rejected(body), reason)
-                } else {
-                    (Outcome::Unavailable(body), reason)
-                }
-            }
-        };
+        let outcome = self
+            .verify_checked(
+                scheme,
+                &payment,
+                &requirements,
+                key.as_ref(),
+                payer.clone(),
+                attempt,
+            )
+            .await;
         let label = match &outcome {
             Outcome::Ok(_) => "valid",
             Outcome::Unavailable(_) => "unavailable",
+            Outcome::Conflict(_) => "conflict",
             _ => "invalid",
+        };
+        let reason = outcome
+            .body()
+            .invalid_reason
+            .as_ref()
+            .map(|r| r.to_string());
+        let (event_payer, event_nonce) = match &key {
+            Some(k) => (Some(k.payer.as_str()), Some(k.nonce.as_str())),
+            None => (None, None),
         };
         if let Err(e) = self
             .inner
@@ -359,8 +382,8 @@ impl Facilitator {
             .record(Event {
                 kind: "verify",
                 network: &network,
-                payer: payer.as_deref(),
-                nonce: nonce.as_deref(),
+                payer: event_payer,
+                nonce: event_nonce,
                 outcome: label,
                 reason: reason.as_deref(),
                 tx_hash: None,
@@ -372,34 +395,134 @@ impl Facilitator {
         outcome
     }
 
-    async fn mark_verified(
+    async fn verify_checked(
         &self,
+        scheme: &ExactEvmFacilitator,
         payment: &PaymentPayload,
         requirements: &PaymentRequirements,
-        verified: &tollgate_evm::VerifiedPayment,
-    ) -> Result<(), LedgerError> {
-        let key = key_of(&requirements.network, verified);
-        if self.inner.ledger.get(&key).await?.is_some() {
-            // Never downgrade a payment already in flight or done.
-            return Ok(());
+        key: Option<&PaymentKey>,
+        payer: Option<String>,
+        attempt: Option<&IdempotencyKey>,
+    ) -> Outcome<VerifyResponse> {
+        let ledger = &self.inner.ledger;
+        let names = match AttemptNames::resolve(payment, attempt) {
+            Ok(n) => n,
+            Err(message) => {
+                return Outcome::Rejected(VerifyResponse::invalid(
+                    ErrorReason::InvalidPaymentIdentifier,
+                    Some(message),
+                    payer,
+                ))
+            }
+        };
+        // Refusals the ledger can decide before asking the chain anything.
+        if let Some(key) = key {
+            match self.bound_elsewhere(&names, key).await {
+                Ok(Some(message)) => {
+                    return Outcome::Conflict(VerifyResponse::invalid(
+                        ErrorReason::PaymentIdentifierConflict,
+                        Some(message),
+                        payer,
+                    ))
+                }
+                Ok(None) => {}
+                Err(e) => return unavailable_verify(e.to_string(), payer),
+            }
+            match ledger.get(key).await {
+                Ok(Some(row)) => {
+                    if let Some(refusal) = verify_refusal(&row, names.attempt_str()) {
+                        return Outcome::Rejected(VerifyResponse::invalid(
+                            refusal.0,
+                            Some(refusal.1),
+                            payer,
+                        ));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return unavailable_verify(e.to_string(), payer),
+            }
         }
-        self.inner
-            .ledger
-            .put(&new_entry(
-                key,
-                SettlementState::Verified,
-                payment,
-                requirements,
-            ))
-            .await
+        let verified = match scheme.verify(payment, requirements).await {
+            Ok(v) => v,
+            Err(e) => {
+                let body = VerifyResponse::invalid(e.reason(), Some(e.to_string()), payer);
+                return if e.is_payment_fault() {
+                    Outcome::Rejected(body)
+                } else {
+                    Outcome::Unavailable(body)
+                };
+            }
+        };
+        let key = key_of(&requirements.network, &verified);
+        let payer = Some(verified.payer.to_string());
+        let mut row = new_entry(
+            key.clone(),
+            SettlementState::Verified,
+            payment,
+            requirements,
+            &verified.authorization,
+        );
+        let Some(owner) = names.attempt_str() else {
+            // No attempt: valid, and nobody's reservation.
+            return match ledger.insert_verified(&row).await {
+                Ok(()) => Outcome::Ok(VerifyResponse::valid(verified.payer.to_string())),
+                Err(e) => unavailable_verify(e.to_string(), payer),
+            };
+        };
+        match self.bind(&names, &key).await {
+            Ok(None) => {}
+            Ok(Some(message)) => {
+                return Outcome::Conflict(VerifyResponse::invalid(
+                    ErrorReason::PaymentIdentifierConflict,
+                    Some(message),
+                    payer,
+                ))
+            }
+            Err(e) => return unavailable_verify(e.to_string(), payer),
+        }
+        row.attempt = Some(owner.to_owned());
+        // A paywall's `Idempotency-Key` names one served request, so its re-verification
+        // renews the reservation. A `payment-identifier` id travels inside the payment and so
+        // with every copy of it: a second verification under it while the first holds the
+        // payment is a copy, not a retry, and is refused (a client recovering a lost response
+        // re-sends to the resource server, which answers from its own record, or settles).
+        let reserved = if names.header.is_some() {
+            ledger.reserve(&row, owner, lease_for(requirements)).await
+        } else {
+            ledger
+                .reserve_exclusive(&row, owner, lease_for(requirements))
+                .await
+        };
+        match reserved {
+            Ok(true) => Outcome::Ok(VerifyResponse::valid(verified.payer.to_string())),
+            Ok(false) => {
+                // Lost a race: say why from the row that won.
+                let current = ledger.get(&key).await.ok().flatten();
+                let (reason, message) = current
+                    .as_ref()
+                    .and_then(|row| verify_refusal(row, Some(owner)))
+                    .unwrap_or_else(in_use);
+                Outcome::Rejected(VerifyResponse::invalid(reason, Some(message), payer))
+            }
+            Err(e) => unavailable_verify(e.to_string(), payer),
+        }
     }
 
-    /// `POST /settle`: settles at most once per payment.
+    /// `POST /settle` as part of the settlement attempt `attempt` (the `Idempotency-Key`
+    /// header; when `None`, the payment's `payment-identifier` id, if any).
     ///
-    /// The same payment settled again — sequentially or concurrently — gets the first
-    /// settlement's result (same transaction hash) instead of a second transfer or a
-    /// "nonce already used" error.
-    pub async fn settle(&self, request: &FacilitatorRequest) -> Outcome<SettleResponse> {
+    /// The first settlement of a payment proceeds (unless another attempt holds its
+    /// reservation). Once it is sent, only the **same attempt presenting the same payment** —
+    /// the typed authorization, signature and terms re-checked, the signature verified again —
+    /// gets its result back (the same transaction hash), sequentially or concurrently, from
+    /// any instance sharing the ledger. Everyone else is refused: `payment_in_use` while the
+    /// settlement is in flight, `invalid_exact_evm_nonce_already_used` once it is done. A
+    /// settlement without an attempt can therefore never be repeated.
+    pub async fn settle_attempt(
+        &self,
+        request: &FacilitatorRequest,
+        attempt: Option<&IdempotencyKey>,
+    ) -> Outcome<SettleResponse> {
         let (payment, requirements) = request.to_v2();
         let network = requirements.network.clone();
         let Some(scheme) = self.inner.schemes.get(&network) else {
@@ -425,40 +548,35 @@ impl Facilitator {
                 ))
             }
         };
-        let key = PaymentKey::new(
-            network.as_str(),
-            &requirements.asset,
-            &evm.authorization.from.to_string(),
-            &evm.authorization.nonce.to_string(),
-        );
-        let lock = self.lock_for(&key);
-        let _guard = lock.lock().await;
-        let wait = scheme.config().receipt_timeout + CLAIM_WAIT_MARGIN;
-        let outcome = match self.claim(&key, wait).await {
-            Ok(renewal) => {
-                let outcome = self
-                    .settle_locked(scheme, &key, &payment, &requirements, &evm)
-                    .await;
-                drop(renewal);
-                if let Err(e) = self.inner.ledger.release(&key, &self.inner.instance).await {
-                    // The claim expires on its own; until then other instances wait.
-                    tracing::warn!(error = %e, "could not release settlement claim");
-                }
-                outcome
-            }
-            Err(message) => Outcome::Unavailable(SettleResponse::failure(
-                ErrorReason::UnexpectedSettleError,
+        let payer = evm.authorization.from.to_string();
+        let Some(key) = payment_key(&requirements, &evm) else {
+            return Outcome::Rejected(SettleResponse::failure(
+                ErrorReason::InvalidPaymentRequirements,
+                Some(format!("asset {:?} is not an address", requirements.asset)),
+                network,
+                Some(payer),
+                None,
+            ));
+        };
+        let outcome = match AttemptNames::resolve(&payment, attempt) {
+            Err(message) => Outcome::Rejected(SettleResponse::failure(
+                ErrorReason::InvalidPaymentIdentifier,
                 Some(message),
                 network.clone(),
-                Some(evm.authorization.from.to_string()),
+                Some(payer.clone()),
                 None,
             )),
+            Ok(names) => {
+                self.settle_named(scheme, &key, &payment, &requirements, &evm, &names)
+                    .await
+            }
         };
         let (label, body) = match &outcome {
             Outcome::Ok(b) => ("success", b),
             Outcome::Pending(b) => ("pending", b),
             Outcome::Rejected(b) => ("failure", b),
             Outcome::Unavailable(b) => ("unavailable", b),
+            Outcome::Conflict(b) => ("conflict", b),
         };
         let reason = body.error_reason.as_ref().map(|r| r.to_string());
         let tx = Some(body.transaction.as_str()).filter(|t| !t.is_empty());
@@ -479,6 +597,166 @@ impl Facilitator {
             tracing::error!(error = %e, "could not record settle event");
         }
         outcome
+    }
+
+    async fn settle_named(
+        &self,
+        scheme: &ExactEvmFacilitator,
+        key: &PaymentKey,
+        payment: &PaymentPayload,
+        requirements: &PaymentRequirements,
+        evm: &ExactEvmPayload,
+        names: &AttemptNames,
+    ) -> Outcome<SettleResponse> {
+        let network = requirements.network.clone();
+        let payer = evm.authorization.from.to_string();
+        let fail = |reason: ErrorReason, message: String| {
+            SettleResponse::failure(
+                reason,
+                Some(message),
+                network.clone(),
+                Some(payer.clone()),
+                None,
+            )
+        };
+        match self.bound_elsewhere(names, key).await {
+            Ok(Some(message)) => {
+                return Outcome::Conflict(fail(ErrorReason::PaymentIdentifierConflict, message))
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Outcome::Unavailable(fail(
+                    ErrorReason::UnexpectedSettleError,
+                    e.to_string(),
+                ))
+            }
+        }
+        // Fast refusal without queueing behind the settlement in progress: the same decision
+        // is taken again, authoritatively, under the claim.
+        if let Ok(Some(row)) = self.inner.ledger.get(key).await {
+            if let Some((reason, message)) = settle_refusal(&row, names.attempt_str()) {
+                return Outcome::Rejected(fail(reason, message));
+            }
+        }
+        let lock = self.lock_for(key);
+        let _guard = lock.lock().await;
+        let wait = scheme.config().receipt_timeout + CLAIM_WAIT_MARGIN;
+        match self.claim(key, wait).await {
+            Ok(renewal) => {
+                let outcome = self
+                    .settle_locked(scheme, key, payment, requirements, evm, names)
+                    .await;
+                drop(renewal);
+                if let Err(e) = self.inner.ledger.release(key, &self.inner.instance).await {
+                    // The claim expires on its own; until then other instances wait.
+                    tracing::warn!(error = %e, "could not release settlement claim");
+                }
+                outcome
+            }
+            Err(message) => Outcome::Unavailable(fail(ErrorReason::UnexpectedSettleError, message)),
+        }
+    }
+
+    /// `POST /settle` without an attempt header: [`settle_attempt`](Self::settle_attempt) with
+    /// the payment's `payment-identifier`, if any.
+    pub async fn settle(&self, request: &FacilitatorRequest) -> Outcome<SettleResponse> {
+        self.settle_attempt(request, None).await
+    }
+
+    /// `POST /verify` without an attempt header: [`verify_attempt`](Self::verify_attempt) with
+    /// the payment's `payment-identifier`, if any.
+    pub async fn verify(&self, request: &FacilitatorRequest) -> Outcome<VerifyResponse> {
+        self.verify_attempt(request, None).await
+    }
+
+    /// A message when one of `names` is already tied to another payment than `key`.
+    async fn bound_elsewhere(
+        &self,
+        names: &AttemptNames,
+        key: &PaymentKey,
+    ) -> Result<Option<String>, LedgerError> {
+        for name in names.all() {
+            if let Some(bound) = self.inner.ledger.attempt_binding(name.as_str()).await? {
+                if &bound != key {
+                    return Ok(Some(conflict_message(name)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Ties each of `names` to `key`; a message when one was tied to another payment first.
+    async fn bind(
+        &self,
+        names: &AttemptNames,
+        key: &PaymentKey,
+    ) -> Result<Option<String>, LedgerError> {
+        for name in names.all() {
+            if &self.inner.ledger.bind_attempt(name.as_str(), key).await? != key {
+                return Ok(Some(conflict_message(name)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether `payment` is the very payment `row` recorded: same typed authorization and
+    /// signature bytes, same terms (payee and amount; network and asset are the key), and a
+    /// signature that still verifies. `None` when it is; otherwise the refusal.
+    async fn same_payment(
+        &self,
+        scheme: &ExactEvmFacilitator,
+        row: &LedgerEntry,
+        payment: &PaymentPayload,
+        requirements: &PaymentRequirements,
+        evm: &ExactEvmPayload,
+    ) -> Option<Outcome<SettleResponse>> {
+        let network = requirements.network.clone();
+        let payer = evm.authorization.from.to_string();
+        let used = || {
+            Outcome::Rejected(SettleResponse::failure(
+                ErrorReason::InvalidExactEvmNonceAlreadyUsed,
+                Some(format!(
+                    "authorization nonce {} of {payer} was already used, by another payment than this request",
+                    row.key.nonce
+                )),
+                network.clone(),
+                Some(payer.clone()),
+                None,
+            ))
+        };
+        let stored = serde_json::from_str::<PaymentPayload>(&row.payment_json)
+            .ok()
+            .and_then(|p| ExactEvmPayload::from_payment(&p).ok());
+        let Some(stored) = stored else {
+            return Some(used());
+        };
+        let same_terms = requirements.scheme == Scheme::Exact
+            && tollgate_evm::domain::parse_address(&row.pay_to).ok()
+                == tollgate_evm::domain::parse_address(&requirements.pay_to).ok()
+            && row.amount.parse::<U256>().ok() == Some(requirements.amount.get());
+        if stored.authorization != evm.authorization
+            || stored.signature != evm.signature
+            || !same_terms
+        {
+            return Some(used());
+        }
+        match scheme.verify_signature(payment, requirements).await {
+            Ok(()) => None,
+            Err(e) => {
+                let body = SettleResponse::failure(
+                    e.reason(),
+                    Some(e.to_string()),
+                    network,
+                    Some(payer),
+                    None,
+                );
+                Some(if e.is_payment_fault() {
+                    Outcome::Rejected(body)
+                } else {
+                    Outcome::Unavailable(body)
+                })
+            }
+        }
     }
 
     /// Waits for the ledger's exclusive claim on `key`: another instance sharing the ledger may
@@ -527,6 +805,7 @@ impl Facilitator {
         payment: &PaymentPayload,
         requirements: &PaymentRequirements,
         evm: &ExactEvmPayload,
+        names: &AttemptNames,
     ) -> Outcome<SettleResponse> {
         let network = requirements.network.clone();
         let payer = evm.authorization.from.to_string();
@@ -540,25 +819,43 @@ impl Facilitator {
                 None,
             ))
         };
+        let refused = |(reason, message): (ErrorReason, String)| {
+            Outcome::Rejected(SettleResponse::failure(
+                reason,
+                Some(message),
+                network.clone(),
+                Some(payer.clone()),
+                None,
+            ))
+        };
         let entry = match ledger.get(key).await {
             Ok(e) => e,
             Err(e) => return unavailable(e.to_string()),
         };
-        // A request for the same authorization but other terms is not "the same payment".
-        let same_terms = |e: &LedgerEntry| {
-            e.pay_to.eq_ignore_ascii_case(&requirements.pay_to)
-                && e.amount == requirements.amount.to_string()
-        };
-        if let Some(e) = entry.as_ref().filter(|e| same_terms(e)) {
+        if let Some(e) = &entry {
+            if let Some(refusal) = settle_refusal(e, names.attempt_str()) {
+                return refused(refusal);
+            }
             match (e.state, e.tx_hash.as_deref()) {
-                (SettlementState::Confirmed, Some(tx)) => {
-                    return Outcome::Ok(SettleResponse::success(tx, network, payer));
-                }
-                (SettlementState::Submitted, Some(tx)) => {
-                    let Ok(tx_hash) = tx.parse::<B256>() else {
+                (SettlementState::Confirmed, tx) | (SettlementState::Submitted, tx) => {
+                    // The same attempt: only the very same payment gets the answer back.
+                    if let Some(refusal) = self
+                        .same_payment(scheme, e, payment, requirements, evm)
+                        .await
+                    {
+                        return refusal;
+                    }
+                    let Some(tx_hash) = tx.and_then(|t| t.parse::<B256>().ok()) else {
                         return unavailable(format!("ledger holds a bad tx hash {tx:?}"));
                     };
-                    let asset = match tollgate_evm::domain::parse_address(&requirements.asset) {
+                    if e.state == SettlementState::Confirmed {
+                        return Outcome::Ok(SettleResponse::success(
+                            tx_hash.to_string(),
+                            network,
+                            payer,
+                        ));
+                    }
+                    let asset = match tollgate_evm::domain::parse_address(&key.asset) {
                         Ok(a) => a,
                         Err(e) => return unavailable(e),
                     };
@@ -569,23 +866,46 @@ impl Facilitator {
                         .finish(e.clone(), result, network, payer, Some(tx_hash))
                         .await;
                 }
-                (SettlementState::Verified, _) => {
-                    // A run may have died after sending but before recording the hash: ask the
-                    // chain before sending anything.
-                    if let Ok(asset) = tollgate_evm::domain::parse_address(&requirements.asset) {
-                        match scheme.find_settlement_tx(asset, &evm.authorization).await {
-                            Ok(Some(s)) => {
-                                let tx = s.tx_hash;
-                                return self
-                                    .finish(e.clone(), Ok(s), network, payer, Some(tx))
-                                    .await;
-                            }
-                            Ok(None) => {}
-                            Err(err) => return unavailable(err.to_string()),
-                        }
-                    }
-                }
                 _ => {}
+            }
+        }
+
+        // A fresh settlement: this attempt (or, without one, an internal name nobody can
+        // present) takes the payment for the time it needs. Nothing is written for a request
+        // that does not verify, so invalid settles cannot grow the ledger.
+        let owner = names
+            .attempt_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("~settle-{}", B256::random()));
+        let mut row = new_entry(
+            key.clone(),
+            SettlementState::Verified,
+            payment,
+            requirements,
+            &evm.authorization,
+        );
+        row.attempt = Some(owner.clone());
+
+        if entry
+            .as_ref()
+            .is_some_and(|e| e.state == SettlementState::Verified)
+        {
+            // A run may have died after sending but before recording the hash: ask the chain
+            // before sending anything. Its caller never got an answer, so this attempt — the
+            // only one let through while the payment was not settled — gets it.
+            match scheme
+                .find_settlement_tx(evm_asset(key), &evm.authorization)
+                .await
+            {
+                Ok(Some(s)) => {
+                    if let Err(e) = self.bind(names, key).await {
+                        return unavailable(e.to_string());
+                    }
+                    let tx = s.tx_hash;
+                    return self.finish(row, Ok(s), network, payer, Some(tx)).await;
+                }
+                Ok(None) => {}
+                Err(err) => return unavailable(err.to_string()),
             }
         }
 
@@ -606,14 +926,24 @@ impl Facilitator {
                 };
             }
         };
-        let mut row = new_entry(
-            key.clone(),
-            SettlementState::Verified,
-            payment,
-            requirements,
-        );
-        if let Err(e) = ledger.put(&row).await {
-            return unavailable(e.to_string());
+        match self.bind(names, key).await {
+            Ok(None) => {}
+            Ok(Some(message)) => {
+                return Outcome::Conflict(SettleResponse::failure(
+                    ErrorReason::PaymentIdentifierConflict,
+                    Some(message),
+                    network,
+                    Some(payer),
+                    None,
+                ))
+            }
+            Err(e) => return unavailable(e.to_string()),
+        }
+        let lease = lease_for(requirements) + scheme.config().receipt_timeout;
+        match ledger.reserve(&row, &owner, lease).await {
+            Ok(true) => {}
+            Ok(false) => return refused(in_use()),
+            Err(e) => return unavailable(e.to_string()),
         }
         let tx_hash = match scheme.submit_verified(&verified).await {
             Ok(h) => h,
@@ -694,6 +1024,12 @@ impl Facilitator {
     pub async fn reconcile(&self) -> Result<ReconcileReport, LedgerError> {
         let mut report = ReconcileReport::default();
         for entry in self.inner.ledger.unfinished().await? {
+            // Reserved by a live attempt (perhaps on another instance): found on chain it is
+            // confirmed, but not found it stays that attempt's, not ours to end.
+            let reserved = entry.state == SettlementState::Verified
+                && entry
+                    .lease_until
+                    .is_some_and(|t| t > crate::ledger::now_millis());
             let Ok(network) = entry.key.network.parse::<Network>() else {
                 continue;
             };
@@ -758,6 +1094,10 @@ impl Facilitator {
                     report.failed += 1;
                     "failure"
                 }
+                None if reserved => {
+                    report.still_pending += 1;
+                    "pending"
+                }
                 None => {
                     // Verified but never used on chain: nothing happened; a client retry settles.
                     row.state = SettlementState::Failed;
@@ -817,11 +1157,147 @@ fn key_of(network: &Network, verified: &tollgate_evm::VerifiedPayment) -> Paymen
     )
 }
 
+/// The canonical identity of a payment, from the *parsed* request: typed addresses and nonce,
+/// so every textual encoding of one authorization (hex case, `0X`, …) is one key. `None` when
+/// the requirements' asset is not an address (verification then says why).
+pub(crate) fn payment_key(
+    requirements: &PaymentRequirements,
+    evm: &ExactEvmPayload,
+) -> Option<PaymentKey> {
+    let asset = tollgate_evm::domain::parse_address(&requirements.asset).ok()?;
+    Some(PaymentKey::new(
+        requirements.network.as_str(),
+        &asset.to_string(),
+        &evm.authorization.from.to_string(),
+        &evm.authorization.nonce.to_string(),
+    ))
+}
+
+/// The asset of a key (keys are built from parsed addresses, so this cannot fail).
+fn evm_asset(key: &PaymentKey) -> alloy::primitives::Address {
+    tollgate_evm::domain::parse_address(&key.asset).unwrap_or_default()
+}
+
+/// The names a request gives its attempt: the caller's key (the `Idempotency-Key` header)
+/// and the payment's own `payment-identifier` id. The attempt is the first present.
+#[derive(Debug, Default)]
+struct AttemptNames {
+    header: Option<IdempotencyKey>,
+    identifier: Option<IdempotencyKey>,
+}
+
+impl AttemptNames {
+    /// Reads the payment's `payment-identifier`: malformed, or required by the server and
+    /// absent, is the caller's error (HTTP 400).
+    fn resolve(payment: &PaymentPayload, header: Option<&IdempotencyKey>) -> Result<Self, String> {
+        let extensions = payment.extensions.as_ref();
+        let identifier = PaymentIdentifier::from_extensions(extensions)
+            .map_err(|e| format!("payment-identifier: {e}"))?;
+        if identifier.is_none() && PaymentIdentifier::is_required(extensions) {
+            return Err(
+                "payment-identifier: the server requires an `id` and the payment has none".into(),
+            );
+        }
+        Ok(Self {
+            header: header.cloned(),
+            identifier: identifier.map(|p| p.id),
+        })
+    }
+
+    fn attempt_str(&self) -> Option<&str> {
+        self.header
+            .as_ref()
+            .or(self.identifier.as_ref())
+            .map(IdempotencyKey::as_str)
+    }
+
+    /// The names tied to one payment: only the one naming the attempt. When the caller
+    /// sends its own key, the payment's `payment-identifier` id names nothing here, and it
+    /// must not be checked or bound either: the id travels unsigned in the buyer's header, so
+    /// a stranger who saw it could bind it first to a payment of its own and so have the
+    /// seller's real attempt refused (`409`) for good.
+    fn all(&self) -> impl Iterator<Item = &IdempotencyKey> {
+        self.header
+            .as_ref()
+            .or(self.identifier.as_ref())
+            .into_iter()
+    }
+}
+
+fn conflict_message(name: &IdempotencyKey) -> String {
+    format!("the attempt key {name} was already used for another payment")
+}
+
+fn in_use() -> (ErrorReason, String) {
+    (
+        ErrorReason::PaymentInUse,
+        "this payment is in use by another request (reserved, or its settlement is in progress)"
+            .into(),
+    )
+}
+
+fn already_used(row: &LedgerEntry) -> (ErrorReason, String) {
+    (
+        ErrorReason::InvalidExactEvmNonceAlreadyUsed,
+        format!(
+            "authorization nonce {} of {} has been {}",
+            row.key.nonce,
+            row.key.payer,
+            if row.state == SettlementState::Confirmed {
+                "settled"
+            } else {
+                "submitted for settlement"
+            }
+        ),
+    )
+}
+
+/// Whether another attempt than `attempt` holds a live reservation on `row`.
+fn held_by_other(row: &LedgerEntry, attempt: Option<&str>) -> bool {
+    row.state == SettlementState::Verified
+        && row.attempt.is_some()
+        && row.attempt.as_deref() != attempt
+        && row
+            .lease_until
+            .is_some_and(|t| t > crate::ledger::now_millis())
+}
+
+/// Why `/verify` must refuse a payment in `row`'s state, whatever the chain says.
+fn verify_refusal(row: &LedgerEntry, attempt: Option<&str>) -> Option<(ErrorReason, String)> {
+    match row.state {
+        SettlementState::Submitted | SettlementState::Confirmed => Some(already_used(row)),
+        _ if held_by_other(row, attempt) => Some(in_use()),
+        _ => None,
+    }
+}
+
+/// Why `/settle` under `attempt` must refuse a payment in `row`'s state: it is another
+/// attempt's (settled → nonce used; in flight or reserved → in use). `None` lets the same
+/// attempt through to the re-check, or a free payment to settlement.
+fn settle_refusal(row: &LedgerEntry, attempt: Option<&str>) -> Option<(ErrorReason, String)> {
+    let same = attempt.is_some() && row.attempt.as_deref() == attempt;
+    match row.state {
+        SettlementState::Confirmed if !same => Some(already_used(row)),
+        SettlementState::Submitted if !same => Some(in_use()),
+        _ if held_by_other(row, attempt) => Some(in_use()),
+        _ => None,
+    }
+}
+
+/// How long a verification under an attempt reserves the payment: the requirements'
+/// `maxTimeoutSeconds` (the time the seller said the exchange may take), at least
+/// [`MIN_LEASE`] so a short timeout still covers a handler, at most [`MAX_LEASE`] so a copy
+/// presented first under a stranger's key cannot lock the payment out for long.
+fn lease_for(requirements: &PaymentRequirements) -> Duration {
+    Duration::from_secs(requirements.max_timeout_seconds).clamp(MIN_LEASE, MAX_LEASE)
+}
+
 fn new_entry(
     key: PaymentKey,
     state: SettlementState,
     payment: &PaymentPayload,
     requirements: &PaymentRequirements,
+    authorization: &tollgate_evm::Authorization,
 ) -> LedgerEntry {
     LedgerEntry {
         key,
@@ -832,6 +1308,9 @@ fn new_entry(
         error_reason: None,
         payment_json: serde_json::to_string(payment).unwrap_or_default(),
         updated_at: 0,
+        attempt: None,
+        lease_until: None,
+        valid_before: Some(i64::try_from(authorization.valid_before).unwrap_or(i64::MAX)),
     }
 }
 

@@ -134,6 +134,20 @@ impl Setup {
         (status, r.json().await.unwrap())
     }
 
+    /// [`post`](Self::post) as part of the settlement attempt `key` (`Idempotency-Key`).
+    async fn post_keyed(&self, path: &str, body: &Value, key: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
     async fn balance(&self, who: Address) -> U256 {
         self.chain.usdc_balance(who).await.unwrap()
     }
@@ -225,25 +239,43 @@ async fn settling_one_payment_many_times_transfers_once() {
     let before_payer = s.balance(TestChain::address(2)).await;
     let body = s.body(&payment);
 
+    // Without an attempt key, one caller settles; nobody else is told "success" (the official
+    // facilitator's behaviour: a copy of a payment header buys nothing).
     let calls = (0..50).map(|_| s.post("/settle", &body));
     let results = futures::future::join_all(calls).await;
     let mut hashes = std::collections::HashSet::new();
     for (status, r) in &results {
-        assert_eq!(*status, 200, "{r}");
-        assert_eq!(r["success"], true);
-        hashes.insert(r["transaction"].as_str().unwrap().to_owned());
+        if r["success"] == true {
+            assert_eq!(*status, 200, "{r}");
+            hashes.insert(r["transaction"].as_str().unwrap().to_owned());
+        } else {
+            assert_eq!(*status, 400, "{r}");
+            let reason = r["errorReason"].as_str().unwrap();
+            assert!(
+                reason == "payment_in_use" || reason == "invalid_exact_evm_nonce_already_used",
+                "{r}"
+            );
+        }
     }
-    assert_eq!(hashes.len(), 1, "every caller sees the same settlement");
+    assert_eq!(
+        hashes.len(),
+        1,
+        "exactly one caller is told it settled: {results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|(_, r)| r["success"] == true).count(),
+        1
+    );
     assert_eq!(s.balance(s.payee).await, before_payee + U256::from(PRICE));
     assert_eq!(
         s.balance(TestChain::address(2)).await,
         before_payer - U256::from(PRICE)
     );
 
-    // And once more, later.
+    // And once more, later: the nonce is used.
     let (status, again) = s.post("/settle", &body).await;
-    assert_eq!(status, 200);
-    assert!(hashes.contains(again["transaction"].as_str().unwrap()));
+    assert_eq!(status, 400, "{again}");
+    assert_eq!(again["errorReason"], "invalid_exact_evm_nonce_already_used");
     assert_eq!(s.balance(s.payee).await, before_payee + U256::from(PRICE));
 }
 
@@ -367,7 +399,8 @@ async fn pending_settlement_is_reconciled_after_restart() {
     let before = s.balance(s.payee).await;
     s.chain.set_automine(false).await.unwrap();
 
-    let (status, r) = s.post("/settle", &s.body(&payment)).await;
+    let attempt = "paywall-attempt-0000000001";
+    let (status, r) = s.post_keyed("/settle", &s.body(&payment), attempt).await;
     assert_eq!(status, 202, "{r}");
     assert_eq!(r["success"], false);
     assert_eq!(r["errorReason"], "settlement_pending");
@@ -381,13 +414,15 @@ async fn pending_settlement_is_reconciled_after_restart() {
     s.chain.mine().await.unwrap();
     s.chain.set_automine(true).await.unwrap();
 
-    // A new process on the same ledger finishes it, and a retry gets the same answer.
+    // A new process on the same ledger finishes it, and a retry of the same attempt gets the
+    // same answer.
     let (facilitator, report) = Facilitator::from_config(&s.config).await.unwrap();
     assert_eq!(report.confirmed, 1, "{report:?}");
     let (url, _server) = serve(facilitator).await;
     let r: Value = s
         .http
         .post(format!("{url}/settle"))
+        .header("Idempotency-Key", attempt)
         .json(&body)
         .send()
         .await
@@ -467,7 +502,7 @@ async fn metrics_count_results_by_reason() {
     let s = setup().await;
     let payment = s.pay(7).await;
     assert_eq!(s.post("/settle", &s.body(&payment)).await.0, 200);
-    let mut bad = s.body(&payment);
+    let mut bad = s.body(&s.pay(7).await);
     bad["paymentPayload"]["payload"]["signature"] = json!("0x1234");
     assert_eq!(s.post("/verify", &bad).await.0, 400);
     let text = s
@@ -730,10 +765,14 @@ async fn batch_settles_together_and_a_poisoned_authorization_fails_alone() {
         .unwrap()
         .unwrap();
     assert_eq!(receipt.to, Some(s.chain.multicall3));
-    // Settling a batched payment again answers from the ledger with the same transaction.
+    // Settling a batched payment again without its attempt key is refused from the ledger.
     let again = s.post("/settle", &bodies[2]).await;
-    assert_eq!(again.0, 200);
-    assert_eq!(again.1["transaction"], tx.to_string());
+    assert_eq!(again.0, 400, "{}", again.1);
+    assert_eq!(
+        again.1["errorReason"],
+        "invalid_exact_evm_nonce_already_used"
+    );
+    assert!(receipt.status());
 }
 
 #[tokio::test]

@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use tollgate_proto::{AtomicAmount, Network};
-use tollgate_server::{PaymentOption, RoutePrice, SettlementMode};
+use tollgate_server::{PaymentOption, PendingConfig, RoutePrice, SettlementMode};
 
 /// Environment variable overriding `listen`.
 pub const ENV_LISTEN: &str = "TOLLGATE_LISTEN";
@@ -30,10 +30,11 @@ pub struct GatewayConfig {
     /// Longest an upstream response may take to start.
     #[serde(default = "default_upstream_timeout")]
     pub upstream_timeout_secs: u64,
-    /// When payments are settled: `after-handler` (default: only for upstream successes, and
-    /// nothing is delivered if settlement fails) or `before-handler`.
-    #[serde(default)]
-    pub settlement: Settlement,
+    /// When payments are settled — `settlement = "after-handler"` (default: only for upstream
+    /// successes, and nothing is delivered if settlement fails) or `"before-handler"` — or a
+    /// `[settlement]` table with `mode` and the retry and pending-response limits.
+    #[serde(default, deserialize_with = "settlement_settings")]
+    pub settlement: SettlementSettings,
     /// The facilitator that verifies and settles.
     pub facilitator: FacilitatorSettings,
     /// Defaults for every route's payment.
@@ -41,6 +42,32 @@ pub struct GatewayConfig {
     /// The priced routes; everything else passes through for free.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Longest one exchange may take, from the request head to the response being ready
+    /// (payment checks, upstream and settlement included); then `503` and the connection is
+    /// closed. A response still being written 2 s after it is cut too. Must outlast everything
+    /// the gateway itself may wait for (see `validate`).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// `[limits]`: connection cap, header-read and idle timeouts of the listener.
+    #[serde(default)]
+    pub limits: tollgate_listen::Limits,
+    /// `[metrics]`: the Prometheus scrape endpoint, off unless `path` is set.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`: Prometheus metrics of the gateway (402s, paid requests, refusals by reason,
+/// upstream latency), served on the gateway's own listener.
+///
+/// Off by default because the gateway forwards every path to the upstream: the metrics path is
+/// answered by the gateway itself and would hide an upstream path of the same name. Choose one
+/// the upstream does not serve (e.g. `/_tollgate/metrics`); a path a priced route matches is
+/// refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// The scrape endpoint's exact path (`GET`), e.g. `/_tollgate/metrics`.
+    pub path: Option<String>,
 }
 
 /// `settlement = "after-handler" | "before-handler"`.
@@ -52,6 +79,108 @@ pub enum Settlement {
     AfterHandler,
     /// Settle, then forward.
     BeforeHandler,
+}
+
+/// `[settlement]`: the mode, and what happens when settlement outlives the exchange.
+///
+/// A payment whose settlement is still pending when the exchange ends (the transfer is sent
+/// but not confirmed, or the facilitator did not answer after the retries) keeps the upstream's
+/// response in memory; the buyer gets `402 settlement_pending` with `Retry-After`, and retrying
+/// with the same payment delivers the kept response once the payment has settled. The upstream
+/// is never called twice for one payment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SettlementSettings {
+    /// `after-handler` or `before-handler`.
+    pub mode: Settlement,
+    /// Repeats of a `/verify` or `/settle` that got no answer, with the same attempt key
+    /// (within the payment's `max_timeout_seconds`).
+    pub retries: u32,
+    /// Most payments awaiting settlement at once.
+    pub pending_max_entries: usize,
+    /// Most bytes of kept responses at once.
+    pub pending_max_bytes: usize,
+    /// Largest single response that can be kept.
+    pub pending_max_response_bytes: usize,
+    /// Longest a response is kept (also capped by the payment's `max_timeout_seconds`).
+    pub pending_ttl_secs: u64,
+    /// `Retry-After` given to buyers while their settlement is pending.
+    pub retry_after_secs: u64,
+}
+
+impl Default for SettlementSettings {
+    fn default() -> Self {
+        let pending = PendingConfig::default();
+        Self {
+            mode: Settlement::default(),
+            retries: tollgate_server::paywall::DEFAULT_RETRIES,
+            pending_max_entries: pending.max_entries,
+            pending_max_bytes: pending.max_total_bytes,
+            pending_max_response_bytes: pending.max_response_bytes,
+            pending_ttl_secs: pending.ttl.as_secs(),
+            retry_after_secs: pending.retry_after.as_secs(),
+        }
+    }
+}
+
+impl SettlementSettings {
+    /// The paywall's limits of the pending-response store.
+    pub fn pending(&self) -> PendingConfig {
+        PendingConfig {
+            max_entries: self.pending_max_entries,
+            max_total_bytes: self.pending_max_bytes,
+            max_response_bytes: self.pending_max_response_bytes,
+            ttl: Duration::from_secs(self.pending_ttl_secs),
+            retry_after: Duration::from_secs(self.retry_after_secs),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        use tollgate_server::PendingConfigError as E;
+        let key = |field: &str| format!("settlement.{field}");
+        match self.pending().validate() {
+            Ok(()) => Ok(()),
+            Err(E::Zero(field)) => Err(invalid(
+                key(match field {
+                    "max_entries" => "pending_max_entries",
+                    "max_total_bytes" => "pending_max_bytes",
+                    "max_response_bytes" => "pending_max_response_bytes",
+                    "ttl" => "pending_ttl_secs",
+                    _ => "retry_after_secs",
+                }),
+                "must be positive",
+            )),
+            Err(E::ResponseOverTotal { response, total }) => Err(invalid(
+                key("pending_max_response_bytes"),
+                format!("{response} is more than settlement.pending_max_bytes ({total})"),
+            )),
+        }
+    }
+}
+
+/// `settlement` is either the mode alone (`settlement = "after-handler"`) or a table.
+fn settlement_settings<'de, D: Deserializer<'de>>(d: D) -> Result<SettlementSettings, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = SettlementSettings;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("\"after-handler\", \"before-handler\", or a [settlement] table")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            use serde::de::IntoDeserializer;
+            Ok(SettlementSettings {
+                mode: Settlement::deserialize(v.into_deserializer())?,
+                ..SettlementSettings::default()
+            })
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            SettlementSettings::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_any(Visitor)
 }
 
 impl From<Settlement> for SettlementMode {
@@ -72,9 +201,15 @@ pub struct FacilitatorSettings {
     /// Environment variable holding a bearer API key for the facilitator, if it wants one.
     #[serde(default)]
     pub api_key_env: Option<String>,
-    /// Per-request timeout.
+    /// Per-request timeout. Must be longer than `receipt_timeout_secs`: a settle cut short
+    /// by the gateway has an unknown outcome, which only a later retry can resolve.
     #[serde(default = "default_facilitator_timeout")]
     pub timeout_secs: u64,
+    /// How long the facilitator waits for a settlement's receipt before answering "pending"
+    /// (its own `receipt_timeout_secs`; 60 s by default in `tollgate facilitator`). Only used
+    /// to check that `timeout_secs` is longer.
+    #[serde(default = "default_receipt_timeout")]
+    pub receipt_timeout_secs: u64,
 }
 
 /// `[payment]`: where money goes unless a route says otherwise.
@@ -128,8 +263,21 @@ fn default_listen() -> SocketAddr {
 fn default_upstream_timeout() -> u64 {
     60
 }
+fn default_request_timeout() -> u64 {
+    600
+}
+/// Default of `facilitator.timeout_secs`: longer than the facilitator's default receipt wait,
+/// so a slow settlement is answered ("pending" at worst) rather than cut off.
+pub const DEFAULT_FACILITATOR_TIMEOUT_SECS: u64 = 90;
+/// Default of `facilitator.receipt_timeout_secs`: `tollgate facilitator`'s default
+/// `receipt_timeout_secs`.
+pub const DEFAULT_RECEIPT_TIMEOUT_SECS: u64 = 60;
+
 fn default_facilitator_timeout() -> u64 {
-    30
+    DEFAULT_FACILITATOR_TIMEOUT_SECS
+}
+fn default_receipt_timeout() -> u64 {
+    DEFAULT_RECEIPT_TIMEOUT_SECS
 }
 fn default_max_timeout() -> u64 {
     60
@@ -220,6 +368,45 @@ impl GatewayConfig {
         if self.facilitator.timeout_secs == 0 {
             return Err(invalid("facilitator.timeout_secs", "must be positive"));
         }
+        if self.facilitator.receipt_timeout_secs == 0 {
+            return Err(invalid(
+                "facilitator.receipt_timeout_secs",
+                "must be positive",
+            ));
+        }
+        if self.facilitator.timeout_secs <= self.facilitator.receipt_timeout_secs {
+            return Err(invalid(
+                "facilitator.timeout_secs",
+                format!(
+                    "{} s is not longer than facilitator.receipt_timeout_secs ({} s): the gateway \
+                     would give up on a settlement while the facilitator still waits for its \
+                     receipt, leaving its outcome unknown",
+                    self.facilitator.timeout_secs, self.facilitator.receipt_timeout_secs
+                ),
+            ));
+        }
+        self.settlement.validate()?;
+        self.limits
+            .validate()
+            .map_err(|e| invalid(format!("limits.{}", e.key), e.reason))?;
+        // Worst case of one exchange: verify retried until the payment's deadline plus one
+        // last try, the upstream, then settlement's first try. The listener must not cut it
+        // short: a settlement abandoned half-way is a buyer charged and never served.
+        let longest = self
+            .payment
+            .max_timeout_seconds
+            .saturating_add(self.upstream_timeout_secs)
+            .saturating_add(self.facilitator.timeout_secs.saturating_mul(2));
+        if self.request_timeout_secs <= longest {
+            return Err(invalid(
+                "request_timeout_secs",
+                format!(
+                    "{} s is not longer than one exchange may take: payment.max_timeout_seconds \
+                     + upstream_timeout_secs + 2 × facilitator.timeout_secs = {longest} s",
+                    self.request_timeout_secs
+                ),
+            ));
+        }
         if self.routes.is_empty() {
             return Err(invalid(
                 "routes",
@@ -232,6 +419,35 @@ impl GatewayConfig {
             table
                 .insert(&route.route, price)
                 .map_err(|e| invalid(format!("routes[{i}].route"), e.to_string()))?;
+        }
+        if let Some(path) = &self.metrics.path {
+            let canonical = path.starts_with('/')
+                && !path.contains("//")
+                && path
+                    .split('/')
+                    .all(|segment| segment != "." && segment != "..")
+                && path.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.' | b'~')
+                });
+            if !canonical {
+                return Err(invalid(
+                    "metrics.path",
+                    format!(
+                        "{path:?} is not a plain absolute path (letters, digits, `/`, `_`, `-`, \
+                         `.`, `~`; no empty, `.` or `..` segments)"
+                    ),
+                ));
+            }
+            // Served outside the paywall: it must not take a priced path off the price list.
+            if [http::Method::GET, http::Method::HEAD]
+                .iter()
+                .any(|method| table.find(method, path).is_some())
+            {
+                return Err(invalid(
+                    "metrics.path",
+                    format!("{path:?} is a priced route; the scrape endpoint would make it free"),
+                ));
+            }
         }
         Ok(())
     }
@@ -287,8 +503,82 @@ impl GatewayConfig {
     }
 }
 
-/// A commented starter configuration for `network` and `pay_to` (`tollgate init`).
+/// A commented starter configuration for `network` and `pay_to` (`tollgate init`), priced in
+/// dollars of the network's known stablecoin.
 pub fn starter(network: &Network, pay_to: &str, upstream: &str, facilitator: &str) -> String {
+    starter_with_asset(network, pay_to, upstream, facilitator, None)
+}
+
+/// The token a starter prices its routes in when the network has no known stablecoin (a local
+/// chain, a custom token): what a payer needs to sign for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StarterAsset {
+    /// The token's address.
+    pub address: String,
+    /// Ticker shown in comments, e.g. `"USDC"`.
+    pub symbol: String,
+    /// Decimals of the atomic unit.
+    pub decimals: u8,
+    /// The token's EIP-712 domain name (`extra.name`).
+    pub eip712_name: String,
+    /// The token's EIP-712 domain version (`extra.version`).
+    pub eip712_version: String,
+}
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// [`starter`], or with `asset`: the same routes priced in atomic units of that token (0.001
+/// and 0.01 of it, or one atomic unit where the token is coarser), with its signing domain in
+/// `extra`, so a network without a known stablecoin gets a working file too.
+pub fn starter_with_asset(
+    network: &Network,
+    pay_to: &str,
+    upstream: &str,
+    facilitator: &str,
+    asset: Option<&StarterAsset>,
+) -> String {
+    let (weather, v1) = match asset {
+        None => (
+            "price = \"$0.001\"".to_owned(),
+            "price = \"$0.01\"".to_owned(),
+        ),
+        Some(a) => {
+            let price = |decimal: &str| {
+                let atomic = decimal
+                    .parse::<tollgate_proto::DecimalAmount>()
+                    .and_then(|d| d.to_atomic(a.decimals))
+                    .unwrap_or(tollgate_proto::U256::from(1u8));
+                // `decimals` in `extra` only feeds the 402's informational X-Payment-Amount
+                // hint; payers never trust an offer's decimals.
+                format!(
+                    "# {} {} ({} decimals)\namount = \"{atomic}\"\nasset = {}\n\
+                     extra = {{ name = {}, version = {}, decimals = {} }}",
+                    tollgate_proto::money::format_atomic(atomic, a.decimals),
+                    a.symbol.replace(['\n', '\r'], " "),
+                    a.decimals,
+                    toml_string(&a.address),
+                    toml_string(&a.eip712_name),
+                    toml_string(&a.eip712_version),
+                    a.decimals,
+                )
+            };
+            (price("0.001"), price("0.01"))
+        }
+    };
     format!(
         r#"# Tollgate gateway: x402 payments in front of an existing HTTP API, no code change.
 # Run it with `tollgate proxy --config <this file>`. Unknown keys are errors.
@@ -301,15 +591,33 @@ listen = "127.0.0.1:8402"
 # X-Tollgate-Payer, -Network, -Asset and -Amount.
 upstream = "{upstream}"
 upstream_timeout_secs = 60
+# Longest one exchange may take (payment checks, upstream, settlement); then 503. Must be longer
+# than payment.max_timeout_seconds + upstream_timeout_secs + 2 × facilitator.timeout_secs.
+request_timeout_secs = 600
 # "after-handler": verify, forward, settle only if the upstream succeeded (< 400), and deliver
 # nothing if settlement fails. "before-handler": settle first, then forward.
+# A settlement still pending when the exchange ends keeps the response in memory: the buyer
+# gets 402 settlement_pending + Retry-After, and the retry with the same payment gets it once
+# settled (the upstream is never called twice). To tune that, replace this line with a table
+# at the end of the file:
+#   [settlement]
+#   mode = "after-handler"
+#   retries = 3                        # repeats of a /settle that got no answer
+#   pending_max_entries = 1024
+#   pending_max_bytes = 67108864       # all kept responses together
+#   pending_max_response_bytes = 4194304
+#   pending_ttl_secs = 600             # also capped by max_timeout_seconds
+#   retry_after_secs = 5
 settlement = "after-handler"
 
 [facilitator]
 # Verifies and settles payments (`tollgate facilitator`, or any x402 facilitator).
 url = "{facilitator}"
 # api_key_env = "TOLLGATE_FACILITATOR_KEY"   # bearer key, if the facilitator wants one
-timeout_secs = 30
+# Must be longer than the facilitator's receipt wait (its receipt_timeout_secs), or a slow
+# settlement is cut off with an unknown outcome; the gateway refuses to start otherwise.
+timeout_secs = 90
+receipt_timeout_secs = 60
 
 [payment]
 # Where the money goes, unless a route says otherwise.
@@ -318,17 +626,33 @@ pay_to = "{pay_to}"
 # Seconds a buyer has to complete a payment.
 max_timeout_seconds = 60
 
+[limits]
+# Most buyer connections at once. When full, the connection idle the longest (or still sending
+# its request head) is closed for the new one; when all are busy with requests, new ones get 503.
+max_connections = 1024
+# Seconds to send a whole request head (stops clients trickling half a header: slowloris);
+# also the longest a request body may stall while the server waits for it.
+header_read_timeout_secs = 10
+# Seconds a keep-alive connection may wait for its next request.
+idle_timeout_secs = 60
+
+# Prometheus metrics (402s, paid requests, refusals by reason, upstream latency) on this
+# listener. Off by default: the path is answered here and never reaches the upstream, so pick
+# one the upstream does not serve.
+# [metrics]
+# path = "/_tollgate/metrics"
+
 # Priced routes: "METHOD /path", or "METHOD /prefix/*" for everything below a prefix.
 # Anything not listed passes through for free.
 [[routes]]
 route = "GET /weather"
-price = "$0.001"
+{weather}
 description = "Current weather"
 mime_type = "application/json"
 
 [[routes]]
 route = "POST /v1/*"
-price = "$0.01"
+{v1}
 description = "Every call under /v1"
 
 # An amount in atomic units of an explicit token instead of dollars:
@@ -362,7 +686,9 @@ mod tests {
         let c = GatewayConfig::parse(&starter_text()).unwrap();
         c.validate().unwrap();
         assert_eq!(c.routes.len(), 2);
-        assert_eq!(c.settlement, Settlement::AfterHandler);
+        assert_eq!(c.settlement, SettlementSettings::default());
+        assert_eq!(c.settlement.mode, Settlement::AfterHandler);
+        assert!(c.facilitator.timeout_secs > c.facilitator.receipt_timeout_secs);
         let price = c.route_price(0).unwrap();
         assert_eq!(price.options[0].amount.to::<u64>(), 1_000);
     }
@@ -420,6 +746,107 @@ mod tests {
     }
 
     #[test]
+    fn defaults_wait_longer_than_the_facilitator_and_an_inverted_order_is_refused() {
+        let text = starter_text()
+            .replace("timeout_secs = 90\n", "")
+            .replace("receipt_timeout_secs = 60\n", "");
+        let c = GatewayConfig::parse(&text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.facilitator.timeout_secs, 90);
+        assert_eq!(c.facilitator.receipt_timeout_secs, 60);
+
+        for (timeout, receipt) in [(30, 60), (60, 60), (90, 120)] {
+            let text = starter_text()
+                .replace("timeout_secs = 90", &format!("timeout_secs = {timeout}"))
+                .replace(
+                    "receipt_timeout_secs = 60",
+                    &format!("receipt_timeout_secs = {receipt}"),
+                );
+            let err = GatewayConfig::parse(&text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("facilitator.timeout_secs")
+                    && err.contains("facilitator.receipt_timeout_secs"),
+                "{err}"
+            );
+        }
+        let text = starter_text().replace("receipt_timeout_secs = 60", "receipt_timeout_secs = 0");
+        let err = GatewayConfig::parse(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("facilitator.receipt_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn settlement_is_a_mode_or_a_table() {
+        let c = GatewayConfig::parse(&starter_text().replace(
+            "settlement = \"after-handler\"",
+            "settlement = \"before-handler\"",
+        ))
+        .unwrap();
+        assert_eq!(c.settlement.mode, Settlement::BeforeHandler);
+        assert_eq!(
+            c.settlement.retries,
+            tollgate_server::paywall::DEFAULT_RETRIES
+        );
+
+        let table =
+            "\n[settlement]\nmode = \"before-handler\"\nretries = 1\npending_max_entries = 8\n\
+                     pending_max_bytes = 4096\npending_max_response_bytes = 1024\n\
+                     pending_ttl_secs = 30\nretry_after_secs = 2\n";
+        let text = starter_text().replace("settlement = \"after-handler\"\n", "") + table;
+        let c = GatewayConfig::parse(&text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.settlement.mode, Settlement::BeforeHandler);
+        assert_eq!(c.settlement.retries, 1);
+        let pending = c.settlement.pending();
+        assert_eq!(pending.max_entries, 8);
+        assert_eq!(pending.max_total_bytes, 4096);
+        assert_eq!(pending.max_response_bytes, 1024);
+        assert_eq!(pending.ttl, Duration::from_secs(30));
+        assert_eq!(pending.retry_after, Duration::from_secs(2));
+
+        // Omitted keys keep their defaults.
+        let text = starter_text().replace("settlement = \"after-handler\"\n", "")
+            + "\n[settlement]\nretries = 0\n";
+        let c = GatewayConfig::parse(&text).unwrap();
+        assert_eq!(c.settlement.mode, Settlement::AfterHandler);
+        assert_eq!(c.settlement.retries, 0);
+        assert_eq!(c.settlement.pending(), PendingConfig::default());
+
+        // Unknown keys and unusable limits name the key.
+        let text = starter_text().replace("settlement = \"after-handler\"\n", "")
+            + "\n[settlement]\npending_max_entrys = 3\n";
+        let err = GatewayConfig::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("pending_max_entrys"), "{err}");
+        for (line, key) in [
+            ("pending_max_entries = 0", "settlement.pending_max_entries"),
+            ("pending_ttl_secs = 0", "settlement.pending_ttl_secs"),
+            ("retry_after_secs = 0", "settlement.retry_after_secs"),
+            (
+                "pending_max_bytes = 10\npending_max_response_bytes = 11",
+                "settlement.pending_max_response_bytes",
+            ),
+        ] {
+            let text = starter_text().replace("settlement = \"after-handler\"\n", "")
+                + "\n[settlement]\n"
+                + line
+                + "\n";
+            let err = GatewayConfig::parse(&text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{line}: {err}");
+        }
+    }
+
+    #[test]
     fn env_overrides_apply() {
         let mut c = GatewayConfig::parse(&starter_text()).unwrap();
         c.apply_env(|k| match k {
@@ -435,5 +862,34 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("TOLLGATE_LISTEN"));
+    }
+
+    #[test]
+    fn listener_limits_and_request_timeout_are_validated_naming_the_key() {
+        let c = GatewayConfig::parse(&starter_text()).unwrap();
+        assert_eq!(c.limits, tollgate_listen::Limits::default());
+        assert_eq!(c.request_timeout_secs, 600);
+        let text = starter_text().replace(
+            "header_read_timeout_secs = 10",
+            "header_read_timeout_secs = 0",
+        );
+        let err = GatewayConfig::parse(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.header_read_timeout_secs"), "{err}");
+        // Shorter than what one exchange may take: refused.
+        let text =
+            starter_text().replace("request_timeout_secs = 600", "request_timeout_secs = 120");
+        let err = GatewayConfig::parse(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("request_timeout_secs"), "{err}");
+        let text = starter_text().replace("[limits]", "[limits]\nmax_conns = 5");
+        let err = GatewayConfig::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("max_conns"), "{err}");
     }
 }

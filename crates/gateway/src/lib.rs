@@ -8,6 +8,7 @@
 //!
 //! - [`config`] — the file, validated at start-up.
 //! - [`proxy`] — forwarding, header hygiene, streaming.
+//! - [`metrics`] — Prometheus metrics at `[metrics] path`, when configured.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,6 +20,7 @@
 //! ```
 
 pub mod config;
+pub mod metrics;
 pub mod proxy;
 
 use std::collections::BTreeSet;
@@ -92,7 +94,14 @@ pub async fn app(config: &GatewayConfig) -> Result<axum::Router, GatewayError> {
         .map(|k| &k.network)
         .collect();
 
-    let mut layer = PaywallLayer::new(facilitator).settlement_mode(config.settlement.into());
+    let mut layer = PaywallLayer::new(facilitator)
+        .settlement_mode(config.settlement.mode.into())
+        .settle_retries(config.settlement.retries)
+        .pending_responses(config.settlement.pending())
+        .map_err(|e| ConfigError::Invalid {
+            key: "settlement".into(),
+            reason: e.to_string(),
+        })?;
     for (i, route) in config.routes.iter().enumerate() {
         let price = config.route_price(i)?;
         if let Some(missing) = price.options.iter().find(|o| !settled.contains(&o.network)) {
@@ -111,8 +120,27 @@ pub async fn app(config: &GatewayConfig) -> Result<axum::Router, GatewayError> {
     }
     let upstream = Upstream::new(&config.upstream, config.upstream_timeout())
         .map_err(|e| GatewayError::Upstream(e.to_string()))?;
-    Ok(axum::Router::new()
+    let proxied = axum::Router::new()
         .fallback(proxy::forward)
-        .with_state(upstream)
-        .layer(layer))
+        .with_state(upstream);
+    let Some(path) = &config.metrics.path else {
+        return Ok(proxied.layer(layer));
+    };
+    // Upstream time inside the paywall, outcomes outside it; the scrape endpoint beside the
+    // paywall, so it is neither priced nor forwarded (`validate` keeps it off priced routes).
+    let metrics = std::sync::Arc::new(metrics::GatewayMetrics::default());
+    let paywalled = proxied
+        .layer(axum::middleware::from_fn_with_state(
+            metrics.clone(),
+            metrics::time_upstream,
+        ))
+        .layer(layer)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics.clone(),
+            metrics::count,
+        ));
+    Ok(axum::Router::new()
+        .route(path, axum::routing::get(metrics::scrape))
+        .with_state(metrics)
+        .fallback_service(paywalled))
 }

@@ -5,6 +5,18 @@
 //! `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) describe one connection and are
 //! dropped in both directions. The buyer's payment header is dropped too: the upstream gets
 //! what it needs to know about the payment as `X-Tollgate-*` headers instead.
+//!
+//! Only the gateway may speak for the payment, so every `X-Tollgate-*` header the caller sent
+//! is removed in every spelling an upstream may fold into the same name: CGI, WSGI, Rack and
+//! PHP read `X-Tollgate-Payer` and `X_Tollgate_Payer` both as `HTTP_X_TOLLGATE_PAYER`, and
+//! lighttpd reads `X.Tollgate.Payer` (any punctuation) that way too. The
+//! same goes for headers that make frameworks re-route a request or change its method after
+//! it was priced (`X-HTTP-Method-Override`, `X-Original-URL`, …), and for underscore
+//! spellings of the headers the gateway sets or removes itself (`X_Forwarded_For`, …).
+//!
+//! The path forwarded is the canonical one the paywall priced
+//! ([`canonical_path`](tollgate_server::paywall::target::canonical_path)); the query passes
+//! unchanged.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use tollgate_proto::header as x402;
+use tollgate_server::paywall::target::canonical_path;
 use tollgate_server::PaymentInfo;
 use tracing::Instrument;
 
@@ -76,6 +89,57 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Request headers that make frameworks route or dispatch a request differently from the
+/// method and path that were priced (Symfony, Laravel, Express `method-override`, Rails/Rack,
+/// IIS URL Rewrite, nginx conventions); compared in the `-` spelling, lower case.
+const REROUTING: [&str; 6] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+];
+
+/// Headers the gateway sets or removes itself; a caller's `_` spelling of them is dropped
+/// too, since a CGI-style upstream would read it as the real one.
+const MANAGED: [&str; 6] = [
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "host",
+    "payment-signature",
+    "x-payment",
+];
+
+/// Whether a caller's request header must not reach the upstream: it claims to be the
+/// gateway's payment facts, or re-routes the request, in any spelling an upstream may fold
+/// into the same name. Case, and every character that is not a letter or a digit: CGI names
+/// a header by turning `-` into `_`, and lighttpd (CGI, FastCGI, SCGI) and Apache before 2.4
+/// turn *every* other character into `_` too, so `X.Tollgate.Payer` and `X~Tollgate~Payer`
+/// are `HTTP_X_TOLLGATE_PAYER` there.
+fn is_reserved(name: &HeaderName) -> bool {
+    // `HeaderName`s are lower case already.
+    let folded: String = name
+        .as_str()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    folded.starts_with("x-tollgate-")
+        || REROUTING.contains(&folded.as_str())
+        || (folded != name.as_str()
+            && (MANAGED.contains(&folded.as_str())
+                || HOP_BY_HOP.iter().any(|h| h.as_str() == folded)))
+}
+
+/// Drops every header [`is_reserved`] names.
+fn strip_reserved(headers: &mut HeaderMap) {
+    let reserved: Vec<HeaderName> = headers.keys().filter(|k| is_reserved(k)).cloned().collect();
+    for name in reserved {
+        headers.remove(name);
+    }
+}
+
 fn payment_headers(info: &PaymentInfo) -> Vec<(HeaderName, String)> {
     let mut out = vec![
         (
@@ -106,11 +170,24 @@ fn payment_headers(info: &PaymentInfo) -> Vec<(HeaderName, String)> {
 /// The handler: forward `request` upstream and stream the answer back.
 pub async fn forward(State(upstream): State<Upstream>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    // Behind the paywall the path is canonical already (this is then the same string); used
+    // on its own, the proxy still never forwards a path other than the canonical one.
+    let path = match canonical_path(parts.uri.path()) {
+        Ok(path) => match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        },
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({
+                    "error": "invalid_request_target",
+                    "detail": e.to_string(),
+                })),
+            )
+                .into_response();
+        }
+    };
     let url = format!("{}{path}", upstream.base);
 
     let mut headers = parts.headers.clone();
@@ -118,15 +195,8 @@ pub async fn forward(State(upstream): State<Upstream>, request: Request) -> Resp
     headers.remove(header::HOST);
     headers.remove(x402::PAYMENT_SIGNATURE);
     headers.remove(x402::X_PAYMENT);
-    // Only the gateway may say who paid.
-    let spoofable: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-tollgate-"))
-        .cloned()
-        .collect();
-    for name in spoofable {
-        headers.remove(name);
-    }
+    // Only the gateway may say who paid, and the request is routed as it was priced.
+    strip_reserved(&mut headers);
     if let Some(info) = parts.extensions.get::<PaymentInfo>() {
         for (name, value) in payment_headers(info) {
             if let Ok(value) = HeaderValue::from_str(&value) {
@@ -208,5 +278,65 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn identity_and_rerouting_headers_are_dropped_in_every_spelling() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-tollgate-payer",
+            "X-TOLLGATE-AMOUNT",
+            "X_Tollgate_Payer",
+            "x_tollgate-network",
+            "x-tollgate_transaction",
+            "X-HTTP-Method-Override",
+            "x_http_method_override",
+            "X-HTTP-Method",
+            "X-Method-Override",
+            "X_Original_URL",
+            "x-original-uri",
+            "X-Rewrite-URL",
+            "X_Forwarded_For",
+            "x_forwarded_host",
+            "Payment_Signature",
+            "transfer_encoding",
+            "X.Tollgate.Payer",
+            "x~tollgate~amount",
+            "x-tollgate|network",
+            "X.Original.URL",
+            "x!http!method!override",
+            "Payment.Signature",
+            "X.Forwarded.Host",
+        ] {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("spoofed"),
+            );
+        }
+        for kept in [
+            "x-forwarded-for",
+            "x-request-id",
+            "x_request_id",
+            "x.request.id",
+            "x-tollgatex",
+        ] {
+            h.insert(
+                HeaderName::from_bytes(kept.as_bytes()).unwrap(),
+                HeaderValue::from_static("kept"),
+            );
+        }
+        strip_reserved(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "x-forwarded-for",
+                "x-request-id",
+                "x-tollgatex",
+                "x.request.id",
+                "x_request_id"
+            ]
+        );
     }
 }

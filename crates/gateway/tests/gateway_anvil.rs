@@ -38,7 +38,15 @@ fn upstream(seen: Seen) -> Router {
             "/weather",
             get(|s: State<Seen>, h: HeaderMap| async move {
                 record(s, h).await;
-                ([("content-type", "application/json")], r#"{"sky":"clear"}"#)
+                (
+                    [
+                        ("content-type", "application/json"),
+                        // A paid body must never be kept by a shared cache, whatever the
+                        // upstream says.
+                        ("cache-control", "public, max-age=600"),
+                    ],
+                    r#"{"sky":"clear"}"#,
+                )
             }),
         )
         .route(
@@ -103,14 +111,17 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
+    rig_with(FacilitatorConfig::default(), "", "").await
+}
+
+/// A rig whose facilitator uses `scheme_config`, with `facilitator_keys` added to the
+/// gateway's `[facilitator]` table and `tables` appended to its file.
+async fn rig_with(scheme_config: FacilitatorConfig, facilitator_keys: &str, tables: &str) -> Rig {
     let chain = TestChain::start().await.unwrap();
-    let scheme = ExactEvmFacilitator::connect(
-        &chain.endpoint(),
-        TestChain::signer(0),
-        FacilitatorConfig::default(),
-    )
-    .await
-    .unwrap();
+    let scheme =
+        ExactEvmFacilitator::connect(&chain.endpoint(), TestChain::signer(0), scheme_config)
+            .await
+            .unwrap();
     let facilitator = Facilitator::new(vec![scheme], Ledger::in_memory().unwrap());
     let facilitator_url = serve(tollgate_facilitator::http::router(
         facilitator,
@@ -127,7 +138,7 @@ async fn rig() -> Rig {
         )
     };
     let text = format!(
-        "upstream = \"{upstream_url}\"\n[facilitator]\nurl = \"{facilitator_url}\"\n[payment]\nnetwork = \"{}\"\npay_to = \"{payee}\"\n{}{}{}{}",
+        "upstream = \"{upstream_url}\"\n[facilitator]\nurl = \"{facilitator_url}\"\n{facilitator_keys}\n[payment]\nnetwork = \"{}\"\npay_to = \"{payee}\"\n{}{}{}{}{tables}",
         chain.caip2(),
         route("GET /weather"),
         route("GET /stream"),
@@ -224,6 +235,12 @@ async fn free_routes_pass_through_and_paid_routes_need_payment() {
     .unwrap();
     assert!(receipt.success);
     assert_eq!(r.headers()["content-type"], "application/json");
+    let cache: Vec<_> = r.headers().get_all("cache-control").iter().collect();
+    assert_eq!(
+        cache,
+        ["private, no-store"],
+        "the upstream's value is replaced"
+    );
     assert_eq!(r.text().await.unwrap(), r#"{"sky":"clear"}"#);
     assert_eq!(rig.balance(rig.payee).await, before + U256::from(PRICE));
     let seen = rig.seen.lock().unwrap().pop().unwrap();
@@ -244,6 +261,7 @@ async fn free_routes_pass_through_and_paid_routes_need_payment() {
         .await
         .unwrap();
     assert_eq!(again.status().as_u16(), 402);
+    assert_eq!(again.headers()["cache-control"], "no-store");
     assert_eq!(rig.seen.lock().unwrap().len(), calls);
     assert_eq!(rig.balance(rig.payee).await, before + U256::from(PRICE));
 }
@@ -361,4 +379,69 @@ async fn start_up_fails_loudly_when_the_facilitator_cannot_settle_a_route() {
         err.contains("does not settle `exact` payments on eip155:8453"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_settlement_slower_than_the_exchange_is_delivered_on_retry_without_a_second_upstream_call(
+) {
+    // The facilitator waits 1 s for receipts; the chain mines only when told.
+    let rig = rig_with(
+        FacilitatorConfig {
+            receipt_timeout: std::time::Duration::from_secs(1),
+            ..FacilitatorConfig::default()
+        },
+        "receipt_timeout_secs = 1\ntimeout_secs = 10\n",
+        "[settlement]\nmode = \"after-handler\"\nretry_after_secs = 3\n",
+    )
+    .await;
+    let before = rig.balance(rig.payee).await;
+    let payment = rig.payment_for(reqwest::Method::GET, "/weather", 6).await;
+    rig.chain.set_automine(false).await.unwrap();
+    let calls = rig.seen.lock().unwrap().len();
+    let send = || {
+        rig.http
+            .get(format!("{}/weather", rig.gateway))
+            .header(header::PAYMENT_SIGNATURE.as_str(), &payment)
+            .send()
+    };
+    for _ in 0..2 {
+        let r = send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 402);
+        assert_eq!(r.headers()["retry-after"], "3");
+        assert!(!r.headers().contains_key(header::PAYMENT_RESPONSE.as_str()));
+        let challenge: PaymentRequired = header::decode(
+            r.headers()[header::PAYMENT_REQUIRED.as_str()]
+                .to_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let reason = challenge.error.unwrap_or_default();
+        assert!(reason.contains("settlement_pending"), "{reason}");
+        assert!(!r.text().await.unwrap().contains("sky"));
+        assert_eq!(
+            rig.seen.lock().unwrap().len(),
+            calls + 1,
+            "the upstream ran once"
+        );
+    }
+
+    rig.chain.mine().await.unwrap();
+    let r = send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let receipt: SettleResponse = header::decode(
+        r.headers()[header::PAYMENT_RESPONSE.as_str()]
+            .to_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(receipt.success);
+    assert_eq!(r.headers()["cache-control"], "private, no-store");
+    assert_eq!(r.text().await.unwrap(), r#"{"sky":"clear"}"#);
+    assert_eq!(rig.seen.lock().unwrap().len(), calls + 1);
+    assert_eq!(rig.balance(rig.payee).await, before + U256::from(PRICE));
+
+    // Delivered once.
+    let r = send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 402);
+    assert_eq!(rig.seen.lock().unwrap().len(), calls + 1);
 }

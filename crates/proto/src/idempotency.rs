@@ -248,7 +248,10 @@ mod tests {
         assert!(found.required);
         assert_eq!(PaymentIdentifier::from_extensions(None), Ok(None));
         let no_id = json!({"payment-identifier": {"info": {"required": false}}});
-        assert_eq!(PaymentIdentifier::from_extensions(no_id.as_object()), Ok(None));
+        assert_eq!(
+            PaymentIdentifier::from_extensions(no_id.as_object()),
+            Ok(None)
+        );
         for bad in [
             json!({"payment-identifier": {"info": {"id": "short"}}}),
             json!({"payment-identifier": {"info": {"id": 12345678901234567_u64}}}),

@@ -110,6 +110,9 @@ reasons! {
     Eip6492FactoryNotAllowed => "eip6492_factory_not_allowed", "The EIP-6492 wallet factory is not allow-listed by the facilitator.";
     SmartWalletDeploymentFailed => "smart_wallet_deployment_failed", "Deploying the payer's smart wallet failed.";
     SettlementPending => "settlement_pending", "The settlement transaction was sent but is not confirmed yet.";
+    PaymentInUse => "payment_in_use", "The payment is reserved by another request or its settlement is in progress.";
+    PaymentIdentifierConflict => "payment_identifier_conflict", "The payment identifier or idempotency key was already used for another payment.";
+    InvalidPaymentIdentifier => "invalid_payment_identifier", "The payment identifier or idempotency key is malformed, or missing where required.";
     SettleFailed => "settle_failed", "Settlement failed.";
     PaymentRequired => "payment_required", "Payment is required.";
     MissingScheme => "missing_scheme", "No scheme was given.";

@@ -17,5 +17,7 @@ pub mod price;
 #[cfg(feature = "remote")]
 pub use facilitator::RemoteFacilitator;
 pub use facilitator::{FacilitatorClient, FacilitatorError};
-pub use paywall::{PaymentInfo, Paywall, PaywallLayer, SettlementMode};
+pub use paywall::{
+    PaymentInfo, Paywall, PaywallLayer, PendingConfig, PendingConfigError, SettlementMode,
+};
 pub use price::{DynamicPrice, PaymentOption, PriceError, Pricing, RoutePrice, RouteTable};

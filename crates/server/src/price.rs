@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use http::Method;
 use serde_json::{Map, Value};
+
+use crate::paywall::target::{literal_key, match_key, TargetError};
 use tollgate_proto::money::{DecimalAmount, MoneyError};
 use tollgate_proto::{asset, AtomicAmount, Network, PaymentRequirements, Scheme, U256};
 
@@ -50,6 +52,14 @@ pub enum PriceError {
     /// The route pattern is not `METHOD /path`.
     #[error("route {0:?} is not \"METHOD /path\" (e.g. \"GET /weather\")")]
     BadRoute(String),
+    /// The route's path has no canonical form, so no request could ever match it.
+    #[error("route {route:?}: {reason}")]
+    BadRoutePath {
+        /// The route as given.
+        route: String,
+        /// Why its path is refused.
+        reason: TargetError,
+    },
 }
 
 impl PaymentOption {
@@ -158,12 +168,54 @@ impl RoutePrice {
     }
 }
 
+/// A route's path, as the [match key](crate::paywall::target::match_key) of its canonical form.
 #[derive(Debug, Clone)]
 enum PathPattern {
+    /// `/weather`: that path (in any spelling with the same key, with or without a trailing
+    /// slash).
     Exact(String),
-    /// `/files/*`: everything under the prefix.
+    /// `/files/*`: the directory itself (`/files`, `/files/`) and everything under it.
+    Under(String),
+    /// `/files*`: every path whose key starts with the prefix (`/files`, `/files2`, `/files/a`).
     Prefix(String),
 }
+
+impl PathPattern {
+    fn matches(&self, key: &str) -> bool {
+        match self {
+            Self::Exact(k) => key
+                .strip_prefix(k.as_str())
+                .is_some_and(|rest| rest.is_empty() || is_format_suffix(rest)),
+            Self::Under(dir) => key.strip_prefix(dir.as_str()).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('/') || is_format_suffix(rest)
+            }),
+            Self::Prefix(prefix) => key.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// Whether `rest`, what follows a route's path in a request's key, is a format extension of
+/// its last segment (`.json`): Rails routes `/weather.json` to the `/weather` action (the
+/// optional `(.:format)` of every route) and older Spring MVC matches `/weather.*` to
+/// `/weather`, so such a path is priced as the route.
+fn is_format_suffix(rest: &str) -> bool {
+    rest.starts_with('.') && !rest.contains('/')
+}
+
+/// Whether a route priced for `route` covers a request made with `request`. Methods compare
+/// without case (an upstream may upper-case `get`), a `GET` price covers `HEAD`, which every
+/// HTTP server answers from the `GET` handler, and the method `*` covers every method.
+fn method_matches(route: &Method, request: &Method) -> bool {
+    let request = request.as_str();
+    route.as_str() == ANY_METHOD
+        || request.eq_ignore_ascii_case(route.as_str())
+        || (*route == Method::GET && request.eq_ignore_ascii_case(Method::HEAD.as_str()))
+}
+
+/// The route method that prices every request method (`"* /weather"`): for upstreams that
+/// answer a path whatever the method (PHP scripts, Django function views, `app.all` in
+/// Express), where pricing `GET` alone leaves `POST /weather` or `FOO /weather` free.
+const ANY_METHOD: &str = "*";
 
 /// Computes a route's price from the request; `None` makes this request free.
 ///
@@ -202,7 +254,8 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Prices `route` (`"GET /weather"`, or `"GET /files/*"` for a prefix).
+    /// Prices `route` (`"GET /weather"`, or `"GET /files/*"` for a prefix; `"* /weather"` for
+    /// every method, `OPTIONS` included).
     pub fn insert(&mut self, route: &str, price: RoutePrice) -> Result<(), PriceError> {
         if price.options.is_empty() {
             return Err(PriceError::BadRoute(route.to_owned()));
@@ -222,26 +275,58 @@ impl RouteTable {
         if !path.starts_with('/') {
             return Err(bad());
         }
+        let key = |p: &str| {
+            match_key(p).map_err(|reason| PriceError::BadRoutePath {
+                route: route.to_owned(),
+                reason,
+            })
+        };
         let pattern = match path.strip_suffix('*') {
-            Some(prefix) => PathPattern::Prefix(prefix.to_owned()),
-            None => PathPattern::Exact(path.to_owned()),
+            Some(dir) if dir.ends_with('/') => PathPattern::Under(key(dir)?),
+            Some(prefix) => PathPattern::Prefix(key(prefix)?),
+            None => PathPattern::Exact(key(path)?),
         };
         self.routes.push((method, pattern, pricing));
         Ok(())
     }
 
-    /// How the request's route is priced, if it is.
+    /// How a request for `method` and `path` is priced, if it is.
+    ///
+    /// `path` is matched by its [match key](crate::paywall::target::match_key), so every
+    /// spelling an upstream may resolve to a priced route finds that route: dot segments,
+    /// percent-escapes, repeated or trailing slashes, letter case. A path without a canonical
+    /// form matches nothing here; the paywall refuses such requests with `400` before pricing
+    /// them (see [`lookup`](Self::lookup) to tell the two apart).
     pub fn find(&self, method: &Method, path: &str) -> Option<&Pricing> {
+        self.lookup(method, path).ok().flatten()
+    }
+
+    /// Like [`find`](Self::find), but says why a path cannot be priced at all.
+    pub fn lookup(&self, method: &Method, path: &str) -> Result<Option<&Pricing>, TargetError> {
+        let key = match_key(path)?;
+        Ok(self.position(method, &key).map(|i| &self.routes[i].2))
+    }
+
+    /// The index of the first route matching `method` and match key `key`.
+    fn position(&self, method: &Method, key: &str) -> Option<usize> {
         self.routes
             .iter()
-            .find(|(m, p, _)| {
-                m == method
-                    && match p {
-                        PathPattern::Exact(e) => e == path,
-                        PathPattern::Prefix(prefix) => path.starts_with(prefix.as_str()),
-                    }
-            })
-            .map(|(_, _, price)| price)
+            .position(|(m, p, _)| method_matches(m, method) && p.matches(key))
+    }
+
+    /// Whether `raw`, read as written (its [literal key](crate::paywall::target::literal_key):
+    /// dot segments as names), falls under a priced route other than the one its canonical
+    /// form matches. A router that ran before the paywall (axum's, with `Router::layer`) may
+    /// have chosen that route's handler from the raw path; pricing the request as the resolved
+    /// path would then run a priced handler at another price, or for free.
+    pub fn routed_apart(&self, method: &Method, raw: &str) -> bool {
+        let (Ok(literal), Ok(key)) = (literal_key(raw), match_key(raw)) else {
+            return false;
+        };
+        literal != key
+            && self
+                .position(method, &literal)
+                .is_some_and(|i| self.position(method, &key) != Some(i))
     }
 }
 
@@ -265,6 +350,193 @@ mod tests {
         assert!(t.find(&Method::POST, "/files/a/b").is_some());
         assert!(t.insert("GET weather", price.clone()).is_err());
         assert!(t.insert("/weather", price).is_err());
+    }
+
+    fn table(routes: &[&str]) -> RouteTable {
+        let base: Network = "eip155:8453".parse().unwrap();
+        let price = RoutePrice::new(PaymentOption::usd("0.001", base, "0x01").unwrap());
+        let mut t = RouteTable::default();
+        for r in routes {
+            t.insert(r, price.clone()).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn every_spelling_of_a_priced_path_is_priced() {
+        let t = table(&[
+            "GET /weather",
+            "POST /v1/*",
+            "GET /files*",
+            "PUT /Caf\u{e9}",
+        ]);
+        let get = Method::GET;
+        for path in [
+            "/weather",
+            "/weather/",
+            "/WEATHER",
+            "/Weather//",
+            "/x/../weather",
+            "/x/%2e%2e/weather",
+            "/x/.%2E/weather",
+            "/./weather",
+            "//weather",
+            "/%77eather",
+            "/%57EATHER",
+            "/weather.",
+            "/weather%20",
+            "/%EF%BD%97eather",
+        ] {
+            assert!(t.find(&get, path).is_some(), "GET {path}");
+            assert!(t.find(&Method::HEAD, path).is_some(), "HEAD {path}");
+            assert!(
+                t.find(&"get".parse().unwrap(), path).is_some(),
+                "get {path}"
+            );
+        }
+        for path in ["/weathers", "/weather/x", "/x/weather", "/"] {
+            assert!(t.find(&get, path).is_none(), "GET {path}");
+        }
+        assert!(t.find(&Method::POST, "/weather").is_none());
+        assert!(t.find(&Method::DELETE, "/weather").is_none());
+
+        let post = Method::POST;
+        for path in [
+            "/v1",
+            "/v1/",
+            "/V1/a",
+            "/x/../v1/a",
+            "/v1/a/b/../c",
+            "/%76%31/a",
+            "//v1//a",
+        ] {
+            assert!(t.find(&post, path).is_some(), "POST {path}");
+        }
+        for path in ["/v10", "/v1x/a", "/v", "/"] {
+            assert!(t.find(&post, path).is_none(), "POST {path}");
+        }
+        assert!(
+            t.find(&Method::HEAD, "/v1/a").is_none(),
+            "HEAD is priced by GET only"
+        );
+
+        for path in ["/files", "/files2", "/FILES/a", "/x/../files/a"] {
+            assert!(t.find(&get, path).is_some(), "GET {path}");
+        }
+        assert!(t.find(&get, "/file").is_none());
+
+        for path in ["/caf%C3%A9", "/CAF%C3%89/", "/caf\u{e9}"] {
+            assert!(t.find(&Method::PUT, path).is_some(), "PUT {path}");
+        }
+
+        // Paths without a canonical form match nothing; `lookup` says why.
+        assert!(t.find(&get, "/x/..%2Fweather").is_none());
+        assert_eq!(
+            t.lookup(&get, "/weather;x").unwrap_err(),
+            TargetError::PathParameter
+        );
+        assert!(t.lookup(&get, "/x/../weather").unwrap().is_some());
+        assert!(t.lookup(&get, "/other").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_root_prefix_prices_everything_and_bad_route_paths_are_refused() {
+        let t = table(&["GET /*"]);
+        for path in ["/", "/a", "/a/b/", "//"] {
+            assert!(t.find(&Method::GET, path).is_some(), "{path}");
+        }
+        let mut t = RouteTable::default();
+        let base: Network = "eip155:8453".parse().unwrap();
+        let price = RoutePrice::new(PaymentOption::usd("0.001", base, "0x01").unwrap());
+        for bad in [
+            "GET /a;b",
+            "GET /a%2Fb",
+            "GET /../a",
+            "GET /a\\b",
+            "GET /a%zz",
+        ] {
+            assert!(
+                matches!(
+                    t.insert(bad, price.clone()),
+                    Err(PriceError::BadRoutePath { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_format_extension_is_priced_as_its_route() {
+        let t = table(&["GET /weather", "POST /v1/*", "GET /"]);
+        for path in [
+            "/weather.json",
+            "/WEATHER.Xml",
+            "/weather.json/",
+            "/weather.a.b",
+        ] {
+            assert!(t.find(&Method::GET, path).is_some(), "{path}");
+        }
+        for path in ["/v1.json", "/v1/a.json", "/V1.XML"] {
+            assert!(t.find(&Method::POST, path).is_some(), "{path}");
+        }
+        for path in [
+            "/weathers.json",
+            "/weather.json/x",
+            "/weather-json",
+            "/x.json",
+        ] {
+            assert!(t.find(&Method::GET, path).is_none(), "{path}");
+        }
+        assert!(t.find(&Method::POST, "/v10.json").is_none());
+    }
+
+    #[test]
+    fn a_star_method_prices_every_method() {
+        let t = table(&["* /weather", "GET /free-for-posts"]);
+        for method in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "FOO", "get",
+        ] {
+            let m: Method = method.parse().unwrap();
+            assert!(t.find(&m, "/weather").is_some(), "{method}");
+            assert!(t.find(&m, "/x/../WEATHER/").is_some(), "{method}");
+        }
+        assert!(t.find(&Method::POST, "/free-for-posts").is_none());
+        assert!(t.find(&Method::GET, "/weathers").is_none());
+    }
+
+    #[test]
+    fn raw_paths_read_as_written_under_another_route_are_told_apart() {
+        let t = table(&["GET /reports/*", "GET /weather"]);
+        let get = Method::GET;
+        for apart in [
+            // Under `/reports` as written; `/` or `/weather` resolved.
+            "/reports/q3/../..",
+            "/reports/q3/%2e%2e/%2E%2E",
+            "/reports/../weather",
+            "/Reports/x/../../weather",
+        ] {
+            assert!(t.routed_apart(&get, apart), "{apart}");
+        }
+        for same in [
+            "/reports/q3",
+            "/reports/q3/../q4",
+            "/reports/./q3",
+            "/reports//q3",
+            "/x/../reports/q3",
+            "/x/../weather",
+            "/%77eather",
+            "/weather/",
+            "/a/../b",
+        ] {
+            assert!(!t.routed_apart(&get, same), "{same}");
+        }
+        // Unpriced methods and invalid paths are not "apart".
+        assert!(!t.routed_apart(&Method::POST, "/reports/q3/../.."));
+        assert!(!t.routed_apart(&get, "/reports/%2f/.."));
+        // Behind a catch-all price, a dot path is read as the catch-all by a raw router.
+        let t = table(&["GET /reports/*", "GET /*"]);
+        assert!(t.routed_apart(&get, "/x/../reports/q3"));
+        assert!(!t.routed_apart(&get, "/x/../y"));
     }
 
     #[test]

@@ -6,11 +6,18 @@
 //! | module | crate | feature | what it is |
 //! |---|---|---|---|
 //! | [`proto`] | `tollgate-proto` | always | x402 v1/v2 wire types, header codecs, networks, money |
-//! | `evm` | `tollgate-evm` | `evm` (default) | the `exact` scheme on EVM chains: sign, verify, settle |
+//! | `evm` | `tollgate-evm` | `evm` (default) | the `exact` scheme on EVM chains: sign, verify, settle; plus `alloy`'s `PrivateKeySigner` |
 //! | `facilitator` | `tollgate-facilitator` | `facilitator` | verify/settle service with a settlement ledger |
 //! | `server` | `tollgate-server` | `server` | the paywall: a tower layer that prices routes |
 //! | `gateway` | `tollgate-gateway` | `gateway` | a paying reverse proxy in front of any HTTP API |
+//! | `client` | `tollgate-client` | `client` | the paying client for agents: `reqwest-middleware` middleware under a spending policy; plus `reqwest` 0.13 and `reqwest-middleware` 0.5 |
 //! | `devnet` | `tollgate-devnet` | `devnet` (not in `full`) | an embedded EVM chain on a loopback port, for development and tests |
+//!
+//! Types that cross the boundary between Tollgate and a dependency of yours — the signer, the
+//! HTTP client the middleware plugs into — are re-exported next to the part that takes them, so
+//! a program that uses `tollgate::evm::PrivateKeySigner` and `tollgate::client::reqwest` never
+//! has to match those crates' versions by hand (a mismatch shows up as "trait `Middleware` is
+//! not implemented" with no version in sight).
 //!
 //! ```
 //! use tollgate::proto::money::DecimalAmount;
@@ -21,9 +28,24 @@
 #[doc(inline)]
 pub use tollgate_proto as proto;
 
+/// The `exact` scheme on EVM chains (`tollgate-evm`): signing for payers, verification and
+/// settlement for facilitators, the browser wallet script for the paywall page.
+///
+/// Also re-exports the `alloy` signer a payer or facilitator key is loaded into, and `alloy`
+/// itself, at the version `tollgate-evm` is built with.
 #[cfg(feature = "evm")]
-#[doc(inline)]
-pub use tollgate_evm as evm;
+pub mod evm {
+    #[doc(inline)]
+    pub use tollgate_evm::*;
+
+    /// `alloy`, at the version and with the features Tollgate is built with (addresses,
+    /// signers, providers).
+    pub use alloy;
+
+    /// A private key in memory (`alloy`'s local signer): what `ExactEvmClient::new` and
+    /// `ExactEvmFacilitator::connect` take. Parse it from a `0x…` hex string.
+    pub use alloy::signers::local::PrivateKeySigner;
+}
 
 #[cfg(feature = "facilitator")]
 #[doc(inline)]
@@ -37,6 +59,27 @@ pub use tollgate_server as server;
 #[doc(inline)]
 pub use tollgate_gateway as gateway;
 
+/// The paying client for agents (`tollgate-client`): [`X402Middleware`](client::X402Middleware)
+/// pays `402` answers under a [`SpendingPolicy`](client::SpendingPolicy) and records every
+/// attempt in a [`SpendLedger`](client::SpendLedger).
+///
+/// The middleware plugs into [`reqwest_middleware`](client::reqwest_middleware) 0.5 over
+/// [`reqwest`](client::reqwest) 0.13; both are re-exported here so the client you build is
+/// the one the middleware implements. With the `evm` feature (default), the `exact` EVM payer
+/// [`ExactEvmClient`](client::ExactEvmClient) and its key type
+/// [`PrivateKeySigner`](client::PrivateKeySigner) are here too.
+#[cfg(feature = "client")]
+pub mod client {
+    #[doc(inline)]
+    pub use tollgate_client::*;
+}
+
 #[cfg(feature = "devnet")]
 #[doc(inline)]
 pub use tollgate_devnet as devnet;
+
+/// The README's Rust snippets, compiled (and, where they need no running service, run) by
+/// `cargo test --doc`, so a snippet that drifts from the API fails the test suite.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -101,6 +101,13 @@ pub enum VerifyError {
         /// The offered amount.
         got: U256,
     },
+    /// The asset address holds no contract code: nothing there could honour a transfer, and a
+    /// settlement would spend gas on a transaction that does nothing.
+    #[error("asset {asset} has no contract code on this chain")]
+    AssetNotDeployed {
+        /// The asset.
+        asset: Address,
+    },
     /// The asset does not implement EIP-3009.
     #[error("asset {asset} does not implement EIP-3009 (authorizationState failed)")]
     Eip3009NotSupported {
@@ -173,6 +180,7 @@ impl VerifyError {
             Self::Expired { .. } => R::InvalidExactEvmPayloadAuthorizationValidBefore,
             Self::NotYetValid { .. } => R::InvalidExactEvmPayloadAuthorizationValidAfter,
             Self::ValueMismatch { .. } => R::InvalidExactEvmPayloadAuthorizationValueMismatch,
+            Self::AssetNotDeployed { .. } => R::AssetNotDeployedContract,
             Self::Eip3009NotSupported { .. } => R::InvalidExactEvmEip3009NotSupported,
             Self::NonceAlreadyUsed { .. } => R::InvalidExactEvmNonceAlreadyUsed,
             Self::TokenNameMismatch { .. } => R::InvalidExactEvmTokenNameMismatch,

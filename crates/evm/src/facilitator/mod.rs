@@ -107,6 +107,9 @@ pub struct ExactEvmFacilitator {
     pool: Arc<SignerPool>,
     /// Started on the first batched settlement (it needs a running runtime).
     batcher: Arc<OnceLock<Batcher>>,
+    /// Assets seen with contract code. Code does not disappear, so one `eth_getCode` per asset
+    /// suffices; assets without code are not cached (a token may be deployed later).
+    deployed_assets: Arc<std::sync::Mutex<std::collections::HashSet<Address>>>,
 }
 
 impl std::fmt::Debug for ExactEvmFacilitator {
@@ -179,6 +182,7 @@ impl ExactEvmFacilitator {
             config,
             pool: Arc::new(pool),
             batcher: Default::default(),
+            deployed_assets: Default::default(),
         }
     }
 

@@ -92,6 +92,8 @@ impl ExactEvmFacilitator {
             }
         }
 
+        self.check_asset_deployed(asset).await?;
+
         let signature = self
             .classify_signature(auth.from, &payload.signature)
             .await?;
@@ -142,6 +144,13 @@ impl ExactEvmFacilitator {
                 });
             }
         }
+        if required.is_zero() {
+            // Moves nothing, yet settling it costs this facilitator gas — and anyone can sign
+            // one with a fresh, unfunded key. Not a payment.
+            return Err(VerifyError::InvalidRequirements(
+                "amount is 0: a transfer of nothing is not a payment".into(),
+            ));
+        }
 
         match &signature {
             PayerSignature::Counterfactual { .. } => {
@@ -175,6 +184,59 @@ impl ExactEvmFacilitator {
             authorization: auth.clone(),
             signature,
         })
+    }
+
+    /// Checks only that `payment`'s signature authorizes its transfer under `requirements`'
+    /// signing domain — no time window, amount, nonce state or dry run.
+    ///
+    /// A facilitator asked to replay the result of a settlement that already happened uses
+    /// this: the authorization is spent (so a full verification would fail), yet the request
+    /// must still prove it carries the payer's signature and not merely a copy of the
+    /// authorization's fields with arbitrary signature bytes.
+    pub async fn verify_signature(
+        &self,
+        payment: &PaymentPayload,
+        requirements: &PaymentRequirements,
+    ) -> Result<(), VerifyError> {
+        let payload = ExactEvmPayload::from_payment(payment)
+            .map_err(|e| VerifyError::InvalidPayload(e.to_string()))?;
+        let domain = TokenDomain::resolve(requirements).map_err(|e| match e {
+            DomainError::Missing { .. } => VerifyError::MissingDomain(e.to_string()),
+            DomainError::NotEvm(_) | DomainError::BadAsset { .. } => {
+                VerifyError::InvalidRequirements(e.to_string())
+            }
+        })?;
+        let auth = &payload.authorization;
+        let signature = self
+            .classify_signature(auth.from, &payload.signature)
+            .await?;
+        let digest = authorization_digest(auth, &domain);
+        self.check_signature(auth.from, digest, &signature).await
+    }
+
+    /// Refuses an asset address without contract code before any gas can be spent on it. A
+    /// positive answer is cached for the life of the facilitator.
+    async fn check_asset_deployed(&self, asset: Address) -> Result<(), VerifyError> {
+        let cached = self
+            .deployed_assets
+            .lock()
+            .map(|set| set.contains(&asset))
+            .unwrap_or(false);
+        if cached {
+            return Ok(());
+        }
+        let code = self
+            .provider
+            .get_code_at(asset)
+            .await
+            .map_err(|e| VerifyError::rpc("asset code", e))?;
+        if code.is_empty() {
+            return Err(VerifyError::AssetNotDeployed { asset });
+        }
+        if let Ok(mut set) = self.deployed_assets.lock() {
+            set.insert(asset);
+        }
+        Ok(())
     }
 
     /// Decides how `from` signed, from the signature's shape and whether `from` has code.

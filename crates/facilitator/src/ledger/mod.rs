@@ -6,11 +6,24 @@
 //! failed`. The `submitted` state is written *before* waiting for the receipt, so a process
 //! killed mid-settlement leaves the hash behind for reconciliation. Every call is also appended
 //! to an event log for audit.
+//!
+//! A row also names the **attempt** that owns the payment (an idempotency key or a
+//! `payment-identifier` id) with a lease: [`Ledger::reserve`] takes it atomically, so that
+//! across every instance sharing the ledger one attempt at a time may use a payment, and only
+//! the attempt that settled it is ever told so again. [`Ledger::bind_attempt`] ties each
+//! attempt name to the one payment it was first used for.
+//!
+//! Retention ([`Retention`]): the event log is bounded by age and by row count on every
+//! insert, and `verified` rows nobody settled go once their authorization has expired (or
+//! once they sat untouched for the grace period), so
+//! unauthenticated traffic cannot grow the database without bound.
 
 mod postgres;
 mod sqlite;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use postgres::PostgresLedger;
@@ -94,7 +107,56 @@ pub struct LedgerEntry {
     pub payment_json: String,
     /// Unix seconds of the last change.
     pub updated_at: i64,
+    /// The attempt that owns the payment (holds its reservation, or settled it): an
+    /// idempotency key, a `payment-identifier` id, or an internal name (starting with `~`, so
+    /// no caller can present it) for a settlement that came without either.
+    pub attempt: Option<String>,
+    /// Unix milliseconds until which `attempt`'s reservation holds (read-only: written by
+    /// [`Ledger::reserve`] on the ledger's clock; ignored by [`Ledger::put`]).
+    pub lease_until: Option<i64>,
+    /// The authorization's `validBefore` (Unix seconds, saturated), after which an unsettled
+    /// row can be pruned.
+    pub valid_before: Option<i64>,
 }
+
+/// How long the ledger keeps what unauthenticated traffic can create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Audit events older than this are deleted.
+    pub events_max_age: Duration,
+    /// At most this many audit events are kept (the oldest go first).
+    pub events_max_rows: u64,
+    /// A `verified` row nobody settled is deleted this long after its authorization expired
+    /// (the margin leaves reconciliation time to find a transfer a crashed run may have sent),
+    /// or this long after it was last written, whichever comes first, once no reservation
+    /// holds it: a payer may sign authorizations valid for years, and valid verifications of
+    /// those must not pile up either.
+    pub unsettled_grace: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            events_max_age: Duration::from_secs(30 * 24 * 3600),
+            events_max_rows: 1_000_000,
+            unsettled_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What one [`Ledger::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Audit events deleted for age.
+    pub events: u64,
+    /// Unsettled rows deleted (with their attempt bindings): `verified`, or `failed` with no
+    /// transaction sent.
+    pub unsettled: u64,
+}
+
+/// The age pass of retention runs every this many recorded events (the count bound is kept
+/// on every insert).
+const PRUNE_EVERY: u64 = 1024;
 
 /// Why the ledger failed. Always fatal for the request: payments are never settled without a
 /// durable record.
@@ -163,6 +225,9 @@ pub struct Event<'a> {
 #[derive(Clone)]
 pub struct Ledger {
     backend: Backend,
+    retention: Retention,
+    /// Events recorded by this handle, to run the age pass every [`PRUNE_EVERY`].
+    recorded: Arc<AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -196,25 +261,25 @@ macro_rules! dispatch {
 impl Ledger {
     /// Opens (creating if needed) the SQLite ledger at `path`.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
-        Ok(Self {
-            backend: Backend::Sqlite(SqliteLedger::open(path)?),
-        })
+        Ok(Self::with_backend(Backend::Sqlite(SqliteLedger::open(
+            path,
+        )?)))
     }
 
     /// An in-memory SQLite ledger (tests, embedded use without durability).
     pub fn in_memory() -> Result<Self, LedgerError> {
-        Ok(Self {
-            backend: Backend::Sqlite(SqliteLedger::in_memory()?),
-        })
+        Ok(Self::with_backend(Backend::Sqlite(
+            SqliteLedger::in_memory()?,
+        )))
     }
 
     /// Connects to the PostgreSQL ledger at `url` (`postgres://user:pass@host:port/db`),
     /// creating its tables if needed. Instances connected to one database share the ledger:
     /// one payment is settled once across all of them.
     pub async fn connect_postgres(url: &str) -> Result<Self, LedgerError> {
-        Ok(Self {
-            backend: Backend::Postgres(PostgresLedger::connect(url).await?),
-        })
+        Ok(Self::with_backend(Backend::Postgres(
+            PostgresLedger::connect(url).await?,
+        )))
     }
 
     /// Opens the ledger a location names: a `postgres://` or `postgresql://` URL, or else a
@@ -227,6 +292,25 @@ impl Ledger {
         }
     }
 
+    fn with_backend(backend: Backend) -> Self {
+        Self {
+            backend,
+            retention: Retention::default(),
+            recorded: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The same ledger with other retention limits.
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The retention limits in force.
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
     /// The row of `key`, if any.
     pub async fn get(&self, key: &PaymentKey) -> Result<Option<LedgerEntry>, LedgerError> {
         dispatch!(self.get(key))
@@ -235,6 +319,12 @@ impl Ledger {
     /// Writes `entry` (insert or replace), keeping the original creation time.
     pub async fn put(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
         dispatch!(self.put(entry))
+    }
+
+    /// Writes `entry` unless a row for its payment exists (never downgrading or disowning a
+    /// payment reserved, in flight or done).
+    pub async fn insert_verified(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
+        dispatch!(self.insert_verified(entry))
     }
 
     /// Rows still in flight (`verified` or `submitted`), oldest first: what a restarted
@@ -248,9 +338,81 @@ impl Ledger {
         dispatch!(self.count_by_state())
     }
 
-    /// Appends an audit event.
+    /// Appends an audit event, deleting the oldest beyond
+    /// [`Retention::events_max_rows`]; every [`PRUNE_EVERY`] events also runs [`prune`](Self::prune).
     pub async fn record(&self, event: Event<'_>) -> Result<(), LedgerError> {
-        dispatch!(self.record(event))
+        let max_rows = i64::try_from(self.retention.events_max_rows).unwrap_or(i64::MAX);
+        dispatch!(self.record(event, max_rows))?;
+        if self.recorded.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            if let Err(e) = self.prune().await {
+                tracing::warn!(error = %e, "ledger retention pass failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes audit events older than [`Retention::events_max_age`] and unsettled rows —
+    /// `verified`, or `failed` with no transaction sent (a restart's reconciliation turns a
+    /// verification nobody settled into one) — with their attempt bindings, whose
+    /// reservation has lapsed and whose authorization expired, or which were last written,
+    /// more than [`Retention::unsettled_grace`] ago. Nothing moved for such a row, so losing
+    /// it loses no record of money.
+    pub async fn prune(&self) -> Result<PruneReport, LedgerError> {
+        let events_before = now().saturating_sub(
+            i64::try_from(self.retention.events_max_age.as_secs()).unwrap_or(i64::MAX),
+        );
+        let verified_before = now().saturating_sub(
+            i64::try_from(self.retention.unsettled_grace.as_secs()).unwrap_or(i64::MAX),
+        );
+        dispatch!(self.prune(events_before, verified_before))
+    }
+
+    /// Number of audit events.
+    pub async fn count_all_events(&self) -> Result<i64, LedgerError> {
+        dispatch!(self.count_all_events())
+    }
+
+    /// Atomically makes `attempt` the owner of `entry.key` for `lease`, writing `entry` as a
+    /// `verified` row, unless the payment is submitted or confirmed, or another attempt holds
+    /// a live lease on it (a `failed` payment is free). Returns whether `attempt` now owns it.
+    ///
+    /// This is the cross-instance guard of verification: two requests presenting one payment
+    /// under different attempts cannot both be told it is theirs.
+    pub async fn reserve(
+        &self,
+        entry: &LedgerEntry,
+        attempt: &str,
+        lease: Duration,
+    ) -> Result<bool, LedgerError> {
+        dispatch!(self.reserve(entry, attempt, lease, true))
+    }
+
+    /// Like [`reserve`](Self::reserve), but the same attempt cannot renew a live reservation
+    /// either: for attempt names a *client* chose (the `payment-identifier` id), which travel
+    /// inside the payment and so come with every copy of it. A paywall's own retries carry
+    /// its `Idempotency-Key` header instead and go through `reserve`.
+    pub async fn reserve_exclusive(
+        &self,
+        entry: &LedgerEntry,
+        attempt: &str,
+        lease: Duration,
+    ) -> Result<bool, LedgerError> {
+        dispatch!(self.reserve(entry, attempt, lease, false))
+    }
+
+    /// Ties `attempt` to the payment `key` if it is tied to none yet. Returns the payment it is
+    /// tied to (now `key`, or the one it was first used with).
+    pub async fn bind_attempt(
+        &self,
+        attempt: &str,
+        key: &PaymentKey,
+    ) -> Result<PaymentKey, LedgerError> {
+        dispatch!(self.bind_attempt(attempt, key))
+    }
+
+    /// The payment `attempt` is tied to, if any.
+    pub async fn attempt_binding(&self, attempt: &str) -> Result<Option<PaymentKey>, LedgerError> {
+        dispatch!(self.attempt_binding(attempt))
     }
 
     /// Number of audit events of `kind` with `outcome`.
@@ -290,6 +452,9 @@ mod tests {
             error_reason: None,
             payment_json: "{}".into(),
             updated_at: 0,
+            attempt: None,
+            lease_until: None,
+            valid_before: None,
         }
     }
 
@@ -352,5 +517,156 @@ mod tests {
             l.claim(&key, "c", long).await.unwrap(),
             "an expired claim is free"
         );
+    }
+    #[tokio::test]
+    async fn reservations_are_exclusive_per_live_attempt_and_end_with_settlement() {
+        let l = Ledger::in_memory().unwrap();
+        let long = Duration::from_secs(60);
+        let row = entry(SettlementState::Verified);
+        assert!(l.reserve(&row, "attempt-one-0123456", long).await.unwrap());
+        assert!(
+            !l.reserve(&row, "attempt-two-0123456", long).await.unwrap(),
+            "a live reservation belongs to its attempt"
+        );
+        assert!(
+            l.reserve(&row, "attempt-one-0123456", long).await.unwrap(),
+            "the owner renews"
+        );
+        assert!(
+            !l.reserve_exclusive(&row, "attempt-one-0123456", long)
+                .await
+                .unwrap(),
+            "an exclusive reservation is not renewed by the same name while it lives"
+        );
+        // Keyless verification never takes or clears ownership.
+        l.insert_verified(&row).await.unwrap();
+        let got = l.get(&row.key).await.unwrap().unwrap();
+        assert_eq!(got.attempt.as_deref(), Some("attempt-one-0123456"));
+        assert!(got.lease_until.unwrap() > now_millis());
+        // A failed payment is free again.
+        let mut failed = got.clone();
+        failed.state = SettlementState::Failed;
+        l.put(&failed).await.unwrap();
+        assert!(l.reserve(&row, "attempt-two-0123456", long).await.unwrap());
+        // A live lease still excludes a third attempt, whatever lease it asks for.
+        assert!(l
+            .reserve(&row, "attempt-three-012345", Duration::from_millis(1))
+            .await
+            .is_ok_and(|won| !won));
+        let mut settled = l.get(&row.key).await.unwrap().unwrap();
+        settled.state = SettlementState::Submitted;
+        l.put(&settled).await.unwrap();
+        assert!(
+            !l.reserve(&row, "attempt-two-0123456", long).await.unwrap(),
+            "nobody reserves a payment in flight, not even its owner"
+        );
+        settled.state = SettlementState::Confirmed;
+        l.put(&settled).await.unwrap();
+        let done = l.get(&row.key).await.unwrap().unwrap();
+        assert_eq!(done.attempt.as_deref(), Some("attempt-two-0123456"));
+
+        let other = PaymentKey::new("eip155:1", "0xaa", "0xbb", "0xdd");
+        let lapsing = LedgerEntry {
+            key: other.clone(),
+            ..entry(SettlementState::Verified)
+        };
+        assert!(l
+            .reserve(&lapsing, "attempt-one-0123456", Duration::from_millis(1))
+            .await
+            .unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(l
+            .reserve(&lapsing, "attempt-two-0123456", long)
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn attempts_bind_to_their_first_payment() {
+        let l = Ledger::in_memory().unwrap();
+        let a = PaymentKey::new("eip155:1", "0xaa", "0xbb", "0x01");
+        let b = PaymentKey::new("eip155:1", "0xaa", "0xbb", "0x02");
+        assert_eq!(l.attempt_binding("k-0123456789abcdef").await.unwrap(), None);
+        assert_eq!(l.bind_attempt("k-0123456789abcdef", &a).await.unwrap(), a);
+        assert_eq!(l.bind_attempt("k-0123456789abcdef", &b).await.unwrap(), a);
+        assert_eq!(
+            l.attempt_binding("k-0123456789abcdef").await.unwrap(),
+            Some(a)
+        );
+    }
+
+    #[tokio::test]
+    async fn events_stay_under_the_row_bound_and_expired_unsettled_rows_go() {
+        let l = Ledger::in_memory().unwrap().with_retention(Retention {
+            events_max_rows: 100,
+            ..Retention::default()
+        });
+        for _ in 0..2_500 {
+            l.record(Event {
+                kind: "verify",
+                network: "eip155:1",
+                outcome: "invalid",
+                ..Event::default()
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(l.count_all_events().await.unwrap(), 100);
+
+        let mut expired = entry(SettlementState::Verified);
+        expired.valid_before = Some(now() - 7200);
+        l.insert_verified(&expired).await.unwrap();
+        l.bind_attempt("k-0123456789abcdef", &expired.key)
+            .await
+            .unwrap();
+        let mut live = entry(SettlementState::Verified);
+        live.key.nonce = "0x02".into();
+        live.valid_before = Some(now() + 60);
+        l.insert_verified(&live).await.unwrap();
+        let mut confirmed = entry(SettlementState::Confirmed);
+        confirmed.key.nonce = "0x03".into();
+        confirmed.valid_before = Some(now() - 7200);
+        l.put(&confirmed).await.unwrap();
+        let report = l.prune().await.unwrap();
+        assert_eq!(report.unsettled, 1);
+        assert!(l.get(&expired.key).await.unwrap().is_none());
+        assert_eq!(l.attempt_binding("k-0123456789abcdef").await.unwrap(), None);
+        assert!(l.get(&live.key).await.unwrap().is_some());
+        assert!(
+            l.get(&confirmed.key).await.unwrap().is_some(),
+            "settled rows stay"
+        );
+    }
+
+    /// A ledger file written before attempts existed opens and gains the new columns.
+    #[tokio::test]
+    async fn an_old_sqlite_ledger_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE settlements (
+                    network TEXT NOT NULL, asset TEXT NOT NULL, payer TEXT NOT NULL,
+                    nonce TEXT NOT NULL, state TEXT NOT NULL, amount TEXT NOT NULL,
+                    pay_to TEXT NOT NULL, tx_hash TEXT, error_reason TEXT,
+                    payment_json TEXT NOT NULL, created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL, PRIMARY KEY (network, asset, payer, nonce));
+                 INSERT INTO settlements VALUES ('eip155:1', '0xaa', '0xbb', '0xcc', 'confirmed',
+                    '10', '0xdd', '0x01', NULL, '{}', 1, 1);",
+            )
+            .unwrap();
+        }
+        let l = Ledger::open(&path).unwrap();
+        let key = PaymentKey::new("eip155:1", "0xaa", "0xbb", "0xcc");
+        let row = l.get(&key).await.unwrap().unwrap();
+        assert_eq!(row.state, SettlementState::Confirmed);
+        assert_eq!(row.attempt, None);
+        assert!(!l
+            .reserve(&row, "k-0123456789abcdef", Duration::from_secs(9))
+            .await
+            .unwrap());
+        drop(l);
+        Ledger::open(&path).unwrap();
     }
 }

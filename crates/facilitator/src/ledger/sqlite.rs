@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{now, now_millis, Event, LedgerEntry, LedgerError, PaymentKey, SettlementState};
+use super::{
+    now, now_millis, Event, LedgerEntry, LedgerError, PaymentKey, PruneReport, SettlementState,
+};
 
 /// The SQLite backend: one connection, used from blocking tasks.
 #[derive(Clone)]
@@ -51,7 +53,28 @@ CREATE TABLE IF NOT EXISTS events (
     reason   TEXT,
     tx_hash  TEXT
 );
+CREATE INDEX IF NOT EXISTS events_at ON events (at);
+CREATE TABLE IF NOT EXISTS attempts (
+    attempt     TEXT NOT NULL PRIMARY KEY,
+    network     TEXT NOT NULL,
+    asset       TEXT NOT NULL,
+    payer       TEXT NOT NULL,
+    nonce       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_payment ON attempts (network, asset, payer, nonce);
 ";
+
+/// Columns added to `settlements` after its first release: added to existing files at open.
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("attempt", "TEXT"),
+    ("lease_until", "INTEGER"),
+    ("valid_before", "INTEGER"),
+];
+
+/// The columns `row_to_entry_at` reads, in order.
+const ENTRY_COLUMNS: &str =
+    "state, amount, pay_to, tx_hash, error_reason, payment_json, updated_at, attempt, lease_until, valid_before";
 
 impl SqliteLedger {
     /// Opens (creating if needed) the SQLite ledger at `path`.
@@ -71,6 +94,7 @@ impl SqliteLedger {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -96,8 +120,10 @@ impl SqliteLedger {
         let key = key.clone();
         self.with(move |c| {
             c.query_row(
-                "SELECT state, amount, pay_to, tx_hash, error_reason, payment_json, updated_at
-                 FROM settlements WHERE network = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
+                &format!(
+                    "SELECT {ENTRY_COLUMNS}
+                     FROM settlements WHERE network = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4"
+                ),
                 params![key.network, key.asset, key.payer, key.nonce],
                 |r| row_to_entry(key.clone(), r),
             )
@@ -106,7 +132,7 @@ impl SqliteLedger {
         .await
     }
 
-    /// Writes `entry` (insert or replace), keeping the original creation time.
+    /// Writes `entry` (insert or replace), keeping the original creation time and the lease.
     pub(crate) async fn put(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
         let e = entry.clone();
         self.with(move |c| {
@@ -114,12 +140,14 @@ impl SqliteLedger {
             c.execute(
                 "INSERT INTO settlements
                    (network, asset, payer, nonce, state, amount, pay_to, tx_hash, error_reason,
-                    payment_json, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+                    payment_json, created_at, updated_at, attempt, valid_before)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)
                  ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
                    state = excluded.state, amount = excluded.amount, pay_to = excluded.pay_to,
                    tx_hash = excluded.tx_hash, error_reason = excluded.error_reason,
-                   payment_json = excluded.payment_json, updated_at = excluded.updated_at",
+                   payment_json = excluded.payment_json, updated_at = excluded.updated_at,
+                   attempt = excluded.attempt,
+                   valid_before = COALESCE(excluded.valid_before, settlements.valid_before)",
                 params![
                     e.key.network,
                     e.key.asset,
@@ -131,7 +159,9 @@ impl SqliteLedger {
                     e.tx_hash,
                     e.error_reason,
                     e.payment_json,
-                    t
+                    t,
+                    e.attempt,
+                    e.valid_before
                 ],
             )
             .map(|_| ())
@@ -139,15 +169,182 @@ impl SqliteLedger {
         .await
     }
 
+    pub(crate) async fn insert_verified(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
+        let e = entry.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO settlements
+                   (network, asset, payer, nonce, state, amount, pay_to, tx_hash, error_reason,
+                    payment_json, created_at, updated_at, attempt, valid_before)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, ?8, ?9, ?9, ?10, ?11)
+                 ON CONFLICT (network, asset, payer, nonce) DO NOTHING",
+                params![
+                    e.key.network,
+                    e.key.asset,
+                    e.key.payer,
+                    e.key.nonce,
+                    e.state.as_str(),
+                    e.amount,
+                    e.pay_to,
+                    e.payment_json,
+                    now(),
+                    e.attempt,
+                    e.valid_before
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub(crate) async fn reserve(
+        &self,
+        entry: &LedgerEntry,
+        attempt: &str,
+        lease: Duration,
+        renew_same: bool,
+    ) -> Result<bool, LedgerError> {
+        let (e, attempt) = (entry.clone(), attempt.to_owned());
+        let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        self.with(move |c| {
+            let (t, ms) = (now(), now_millis());
+            let changed = c.execute(
+                "INSERT INTO settlements
+                   (network, asset, payer, nonce, state, amount, pay_to, tx_hash, error_reason,
+                    payment_json, created_at, updated_at, attempt, lease_until, valid_before)
+                 VALUES (?1, ?2, ?3, ?4, 'verified', ?5, ?6, NULL, NULL, ?7, ?8, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
+                   state = 'verified', amount = excluded.amount, pay_to = excluded.pay_to,
+                   error_reason = NULL, payment_json = excluded.payment_json,
+                   updated_at = excluded.updated_at, attempt = excluded.attempt,
+                   lease_until = excluded.lease_until, valid_before = excluded.valid_before
+                 WHERE settlements.state = 'failed'
+                    OR (settlements.state = 'verified'
+                        AND (settlements.attempt IS NULL
+                             OR (?13 AND settlements.attempt = excluded.attempt)
+                             OR COALESCE(settlements.lease_until, 0) < ?12))",
+                params![
+                    e.key.network,
+                    e.key.asset,
+                    e.key.payer,
+                    e.key.nonce,
+                    e.amount,
+                    e.pay_to,
+                    e.payment_json,
+                    t,
+                    attempt,
+                    ms.saturating_add(lease),
+                    e.valid_before,
+                    ms,
+                    renew_same
+                ],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    pub(crate) async fn bind_attempt(
+        &self,
+        attempt: &str,
+        key: &PaymentKey,
+    ) -> Result<PaymentKey, LedgerError> {
+        let (attempt, key) = (attempt.to_owned(), key.clone());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO attempts (attempt, network, asset, payer, nonce, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (attempt) DO NOTHING",
+                params![attempt, key.network, key.asset, key.payer, key.nonce, now()],
+            )?;
+            c.query_row(
+                "SELECT network, asset, payer, nonce FROM attempts WHERE attempt = ?1",
+                params![attempt],
+                |r| {
+                    Ok(PaymentKey {
+                        network: r.get(0)?,
+                        asset: r.get(1)?,
+                        payer: r.get(2)?,
+                        nonce: r.get(3)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    pub(crate) async fn attempt_binding(
+        &self,
+        attempt: &str,
+    ) -> Result<Option<PaymentKey>, LedgerError> {
+        let attempt = attempt.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT network, asset, payer, nonce FROM attempts WHERE attempt = ?1",
+                params![attempt],
+                |r| {
+                    Ok(PaymentKey {
+                        network: r.get(0)?,
+                        asset: r.get(1)?,
+                        payer: r.get(2)?,
+                        nonce: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    pub(crate) async fn prune(
+        &self,
+        events_before: i64,
+        verified_before: i64,
+    ) -> Result<PruneReport, LedgerError> {
+        self.with(move |c| {
+            let ms = now_millis();
+            let tx = c.unchecked_transaction()?;
+            let events = tx.execute("DELETE FROM events WHERE at < ?1", params![events_before])?;
+            // Unsettled — verified, or failed before anything was sent (what a restart makes
+            // of a verification nobody settled) — and expired, or simply left alone: an
+            // authorization may be valid for years, and a row nobody touched since `?1` with
+            // no live lease serves nobody.
+            let expired = "(state = 'verified' OR (state = 'failed' AND tx_hash IS NULL))
+                           AND COALESCE(lease_until, 0) < ?2
+                           AND ((valid_before IS NOT NULL AND valid_before < ?1)
+                                OR updated_at < ?1)";
+            tx.execute(
+                &format!(
+                    "DELETE FROM attempts WHERE (network, asset, payer, nonce) IN
+                       (SELECT network, asset, payer, nonce FROM settlements WHERE {expired})"
+                ),
+                params![verified_before, ms],
+            )?;
+            let unsettled = tx.execute(
+                &format!("DELETE FROM settlements WHERE {expired}"),
+                params![verified_before, ms],
+            )?;
+            tx.commit()?;
+            Ok(PruneReport {
+                events: events as u64,
+                unsettled: unsettled as u64,
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn count_all_events(&self) -> Result<i64, LedgerError> {
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)))
+            .await
+    }
+
     /// Rows still in flight (`verified` or `submitted`), oldest first: what a restarted
     /// facilitator must reconcile.
     pub(crate) async fn unfinished(&self) -> Result<Vec<LedgerEntry>, LedgerError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT network, asset, payer, nonce, state, amount, pay_to, tx_hash,
-                        error_reason, payment_json, updated_at
-                 FROM settlements WHERE state IN ('verified', 'submitted') ORDER BY updated_at",
-            )?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT network, asset, payer, nonce, {ENTRY_COLUMNS}
+                 FROM settlements WHERE state IN ('verified', 'submitted') ORDER BY updated_at"
+            ))?;
             let rows = stmt.query_map([], |r| {
                 let key = PaymentKey {
                     network: r.get(0)?,
@@ -173,8 +370,8 @@ impl SqliteLedger {
         .await
     }
 
-    /// Appends an audit event.
-    pub(crate) async fn record(&self, event: Event<'_>) -> Result<(), LedgerError> {
+    /// Appends an audit event and deletes those more than `max_rows` inserts old.
+    pub(crate) async fn record(&self, event: Event<'_>, max_rows: i64) -> Result<(), LedgerError> {
         let owned = (
             event.kind.to_owned(),
             event.network.to_owned(),
@@ -198,6 +395,12 @@ impl SqliteLedger {
                     owned.5,
                     owned.6
                 ],
+            )?;
+            // Ids only grow, so at most `max_rows` events have an id in (id - max_rows, id].
+            let id = c.last_insert_rowid();
+            c.execute(
+                "DELETE FROM events WHERE id <= ?1",
+                params![id.saturating_sub(max_rows)],
             )
             .map(|_| ())
         })
@@ -288,5 +491,22 @@ fn row_to_entry_at(
         error_reason: r.get(first + 4)?,
         payment_json: r.get(first + 5)?,
         updated_at: r.get(first + 6)?,
+        attempt: r.get(first + 7)?,
+        lease_until: r.get(first + 8)?,
+        valid_before: r.get(first + 9)?,
     })
+}
+
+/// Brings a ledger file created by an earlier version up to the current schema.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('settlements')")?;
+    let existing: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, ty) in ADDED_COLUMNS {
+        if !existing.iter().any(|c| c == name) {
+            conn.execute_batch(&format!("ALTER TABLE settlements ADD COLUMN {name} {ty}"))?;
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tower_layer::Layer;
 
+use super::pending::{PendingConfig, PendingConfigError, PendingStore};
 use super::service::{Paywall, Shared};
 use crate::price::{DynamicPrice, PriceError, RoutePrice, RouteTable};
 use crate::FacilitatorClient;
@@ -13,13 +14,19 @@ use crate::FacilitatorClient;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SettlementMode {
     /// Verify, run the handler, settle, then respond (the default). Nothing is settled when the
-    /// handler answers an error; if settlement fails, the handler's body is not delivered.
+    /// handler answers an error; if settlement fails, the handler's body is not delivered. If
+    /// settlement outlives the exchange (pending, or no answer from the facilitator), the
+    /// response is kept and delivered on the buyer's retry with the same payment once the
+    /// payment settles (see [`PaywallLayer::pending_responses`]).
     #[default]
     AfterHandler,
     /// Settle before running the handler, for handlers with side effects that must only ever
     /// run for money already received. The handler sees the transaction hash.
     BeforeHandler,
 }
+
+/// Default of [`PaywallLayer::settle_retries`].
+pub const DEFAULT_RETRIES: u32 = 3;
 
 /// A tower layer that puts prices on routes.
 ///
@@ -58,6 +65,8 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
                 facilitator,
                 mode: SettlementMode::default(),
                 claims: Mutex::new(HashSet::new()),
+                pending: PendingStore::new(PendingConfig::default()),
+                retries: DEFAULT_RETRIES,
                 challenges: Mutex::new(HashMap::new()),
                 wallet_scripts: Vec::new(),
             }),
@@ -69,6 +78,10 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
     }
 
     /// Prices `route` (`"GET /weather"`, or `"GET /files/*"` for everything under a prefix).
+    ///
+    /// A `GET` price covers `HEAD` too. `"* /weather"` prices every method: use it when the
+    /// service behind answers the path whatever the method (a PHP script, a Django function
+    /// view), or `POST /weather` and `FOO /weather` are served for free.
     pub fn route(mut self, route: &str, price: RoutePrice) -> Result<Self, PriceError> {
         self.shared_mut().routes.insert(route, price)?;
         Ok(self)
@@ -121,6 +134,43 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
     pub fn settlement_mode(mut self, mode: SettlementMode) -> Self {
         self.shared_mut().mode = mode;
         self
+    }
+
+    /// How many times a `/verify` or `/settle` that got no answer (facilitator unreachable,
+    /// timed out, response lost) is repeated, with the same attempt key and growing pauses,
+    /// always within the payment's `maxTimeoutSeconds` (default 3). Repeating is safe: the
+    /// facilitator settles a payment at most once and answers the same attempt with its
+    /// original outcome.
+    pub fn settle_retries(mut self, retries: u32) -> Self {
+        self.shared_mut().retries = retries;
+        self
+    }
+
+    /// Limits of the store of responses awaiting settlement ("paid means served").
+    ///
+    /// When settlement outlives the exchange — the facilitator says the transfer is pending,
+    /// or gives no answer after the retries — the handler's response is kept in memory (with
+    /// the attempt key) and the buyer gets `402` with reason `settlement_pending` and
+    /// `Retry-After`. Retrying with the same payment asks the facilitator again with the same
+    /// key; once settled, the kept response is delivered with its receipt, once. The handler is
+    /// not run again. See [`PendingConfig`] for the limits and their defaults.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tollgate_server::{PaywallLayer, PendingConfig, RemoteFacilitator};
+    /// let layer = PaywallLayer::new(RemoteFacilitator::new("http://127.0.0.1:4020"))
+    ///     .pending_responses(PendingConfig {
+    ///         max_entries: 256,
+    ///         retry_after: Duration::from_secs(2),
+    ///         ..PendingConfig::default()
+    ///     })
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
+    pub fn pending_responses(mut self, config: PendingConfig) -> Result<Self, PendingConfigError> {
+        config.validate()?;
+        self.shared_mut().pending = PendingStore::new(config);
+        Ok(self)
     }
 }
 

@@ -4,20 +4,26 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, Request, StatusCode};
 use tollgate_proto::v1::{PaymentRequiredV1, PaymentRequirementsV1};
 use tollgate_proto::{
-    header, AnyPaymentPayload, AtomicAmount, FacilitatorRequest, Network, PaymentRequired,
-    PaymentRequirements, ResourceInfo, Scheme, SettleResponse, SettleResponseV1, X402Version, V2,
+    header, AnyPaymentPayload, AtomicAmount, ErrorReason, FacilitatorRequest, IdempotencyKey,
+    Network, PaymentRequired, PaymentRequirements, ResourceInfo, Scheme, SettleResponse,
+    SettleResponseV1, VerifyResponse, X402Version, V2,
 };
 use tower_service::Service;
 
+use super::canonical;
 use super::future::ResponseFuture;
 use super::html;
 use super::layer::SettlementMode;
+use super::outcome::PaywallOutcome;
+use super::pending::{BufferedResponse, PendingEntry, PendingStore};
+use crate::facilitator::FacilitatorError;
 use crate::price::{Pricing, RoutePrice, RouteTable};
 use crate::FacilitatorClient;
 
@@ -25,10 +31,17 @@ pub(crate) struct Shared<F> {
     pub(crate) routes: RouteTable,
     pub(crate) facilitator: F,
     pub(crate) mode: SettlementMode,
-    /// Payments currently being processed, by their scheme payload. A second request carrying
-    /// the same payment while the first is in flight is refused, so one payment is served once;
-    /// after settlement the chain itself refuses the reuse at verification.
+    /// Payments currently being processed, by their canonical form (see `canonical`: one key
+    /// for every spelling of a payment). A second request carrying the same payment while the
+    /// first is in flight is refused, so one process runs its handler once per payment. Across
+    /// processes the facilitator's reservation of the payment for the first attempt key is the
+    /// authoritative guard; after settlement the chain itself refuses the reuse.
     pub(crate) claims: Mutex<HashSet<String>>,
+    /// Responses whose settlement outlived their exchange, delivered on the buyer's retry.
+    pub(crate) pending: PendingStore,
+    /// How many times a `/verify` or `/settle` that got no answer is repeated (same attempt
+    /// key), within the payment's `maxTimeoutSeconds`.
+    pub(crate) retries: u32,
     /// Encoded "no payment yet" challenges by request line, so the common 402 costs a map
     /// lookup instead of serializing and encoding the requirements again. Bounded: cleared
     /// when full, so distinct URLs cannot grow it without limit.
@@ -90,6 +103,24 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // One canonical path for pricing and for the inner service, or a 400 (`target.rs`).
+        let raw = request.uri().clone();
+        let request = match super::target::canonicalize_request(request) {
+            Ok(request) => request,
+            Err(e) => return ResponseFuture::ready(super::target::refusal(&e)),
+        };
+        // A router in front of this layer (axum's `Router::layer`) chose its handler from the
+        // raw path: refuse a raw path that it may have routed to another priced route than
+        // the one the canonical path is priced as.
+        if raw.path() != request.uri().path()
+            && self
+                .shared
+                .routes
+                .routed_apart(request.method(), raw.path())
+        {
+            let e = super::target::TargetError::RoutedApart;
+            return ResponseFuture::ready(super::target::refusal(&e));
+        }
         if let Some(response) = unpaid_static_challenge(&self.shared, &request) {
             return ResponseFuture::ready(response);
         }
@@ -101,15 +132,17 @@ where
     }
 }
 
-/// Releases a payment claim when the request ends, however it ends.
-struct Claim<'a> {
-    claims: &'a Mutex<HashSet<String>>,
+/// Releases a payment claim when the request — or the settlement it handed to a task of its
+/// own ([`settle_detached`]) — ends, however it ends.
+struct Claim<F> {
+    shared: Arc<Shared<F>>,
     key: String,
 }
 
-impl Drop for Claim<'_> {
+impl<F> Drop for Claim<F> {
     fn drop(&mut self) {
-        self.claims
+        self.shared
+            .claims
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.key);
@@ -199,7 +232,7 @@ where
                     "the payment's `accepted` matches none of this resource's requirements".into(),
                 ));
             };
-            let key = claim_key(&p.payload);
+            let key = canonical::payment_key(&chosen.scheme, &chosen.network, &p.payload);
             let request = FacilitatorRequest::V2 {
                 payment_payload: *p,
                 payment_requirements: chosen.clone(),
@@ -217,7 +250,7 @@ where
                     p.scheme, p.network.0
                 )));
             };
-            let key = claim_key(&p.payload);
+            let key = canonical::payment_key(&chosen.scheme, &chosen.network, &p.payload);
             let request = FacilitatorRequest::V1 {
                 payment_requirements: PaymentRequirementsV1::from_v2(&chosen, &resource),
                 payment_payload: p,
@@ -226,28 +259,97 @@ where
         }
     };
 
-    let _claim = {
+    let target = format!(
+        "{} {}",
+        request.method(),
+        request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    let retry_after = shared.pending.config.retry_after_secs();
+    let pending_challenge = |detail: &str| {
+        let mut response = challenge(format!(
+            "{}: {detail}; retry with the same payment in {retry_after} s to receive the response",
+            ErrorReason::SettlementPending
+        ));
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after));
+        response
+    };
+
+    let claim = {
         let mut claims = shared.claims.lock().unwrap_or_else(|p| p.into_inner());
         if !claims.insert(claim_key.clone()) {
-            return Ok(challenge(
-                "this payment is already being used by another request".into(),
-            ));
+            drop(claims);
+            if shared.pending.contains(&claim_key) {
+                return Ok(pending_challenge(
+                    "the settlement of this payment is being checked by another request",
+                ));
+            }
+            return Ok(challenge(format!(
+                "{}: this payment is already being used by another request",
+                ErrorReason::PaymentInUse
+            )));
         }
         Claim {
-            claims: &shared.claims,
-            key: claim_key,
+            shared: shared.clone(),
+            key: claim_key.clone(),
         }
     };
 
-    let verified = match shared.facilitator.verify(&facilitator_request).await {
-        Ok(v) if v.is_valid => v,
-        Ok(v) => {
-            let reason = v.invalid_reason.map(|r| r.to_string()).unwrap_or_default();
-            let detail = v.invalid_message.unwrap_or_default();
-            return Ok(challenge(format!("payment rejected: {reason}: {detail}")));
+    // A payment whose settlement outlived an earlier exchange: settle again with that
+    // exchange's attempt key and deliver what it produced; never run the handler again.
+    if let Some(entry) = shared.pending.get(&claim_key) {
+        if entry.target != target {
+            return Ok(challenge(format!(
+                "{}: this payment was made for `{}` and awaits settlement there; retry that request",
+                ErrorReason::PaymentInUse,
+                entry.target
+            )));
         }
-        Err(e) => return Ok(unavailable(e.to_string())),
-    };
+        let deadline = Instant::now() + entry.max_timeout;
+        return match settle_with_retries(&shared, &entry.request, &entry.attempt, deadline).await {
+            Settled::Yes(settled) => {
+                shared.pending.remove(&claim_key);
+                let version = entry.request.version();
+                let mut response = match entry.response {
+                    Some(kept) => kept.into_response(),
+                    None => {
+                        // Settled before the handler: it runs now, once.
+                        let mut info = entry.info;
+                        info.transaction = Some(settled.transaction.clone());
+                        request.extensions_mut().insert(info);
+                        inner.call(request).await?
+                    }
+                };
+                deliver_paid(&mut response, version, settled);
+                Ok(response)
+            }
+            Settled::No(reason) => {
+                shared.pending.remove(&claim_key);
+                Ok(challenge(reason))
+            }
+            Settled::Unknown(detail) => Ok(pending_challenge(&detail)),
+        };
+    }
+
+    // This exchange's name with the facilitator, reused for its own retries.
+    let attempt = IdempotencyKey::from_random_bytes(rand::random());
+    let max_timeout = Duration::from_secs(chosen.max_timeout_seconds.max(1));
+    let deadline = Instant::now() + max_timeout;
+    let verified =
+        match verify_with_retries(&shared, &facilitator_request, &attempt, deadline).await {
+            Ok(v) if v.is_valid => v,
+            Ok(v) => {
+                let reason = v.invalid_reason.map(|r| r.to_string()).unwrap_or_default();
+                let detail = v.invalid_message.unwrap_or_default();
+                return Ok(challenge(format!("payment rejected: {reason}: {detail}")));
+            }
+            Err(e) => return Ok(unavailable(e.to_string())),
+        };
     let version = facilitator_request.version();
     let mut info = PaymentInfo {
         version,
@@ -258,62 +360,282 @@ where
         payer: verified.payer.clone(),
         transaction: None,
     };
+    // What a retry needs if settlement outlives this exchange.
+    let keep = |info: PaymentInfo, response: Option<BufferedResponse>| PendingEntry {
+        attempt: attempt.clone(),
+        request: facilitator_request.clone(),
+        target: target.clone(),
+        info,
+        response,
+        max_timeout,
+    };
 
     match shared.mode {
         SettlementMode::BeforeHandler => {
-            let settled = match settle(&shared.facilitator, &facilitator_request).await {
-                Ok(s) => s,
-                Err(SettleFailure::Rejected(e)) => return Ok(challenge(e)),
-                Err(SettleFailure::Unavailable(e)) => return Ok(unavailable(e)),
+            let Some((settled, _, _claim)) =
+                settle_detached(claim, keep(info.clone(), None), None, deadline).await
+            else {
+                return Ok(service_unavailable(
+                    PENDING_LOST,
+                    "the settlement task failed".into(),
+                ));
             };
-            info.transaction = Some(settled.transaction.clone());
-            request.extensions_mut().insert(info);
-            let mut response = inner.call(request).await?;
-            attach_receipt(&mut response, version, settled);
-            Ok(response)
+            match settled {
+                Settled::Yes(settled) => {
+                    info.transaction = Some(settled.transaction.clone());
+                    request.extensions_mut().insert(info);
+                    let mut response = inner.call(request).await?;
+                    deliver_paid(&mut response, version, settled);
+                    Ok(response)
+                }
+                Settled::No(reason) => Ok(challenge(reason)),
+                Settled::Unknown(detail) => {
+                    // The transfer may land: remember the attempt so that the buyer's retry
+                    // learns the outcome with this key and then gets the handler's response.
+                    match shared.pending.insert(claim_key.clone(), keep(info, None)) {
+                        Ok(()) => Ok(pending_challenge(&detail)),
+                        Err(e) => {
+                            tracing::error!(error = %e, %target, "settlement pending and the payment cannot be remembered");
+                            Ok(service_unavailable(
+                                PENDING_LOST,
+                                format!("this server cannot keep track of the payment: {e}"),
+                            ))
+                        }
+                    }
+                }
+            }
         }
         SettlementMode::AfterHandler => {
-            request.extensions_mut().insert(info);
+            request.extensions_mut().insert(info.clone());
             let mut response = inner.call(request).await?;
             if response.status().as_u16() >= 400 {
                 // The handler failed: the buyer is not charged.
+                set_private(&mut response);
+                response
+                    .extensions_mut()
+                    .insert(PaywallOutcome::HandlerFailed);
                 return Ok(response);
             }
-            match settle(&shared.facilitator, &facilitator_request).await {
-                Ok(settled) => {
-                    attach_receipt(&mut response, version, settled);
+            let handed_back =
+                settle_detached(claim, keep(info.clone(), None), Some(response), deadline).await;
+            let Some((settled, Some(mut response), _claim)) = handed_back else {
+                return Ok(service_unavailable(
+                    PENDING_LOST,
+                    "the settlement task failed".into(),
+                ));
+            };
+            match settled {
+                Settled::Yes(settled) => {
+                    deliver_paid(&mut response, version, settled);
                     Ok(response)
                 }
                 // The handler's body is dropped: nothing is delivered unpaid.
-                Err(SettleFailure::Rejected(e)) => Ok(challenge(e)),
-                Err(SettleFailure::Unavailable(e)) => Ok(unavailable(e)),
+                Settled::No(reason) => Ok(challenge(reason)),
+                Settled::Unknown(detail) => {
+                    // Paid means served: the transfer may land, so keep the response for the
+                    // buyer's retry instead of dropping it.
+                    let limit = shared.pending.config.max_response_bytes;
+                    let kept = match BufferedResponse::read(response, limit).await {
+                        Ok(kept) => kept,
+                        Err(e) => {
+                            tracing::error!(error = %e, %target, "settlement pending and the response cannot be kept");
+                            return Ok(service_unavailable(
+                                PENDING_LOST,
+                                format!("the response cannot be kept: {e}"),
+                            ));
+                        }
+                    };
+                    match shared
+                        .pending
+                        .insert(claim_key.clone(), keep(info, Some(kept)))
+                    {
+                        Ok(()) => Ok(pending_challenge(&detail)),
+                        Err(e) => {
+                            tracing::error!(error = %e, %target, "settlement pending and the response cannot be kept");
+                            Ok(service_unavailable(
+                                PENDING_LOST,
+                                format!("the response cannot be kept: {e}"),
+                            ))
+                        }
+                    }
+                }
             }
         }
     }
 }
 
-/// Why a settlement did not succeed.
-enum SettleFailure {
-    /// The facilitator refused it (or it is still pending): answer 402 with the reason.
-    Rejected(String),
-    /// The facilitator could not be reached: answer 503.
-    Unavailable(String),
+/// The `error` of a 503 for a payment whose settlement is pending when the store of pending
+/// responses cannot take it (full, or the response is over its size cap).
+const PENDING_LOST: &str = "settlement pending and the response could not be kept";
+
+/// How a settlement ended, as far as this exchange can tell.
+enum Settled {
+    /// Settled: deliver with this receipt.
+    Yes(SettleResponse),
+    /// Refused for good (the payment is at fault, used, or not this attempt's): answer 402
+    /// with the reason.
+    No(String),
+    /// Not known yet: sent but unconfirmed, or no answer after the retries. The transfer may
+    /// still land, so this is never treated as "not paid": the outcome is asked again, with
+    /// the same attempt key, when the buyer retries.
+    Unknown(String),
 }
 
-async fn settle<F: FacilitatorClient>(
-    facilitator: &F,
-    request: &FacilitatorRequest,
-) -> Result<SettleResponse, SettleFailure> {
-    match facilitator.settle(request).await {
-        Ok(s) if s.success => Ok(s),
-        Ok(s) => {
-            let reason = s.error_reason.map(|r| r.to_string()).unwrap_or_default();
-            let detail = s.error_message.unwrap_or_default();
-            Err(SettleFailure::Rejected(format!(
-                "settlement failed: {reason}: {detail}"
-            )))
+/// What a settlement handed to a task of its own gives back: the outcome, the handler's
+/// response (when the handler ran first) and the payment's claim, still held.
+type HandedBack<F> = (Settled, Option<Response>, Claim<F>);
+
+/// Settles `entry`'s payment in a task of its own, holding `claim` throughout.
+///
+/// A buyer who hangs up while the settlement is in flight — a client timeout shorter than a
+/// slow chain, a dropped connection — drops this exchange's future; settling inside it would
+/// abandon the settlement half-way, after the transfer may have been sent, and the buyer's
+/// retry would then find the payment used and nothing to deliver: charged, never served. In
+/// its own task the settlement goes on. If the exchange is gone before the outcome is known,
+/// what was paid for (the handler's `response`, or with [`SettlementMode::BeforeHandler`] the
+/// right to run the handler) is put in the store of responses awaiting settlement at once, so
+/// the retry waits for this outcome (`settlement_pending`, the claim is still held) and then
+/// gets it; a refused settlement removes it again. `None` only if the task panicked.
+async fn settle_detached<F: FacilitatorClient>(
+    claim: Claim<F>,
+    entry: PendingEntry,
+    response: Option<Response>,
+    deadline: Instant,
+) -> Option<HandedBack<F>> {
+    let (mut tx, rx) = tokio::sync::oneshot::channel::<HandedBack<F>>();
+    tokio::spawn(async move {
+        let shared = claim.shared.clone();
+        let (request, attempt) = (entry.request.clone(), entry.attempt.clone());
+        let settle = settle_with_retries(&shared, &request, &attempt, deadline);
+        tokio::pin!(settle);
+        let mut response = response;
+        let outcome = tokio::select! {
+            outcome = &mut settle => outcome,
+            () = tx.closed() => {
+                // Kept while the settlement goes on (reading the response may take a while).
+                let keep = keep_for_retry(&shared, &claim.key, entry, response.take());
+                let ((), outcome) = tokio::join!(keep, &mut settle);
+                if let Settled::No(_) = outcome {
+                    shared.pending.remove(&claim.key);
+                }
+                return;
+            }
+        };
+        if let Err((outcome, response, claim)) = tx.send((outcome, response, claim)) {
+            // Gone just as the outcome arrived.
+            if !matches!(outcome, Settled::No(_)) {
+                keep_for_retry(&claim.shared, &claim.key, entry, response).await;
+            }
         }
-        Err(e) => Err(SettleFailure::Unavailable(e.to_string())),
+    });
+    rx.await.ok()
+}
+
+/// Keeps `entry` — with the handler's `response`, read into memory, if it ran — for the
+/// buyer's retry after the exchange that paid for it is gone.
+async fn keep_for_retry<F>(
+    shared: &Shared<F>,
+    key: &str,
+    mut entry: PendingEntry,
+    response: Option<Response>,
+) {
+    if let Some(response) = response {
+        let limit = shared.pending.config.max_response_bytes;
+        match BufferedResponse::read(response, limit).await {
+            Ok(kept) => entry.response = Some(kept),
+            Err(e) => {
+                tracing::error!(error = %e, target = %entry.target, "the buyer hung up during settlement and the response cannot be kept");
+                return;
+            }
+        }
+    }
+    let target = entry.target.clone();
+    if let Err(e) = shared.pending.insert(key.to_owned(), entry) {
+        tracing::error!(error = %e, %target, "the buyer hung up during settlement and the payment cannot be remembered");
+    }
+}
+
+/// The first delay between two tries; doubled each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest delay between two tries.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Waits before try number `tries` (counting from 1) if the retry budget and `deadline`
+/// allow it; `false` when the caller must give up.
+async fn back_off<F>(shared: &Shared<F>, tries: u32, deadline: Instant) -> bool {
+    if tries > shared.retries {
+        return false;
+    }
+    let delay = FIRST_BACKOFF
+        .saturating_mul(1 << (tries - 1).min(10))
+        .min(MAX_BACKOFF);
+    if Instant::now() + delay >= deadline {
+        return false;
+    }
+    tokio::time::sleep(delay).await;
+    true
+}
+
+/// `/verify`, repeated with the same key while the facilitator gives no answer.
+async fn verify_with_retries<F: FacilitatorClient>(
+    shared: &Shared<F>,
+    request: &FacilitatorRequest,
+    attempt: &IdempotencyKey,
+    deadline: Instant,
+) -> Result<VerifyResponse, FacilitatorError> {
+    let mut tries = 0;
+    loop {
+        match shared.facilitator.verify(request, Some(attempt)).await {
+            Err(e) => {
+                tries += 1;
+                if !back_off(shared, tries, deadline).await {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, tries, "verify got no answer; retrying");
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// `/settle`, repeated with the same key while the facilitator gives no answer (unreachable,
+/// timed out, the response lost): a repeated settle of the same attempt is answered with the
+/// original outcome, never with a second transfer.
+async fn settle_with_retries<F: FacilitatorClient>(
+    shared: &Shared<F>,
+    request: &FacilitatorRequest,
+    attempt: &IdempotencyKey,
+    deadline: Instant,
+) -> Settled {
+    let mut tries = 0;
+    loop {
+        match shared.facilitator.settle(request, Some(attempt)).await {
+            Ok(s) if s.success => return Settled::Yes(s),
+            Ok(s) => {
+                let detail = s.error_message.unwrap_or_default();
+                return match s.error_reason {
+                    Some(ErrorReason::SettlementPending) => Settled::Unknown(format!(
+                        "the transfer was sent and is not confirmed yet ({detail})"
+                    )),
+                    // The facilitator's own failure, not a verdict on the payment.
+                    Some(ErrorReason::UnexpectedSettleError) => Settled::Unknown(format!(
+                        "the facilitator could not finish the settlement ({detail})"
+                    )),
+                    reason => Settled::No(format!(
+                        "settlement failed: {}: {detail}",
+                        reason.map(|r| r.to_string()).unwrap_or_default()
+                    )),
+                };
+            }
+            Err(e) => {
+                tries += 1;
+                if !back_off(shared, tries, deadline).await {
+                    tracing::warn!(error = %e, tries, "settlement outcome unknown after retries");
+                    return Settled::Unknown(format!("no answer from the facilitator ({e})"));
+                }
+                tracing::debug!(error = %e, tries, "settle got no answer; retrying");
+            }
+        }
     }
 }
 
@@ -365,10 +687,6 @@ fn cached_challenge<F>(
     challenge_response(header_value, body)
 }
 
-fn claim_key(payload: &serde_json::Map<String, serde_json::Value>) -> String {
-    serde_json::to_string(payload).unwrap_or_default()
-}
-
 fn resource_info(request: &Request<Body>, price: &RoutePrice) -> ResourceInfo {
     let host = request
         .headers()
@@ -397,7 +715,7 @@ fn payment_required(
 ) -> Response {
     let v2 = challenge_v2(resource, accepts, &error);
     let body = serde_json::to_vec(&PaymentRequiredV1::from_v2(&v2)).unwrap_or_default();
-    match HeaderValue::from_str(&header::encode(&v2)) {
+    let mut response = match HeaderValue::from_str(&header::encode(&v2)) {
         Ok(value) => challenge_response(value, body.into()),
         // Unreachable in practice (base64 is always a valid header value); still a 402.
         Err(_) => {
@@ -405,7 +723,12 @@ fn payment_required(
             *response.status_mut() = StatusCode::PAYMENT_REQUIRED;
             response
         }
-    }
+    };
+    // For metrics outside the paywall (`outcome.rs`).
+    response
+        .extensions_mut()
+        .insert(PaywallOutcome::of_challenge(&error, NO_PAYMENT));
+    response
 }
 
 fn challenge_v2(
@@ -441,18 +764,51 @@ fn challenge_response(header_value: HeaderValue, body: axum::body::Bytes) -> Res
         HeaderValue::from_static("application/json"),
     );
     headers.insert(header::PAYMENT_REQUIRED, header_value);
+    // A challenge may carry a reason about one buyer's payment; no cache should keep it.
+    headers.insert(http::header::CACHE_CONTROL, NO_STORE);
+    super::hints::add_to(headers);
     response
 }
 
+/// `Cache-Control` of challenges and errors about a payment.
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+/// `Cache-Control` of paid responses: a shared cache must never hand a paid body to someone
+/// else, and no cache should replay it.
+const PRIVATE_NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
+
 fn unavailable(message: String) -> Response {
-    let body = serde_json::json!({ "error": "payment facilitator unavailable", "detail": message });
+    service_unavailable("payment facilitator unavailable", message)
+}
+
+fn service_unavailable(error: &str, message: String) -> Response {
+    let body = serde_json::json!({ "error": error, "detail": message });
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    response.headers_mut().insert(
+    response
+        .extensions_mut()
+        .insert(PaywallOutcome::Unavailable);
+    let headers = response.headers_mut();
+    headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    headers.insert(http::header::CACHE_CONTROL, NO_STORE);
     response
+}
+
+/// Marks a response produced for a paying request as uncacheable, replacing the handler's
+/// (or the upstream's) own `Cache-Control`.
+fn set_private(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(http::header::CACHE_CONTROL, PRIVATE_NO_STORE);
+}
+
+/// Completes a paid response: the receipt, and no caching.
+fn deliver_paid(response: &mut Response, version: X402Version, settled: SettleResponse) {
+    response.extensions_mut().insert(PaywallOutcome::Paid);
+    attach_receipt(response, version, settled);
+    set_private(response);
 }
 
 fn attach_receipt(response: &mut Response, version: X402Version, settled: SettleResponse) {
