@@ -142,6 +142,10 @@ fn bench_runs_every_scenario_on(chain: &str) {
             "4",
             "--concurrency",
             "4",
+            "--settle-payments",
+            "10",
+            "--batch-sizes",
+            "5",
         ])
         .output()
         .unwrap();
@@ -161,8 +165,52 @@ fn bench_runs_every_scenario_on(chain: &str) {
         "POST /verify",
         "POST /settle",
         "paid request end to end",
+        "settlement cost",
     ] {
         assert!(text.contains(scenario), "missing {scenario}: {text}");
+    }
+    // The settlement-cost rows: payments, transactions, tx/payment, batch min/avg/max and
+    // gas/payment, from the receipts (gas is deterministic, unlike the timings).
+    let single = settle_cost_row(&text, "single (1 tx per payment)");
+    let batched = settle_cost_row(&text, "Multicall3 batch of 5");
+    assert_eq!((single.payments, single.txs), (10, 10), "{text}");
+    assert_eq!(single.batches, "1/1.0/1", "{text}");
+    assert_eq!((batched.payments, batched.txs), (10, 2), "{text}");
+    assert_eq!(batched.batches, "5/5.0/5", "{text}");
+    assert!((batched.tx_per_payment - 0.2).abs() < 1e-9, "{text}");
+    // A transfer costs tens of thousands of gas; sharing the transaction's base cost makes
+    // each batched payment cheaper.
+    assert!(single.gas_per_payment > 30_000.0, "{text}");
+    assert!(batched.gas_per_payment < single.gas_per_payment, "{text}");
+    assert!(text.contains("less gas per payment"), "{text}");
+}
+
+struct SettleCostRow {
+    payments: usize,
+    txs: usize,
+    tx_per_payment: f64,
+    batches: String,
+    gas_per_payment: f64,
+}
+
+fn settle_cost_row(text: &str, label: &str) -> SettleCostRow {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no row {label:?}: {text}"));
+    let fields: Vec<&str> = line[label.len()..].split_whitespace().collect();
+    let parse = |i: usize| -> f64 {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| panic!("field {i} of {line:?}"))
+    };
+    SettleCostRow {
+        payments: parse(0) as usize,
+        txs: parse(1) as usize,
+        tx_per_payment: parse(2),
+        batches: fields.get(3).map(|f| f.to_string()).unwrap_or_default(),
+        gas_per_payment: parse(4),
     }
 }
 

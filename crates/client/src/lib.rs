@@ -74,6 +74,30 @@ pub use signer::{
 pub use reqwest;
 pub use reqwest_middleware;
 
+/// An HTTP client that pays `402` answers with `wallet` under `policy`, recording every attempt
+/// in `ledger`: [`X402Middleware::new`] on a default [`reqwest::Client`], built into the
+/// [`reqwest_middleware::ClientWithMiddleware`] an agent sends its requests with. For another
+/// inner client or more middleware, build the stack with [`reqwest_middleware::ClientBuilder`].
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use tollgate_client::{paying_client, ExactEvmClient, PrivateKeySigner, SpendLedger, SpendingPolicy};
+/// let wallet = ExactEvmClient::new(PrivateKeySigner::random());
+/// let policy = SpendingPolicy::new().budget("1 USDC", None)?;
+/// let agent = paying_client(wallet, policy, SpendLedger::in_memory()?);
+/// let _request = agent.get("http://127.0.0.1:3000/weather");
+/// # Ok(()) }
+/// ```
+pub fn paying_client<W: PaymentSigner>(
+    wallet: W,
+    policy: SpendingPolicy,
+    ledger: SpendLedger,
+) -> reqwest_middleware::ClientWithMiddleware {
+    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(X402Middleware::new(wallet, policy, ledger))
+        .build()
+}
+
 #[cfg(feature = "evm")]
 pub use alloy::signers::local::PrivateKeySigner;
 #[cfg(feature = "evm")]

@@ -279,6 +279,32 @@ impl SpendingPolicy {
         self
     }
 
+    /// Teaches the policy a token described by a [`Token`](tollgate_proto::token::Token) —
+    /// such as a devnet's `devnet.usdc()` — under its symbol and decimals, so limits in that
+    /// symbol apply to it. The decimals come from whoever describes the token to the buyer,
+    /// never from the seller's 402: a seller claiming more decimals than the token has would
+    /// make a large price look small.
+    ///
+    /// ```
+    /// use tollgate_client::SpendingPolicy;
+    /// use tollgate_proto::token::Token;
+    /// let usdc = Token::new("eip155:31337".parse().unwrap(), "0x5FbDB2315678afecb367f032d93F642f64180aa3", "USDC", 6);
+    /// let policy = SpendingPolicy::new().register_token(&usdc);
+    /// assert_eq!(policy.asset_info(&usdc.network, &usdc.address).unwrap().decimals, 6);
+    /// ```
+    pub fn register_token(
+        self,
+        token: impl std::borrow::Borrow<tollgate_proto::token::Token>,
+    ) -> Self {
+        let token = token.borrow();
+        self.register_asset(
+            token.network.clone(),
+            &token.address,
+            &token.symbol,
+            token.decimals,
+        )
+    }
+
     /// The budgets.
     pub fn budgets(&self) -> &[Budget] {
         &self.budgets
@@ -438,6 +464,42 @@ mod tests {
             "asset": asset, "payTo": pay_to, "maxTimeoutSeconds": 60
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_registered_token_is_priced_and_capped_in_its_symbol() {
+        let token = tollgate_proto::token::Token::new(
+            "eip155:31337".parse().unwrap(),
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            "USDC",
+            6,
+        );
+        let requirements = |amount: u64| -> PaymentRequirements {
+            serde_json::from_value(json!({
+                "scheme": "exact", "network": "eip155:31337", "amount": amount.to_string(),
+                // Addresses are compared case-insensitively.
+                "asset": token.address.to_ascii_lowercase(), "payTo": "0x01", "maxTimeoutSeconds": 60
+            }))
+            .unwrap()
+        };
+        // Unknown before registration: refused rather than guessed.
+        assert!(matches!(
+            SpendingPolicy::new().check(&requirements(10_000)),
+            Err(Refusal::AssetNotAllowed { .. })
+        ));
+        let policy = SpendingPolicy::new()
+            .max_per_request("0.05 USDC")
+            .unwrap()
+            .register_token(token.clone());
+        assert!(policy.check(&requirements(50_000)).is_ok());
+        assert!(matches!(
+            policy.check(&requirements(50_001)),
+            Err(Refusal::OverMaxPerRequest { .. })
+        ));
+        // The default cap (0.1) applies to a registered token too.
+        let default_capped = SpendingPolicy::new().register_token(&token);
+        assert!(default_capped.check(&requirements(100_000)).is_ok());
+        assert!(default_capped.check(&requirements(100_001)).is_err());
     }
 
     #[test]

@@ -20,6 +20,9 @@
 //! assert!(devnet.url().starts_with("http://127.0.0.1:"));
 //! assert_eq!(devnet.accounts().len(), 10);
 //! println!("USDC at {} on {}", devnet.token(), devnet.caip2());
+//! let usdc = devnet.usdc(); // the same token, typed: network, decimals, EIP-712 domain
+//! let payer = devnet.account(1)?; // a funded dev account, as a signer
+//! assert_eq!((usdc.decimals, payer.address()), (6, devnet.accounts()[1].address));
 //! # Ok(()) }
 //! ```
 //!
@@ -59,6 +62,14 @@ pub enum DevnetError {
         step: String,
         /// The EVM's answer.
         reason: String,
+    },
+    /// [`Devnet::account`] was asked for an account the devnet does not fund.
+    #[error("the devnet has dev accounts 0–{last}, not {index}")]
+    NoSuchAccount {
+        /// The index asked for.
+        index: usize,
+        /// The highest valid index.
+        last: usize,
     },
     /// The loopback listener could not be bound.
     #[error("cannot listen on 127.0.0.1:{port}: {source}")]

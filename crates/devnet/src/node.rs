@@ -4,11 +4,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy_primitives::{Address, U256};
+use alloy_signer_local::PrivateKeySigner;
+use tollgate_proto::token::Token;
 
 use crate::chain::Chain;
 use crate::genesis::{self, Contracts, DevAccount};
 use crate::server::{self, Shared};
 use crate::DevnetError;
+
+/// The test token's ticker.
+const USDC_SYMBOL: &str = "USDC";
+/// The test token's decimals.
+const USDC_DECIMALS: u8 = 6;
+/// The test token's EIP-712 domain name (the contract's `name()`), as on Base's USDC.
+const USDC_EIP712_NAME: &str = "USD Coin";
+/// The test token's EIP-712 domain version.
+const USDC_EIP712_VERSION: &str = "2";
 
 /// Configures a devnet before it starts. Defaults: chain id 31337, a free port, automine on,
 /// no interval mining.
@@ -161,6 +172,33 @@ impl Devnet {
     /// The EIP-3009 test token ("USD Coin", version "2", 6 decimals).
     pub fn token(&self) -> Address {
         self.contracts.token
+    }
+
+    /// The test token as a typed [`Token`]: this chain's network, its address, symbol `USDC`,
+    /// 6 decimals and its EIP-712 domain (`"USD Coin"`, `"2"`). Hand it to the paywall
+    /// (`PaymentOption::price`) and to the payer's spending policy
+    /// (`SpendingPolicy::register_token`), so neither side copies the token's metadata by hand
+    /// — metadata that, if wrong, makes every signature valid for nothing.
+    pub fn usdc(&self) -> Token {
+        Token::new(
+            tollgate_proto::Network::eip155(self.chain_id),
+            &self.contracts.token.to_string(),
+            USDC_SYMBOL,
+            USDC_DECIMALS,
+        )
+        .eip712(USDC_EIP712_NAME, USDC_EIP712_VERSION)
+    }
+
+    /// Dev account `index` (0–9) as a signer, ready for a facilitator (account 0 pays gas and
+    /// owns the token) or a payer (accounts 1–9 hold [`crate::INITIAL_USDC`] each).
+    pub fn account(&self, index: usize) -> Result<PrivateKeySigner, DevnetError> {
+        let no_such = || DevnetError::NoSuchAccount {
+            index,
+            last: self.accounts.len().saturating_sub(1),
+        };
+        let account = self.accounts.get(index).ok_or_else(no_such)?;
+        // The keys are anvil's published test keys, parsed once already in `dev_accounts`.
+        account.key.parse().map_err(|_| no_such())
     }
 
     /// Multicall3.

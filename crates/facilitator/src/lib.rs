@@ -2,6 +2,8 @@
 //!
 //! - [`config`] — the typed TOML configuration, validated at start-up.
 //! - [`ledger`] — the durable settlement ledger (SQLite).
+//! - [`builder`] — [`Facilitator::builder`]: an in-process facilitator from an RPC URL, a signer
+//!   and a ledger choice.
 //! - [`service`] — [`Facilitator`], the library type: verify, idempotent settle, supported,
 //!   reconciliation after a restart. Embed it in a resource server to skip the HTTP hop.
 //! - [`http`] — the spec's HTTP API over a [`Facilitator`], with bearer-key auth and limits.
@@ -19,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod builder;
 pub mod config;
 pub mod http;
 pub mod ledger;
@@ -26,8 +29,9 @@ pub mod metrics;
 pub mod rate_limit;
 pub mod service;
 
+pub use builder::{BuildError, FacilitatorBuilder};
 pub use config::Config;
 pub use ledger::Ledger;
 pub use service::{
-    Facilitator, Outcome, ReconcileReport, SignerStatus, DEFAULT_MIN_SIGNER_BALANCE,
+    Facilitator, Outcome, OutcomeError, ReconcileReport, SignerStatus, DEFAULT_MIN_SIGNER_BALANCE,
 };

@@ -70,6 +70,26 @@ impl<T> Outcome<T> {
         }
     }
 
+    /// `Ok(body)` for [`Outcome::Ok`], every other outcome as an error carrying its body, so
+    /// `?` propagates a verification or settlement that did not succeed.
+    ///
+    /// ```
+    /// use tollgate_facilitator::{service::OutcomeError, Outcome};
+    /// assert_eq!(Outcome::Ok(1).into_result().unwrap(), 1);
+    /// let err = Outcome::Pending(2).into_result().unwrap_err();
+    /// assert!(matches!(err, OutcomeError::Pending(2)));
+    /// assert_eq!(err.to_string(), "settlement sent but not confirmed yet");
+    /// ```
+    pub fn into_result(self) -> Result<T, OutcomeError<T>> {
+        match self {
+            Self::Ok(t) => Ok(t),
+            Self::Pending(t) => Err(OutcomeError::Pending(t)),
+            Self::Rejected(t) => Err(OutcomeError::Rejected(t)),
+            Self::Unavailable(t) => Err(OutcomeError::Unavailable(t)),
+            Self::Conflict(t) => Err(OutcomeError::Conflict(t)),
+        }
+    }
+
     /// The response body, owned.
     pub fn into_body(self) -> T {
         match self {
@@ -78,6 +98,33 @@ impl<T> Outcome<T> {
             | Self::Rejected(t)
             | Self::Unavailable(t)
             | Self::Conflict(t) => t,
+        }
+    }
+}
+
+/// An [`Outcome`] other than `Ok`, as an error ([`Outcome::into_result`]). The body (with the
+/// facilitator's reason) stays available to match on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutcomeError<T> {
+    /// Sent but not confirmed yet: the ledger will finish it; ask again later.
+    #[error("settlement sent but not confirmed yet")]
+    Pending(T),
+    /// The payment is at fault (see the body's reason).
+    #[error("the facilitator rejected the payment")]
+    Rejected(T),
+    /// The facilitator cannot reach the chain or its ledger; retry later.
+    #[error("the facilitator is unavailable")]
+    Unavailable(T),
+    /// The attempt key (or payment id) was already used for another payment.
+    #[error("the attempt key was already used for another payment")]
+    Conflict(T),
+}
+
+impl<T> OutcomeError<T> {
+    /// The response body.
+    pub fn body(&self) -> &T {
+        match self {
+            Self::Pending(t) | Self::Rejected(t) | Self::Unavailable(t) | Self::Conflict(t) => t,
         }
     }
 }

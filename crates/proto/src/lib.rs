@@ -47,6 +47,7 @@ pub mod money;
 pub mod network;
 pub mod reason;
 pub mod scheme;
+pub mod token;
 pub mod v1;
 pub mod v2;
 pub mod version;

@@ -95,6 +95,37 @@ impl PaymentOption {
         })
     }
 
+    /// A price in human units (`"$0.01"` or `"0.01"`) of `token` — any token described by a
+    /// [`Token`](tollgate_proto::token::Token), such as a devnet's test USDC
+    /// (`devnet.usdc()`) — to `pay_to` (an address, or anything that prints as one). The atomic
+    /// amount comes from the token's decimals and `extra` from its signing domain, so neither
+    /// is written by hand.
+    ///
+    /// ```
+    /// use tollgate_proto::token::Token;
+    /// use tollgate_server::PaymentOption;
+    /// let usdc = Token::new("eip155:31337".parse().unwrap(), "0x5FbDB2315678afecb367f032d93F642f64180aa3", "USDC", 6)
+    ///     .eip712("USD Coin", "2");
+    /// let option = PaymentOption::price("$0.01", &usdc, "0x209693Bc6afc0C5328bA36FaF03C514EF312287C").unwrap();
+    /// assert_eq!(option.amount.to::<u64>(), 10_000);
+    /// assert_eq!(option.extra.unwrap()["name"], "USD Coin");
+    /// ```
+    pub fn price(
+        price: &str,
+        token: &tollgate_proto::token::Token,
+        pay_to: impl std::fmt::Display,
+    ) -> Result<Self, PriceError> {
+        let amount = price.parse::<DecimalAmount>()?.to_atomic(token.decimals)?;
+        let extra = Some(token.requirements_extra()).filter(|m| !m.is_empty());
+        Ok(Self::atomic(
+            amount,
+            &token.address,
+            token.network.clone(),
+            &pay_to.to_string(),
+            extra,
+        ))
+    }
+
     /// A price in atomic units of an explicit asset; `extra` carries what buyers need to sign
     /// for it (for EIP-3009 tokens: `{"name": …, "version": …}`).
     pub fn atomic(
@@ -333,6 +364,55 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn devnet_usdc() -> tollgate_proto::token::Token {
+        tollgate_proto::token::Token::new(
+            "eip155:31337".parse().unwrap(),
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            "USDC",
+            6,
+        )
+        .eip712("USD Coin", "2")
+    }
+
+    #[test]
+    fn price_in_a_described_token_uses_its_decimals_and_domain() {
+        let usdc = devnet_usdc();
+        let pay_to: alloy::primitives::Address = "0x209693bc6afc0c5328ba36faf03c514ef312287c"
+            .parse()
+            .unwrap();
+        let option = PaymentOption::price("0.25", &usdc, pay_to).unwrap();
+        let req = option.requirements();
+        assert_eq!(req.amount.0, U256::from(250_000u64));
+        assert_eq!(req.asset, usdc.address);
+        assert_eq!(req.network, usdc.network);
+        // An address prints checksummed: the recipient the buyer sees is the one given.
+        assert_eq!(req.pay_to, "0x209693Bc6afc0C5328bA36FaF03C514EF312287C");
+        let extra = req.extra.unwrap();
+        assert_eq!(
+            (extra["name"].as_str(), extra["version"].as_str()),
+            (Some("USD Coin"), Some("2"))
+        );
+
+        let mut no_domain = usdc.clone();
+        no_domain.eip712 = None;
+        assert_eq!(
+            PaymentOption::price("1", &no_domain, "0x01").unwrap().extra,
+            None
+        );
+    }
+
+    #[test]
+    fn price_finer_than_the_token_is_refused() {
+        assert!(matches!(
+            PaymentOption::price("$0.0000001", &devnet_usdc(), "0x01"),
+            Err(PriceError::Money(_))
+        ));
+        assert!(matches!(
+            PaymentOption::price("a dollar", &devnet_usdc(), "0x01"),
+            Err(PriceError::Money(_))
+        ));
+    }
 
     #[test]
     fn routes_match_exactly_or_by_prefix() {

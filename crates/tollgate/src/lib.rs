@@ -19,6 +19,11 @@
 //! has to match those crates' versions by hand (a mismatch shows up as "trait `Middleware` is
 //! not implemented" with no version in sight).
 //!
+//! The README's *Library quick start* (a doctest of this crate, run by `cargo test --doc`) puts
+//! the parts together with `features = ["full", "devnet"]`: `Devnet::start`, its typed
+//! `usdc()` and `account(i)`, `Facilitator::builder()`, `PaymentOption::price`, the
+//! `PaywallLayer`, and `client::paying_client` under a `SpendingPolicy`.
+//!
 //! ```
 //! use tollgate::proto::money::DecimalAmount;
 //! let atomic = "$0.01".parse::<DecimalAmount>().unwrap().to_atomic(6).unwrap();

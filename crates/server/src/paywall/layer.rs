@@ -69,6 +69,7 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
                 retries: DEFAULT_RETRIES,
                 challenges: Mutex::new(HashMap::new()),
                 wallet_scripts: Vec::new(),
+                payment_identifier: None,
             }),
         }
     }
@@ -127,6 +128,25 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
     /// ```
     pub fn browser_wallet(mut self, script: &'static str) -> Self {
         self.shared_mut().wallet_scripts.push(script);
+        self
+    }
+
+    /// Offers the official `payment-identifier` extension in every 402 (`extensions` of the
+    /// v2 challenge): a client that supports it gives each payment an id, so its retry of the
+    /// same payment is recognised as the same attempt by the facilitator, and a different
+    /// payment under a used id is refused as a conflict.
+    ///
+    /// With `required`, a payment without a valid id is refused with a 402 naming the
+    /// extension (v1 payments, which carry no extensions, then cannot pay).
+    ///
+    /// ```
+    /// use tollgate_server::{PaywallLayer, RemoteFacilitator};
+    /// let layer = PaywallLayer::new(RemoteFacilitator::new("http://127.0.0.1:4020"))
+    ///     .payment_identifier(false);
+    /// # let _ = layer;
+    /// ```
+    pub fn payment_identifier(mut self, required: bool) -> Self {
+        self.shared_mut().payment_identifier = Some(required);
         self
     }
 

@@ -48,6 +48,22 @@ pub(crate) struct Shared<F> {
     pub(crate) challenges: Mutex<HashMap<String, (HeaderValue, axum::body::Bytes)>>,
     /// Wallet scripts for the browser paywall page; empty: browsers get the plain 402.
     pub(crate) wallet_scripts: Vec<&'static str>,
+    /// The `payment-identifier` extension as offered in every 402 (`None`: not offered), and
+    /// whether a payment must carry an id (`PaywallLayer::payment_identifier`).
+    pub(crate) payment_identifier: Option<bool>,
+}
+
+impl<F> Shared<F> {
+    /// The 402's `extensions`: what the paywall offers beyond the requirements.
+    fn offered_extensions(&self) -> Option<tollgate_proto::Extensions> {
+        let required = self.payment_identifier?;
+        let mut extensions = tollgate_proto::Extensions::new();
+        extensions.insert(
+            tollgate_proto::idempotency::PAYMENT_IDENTIFIER.to_owned(),
+            tollgate_proto::PaymentIdentifier::offer(required),
+        );
+        Some(extensions)
+    }
 }
 
 /// Most cached challenges kept at once.
@@ -207,10 +223,11 @@ where
     let resource = resource_info(&request, price);
     let accepts: Vec<PaymentRequirements> =
         price.options.iter().map(|o| o.requirements()).collect();
-    let challenge = |error: String| payment_required(&resource, &accepts, error);
+    let offered = shared.offered_extensions();
+    let challenge = |error: String| payment_required(&resource, &accepts, offered.as_ref(), error);
 
     if browser {
-        let v2 = challenge_v2(&resource, &accepts, NO_PAYMENT);
+        let v2 = challenge_v2(&resource, &accepts, offered.as_ref(), NO_PAYMENT);
         if let Ok(value) = HeaderValue::from_str(&header::encode(&v2)) {
             return Ok(html::html_challenge(
                 &v2,
@@ -225,6 +242,24 @@ where
         Some(Err(e)) => return Ok(challenge(format!("invalid payment header: {e}"))),
         Some(Ok(p)) => p,
     };
+    if shared.payment_identifier == Some(true) {
+        // Required: a payment without a well-formed id could not be told apart from its own
+        // retry, which is what the seller asked the extension for. (v1 payments carry no
+        // extensions, so they cannot comply.)
+        let extensions = match &payment {
+            AnyPaymentPayload::V2(p) => p.extensions.as_ref(),
+            AnyPaymentPayload::V1(_) => None,
+        };
+        if !matches!(
+            tollgate_proto::PaymentIdentifier::from_extensions(extensions),
+            Ok(Some(_))
+        ) {
+            return Ok(challenge(format!(
+                "{}: this resource requires the payment-identifier extension with a valid id",
+                ErrorReason::InvalidPaymentIdentifier
+            )));
+        }
+    }
     let (facilitator_request, chosen, claim_key) = match payment {
         AnyPaymentPayload::V2(p) => {
             let Some(chosen) = accepts.iter().find(|r| **r == p.accepted).cloned() else {
@@ -670,12 +705,19 @@ fn cached_challenge<F>(
             let resource = resource_info(request, price);
             let accepts: Vec<PaymentRequirements> =
                 price.options.iter().map(|o| o.requirements()).collect();
-            let response = payment_required(&resource, &accepts, NO_PAYMENT.into());
+            let offered = shared.offered_extensions();
+            let response =
+                payment_required(&resource, &accepts, offered.as_ref(), NO_PAYMENT.into());
             let Some(header_value) = response.headers().get(header::PAYMENT_REQUIRED).cloned()
             else {
                 return response;
             };
-            let body = axum::body::Bytes::from(challenge_body(&resource, &accepts, NO_PAYMENT));
+            let body = axum::body::Bytes::from(challenge_body(
+                &resource,
+                &accepts,
+                offered.as_ref(),
+                NO_PAYMENT,
+            ));
             let mut cache = shared.challenges.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= CHALLENGE_CACHE {
                 cache.clear();
@@ -711,9 +753,10 @@ fn resource_info(request: &Request<Body>, price: &RoutePrice) -> ResourceInfo {
 fn payment_required(
     resource: &ResourceInfo,
     accepts: &[PaymentRequirements],
+    extensions: Option<&tollgate_proto::Extensions>,
     error: String,
 ) -> Response {
-    let v2 = challenge_v2(resource, accepts, &error);
+    let v2 = challenge_v2(resource, accepts, extensions, &error);
     let body = serde_json::to_vec(&PaymentRequiredV1::from_v2(&v2)).unwrap_or_default();
     let mut response = match HeaderValue::from_str(&header::encode(&v2)) {
         Ok(value) => challenge_response(value, body.into()),
@@ -734,6 +777,7 @@ fn payment_required(
 fn challenge_v2(
     resource: &ResourceInfo,
     accepts: &[PaymentRequirements],
+    extensions: Option<&tollgate_proto::Extensions>,
     error: &str,
 ) -> PaymentRequired {
     PaymentRequired {
@@ -741,16 +785,17 @@ fn challenge_v2(
         error: Some(error.to_owned()),
         resource: resource.clone(),
         accepts: accepts.to_vec(),
-        extensions: None,
+        extensions: extensions.cloned(),
     }
 }
 
 fn challenge_body(
     resource: &ResourceInfo,
     accepts: &[PaymentRequirements],
+    extensions: Option<&tollgate_proto::Extensions>,
     error: &str,
 ) -> Vec<u8> {
-    let v2 = challenge_v2(resource, accepts, error);
+    let v2 = challenge_v2(resource, accepts, extensions, error);
     serde_json::to_vec(&PaymentRequiredV1::from_v2(&v2)).unwrap_or_default()
 }
 

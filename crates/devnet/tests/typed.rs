@@ -1,0 +1,54 @@
+//! The devnet's typed values agree with the chain: the `Token` it hands out names the deployed
+//! contract's own decimals, symbol and EIP-712 domain, and its accounts are the funded ones.
+
+use alloy::primitives::Address;
+use alloy::providers::ProviderBuilder;
+use tollgate_devnet::{Devnet, DevnetError, INITIAL_USDC};
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface Erc20 {
+        function name() external view returns (string);
+        function symbol() external view returns (string);
+        function decimals() external view returns (uint8);
+        function balanceOf(address who) external view returns (uint256);
+        function version() external view returns (string);
+    }
+}
+
+#[tokio::test]
+async fn usdc_describes_the_deployed_token() {
+    let devnet = Devnet::start().await.unwrap();
+    let usdc = devnet.usdc();
+    assert_eq!(usdc.network.to_string(), devnet.caip2());
+    assert_eq!(usdc.address.parse::<Address>().unwrap(), devnet.token());
+
+    let provider = ProviderBuilder::new().connect_http(devnet.url().parse().unwrap());
+    let token = Erc20::new(devnet.token(), provider);
+    assert_eq!(token.decimals().call().await.unwrap(), usdc.decimals);
+    assert_eq!(token.symbol().call().await.unwrap(), usdc.symbol);
+    let (name, version) = usdc.eip712.clone().expect("the test token signs EIP-3009");
+    assert_eq!(token.name().call().await.unwrap(), name);
+    assert_eq!(token.version().call().await.unwrap(), version);
+    let extra = usdc.requirements_extra();
+    assert_eq!(extra["name"], name.as_str());
+    assert_eq!(extra["version"], version.as_str());
+}
+
+#[tokio::test]
+async fn accounts_are_the_funded_signers_and_out_of_range_is_an_error() {
+    let devnet = Devnet::start().await.unwrap();
+    let provider = ProviderBuilder::new().connect_http(devnet.url().parse().unwrap());
+    let token = Erc20::new(devnet.token(), provider);
+    for i in 0..10 {
+        let signer = devnet.account(i).unwrap();
+        assert_eq!(signer.address(), devnet.accounts()[i].address);
+    }
+    let payer = devnet.account(1).unwrap().address();
+    let balance = token.balanceOf(payer).call().await.unwrap();
+    assert_eq!(balance.to::<u64>(), INITIAL_USDC);
+    match devnet.account(10) {
+        Err(DevnetError::NoSuchAccount { index: 10, last: 9 }) => {}
+        other => panic!("expected NoSuchAccount, got {other:?}"),
+    }
+}
