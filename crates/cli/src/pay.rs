@@ -51,7 +51,8 @@ pub struct PayArgs {
     /// Print the response status and headers before the body.
     #[arg(short = 'i', long = "include")]
     include: bool,
-    /// Most to pay for this request, e.g. "0.05 USDC".
+    /// Most to pay for this request, e.g. "0.05 USDC". Without it a payment is capped at 0.1 of
+    /// its token (the spending policy's default); raise it here to pay more.
     #[arg(long)]
     max: Option<String>,
     /// Spending budget, e.g. "5 USDC" (total) or "5 USDC/day" ("/hour", "/day", "/week").
