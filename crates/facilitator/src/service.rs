@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use alloy::primitives::{B256, U256};
-use tollgate_evm::{ExactEvmFacilitator, ExactEvmPayload, SettleError, Settlement};
+use tollgate_evm::{ExactEvmFacilitator, ExactEvmPayload, SettleError, Settlement, VerifyError};
 use tollgate_proto::idempotency::{IdempotencyKey, PaymentIdentifier};
 use tollgate_proto::{
     ErrorReason, FacilitatorRequest, Network, PaymentPayload, PaymentRequirements, Scheme,
@@ -606,12 +606,11 @@ impl Facilitator {
             ));
         };
         let outcome = match AttemptNames::resolve(&payment, attempt) {
-            Err(message) => Outcome::Rejected(SettleResponse::failure(
+            Err(message) => Outcome::Rejected(settle_failure(
                 ErrorReason::InvalidPaymentIdentifier,
-                Some(message),
-                network.clone(),
-                Some(payer.clone()),
-                None,
+                message,
+                &network,
+                &payer,
             )),
             Ok(names) => {
                 self.settle_named(scheme, &key, &payment, &requirements, &evm, &names)
@@ -658,13 +657,7 @@ impl Facilitator {
         let network = requirements.network.clone();
         let payer = evm.authorization.from.to_string();
         let fail = |reason: ErrorReason, message: String| {
-            SettleResponse::failure(
-                reason,
-                Some(message),
-                network.clone(),
-                Some(payer.clone()),
-                None,
-            )
+            settle_failure(reason, message, &network, &payer)
         };
         match self.bound_elsewhere(names, key).await {
             Ok(Some(message)) => {
@@ -760,15 +753,14 @@ impl Facilitator {
         let network = requirements.network.clone();
         let payer = evm.authorization.from.to_string();
         let used = || {
-            Outcome::Rejected(SettleResponse::failure(
+            Outcome::Rejected(settle_failure(
                 ErrorReason::InvalidExactEvmNonceAlreadyUsed,
-                Some(format!(
+                format!(
                     "authorization nonce {} of {payer} was already used, by another payment than this request",
                     row.key.nonce
-                )),
-                network.clone(),
-                Some(payer.clone()),
-                None,
+                ),
+                &network,
+                &payer,
             ))
         };
         let stored = serde_json::from_str::<PaymentPayload>(&row.payment_json)
@@ -789,20 +781,7 @@ impl Facilitator {
         }
         match scheme.verify_signature(payment, requirements).await {
             Ok(()) => None,
-            Err(e) => {
-                let body = SettleResponse::failure(
-                    e.reason(),
-                    Some(e.to_string()),
-                    network,
-                    Some(payer),
-                    None,
-                );
-                Some(if e.is_payment_fault() {
-                    Outcome::Rejected(body)
-                } else {
-                    Outcome::Unavailable(body)
-                })
-            }
+            Err(e) => Some(unverified_settle(&e, &network, &payer)),
         }
     }
 
@@ -858,22 +837,15 @@ impl Facilitator {
         let payer = evm.authorization.from.to_string();
         let ledger = &self.inner.ledger;
         let unavailable = |msg: String| {
-            Outcome::Unavailable(SettleResponse::failure(
+            Outcome::Unavailable(settle_failure(
                 ErrorReason::UnexpectedSettleError,
-                Some(msg),
-                network.clone(),
-                Some(payer.clone()),
-                None,
+                msg,
+                &network,
+                &payer,
             ))
         };
         let refused = |(reason, message): (ErrorReason, String)| {
-            Outcome::Rejected(SettleResponse::failure(
-                reason,
-                Some(message),
-                network.clone(),
-                Some(payer.clone()),
-                None,
-            ))
+            Outcome::Rejected(settle_failure(reason, message, &network, &payer))
         };
         let entry = match ledger.get(key).await {
             Ok(e) => e,
@@ -958,30 +930,16 @@ impl Facilitator {
 
         let verified = match scheme.verify(payment, requirements).await {
             Ok(v) => v,
-            Err(e) => {
-                let body = SettleResponse::failure(
-                    e.reason(),
-                    Some(e.to_string()),
-                    network,
-                    Some(payer),
-                    None,
-                );
-                return if e.is_payment_fault() {
-                    Outcome::Rejected(body)
-                } else {
-                    Outcome::Unavailable(body)
-                };
-            }
+            Err(e) => return unverified_settle(&e, &network, &payer),
         };
         match self.bind(names, key).await {
             Ok(None) => {}
             Ok(Some(message)) => {
-                return Outcome::Conflict(SettleResponse::failure(
+                return Outcome::Conflict(settle_failure(
                     ErrorReason::PaymentIdentifierConflict,
-                    Some(message),
-                    network,
-                    Some(payer),
-                    None,
+                    message,
+                    &network,
+                    &payer,
                 ))
             }
             Err(e) => return unavailable(e.to_string()),
@@ -1221,6 +1179,33 @@ pub(crate) fn payment_key(
 }
 
 /// The asset of a key (keys are built from parsed addresses, so this cannot fail).
+/// A failed settlement of `payer`'s payment on `network`, with no transaction.
+fn settle_failure(
+    reason: ErrorReason,
+    message: String,
+    network: &Network,
+    payer: &str,
+) -> SettleResponse {
+    SettleResponse::failure(
+        reason,
+        Some(message),
+        network.clone(),
+        Some(payer.to_owned()),
+        None,
+    )
+}
+
+/// A settlement the scheme would not verify: rejected when the payment is at fault,
+/// unavailable when the chain could not be asked.
+fn unverified_settle(e: &VerifyError, network: &Network, payer: &str) -> Outcome<SettleResponse> {
+    let body = settle_failure(e.reason(), e.to_string(), network, payer);
+    if e.is_payment_fault() {
+        Outcome::Rejected(body)
+    } else {
+        Outcome::Unavailable(body)
+    }
+}
+
 fn evm_asset(key: &PaymentKey) -> alloy::primitives::Address {
     tollgate_evm::domain::parse_address(&key.asset).unwrap_or_default()
 }

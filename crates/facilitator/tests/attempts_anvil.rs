@@ -8,25 +8,15 @@ use std::collections::HashSet;
 
 use alloy::primitives::{Address, U256};
 use serde_json::{json, Value};
-use tollgate_evm::ExactEvmClient;
 use tollgate_facilitator::ledger::{PaymentKey, SettlementState};
-use tollgate_facilitator::{http, Config, Facilitator, Ledger, Outcome};
+use tollgate_facilitator::{Config, Facilitator, Ledger, Outcome};
 use tollgate_proto::idempotency::PaymentIdentifier;
-use tollgate_proto::{FacilitatorRequest, IdempotencyKey, PaymentPayload, PaymentRequirements};
+use tollgate_proto::{FacilitatorRequest, IdempotencyKey};
 use tollgate_testkit::{Postgres, TestChain, DEV_KEYS};
 
-const PRICE: u64 = 10_000;
+mod support;
 
-struct Rig {
-    chain: TestChain,
-    facilitator: Facilitator,
-    url: String,
-    http: reqwest::Client,
-    requirements: PaymentRequirements,
-    payee: Address,
-    _server: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
+use support::{requirements_for, Rig, PRICE};
 
 fn config_text(chain: &TestChain, dir: &std::path::Path, key: &str, ledger: &str) -> Config {
     let key_file = dir.join(format!("signer-{}.key", &key[2..10]));
@@ -51,47 +41,8 @@ receipt_timeout_secs = 30
     config
 }
 
-async fn serve(facilitator: Facilitator) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = http::router(facilitator, http::HttpLimits::default());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, server)
-}
-
-fn requirements_for(chain: &TestChain, payee: Address, asset: Address) -> PaymentRequirements {
-    serde_json::from_value(json!({
-        "scheme": "exact",
-        "network": chain.caip2(),
-        "amount": PRICE.to_string(),
-        "asset": asset.to_string(),
-        "payTo": payee.to_string(),
-        "maxTimeoutSeconds": 60,
-        "extra": { "name": "USD Coin", "version": "2" }
-    }))
-    .unwrap()
-}
-
 async fn rig_with(ledger_lines: impl FnOnce(&std::path::Path) -> String) -> Rig {
-    let chain = TestChain::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_text(&chain, dir.path(), DEV_KEYS[0], &ledger_lines(dir.path()));
-    let (facilitator, _) = Facilitator::from_config(&config).await.unwrap();
-    let (url, server) = serve(facilitator.clone()).await;
-    let payee = TestChain::address(9);
-    let requirements = requirements_for(&chain, payee, chain.usdc);
-    Rig {
-        chain,
-        facilitator,
-        url,
-        http: reqwest::Client::new(),
-        requirements,
-        payee,
-        _server: server,
-        _dir: dir,
-    }
+    Rig::start(|chain, dir| config_text(chain, dir, DEV_KEYS[0], &ledger_lines(dir))).await
 }
 
 async fn rig() -> Rig {
@@ -103,42 +54,38 @@ fn key(n: usize) -> IdempotencyKey {
 }
 
 impl Rig {
-    async fn pay(&self, payer: usize) -> PaymentPayload {
-        ExactEvmClient::new(TestChain::signer(payer))
-            .sign(&self.requirements, None)
-            .await
-            .unwrap()
-    }
-
-    fn body(&self, payment: &PaymentPayload) -> Value {
-        json!({ "x402Version": 2, "paymentPayload": payment, "paymentRequirements": self.requirements })
-    }
-
-    async fn post(&self, path: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
-        let mut request = self.http.post(format!("{}{path}", self.url)).json(body);
-        if let Some(k) = key {
-            request = request.header("Idempotency-Key", k);
-        }
-        let r = request.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
-    }
-
-    async fn balance(&self, who: Address) -> U256 {
-        self.chain.usdc_balance(who).await.unwrap()
-    }
-
-    async fn sent(&self) -> u64 {
-        tx_count(&self.chain, TestChain::address(0)).await
+    /// Each body in `bodies` posted at once, under its own key from `keys`.
+    async fn post_each(
+        &self,
+        path: &str,
+        bodies: &[Value],
+        keys: &[IdempotencyKey],
+    ) -> Vec<(u16, Value)> {
+        futures::future::join_all(
+            bodies
+                .iter()
+                .zip(keys)
+                .map(|(b, k)| self.post(path, b, Some(k.as_str()))),
+        )
+        .await
     }
 }
 
 async fn tx_count(chain: &TestChain, who: Address) -> u64 {
-    let n = chain
-        .rpc("eth_getTransactionCount", json!([who, "latest"]))
-        .await
-        .unwrap();
-    u64::from_str_radix(n.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    support::tx_count_at(chain, who, "latest").await
+}
+
+/// `n` copies of `body`, every other one [`reencoded`].
+fn alternating_copies(body: &Value, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                body.clone()
+            } else {
+                reencoded(body)
+            }
+        })
+        .collect()
 }
 
 /// The same authorization written differently: hex digits upper-case in every hex field.
@@ -274,23 +221,9 @@ async fn concurrent_verifications_under_different_keys_reserve_for_one() {
     let r = rig().await;
     let payment = r.pay(3).await;
     let body = r.body(&payment);
-    let copies: Vec<Value> = (0..20)
-        .map(|i| {
-            if i % 2 == 0 {
-                body.clone()
-            } else {
-                reencoded(&body)
-            }
-        })
-        .collect();
+    let copies = alternating_copies(&body, 20);
     let keys: Vec<IdempotencyKey> = (0..20).map(key).collect();
-    let results = futures::future::join_all(
-        copies
-            .iter()
-            .zip(&keys)
-            .map(|(b, k)| r.post("/verify", b, Some(k.as_str()))),
-    )
-    .await;
+    let results = r.post_each("/verify", &copies, &keys).await;
     let winners: Vec<usize> = results
         .iter()
         .enumerate()
@@ -336,23 +269,9 @@ async fn fifty_attempts_with_re_encoded_copies_settle_one_payment_once() {
     let body = r.body(&payment);
     let before = r.balance(r.payee).await;
     let sent_before = r.sent().await;
-    let copies: Vec<Value> = (0..50)
-        .map(|i| {
-            if i % 2 == 0 {
-                body.clone()
-            } else {
-                reencoded(&body)
-            }
-        })
-        .collect();
+    let copies = alternating_copies(&body, 50);
     let keys: Vec<IdempotencyKey> = (100..150).map(key).collect();
-    let results = futures::future::join_all(
-        copies
-            .iter()
-            .zip(&keys)
-            .map(|(b, k)| r.post("/settle", b, Some(k.as_str()))),
-    )
-    .await;
+    let results = r.post_each("/settle", &copies, &keys).await;
     let successes: Vec<&Value> = results
         .iter()
         .filter(|(_, s)| s["success"] == true)
@@ -438,12 +357,8 @@ async fn an_asset_without_code_is_refused_before_any_gas_is_spent() {
     let r = rig().await;
     let nowhere = Address::repeat_byte(0x42);
     let requirements = requirements_for(&r.chain, r.payee, nowhere);
-    let payment = ExactEvmClient::new(TestChain::signer(6))
-        .sign(&requirements, None)
-        .await
-        .unwrap();
-    let body =
-        json!({ "x402Version": 2, "paymentPayload": payment, "paymentRequirements": requirements });
+    let payment = support::sign(&requirements, 6).await;
+    let body = support::body(&payment, &requirements);
     let sent = r.sent().await;
     let (status, v) = r.post("/verify", &body, None).await;
     assert_eq!(status, 400, "{v}");
@@ -570,10 +485,7 @@ async fn two_instances_on_one_postgres_ledger_settle_for_one_attempt() {
     let sign = |payer: usize| {
         let requirements = requirements.clone();
         async move {
-            let p = ExactEvmClient::new(TestChain::signer(payer))
-                .sign(&requirements, None)
-                .await
-                .unwrap();
+            let p = support::sign(&requirements, payer).await;
             FacilitatorRequest::V2 {
                 payment_payload: p,
                 payment_requirements: requirements,

@@ -9,24 +9,15 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256, U256};
 use serde_json::{json, Value};
 use tollgate_evm::{AuthorizationWindow, ExactEvmClient};
-use tollgate_facilitator::ledger::PaymentKey;
-use tollgate_facilitator::{http, Config, Facilitator};
+use tollgate_facilitator::ledger::{LedgerEntry, PaymentKey};
+use tollgate_facilitator::{Config, Facilitator};
 use tollgate_proto::idempotency::PaymentIdentifier;
-use tollgate_proto::{IdempotencyKey, PaymentPayload, PaymentRequirements};
+use tollgate_proto::{IdempotencyKey, PaymentPayload};
 use tollgate_testkit::{Postgres, TestChain, DEV_KEYS};
 
-const PRICE: u64 = 10_000;
+mod support;
 
-struct Rig {
-    chain: TestChain,
-    facilitator: Facilitator,
-    url: String,
-    http: reqwest::Client,
-    requirements: PaymentRequirements,
-    payee: Address,
-    _server: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
+use support::{now, Rig, PRICE};
 
 async fn rig_with(extra_ledger_lines: &str) -> Rig {
     rig_at(extra_ledger_lines, "").await
@@ -34,13 +25,12 @@ async fn rig_with(extra_ledger_lines: &str) -> Rig {
 
 /// A rig whose RPC URL is the node's with `rpc_suffix` appended (e.g. an API key).
 async fn rig_at(extra_ledger_lines: &str, rpc_suffix: &str) -> Rig {
-    let chain = TestChain::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("signer.key");
-    std::fs::write(&key_file, format!("{}\n", DEV_KEYS[0])).unwrap();
-    let rpc_url = format!("{}{rpc_suffix}", chain.endpoint());
-    let text = format!(
-        r#"
+    Rig::start(|chain, dir| {
+        let key_file = dir.join("signer.key");
+        std::fs::write(&key_file, format!("{}\n", DEV_KEYS[0])).unwrap();
+        let rpc_url = format!("{}{rpc_suffix}", chain.endpoint());
+        let text = format!(
+            r#"
 [ledger]
 path = "{ledger}"
 {extra_ledger_lines}
@@ -51,41 +41,16 @@ rpc_urls = ["{rpc}"]
 signer_key_file = "{key}"
 receipt_timeout_secs = 30
 "#,
-        ledger = dir.path().join("ledger.db").display(),
-        network = chain.caip2(),
-        rpc = rpc_url,
-        key = key_file.display(),
-    );
-    let config = Config::parse(&text).unwrap();
-    config.validate().unwrap();
-    let (facilitator, _) = Facilitator::from_config(&config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = http::router(facilitator.clone(), http::HttpLimits::default());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    let payee = TestChain::address(9);
-    let requirements = serde_json::from_value(json!({
-        "scheme": "exact",
-        "network": chain.caip2(),
-        "amount": PRICE.to_string(),
-        "asset": chain.usdc.to_string(),
-        "payTo": payee.to_string(),
-        "maxTimeoutSeconds": 60,
-        "extra": { "name": "USD Coin", "version": "2" }
-    }))
-    .unwrap();
-    Rig {
-        chain,
-        facilitator,
-        url,
-        http: reqwest::Client::new(),
-        requirements,
-        payee,
-        _server: server,
-        _dir: dir,
-    }
+            ledger = dir.join("ledger.db").display(),
+            network = chain.caip2(),
+            rpc = rpc_url,
+            key = key_file.display(),
+        );
+        let config = Config::parse(&text).unwrap();
+        config.validate().unwrap();
+        config
+    })
+    .await
 }
 
 async fn rig() -> Rig {
@@ -96,21 +61,7 @@ fn key(n: usize) -> IdempotencyKey {
     format!("hostile-{n:016}").parse().unwrap()
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 impl Rig {
-    async fn pay(&self, payer: usize) -> PaymentPayload {
-        ExactEvmClient::new(TestChain::signer(payer))
-            .sign(&self.requirements, None)
-            .await
-            .unwrap()
-    }
-
     /// A payment valid for ten years.
     async fn pay_long_lived(&self, payer: usize) -> PaymentPayload {
         let window = AuthorizationWindow {
@@ -124,35 +75,40 @@ impl Rig {
             .unwrap()
     }
 
-    fn body(&self, payment: &PaymentPayload) -> Value {
-        json!({ "x402Version": 2, "paymentPayload": payment, "paymentRequirements": self.requirements })
-    }
-
-    async fn post(&self, path: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
-        let mut request = self.http.post(format!("{}{path}", self.url)).json(body);
-        if let Some(k) = key {
-            request = request.header("Idempotency-Key", k);
-        }
-        let r = request.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
-    }
-
-    async fn balance(&self, who: Address) -> U256 {
-        self.chain.usdc_balance(who).await.unwrap()
-    }
-
-    /// Transactions the facilitator's signer has sent.
-    async fn sent(&self) -> u64 {
-        let n = self
-            .chain
-            .rpc(
-                "eth_getTransactionCount",
-                json!([TestChain::address(0), "latest"]),
-            )
+    /// POSTs raw JSON `bytes` to `path`: the status and the answer's text.
+    async fn post_raw(&self, path: &str, bytes: impl Into<reqwest::Body>) -> (u16, String) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(bytes)
+            .send()
             .await
             .unwrap();
-        u64::from_str_radix(n.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
+
+    /// Verifies `n` long-lived payments of payer 5 without a key: their ledger keys.
+    async fn verify_long_lived_keyless(&self, n: usize) -> Vec<PaymentKey> {
+        let mut keys = Vec::new();
+        for _ in 0..n {
+            let payment = self.pay_long_lived(5).await;
+            let (status, v) = self.post("/verify", &self.body(&payment), None).await;
+            assert_eq!(status, 200, "{v}");
+            keys.push(self.payment_key(&payment));
+        }
+        keys
+    }
+
+    /// The ledger's row for `payment`, which must exist.
+    async fn row(&self, payment: &PaymentPayload) -> LedgerEntry {
+        self.facilitator
+            .ledger()
+            .get(&self.payment_key(payment))
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     fn payment_key(&self, payment: &PaymentPayload) -> PaymentKey {
@@ -199,21 +155,23 @@ fn with_high_s(body: &Value) -> Value {
         16,
     )
     .unwrap();
-    let mut b = body.clone();
-    let sig = b["paymentPayload"]["payload"]["signature"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let s = U256::from_str_radix(&sig[66..130], 16).unwrap();
-    let v = u8::from_str_radix(&sig[130..132], 16).unwrap();
-    let flipped = if v == 27 { 28 } else { 27 };
-    b["paymentPayload"]["payload"]["signature"] =
-        Value::String(format!("{}{:064x}{:02x}", &sig[..66], n - s, flipped));
-    b
+    with_signature(body, |r, s, v| {
+        let flipped = if v == 27 { 28 } else { 27 };
+        format!("{r}{:064x}{:02x}", n - s, flipped)
+    })
 }
 
 /// The same signature in EIP-2098 compact form (64 bytes: `r ‖ yParity·2²⁵⁵ + s`).
 fn with_compact_signature(body: &Value) -> Value {
+    with_signature(body, |r, s, v| {
+        let vs = s | (U256::from(v - 27) << 255);
+        format!("{r}{vs:064x}")
+    })
+}
+
+/// `body` with its 65-byte signature rewritten by `rewrite` from its parts: `0x‖r` (hex),
+/// `s` and `v`.
+fn with_signature(body: &Value, rewrite: impl FnOnce(&str, U256, u8) -> String) -> Value {
     let mut b = body.clone();
     let sig = b["paymentPayload"]["payload"]["signature"]
         .as_str()
@@ -221,8 +179,7 @@ fn with_compact_signature(body: &Value) -> Value {
         .to_owned();
     let s = U256::from_str_radix(&sig[66..130], 16).unwrap();
     let v = u8::from_str_radix(&sig[130..132], 16).unwrap();
-    let vs = s | (U256::from(v - 27) << 255);
-    b["paymentPayload"]["payload"]["signature"] = Value::String(format!("{}{vs:064x}", &sig[..66]));
+    b["paymentPayload"]["payload"]["signature"] = Value::String(rewrite(&sig[..66], s, v));
     b
 }
 
@@ -354,13 +311,7 @@ async fn a_stranger_who_reserves_first_only_delays_and_nothing_is_paid_twice() {
     let greedy = with_terms(&body, "maxTimeoutSeconds", json!(u64::MAX));
     let (status, v) = r.post("/verify", &greedy, Some(stranger.as_str())).await;
     assert_eq!(status, 200, "{v}");
-    let row = r
-        .facilitator
-        .ledger()
-        .get(&r.payment_key(&payment))
-        .await
-        .unwrap()
-        .unwrap();
+    let row = r.row(&payment).await;
     let lease_ms = row.lease_until.unwrap() - now() as i64 * 1000;
     assert!(
         lease_ms <= 3_600_000 + 5_000,
@@ -388,13 +339,7 @@ async fn a_stranger_who_reserves_first_only_delays_and_nothing_is_paid_twice() {
     let zero = with_terms(&r.body(&quick), "maxTimeoutSeconds", json!(0));
     let (status, v) = r.post("/verify", &zero, Some(key(12).as_str())).await;
     assert_eq!(status, 200, "{v}");
-    let row = r
-        .facilitator
-        .ledger()
-        .get(&r.payment_key(&quick))
-        .await
-        .unwrap()
-        .unwrap();
+    let row = r.row(&quick).await;
     assert!(row.lease_until.unwrap() >= (now() as i64 + 29) * 1000);
     let (status, v) = r.post("/verify", &zero, Some(key(13).as_str())).await;
     assert_eq!(
@@ -519,16 +464,8 @@ async fn hostile_bodies_and_headers_are_4xx_and_leak_nothing() {
     };
     for path in ["/verify", "/settle"] {
         for (label, bytes) in &raw {
-            let resp = r
-                .http
-                .post(format!("{}{path}", r.url))
-                .header("content-type", "application/json")
-                .body(bytes.clone())
-                .send()
-                .await
-                .unwrap();
-            let status = resp.status().as_u16();
-            check(label, status, &resp.text().await.unwrap());
+            let (status, answer) = r.post_raw(path, bytes.clone()).await;
+            check(label, status, &answer);
         }
         // Headers: not visible ASCII, twice, too short, too long.
         let bad_headers: Vec<(&str, Vec<reqwest::header::HeaderValue>)> = vec![
@@ -564,16 +501,7 @@ async fn hostile_bodies_and_headers_are_4xx_and_leak_nothing() {
         }
         // A duplicated key inside the authorization: whatever the parser keeps, it is never
         // a valid payment (the signature covers the original nonce).
-        let resp = r
-            .http
-            .post(format!("{}{path}", r.url))
-            .header("content-type", "application/json")
-            .body(duplicate_nonce.clone())
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let answer = resp.text().await.unwrap();
+        let (status, answer) = r.post_raw(path, duplicate_nonce.clone()).await;
         check("duplicate nonce", status, &answer);
     }
     let (status, v) = r.post("/verify", &body, None).await;
@@ -598,13 +526,7 @@ async fn valid_verifications_nobody_settles_are_pruned_on_postgres_too() {
 
 async fn unsettled_verifications_are_pruned(r: Rig) {
     let ledger = r.facilitator.ledger();
-    let mut keyless = Vec::new();
-    for _ in 0..5 {
-        let payment = r.pay_long_lived(5).await;
-        let (status, v) = r.post("/verify", &r.body(&payment), None).await;
-        assert_eq!(status, 200, "{v}");
-        keyless.push(r.payment_key(&payment));
-    }
+    let keyless = r.verify_long_lived_keyless(5).await;
     let reserved = r.pay_long_lived(5).await;
     let (status, v) = r
         .post("/verify", &r.body(&reserved), Some(key(40).as_str()))
@@ -739,13 +661,7 @@ async fn a_zero_value_authorization_is_refused_before_any_gas_is_spent() {
 #[tokio::test]
 async fn verifications_a_restart_marked_failed_are_pruned_too() {
     let r = rig_with("unsettled_grace_secs = 1").await;
-    let mut keys = Vec::new();
-    for _ in 0..3 {
-        let payment = r.pay_long_lived(5).await;
-        let (status, v) = r.post("/verify", &r.body(&payment), None).await;
-        assert_eq!(status, 200, "{v}");
-        keys.push(r.payment_key(&payment));
-    }
+    let keys = r.verify_long_lived_keyless(3).await;
     // A paid one stays: its row is the record of a settlement.
     let paid = r.pay_long_lived(5).await;
     let (status, s) = r.post("/settle", &r.body(&paid), None).await;

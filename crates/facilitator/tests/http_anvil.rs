@@ -13,7 +13,9 @@ use tollgate_proto::v1::{PaymentPayloadV1, PaymentRequirementsV1};
 use tollgate_proto::{PaymentPayload, PaymentRequirements, ResourceInfo};
 use tollgate_testkit::{TestChain, DEV_KEYS};
 
-const PRICE: u64 = 10_000;
+mod support;
+
+use support::{now, requirements_for, serve, PRICE};
 
 struct Setup {
     chain: TestChain,
@@ -61,16 +63,6 @@ rpc_urls = ["{rpc}"]
     config
 }
 
-async fn serve(facilitator: Facilitator) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = http::router(facilitator, http::HttpLimits::default());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, server)
-}
-
 async fn setup_with(receipt_timeout_secs: u64) -> Setup {
     setup_config(|chain, dir| config_for(chain, dir, receipt_timeout_secs)).await
 }
@@ -83,16 +75,7 @@ async fn setup_config(config: impl FnOnce(&TestChain, &std::path::Path) -> Confi
     assert_eq!(report, Default::default());
     let (url, server) = serve(facilitator.clone()).await;
     let payee = TestChain::address(9);
-    let requirements: PaymentRequirements = serde_json::from_value(json!({
-        "scheme": "exact",
-        "network": chain.caip2(),
-        "amount": PRICE.to_string(),
-        "asset": chain.usdc.to_string(),
-        "payTo": payee.to_string(),
-        "maxTimeoutSeconds": 60,
-        "extra": { "name": "USD Coin", "version": "2" }
-    }))
-    .unwrap();
+    let requirements = requirements_for(&chain, payee, chain.usdc);
     Setup {
         chain,
         config,
@@ -112,40 +95,20 @@ async fn setup() -> Setup {
 
 impl Setup {
     async fn pay(&self, payer: usize) -> PaymentPayload {
-        ExactEvmClient::new(TestChain::signer(payer))
-            .sign(&self.requirements, None)
-            .await
-            .unwrap()
+        support::sign(&self.requirements, payer).await
     }
 
     fn body(&self, payment: &PaymentPayload) -> Value {
-        json!({ "x402Version": 2, "paymentPayload": payment, "paymentRequirements": self.requirements })
+        support::body(payment, &self.requirements)
     }
 
     async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
+        support::post(&self.http, &self.url, path, body, None).await
     }
 
     /// [`post`](Self::post) as part of the settlement attempt `key` (`Idempotency-Key`).
     async fn post_keyed(&self, path: &str, body: &Value, key: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .header("Idempotency-Key", key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
+        support::post(&self.http, &self.url, path, body, Some(key)).await
     }
 
     async fn balance(&self, who: Address) -> U256 {
@@ -282,10 +245,7 @@ async fn settling_one_payment_many_times_transfers_once() {
 #[tokio::test]
 async fn bad_payments_and_bodies_get_400_with_the_spec_reason() {
     let s = setup().await;
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let t = now();
     let expired = ExactEvmClient::new(TestChain::signer(3))
         .sign_with_window(
             &s.requirements,
@@ -584,11 +544,7 @@ async fn api_key_guards_verify_and_settle() {
 
 /// The transaction count of `who` at `block` ("latest" or "pending").
 async fn tx_count(chain: &TestChain, who: Address, block: &str) -> u64 {
-    let n = chain
-        .rpc("eth_getTransactionCount", json!([who, block]))
-        .await
-        .unwrap();
-    u64::from_str_radix(n.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    support::tx_count_at(chain, who, block).await
 }
 
 #[tokio::test]

@@ -5,12 +5,11 @@
 
 use prometheus_parse::{Scrape, Value};
 use serde_json::{json, Value as Json};
-use tollgate_evm::ExactEvmClient;
-use tollgate_facilitator::{http, Config, Facilitator};
+use tollgate_facilitator::{Config, Facilitator};
 use tollgate_proto::{PaymentPayload, PaymentRequirements};
 use tollgate_testkit::{TestChain, DEV_KEYS};
 
-const PRICE: u64 = 10_000;
+mod support;
 
 struct Rig {
     chain: TestChain,
@@ -21,12 +20,9 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
+/// The facilitator's HTTP API on a local port, its server left running: the base URL.
 async fn serve(facilitator: Facilitator) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = http::router(facilitator, http::HttpLimits::default());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    support::serve(facilitator).await.0
 }
 
 async fn rig() -> Rig {
@@ -45,16 +41,7 @@ async fn rig() -> Rig {
     config.validate().unwrap();
     let (facilitator, _) = Facilitator::from_config(&config).await.unwrap();
     let url = serve(facilitator.clone()).await;
-    let requirements = serde_json::from_value(json!({
-        "scheme": "exact",
-        "network": chain.caip2(),
-        "amount": PRICE.to_string(),
-        "asset": chain.usdc.to_string(),
-        "payTo": TestChain::address(9).to_string(),
-        "maxTimeoutSeconds": 60,
-        "extra": { "name": "USD Coin", "version": "2" }
-    }))
-    .unwrap();
+    let requirements = support::requirements_for(&chain, TestChain::address(9), chain.usdc);
     Rig {
         chain,
         facilitator,
@@ -67,18 +54,11 @@ async fn rig() -> Rig {
 
 impl Rig {
     async fn pay(&self, payer: usize) -> PaymentPayload {
-        ExactEvmClient::new(TestChain::signer(payer))
-            .sign(&self.requirements, None)
-            .await
-            .unwrap()
+        support::sign(&self.requirements, payer).await
     }
 
     fn body(&self, payment: &PaymentPayload) -> Json {
-        json!({
-            "x402Version": 2,
-            "paymentPayload": payment,
-            "paymentRequirements": self.requirements,
-        })
+        support::body(payment, &self.requirements)
     }
 
     async fn post(&self, url: &str, path: &str, body: &Json) -> u16 {

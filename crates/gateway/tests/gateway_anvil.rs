@@ -2,7 +2,8 @@
 //! real anvil node: free pass-through, paid routes, streaming bodies both ways, header hygiene,
 //! no settlement for upstream errors, and an upstream outage.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::sync::{Arc, Mutex};
 
 use alloy::primitives::{Address, U256};
@@ -12,11 +13,12 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use futures::StreamExt;
-use tollgate_evm::{ExactEvmClient, ExactEvmFacilitator, FacilitatorConfig};
-use tollgate_facilitator::{Facilitator, Ledger};
+use tollgate_evm::{ExactEvmClient, FacilitatorConfig};
 use tollgate_gateway::GatewayConfig;
 use tollgate_proto::{header, PaymentRequired, SettleResponse};
 use tollgate_testkit::TestChain;
+
+use support::{facilitator, route, serve_url};
 
 const PRICE: u64 = 25_000;
 const STREAM_CHUNKS: usize = 64;
@@ -87,20 +89,6 @@ fn upstream(seen: Seen) -> Router {
         .with_state(seen)
 }
 
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
-    url
-}
-
 struct Rig {
     chain: TestChain,
     gateway: String,
@@ -118,25 +106,11 @@ async fn rig() -> Rig {
 /// gateway's `[facilitator]` table and `tables` appended to its file.
 async fn rig_with(scheme_config: FacilitatorConfig, facilitator_keys: &str, tables: &str) -> Rig {
     let chain = TestChain::start().await.unwrap();
-    let scheme =
-        ExactEvmFacilitator::connect(&chain.endpoint(), TestChain::signer(0), scheme_config)
-            .await
-            .unwrap();
-    let facilitator = Facilitator::new(vec![scheme], Ledger::in_memory().unwrap());
-    let facilitator_url = serve(tollgate_facilitator::http::router(
-        facilitator,
-        Default::default(),
-    ))
-    .await;
+    let facilitator_url = format!("http://{}", facilitator(&chain, scheme_config).await);
     let seen: Seen = Arc::default();
-    let upstream_url = serve(upstream(seen.clone())).await;
+    let upstream_url = serve_url(upstream(seen.clone())).await;
     let payee = TestChain::address(9);
-    let route = |r: &str| {
-        format!(
-            "[[routes]]\nroute = \"{r}\"\namount = \"{PRICE}\"\nasset = \"{}\"\nextra = {{ name = \"USD Coin\", version = \"2\" }}\ndescription = \"{r}\"\n",
-            chain.usdc
-        )
-    };
+    let route = |r: &str| format!("{}description = \"{r}\"\n", route(&chain, r, PRICE));
     let text = format!(
         "upstream = \"{upstream_url}\"\n[facilitator]\nurl = \"{facilitator_url}\"\n{facilitator_keys}\n[payment]\nnetwork = \"{}\"\npay_to = \"{payee}\"\n{}{}{}{}{tables}",
         chain.caip2(),
@@ -148,7 +122,7 @@ async fn rig_with(scheme_config: FacilitatorConfig, facilitator_keys: &str, tabl
     let config = GatewayConfig::parse(&text).unwrap();
     config.validate().unwrap();
     let app = tollgate_gateway::app(&config).await.unwrap();
-    let gateway = serve(app).await;
+    let gateway = serve_url(app).await;
     Rig {
         chain,
         gateway,
@@ -227,12 +201,7 @@ async fn free_routes_pass_through_and_paid_routes_need_payment() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let receipt: SettleResponse = header::decode(
-        r.headers()[header::PAYMENT_RESPONSE.as_str()]
-            .to_str()
-            .unwrap(),
-    )
-    .unwrap();
+    let receipt = receipt(&r);
     assert!(receipt.success);
     assert_eq!(r.headers()["content-type"], "application/json");
     let cache: Vec<_> = r.headers().get_all("cache-control").iter().collect();
@@ -344,7 +313,7 @@ async fn upstream_errors_are_not_charged_and_outages_are_502() {
     let app = Router::new()
         .fallback(tollgate_gateway::proxy::forward)
         .with_state(upstream);
-    let url = serve(app).await;
+    let url = serve_url(app).await;
     let r = rig.http.get(format!("{url}/free")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 502);
 }
@@ -355,7 +324,7 @@ async fn start_up_fails_loudly_when_the_facilitator_cannot_settle_a_route() {
     let facilitator_url = {
         let seen: Seen = Arc::default();
         // An HTTP server that is not a facilitator.
-        serve(upstream(seen)).await
+        serve_url(upstream(seen)).await
     };
     let text = format!(
         "upstream = \"{}\"\n[facilitator]\nurl = \"{facilitator_url}\"\n[payment]\nnetwork = \"eip155:8453\"\npay_to = \"{}\"\n[[routes]]\nroute = \"GET /x\"\nprice = \"$0.01\"\n",
@@ -428,12 +397,7 @@ async fn a_settlement_slower_than_the_exchange_is_delivered_on_retry_without_a_s
     rig.chain.mine().await.unwrap();
     let r = send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let receipt: SettleResponse = header::decode(
-        r.headers()[header::PAYMENT_RESPONSE.as_str()]
-            .to_str()
-            .unwrap(),
-    )
-    .unwrap();
+    let receipt = receipt(&r);
     assert!(receipt.success);
     assert_eq!(r.headers()["cache-control"], "private, no-store");
     assert_eq!(r.text().await.unwrap(), r#"{"sky":"clear"}"#);
@@ -444,4 +408,14 @@ async fn a_settlement_slower_than_the_exchange_is_delivered_on_retry_without_a_s
     let r = send().await.unwrap();
     assert_eq!(r.status().as_u16(), 402);
     assert_eq!(rig.seen.lock().unwrap().len(), calls + 1);
+}
+
+/// The settlement receipt a paid response carries.
+fn receipt(r: &reqwest::Response) -> SettleResponse {
+    header::decode(
+        r.headers()[header::PAYMENT_RESPONSE.as_str()]
+            .to_str()
+            .unwrap(),
+    )
+    .unwrap()
 }

@@ -11,43 +11,36 @@
 //!   character that is not a letter or digit becomes `_` (so `X.Tollgate.Payer` is
 //!   `HTTP_X_TOLLGATE_PAYER`).
 
+mod support;
+
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::U256;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::IntoResponse;
 use axum::Router;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tollgate_evm::{ExactEvmClient, ExactEvmFacilitator, FacilitatorConfig};
-use tollgate_facilitator::{Facilitator, Ledger};
+use tokio::net::TcpStream;
+use tollgate_evm::{ExactEvmClient, FacilitatorConfig};
 use tollgate_gateway::GatewayConfig;
 use tollgate_proto::v1::PaymentPayloadV1;
 use tollgate_proto::{header, PaymentPayload, PaymentRequired};
 use tollgate_testkit::TestChain;
+
+use support::{
+    answer, facilitator, percent_decode_lossy, priced_runs, route, serve, Log, Received,
+};
 
 const PRICE: u64 = 25_000;
 const PREMIUM: u64 = 50_000;
 
 // ---------------------------------------------------------------------------------------------
 // The careless upstream.
-
-/// One request as the upstream received it.
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    target: String,
-    headers: HeaderMap,
-    /// The priced handler it ran (`"GET /weather"`), if any.
-    priced: Option<String>,
-}
-
-type Log = Arc<Mutex<Vec<Received>>>;
 
 /// A header name as lighttpd's CGI and FastCGI modules (and Apache before 2.4) name it: every
 /// character that is not a letter or a digit becomes `_`, letters are upper-cased.
@@ -61,25 +54,6 @@ fn cgi(name: &str) -> String {
             }
         })
         .collect()
-}
-
-fn percent_decode_lossy(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
-        if b[i] == b'%' {
-            if let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2)) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The path this upstream routes on: the raw path percent-decoded first, then cut at the
@@ -122,39 +96,11 @@ async fn careless(
         (m, "/any") => Some(format!("{m} /any")),
         _ => None,
     };
-    let (status, body) = match (&priced, path.as_str()) {
-        (Some(p), _) => (StatusCode::OK, format!("PRICED {p}")),
-        (None, "/free") => (StatusCode::OK, "free".to_owned()),
-        (None, _) => (StatusCode::NOT_FOUND, "not found".to_owned()),
-    };
-    log.lock().unwrap().push(Received {
-        method: method.to_string(),
-        target: uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        headers,
-        priced,
-    });
-    (status, body)
+    answer(&log, &method, &uri, headers, &path, priced)
 }
 
 // ---------------------------------------------------------------------------------------------
 // The rig: a chain, one facilitator, two gateways (replicas) in front of the careless upstream.
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
-    addr
-}
 
 struct Rig {
     chain: TestChain,
@@ -169,8 +115,7 @@ impl Rig {
     }
 
     fn priced_runs(&self) -> Vec<Received> {
-        let log = self.log.lock().unwrap();
-        log.iter().filter(|r| r.priced.is_some()).cloned().collect()
+        priced_runs(&self.log)
     }
 
     fn last(&self) -> Received {
@@ -203,27 +148,10 @@ impl Rig {
 
 async fn rig() -> Rig {
     let chain = TestChain::start().await.unwrap();
-    let scheme = ExactEvmFacilitator::connect(
-        &chain.endpoint(),
-        TestChain::signer(0),
-        FacilitatorConfig::default(),
-    )
-    .await
-    .unwrap();
-    let facilitator = Facilitator::new(vec![scheme], Ledger::in_memory().unwrap());
-    let facilitator = serve(tollgate_facilitator::http::router(
-        facilitator,
-        Default::default(),
-    ))
-    .await;
+    let facilitator = facilitator(&chain, FacilitatorConfig::default()).await;
     let log: Log = Arc::default();
     let upstream = serve(Router::new().fallback(careless).with_state(log.clone())).await;
-    let route = |r: &str, amount: u64| {
-        format!(
-            "[[routes]]\nroute = \"{r}\"\namount = \"{amount}\"\nasset = \"{}\"\nextra = {{ name = \"USD Coin\", version = \"2\" }}\n",
-            chain.usdc
-        )
-    };
+    let route = |r: &str, amount: u64| route(&chain, r, amount);
     let text = format!(
         "upstream = \"http://{upstream}\"\n[facilitator]\nurl = \"http://{facilitator}\"\n[payment]\nnetwork = \"{}\"\npay_to = \"{}\"\n{}{}{}{}{}",
         chain.caip2(),
@@ -460,92 +388,39 @@ async fn smuggled_and_pipelined_requests_never_run_a_priced_handler_unpaid() {
     let a = rig.gateway();
     let host = format!("Host: {a}\r\n");
     let hidden = format!("GET /weather HTTP/1.1\r\n{host}\r\n");
-    let cases: Vec<(&str, String)> = vec![
-        (
-            "TE and CL (CL first), a priced request after the empty chunked body",
-            format!("POST /free HTTP/1.1\r\n{host}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"),
-        ),
-        (
-            "TE and CL (TE first)",
-            format!("POST /free HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\nContent-Length: 60\r\n\r\n0\r\n\r\n{hidden}"),
-        ),
-        (
-            "TE: chunked, identity",
-            format!("POST /free HTTP/1.1\r\n{host}Transfer-Encoding: chunked, identity\r\nContent-Length: {}\r\n\r\n{hidden}", hidden.len()),
-        ),
-        (
-            "TE: identity with CL",
-            format!("POST /free HTTP/1.1\r\n{host}Transfer-Encoding: identity\r\nContent-Length: {}\r\n\r\n{hidden}", hidden.len()),
-        ),
-        (
-            "two TE headers",
-            format!("POST /free HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n0\r\n\r\n{hidden}"),
-        ),
-        (
-            "duplicate CL, different values",
-            format!("POST /free HTTP/1.1\r\n{host}Content-Length: 0\r\nContent-Length: {}\r\n\r\n{hidden}", hidden.len()),
-        ),
-        (
-            "CL with a sign",
-            format!("POST /free HTTP/1.1\r\n{host}Content-Length: +{}\r\n\r\n{hidden}", hidden.len()),
-        ),
-        (
-            "a priced request as the body of a free one",
-            format!("GET /free HTTP/1.1\r\n{host}Content-Length: {}\r\nConnection: close\r\n\r\n{hidden}", hidden.len()),
-        ),
-        (
-            "chunked body with an identity header as a trailer",
-            format!("POST /free HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\nTrailer: X-Tollgate-Payer\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Tollgate-Payer: 0xdead\r\nX-Original-URL: /weather\r\n\r\n"),
-        ),
-        (
-            "chunked on HTTP/1.0",
-            format!("POST /free HTTP/1.0\r\n{host}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"),
-        ),
-        (
-            "obs-fold continuation line",
-            format!("GET /free HTTP/1.1\r\n{host}X-A: 1\r\n X-Original-URL: /weather\r\nConnection: close\r\n\r\n"),
-        ),
-        (
-            "space before the colon",
-            format!("GET /free HTTP/1.1\r\n{host}X-Original-URL : /weather\r\nConnection: close\r\n\r\n"),
-        ),
-        (
-            "pipelined: a free request, then a priced one",
-            format!("GET /free HTTP/1.1\r\n{host}\r\nGET /weather HTTP/1.1\r\n{host}Connection: close\r\n\r\n"),
-        ),
-        (
-            "HTTP/1.0 without Host",
-            "GET /weather HTTP/1.0\r\n\r\n".to_owned(),
-        ),
-        (
-            "absolute-form naming another host",
-            format!("GET http://elsewhere.test/x/../weather HTTP/1.1\r\n{host}Connection: close\r\n\r\n"),
-        ),
-        (
-            "lower-case method",
-            format!("get /weather HTTP/1.1\r\n{host}Connection: close\r\n\r\n"),
-        ),
-        (
-            "HEAD of a GET price",
-            format!("HEAD /WEATHER/ HTTP/1.1\r\n{host}Connection: close\r\n\r\n"),
-        ),
-        (
-            "Expect: 100-continue on a priced POST",
-            format!("POST /v1/a HTTP/1.1\r\n{host}Expect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"),
-        ),
-        (
-            "Upgrade on a priced path",
-            format!("GET /weather HTTP/1.1\r\n{host}Connection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n"),
-        ),
-        (
-            "CONNECT to the upstream",
-            format!("CONNECT {a} HTTP/1.1\r\n{host}\r\n"),
-        ),
-        (
-            "OPTIONS *",
-            format!("OPTIONS * HTTP/1.1\r\n{host}Connection: close\r\n\r\n"),
-        ),
-    ];
+    let cases: Vec<(&str, String)> = [
+        ("TE and CL (CL first), a priced request after the empty chunked body", "POST /free HTTP/1.1\r\n{host}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"),
+        ("TE and CL (TE first)", "POST /free HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\nContent-Length: 60\r\n\r\n0\r\n\r\n{hidden}"),
+        ("TE: chunked, identity", "POST /free HTTP/1.1\r\n{host}Transfer-Encoding: chunked, identity\r\nContent-Length: {len}\r\n\r\n{hidden}"),
+        ("TE: identity with CL", "POST /free HTTP/1.1\r\n{host}Transfer-Encoding: identity\r\nContent-Length: {len}\r\n\r\n{hidden}"),
+        ("two TE headers", "POST /free HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n0\r\n\r\n{hidden}"),
+        ("duplicate CL, different values", "POST /free HTTP/1.1\r\n{host}Content-Length: 0\r\nContent-Length: {len}\r\n\r\n{hidden}"),
+        ("CL with a sign", "POST /free HTTP/1.1\r\n{host}Content-Length: +{len}\r\n\r\n{hidden}"),
+        ("a priced request as the body of a free one", "GET /free HTTP/1.1\r\n{host}Content-Length: {len}\r\nConnection: close\r\n\r\n{hidden}"),
+        ("chunked body with an identity header as a trailer", "POST /free HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\nTrailer: X-Tollgate-Payer\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Tollgate-Payer: 0xdead\r\nX-Original-URL: /weather\r\n\r\n"),
+        ("chunked on HTTP/1.0", "POST /free HTTP/1.0\r\n{host}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"),
+        ("obs-fold continuation line", "GET /free HTTP/1.1\r\n{host}X-A: 1\r\n X-Original-URL: /weather\r\nConnection: close\r\n\r\n"),
+        ("space before the colon", "GET /free HTTP/1.1\r\n{host}X-Original-URL : /weather\r\nConnection: close\r\n\r\n"),
+        ("pipelined: a free request, then a priced one", "GET /free HTTP/1.1\r\n{host}\r\nGET /weather HTTP/1.1\r\n{host}Connection: close\r\n\r\n"),
+        ("HTTP/1.0 without Host", "GET /weather HTTP/1.0\r\n\r\n"),
+        ("absolute-form naming another host", "GET http://elsewhere.test/x/../weather HTTP/1.1\r\n{host}Connection: close\r\n\r\n"),
+        ("lower-case method", "get /weather HTTP/1.1\r\n{host}Connection: close\r\n\r\n"),
+        ("HEAD of a GET price", "HEAD /WEATHER/ HTTP/1.1\r\n{host}Connection: close\r\n\r\n"),
+        ("Expect: 100-continue on a priced POST", "POST /v1/a HTTP/1.1\r\n{host}Expect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"),
+        ("Upgrade on a priced path", "GET /weather HTTP/1.1\r\n{host}Connection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n"),
+        ("CONNECT to the upstream", "CONNECT {a} HTTP/1.1\r\n{host}\r\n"),
+        ("OPTIONS *", "OPTIONS * HTTP/1.1\r\n{host}Connection: close\r\n\r\n"),
+    ]
+    .into_iter()
+    .map(|(name, template)| {
+        let request = template
+            .replace("{host}", &host)
+            .replace("{hidden}", &hidden)
+            .replace("{len}", &hidden.len().to_string())
+            .replace("{a}", &a.to_string());
+        (name, request)
+    })
+    .collect();
     let mut wrong = Vec::new();
     for (name, request) in &cases {
         let answers = exchange(a, request.as_bytes()).await;
@@ -733,7 +608,7 @@ async fn two_payments_in_one_request_buy_one_delivery_and_charge_one() {
     let v1_second = header::encode(&PaymentPayloadV1::from_v2(&second));
 
     // v2 and v1 headers with different payments: the v2 one is used, the other is untouched.
-    let r = send(
+    expect(
         a,
         "GET",
         "/weather",
@@ -741,9 +616,9 @@ async fn two_payments_in_one_request_buy_one_delivery_and_charge_one() {
             ("X-PAYMENT", &v1_second),
             ("PAYMENT-SIGNATURE", &header::encode(&first)),
         ],
+        200,
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(rig.earned().await, before + U256::from(PRICE));
     assert!(
         !rig.last()
@@ -754,7 +629,7 @@ async fn two_payments_in_one_request_buy_one_delivery_and_charge_one() {
     );
 
     // Two `PAYMENT-SIGNATURE` headers: a used payment first, an unused one second.
-    let r = send(
+    expect(
         a,
         "GET",
         "/weather",
@@ -762,11 +637,11 @@ async fn two_payments_in_one_request_buy_one_delivery_and_charge_one() {
             ("PAYMENT-SIGNATURE", &header::encode(&first)),
             ("PAYMENT-SIGNATURE", &header::encode(&second)),
         ],
+        402,
     )
     .await;
-    assert_eq!(r.status, 402, "{}", r.body);
     // A valid one first and a used one second: one delivery, one charge.
-    let r = send(
+    expect(
         a,
         "GET",
         "/weather",
@@ -775,9 +650,9 @@ async fn two_payments_in_one_request_buy_one_delivery_and_charge_one() {
             ("PAYMENT-SIGNATURE", &header::encode(&first)),
             ("X-PAYMENT", &v1_second),
         ],
+        200,
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(rig.earned().await, before + U256::from(2 * PRICE));
     assert_eq!(rig.priced_runs().len(), 2);
     // Both are spent now, in any header.
@@ -785,8 +660,7 @@ async fn two_payments_in_one_request_buy_one_delivery_and_charge_one() {
         ("X-PAYMENT", v1_second),
         ("PAYMENT-SIGNATURE", header::encode(&second)),
     ] {
-        let r = send(a, "GET", "/weather", &[(name, &value)]).await;
-        assert_eq!(r.status, 402, "{}", r.body);
+        expect(a, "GET", "/weather", &[(name, &value)], 402).await;
     }
     assert_eq!(rig.priced_runs().len(), 2);
 }
@@ -800,47 +674,45 @@ async fn a_payment_for_a_cheap_route_does_not_buy_a_dear_one() {
     let premium = rig.challenge("GET", "/premium").await;
 
     // As signed: its `accepted` matches nothing the premium route offers.
-    let r = send(
+    expect(
         a,
         "GET",
         "/premium",
         &[("PAYMENT-SIGNATURE", &header::encode(&cheap))],
+        402,
     )
     .await;
-    assert_eq!(r.status, 402, "{}", r.body);
     // `accepted` rewritten to the premium requirements: the signed amount is short.
     let mut forged = cheap.clone();
     forged.accepted = premium.accepts[0].clone();
-    let r = send(
+    expect(
         a,
         "GET",
         "/premium",
         &[("PAYMENT-SIGNATURE", &header::encode(&forged))],
+        402,
     )
     .await;
-    assert_eq!(r.status, 402, "{}", r.body);
     // The v1 form names no amount at all: it is checked against the premium price.
     let v1 = header::encode(&PaymentPayloadV1::from_v2(&cheap));
-    let r = send(a, "GET", "/premium", &[("X-PAYMENT", &v1)]).await;
-    assert_eq!(r.status, 402, "{}", r.body);
+    expect(a, "GET", "/premium", &[("X-PAYMENT", &v1)], 402).await;
     // The premium route's `maxTimeoutSeconds` or recipient swapped into `accepted` of the
     // cheap route's payment: no match either.
     let mut forged = cheap.clone();
     forged.accepted.max_timeout_seconds += 1;
-    let r = send(
+    expect(
         a,
         "GET",
         "/weather",
         &[("PAYMENT-SIGNATURE", &header::encode(&forged))],
+        402,
     )
     .await;
-    assert_eq!(r.status, 402, "{}", r.body);
     assert!(rig.priced_runs().is_empty());
     assert_eq!(rig.earned().await, before);
 
     // The payment still buys what it was made for, once.
-    let r = send(a, "GET", "/weather", &[("X-PAYMENT", &v1)]).await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    expect(a, "GET", "/weather", &[("X-PAYMENT", &v1)], 200).await;
     assert_eq!(rig.earned().await, before + U256::from(PRICE));
 }
 
@@ -974,14 +846,14 @@ async fn malformed_payment_headers_are_refused_without_a_server_error() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert!(rig.priced_runs().is_empty());
     // Still serving, and the valid payment still buys its one delivery.
-    let r = send(
+    expect(
         a,
         "GET",
         "/weather",
         &[("PAYMENT-SIGNATURE", &header::encode(&valid))],
+        200,
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 /// Standard base64 with padding, without a dependency.
@@ -1031,14 +903,27 @@ async fn a_star_route_prices_every_method_of_a_method_blind_upstream() {
 
     let before = rig.earned().await;
     let payment = rig.pay("FOO", "/any", 7).await;
-    let r = send(
+    let r = expect(
         rig.gateway(),
         "FOO",
         "/any",
         &[("PAYMENT-SIGNATURE", &header::encode(&payment))],
+        200,
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body, "PRICED FOO /any");
     assert_eq!(rig.earned().await, before + U256::from(PRICE));
+}
+
+/// Sends `method target` with `headers` and asserts the answer's status.
+async fn expect(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    status: u16,
+) -> Raw {
+    let r = send(addr, method, target, headers).await;
+    assert_eq!(r.status, status, "{}", r.body);
+    r
 }

@@ -3,17 +3,18 @@
 //! refusals by reason and upstream latency counted exactly; the endpoint off by default and
 //! never shadowing a priced route.
 
-use std::net::SocketAddr;
+mod support;
 
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use prometheus_parse::{Scrape, Value};
-use tollgate_evm::{ExactEvmClient, ExactEvmFacilitator, FacilitatorConfig};
-use tollgate_facilitator::{Facilitator, Ledger};
+use tollgate_evm::{ExactEvmClient, FacilitatorConfig};
 use tollgate_gateway::GatewayConfig;
 use tollgate_proto::{header, PaymentRequired};
 use tollgate_testkit::TestChain;
+
+use support::{facilitator, route, serve_url};
 
 const PRICE: u64 = 25_000;
 const METRICS: &str = "/_tollgate/metrics";
@@ -30,20 +31,6 @@ fn upstream() -> Router {
         .route(METRICS, get(|| async { "the upstream's own page" }))
 }
 
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
-    url
-}
-
 struct Rig {
     _chain: TestChain,
     gateway: String,
@@ -52,12 +39,7 @@ struct Rig {
 
 /// The gateway's file, with `tables` appended.
 fn config_text(chain: &TestChain, upstream: &str, facilitator: &str, tables: &str) -> String {
-    let route = |r: &str| {
-        format!(
-            "[[routes]]\nroute = \"{r}\"\namount = \"{PRICE}\"\nasset = \"{}\"\nextra = {{ name = \"USD Coin\", version = \"2\" }}\n",
-            chain.usdc
-        )
-    };
+    let route = |r: &str| route(chain, r, PRICE);
     format!(
         "upstream = \"{upstream}\"\n[facilitator]\nurl = \"{facilitator}\"\n[payment]\nnetwork = \"{}\"\npay_to = \"{}\"\n{}{}{tables}",
         chain.caip2(),
@@ -69,20 +51,11 @@ fn config_text(chain: &TestChain, upstream: &str, facilitator: &str, tables: &st
 
 async fn rig(tables: &str) -> Rig {
     let chain = TestChain::start().await.unwrap();
-    let scheme = ExactEvmFacilitator::connect(
-        &chain.endpoint(),
-        TestChain::signer(0),
-        FacilitatorConfig::default(),
-    )
-    .await
-    .unwrap();
-    let facilitator = Facilitator::new(vec![scheme], Ledger::in_memory().unwrap());
-    let facilitator_url = serve(tollgate_facilitator::http::router(
-        facilitator,
-        Default::default(),
-    ))
-    .await;
-    let upstream_url = serve(upstream()).await;
+    let facilitator_url = format!(
+        "http://{}",
+        facilitator(&chain, FacilitatorConfig::default()).await
+    );
+    let upstream_url = serve_url(upstream()).await;
     let config = GatewayConfig::parse(&config_text(
         &chain,
         &upstream_url,
@@ -91,7 +64,7 @@ async fn rig(tables: &str) -> Rig {
     ))
     .unwrap();
     config.validate().unwrap();
-    let gateway = serve(tollgate_gateway::app(&config).await.unwrap()).await;
+    let gateway = serve_url(tollgate_gateway::app(&config).await.unwrap()).await;
     Rig {
         _chain: chain,
         gateway,

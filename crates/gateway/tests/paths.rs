@@ -10,55 +10,28 @@
 //! upstream. Requests go over a raw TCP socket, since HTTP client libraries normalise the path
 //! before sending.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::IntoResponse;
 use axum::Router;
-use tollgate_evm::{ExactEvmClient, ExactEvmFacilitator, FacilitatorConfig};
-use tollgate_facilitator::{Facilitator, Ledger};
+use tollgate_evm::{ExactEvmClient, FacilitatorConfig};
 use tollgate_gateway::GatewayConfig;
 use tollgate_proto::{header, PaymentRequired};
 use tollgate_testkit::TestChain;
 
-/// One request as the upstream received it.
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    target: String,
-    headers: HeaderMap,
-    /// What the lenient upstream made of it: `Some("GET /weather")` when it ran a priced
-    /// handler.
-    priced: Option<String>,
-}
-
-type Log = Arc<Mutex<Vec<Received>>>;
+use support::{
+    answer, facilitator, percent_decode_lossy, priced_runs, route, serve, Log, Received,
+};
 
 /// A header as CGI, WSGI, Rack and PHP name it: upper case, `-` as `_`.
 fn cgi(name: &str) -> String {
     name.to_ascii_uppercase().replace('-', "_")
-}
-
-fn percent_decode_lossy(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
-        if b[i] == b'%' {
-            if let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2)) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The path a lenient framework routes on, from the raw path it was given.
@@ -139,35 +112,7 @@ async fn lenient(
         ("POST", p) if p == "/v1" || p.starts_with("/v1/") => Some(format!("POST {p}")),
         _ => None,
     };
-    let (status, body) = match (&priced, path.as_str()) {
-        (Some(p), _) => (StatusCode::OK, format!("PRICED {p}")),
-        (None, "/free") => (StatusCode::OK, "free".to_owned()),
-        (None, _) => (StatusCode::NOT_FOUND, "not found".to_owned()),
-    };
-    log.lock().unwrap().push(Received {
-        method: method.to_string(),
-        target: uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        headers: headers.clone(),
-        priced,
-    });
-    (status, body)
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
-    addr
+    answer(&log, &method, &uri, headers.clone(), &path, priced)
 }
 
 /// A response read off the wire.
@@ -223,8 +168,7 @@ struct Rig {
 
 impl Rig {
     fn priced_runs(&self) -> Vec<Received> {
-        let log = self.log.lock().unwrap();
-        log.iter().filter(|r| r.priced.is_some()).cloned().collect()
+        priced_runs(&self.log)
     }
 
     fn last(&self) -> Received {
@@ -239,27 +183,10 @@ impl Rig {
 
 async fn rig() -> Rig {
     let chain = TestChain::start().await.unwrap();
-    let scheme = ExactEvmFacilitator::connect(
-        &chain.endpoint(),
-        TestChain::signer(0),
-        FacilitatorConfig::default(),
-    )
-    .await
-    .unwrap();
-    let facilitator = Facilitator::new(vec![scheme], Ledger::in_memory().unwrap());
-    let facilitator = serve(tollgate_facilitator::http::router(
-        facilitator,
-        Default::default(),
-    ))
-    .await;
+    let facilitator = facilitator(&chain, FacilitatorConfig::default()).await;
     let log: Log = Arc::default();
     let upstream = serve(Router::new().fallback(lenient).with_state(log.clone())).await;
-    let route = |r: &str| {
-        format!(
-            "[[routes]]\nroute = \"{r}\"\namount = \"25000\"\nasset = \"{}\"\nextra = {{ name = \"USD Coin\", version = \"2\" }}\n",
-            chain.usdc
-        )
-    };
+    let route = |r: &str| route(&chain, r, 25_000);
     let text = format!(
         "upstream = \"http://{upstream}\"\n[facilitator]\nurl = \"http://{facilitator}\"\n[payment]\nnetwork = \"{}\"\npay_to = \"{}\"\n{}{}",
         chain.caip2(),
