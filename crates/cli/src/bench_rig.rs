@@ -13,11 +13,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
+use tollgate_devnet::genesis::{Artifact, MULTICALL3, TEST_USDC};
 use tollgate_devnet::{Devnet, DEV_KEYS, INITIAL_USDC};
 
 /// Environment variable naming an anvil binary to use instead of the one `npm ci` installs.
@@ -178,48 +179,13 @@ pub fn signer(index: usize) -> PrivateKeySigner {
         .expect("the dev keys are valid hex keys")
 }
 
-/// One compiled contract from `contracts/out/`, embedded at build time.
-struct Artifact {
-    name: &'static str,
-    json: &'static str,
-}
-
-macro_rules! artifact {
-    ($name:literal) => {
-        Artifact {
-            name: $name,
-            json: include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../contracts/out/",
-                $name,
-                ".json"
-            )),
-        }
-    };
-}
-
-const TEST_USDC: Artifact = artifact!("TestUSDC");
-const MULTICALL3: Artifact = artifact!("Multicall3");
-
-impl Artifact {
-    fn bytecode(&self) -> Result<Bytes, RigError> {
-        let bad = |reason: String| RigError::Artifact {
-            name: self.name,
-            reason,
-        };
-        let value: serde_json::Value =
-            serde_json::from_str(self.json).map_err(|e| bad(e.to_string()))?;
-        value
-            .get("bytecode")
-            .and_then(|b| b.as_str())
-            .ok_or_else(|| bad("no `bytecode` string".into()))?
-            .parse::<Bytes>()
-            .map_err(|e| bad(format!("bytecode is not hex: {e}")))
-    }
-}
-
 async fn deploy(provider: &DynProvider, artifact: &Artifact) -> Result<Address, RigError> {
-    let tx = TransactionRequest::default().with_deploy_code(artifact.bytecode()?);
+    let tx = TransactionRequest::default().with_deploy_code(artifact.bytecode().map_err(|e| {
+        RigError::Artifact {
+            name: artifact.name(),
+            reason: e.to_string(),
+        }
+    })?);
     let receipt = provider
         .send_transaction(tx)
         .await
@@ -228,7 +194,7 @@ async fn deploy(provider: &DynProvider, artifact: &Artifact) -> Result<Address, 
         .await
         .map_err(|e| chain_err("deploy receipt", e))?;
     if !receipt.status() {
-        return Err(chain_err("deploy", format!("{} reverted", artifact.name)));
+        return Err(chain_err("deploy", format!("{} reverted", artifact.name())));
     }
     receipt
         .contract_address

@@ -65,7 +65,9 @@ pub fn dev_accounts() -> Vec<DevAccount> {
         .collect()
 }
 
-struct Artifact {
+/// One compiled contract from `contracts/out/`, embedded at build time. Public so that other
+/// rigs (the CLI's anvil bench) deploy the very bytes the devnet runs at genesis.
+pub struct Artifact {
     name: &'static str,
     json: &'static str,
 }
@@ -84,12 +86,20 @@ macro_rules! artifact {
     };
 }
 
-const TEST_USDC: Artifact = artifact!("TestUSDC");
-const MULTICALL3: Artifact = artifact!("Multicall3");
+/// The USDC-compatible EIP-3009 test token.
+pub const TEST_USDC: Artifact = artifact!("TestUSDC");
+/// Multicall3.
+pub const MULTICALL3: Artifact = artifact!("Multicall3");
 const WALLET_FACTORY: Artifact = artifact!("WalletFactory");
 
 impl Artifact {
-    fn bytecode(&self) -> Result<Bytes, DevnetError> {
+    /// The contract's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The creation code.
+    pub fn bytecode(&self) -> Result<Bytes, DevnetError> {
         let bad = |reason: String| DevnetError::Artifact {
             name: self.name,
             reason,
