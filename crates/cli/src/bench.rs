@@ -10,10 +10,11 @@ use alloy::providers::Provider;
 use axum::routing::get;
 use futures::stream::{self, StreamExt};
 use serde_json::json;
-use tollgate::evm::{BatchConfig, ExactEvmClient, ExactEvmFacilitator, FacilitatorConfig};
+use tollgate::evm::{BatchConfig, ExactEvmFacilitator, FacilitatorConfig};
 use tollgate::facilitator::{http as fhttp, Facilitator, Ledger};
 use tollgate::proto::{header, PaymentPayload, PaymentRequirements};
 use tollgate::server::{PaymentOption, PaywallLayer, RoutePrice};
+use tollgate_client::PaymentSigner;
 
 use crate::bench_rig::{signer, BenchChain, ChainKind};
 
@@ -113,8 +114,8 @@ async fn sign_many(
 ) -> Result<Vec<PaymentPayload>, BenchError> {
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
-        let payer = ExactEvmClient::new(signer(1 + i % 8));
-        out.push(payer.sign(requirements, None).await.map_err(err)?);
+        let payer = crate::pay::wallets(signer(1 + i % 8));
+        out.push(payer.sign(requirements, None).await.map_err(err)?.payload);
     }
     Ok(out)
 }

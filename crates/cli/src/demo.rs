@@ -7,7 +7,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256};
 use axum::routing::get;
 use serde_json::json;
-use tollgate::evm::{ExactEvmClient, ExactEvmFacilitator, FacilitatorConfig};
+use tollgate::evm::{ExactEvmFacilitator, FacilitatorConfig};
 use tollgate::facilitator::{Facilitator, Ledger};
 use tollgate::proto::{header, money, Network};
 use tollgate::server::{PaymentOption, PaywallLayer, RoutePrice};
@@ -159,7 +159,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let spend = SpendLedger::in_memory().map_err(|e| DemoError::Ledger(e.to_string()))?;
     let agent = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(X402Middleware::new(
-            ExactEvmClient::new(buyer),
+            crate::pay::wallets(buyer),
             policy,
             spend.clone(),
         ))

@@ -101,12 +101,18 @@ fn write_configs(dir: &Path, devnet: &Devnet, facts: &serde_json::Value) -> Resu
          # The devnet forgets its chain when it stops; start a new ledger with a new devnet.\n\
          path = {ledger}\n\
          \n\
-         [[networks]]\n\
+         # The devnet's chain. Every scheme served on it settles through this signer.\n\
+         [[chains.eip155]]\n\
          network = {network}\n\
          rpc_urls = [{url_str}]\n\
          # Dev account 0 ({settler}) pays the gas; its key is a public anvil dev key.\n\
          signer_key_file = {key}\n\
-         receipt_timeout_secs = 30\n",
+         receipt_timeout_secs = 30\n\
+         \n\
+         # What is served where: `exact` on every configured EVM chain.\n\
+         [[schemes]]\n\
+         scheme = \"exact\"\n\
+         networks = \"eip155:*\"\n",
         url = devnet.url(),
         config = dir.join("facilitator.toml").display(),
         listen = toml_str(FACILITATOR_LISTEN),

@@ -27,7 +27,7 @@ use tollgate::proto::money::format_atomic;
 use tollgate::proto::{header, AnyPaymentRequired, Network, PaymentRequirements};
 use tollgate_client::{
     PaymentError, PaymentReceipt, PendingPayment, Priced, ReconcileReport, Refusal, SpendLedger,
-    SpendingPolicy, X402Middleware,
+    SpendingPolicy, Wallets, X402Middleware,
 };
 
 /// Options of `tollgate pay`.
@@ -129,7 +129,7 @@ pub async fn run(args: PayArgs) -> ExitCode {
         // Asking the chain about an authorization needs no key: any wallet of the scheme does.
         let checker = with_rpc_urls(
             X402Middleware::new(
-                ExactEvmClient::new(PrivateKeySigner::random()),
+                wallets(PrivateKeySigner::random()),
                 SpendingPolicy::new(),
                 ledger.clone(),
             ),
@@ -182,7 +182,7 @@ pub async fn run(args: PayArgs) -> ExitCode {
         Err(e) => return fail_as(args.json, 1, e),
     };
     let mut middleware = with_rpc_urls(
-        X402Middleware::new(ExactEvmClient::new(key), policy.clone(), ledger),
+        X402Middleware::new(wallets(key), policy.clone(), ledger),
         &rpc_urls,
     );
     if !args.yes && std::io::stdin().is_terminal() {
@@ -313,6 +313,13 @@ pub async fn run(args: PayArgs) -> ExitCode {
     } else {
         fail(code, format!("server answered {status}"))
     }
+}
+
+/// The agent's wallets for `key`: the one place the binary names a chain's payer, so `pay`,
+/// `demo` and `bench` pay through the client's chain-agnostic `PaymentSigner` and a chain added
+/// here is paid on by all of them. Today: `exact` on every EVM network.
+pub(crate) fn wallets(key: PrivateKeySigner) -> Wallets {
+    Wallets::new().with(ExactEvmClient::new(key))
 }
 
 /// An amount as a person reads it: `0.001 USDC` when the asset's decimals are known, else the
@@ -462,10 +469,10 @@ async fn resolve_rpc_urls(specs: &[String]) -> std::collections::HashMap<Network
     out
 }
 
-fn with_rpc_urls<W: tollgate_client::PaymentSigner>(
-    mut middleware: X402Middleware<W>,
+fn with_rpc_urls(
+    mut middleware: X402Middleware,
     urls: &std::collections::HashMap<Network, String>,
-) -> X402Middleware<W> {
+) -> X402Middleware {
     for (network, url) in urls {
         middleware = middleware.with_rpc_url(network.clone(), url.clone());
     }

@@ -6,14 +6,22 @@
 //! [`SpendLedger`], signs with the [`PaymentSigner`], and retries once with the payment. The
 //! settlement receipt is attached to the response as a [`PaymentReceipt`].
 //!
+//! The client knows wallets only through the object-safe [`PaymentSigner`] of
+//! `tollgate-core`, which each chain crate implements; [`Wallets`] holds several (an EVM key
+//! and, later, a Solana key) as one. The decisions about money are made HTTP-free in
+//! [`flow`], so another transport (an MCP tool call) pays the same way.
+//!
 //! - [`policy`] — per-request maxima, budgets per window and in total, allowed networks,
 //!   assets and payees, preference order.
 //! - [`ledger`] — every attempt in SQLite; budgets are derived from it. An attempt whose
 //!   outcome is ambiguous (a `5xx`, a timeout, a `402 settlement_pending`…) stays `pending` —
 //!   held against every budget — until reconciliation asks the chain.
-//! - [`signer`] — the wallet trait (EVM `exact` implementation behind the `evm` feature),
-//!   including the on-chain question "was this authorization used?".
-//! - [`middleware`] — the middleware itself, and [`X402Middleware::reconcile`].
+//! - [`signer`] — the wallet trait, re-exported from `tollgate-core`, including the on-chain
+//!   question "was this authorization used?"; [`wallets`] — several wallets as one.
+//! - [`flow`] — the pay-flow without HTTP: choose, reserve, sign once, record the answer;
+//!   reconciliation of held reservations.
+//! - [`middleware`] — the `reqwest-middleware` adapter over the flow, and
+//!   [`X402Middleware::reconcile`].
 //!
 //! When a seller offers the `payment-identifier` extension, each payment carries a fresh id
 //! (kept in the ledger), so a retry of the same payment is recognisable as the same attempt.
@@ -52,11 +60,16 @@
 //! # Ok(()) }
 //! ```
 
+pub mod flow;
 pub mod ledger;
 pub mod middleware;
 pub mod policy;
 pub mod signer;
+pub mod wallets;
 
+pub use flow::{
+    AnswerStatus, Challenge, PayFlow, PaymentOutcome, PendingRetries, PreparedPayment, SellerAnswer,
+};
 pub use ledger::{SpendLedger, SpendRecord, SpendStatus, Unresolved};
 pub use middleware::{
     ApproveHook, PaymentError, PaymentReceipt, PendingPayment, ReconcileReport, X402Middleware,
@@ -67,6 +80,7 @@ pub use policy::{AssetInfo, Preference, Refusal, SpendingPolicy, DEFAULT_MAX_PER
 pub use signer::{
     AuthorizationHandle, AuthorizationState, PaymentSigner, SignedPayment, SignerError, StateError,
 };
+pub use wallets::Wallets;
 
 // What an agent's own code names, re-exported so it need not depend on these crates at
 // versions matching ours (a mismatched `reqwest-middleware` makes `ClientBuilder::with` refuse
@@ -74,7 +88,8 @@ pub use signer::{
 pub use reqwest;
 pub use reqwest_middleware;
 
-/// An HTTP client that pays `402` answers with `wallet` under `policy`, recording every attempt
+/// An HTTP client that pays `402` answers with `wallet` (one wallet, or several as
+/// [`Wallets`]) under `policy`, recording every attempt
 /// in `ledger`: [`X402Middleware::new`] on a default [`reqwest::Client`], built into the
 /// [`reqwest_middleware::ClientWithMiddleware`] an agent sends its requests with. For another
 /// inner client or more middleware, build the stack with [`reqwest_middleware::ClientBuilder`].
@@ -88,8 +103,8 @@ pub use reqwest_middleware;
 /// let _request = agent.get("http://127.0.0.1:3000/weather");
 /// # Ok(()) }
 /// ```
-pub fn paying_client<W: PaymentSigner>(
-    wallet: W,
+pub fn paying_client(
+    wallet: impl PaymentSigner,
     policy: SpendingPolicy,
     ledger: SpendLedger,
 ) -> reqwest_middleware::ClientWithMiddleware {

@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use serde_json::json;
+use tollgate_client::signer::BoxFuture;
 use tollgate_client::{
     AuthorizationHandle, AuthorizationState, PaymentError, PaymentReceipt, PaymentSigner,
     PendingPayment, Refusal, SignedPayment, SignerError, SpendLedger, SpendStatus, SpendingPolicy,
@@ -39,28 +40,28 @@ struct CountingSigner {
 
 impl PaymentSigner for CountingSigner {
     fn supports(&self, requirements: &PaymentRequirements) -> bool {
-        PaymentSigner::supports(&self.inner, requirements)
+        self.inner.supports(requirements)
     }
 
-    fn payer(&self) -> String {
-        PaymentSigner::payer(&self.inner)
+    fn payer(&self, requirements: &PaymentRequirements) -> String {
+        self.inner.payer(requirements)
     }
 
-    async fn sign(
-        &self,
-        requirements: &PaymentRequirements,
+    fn sign<'a>(
+        &'a self,
+        requirements: &'a PaymentRequirements,
         resource: Option<ResourceInfo>,
-    ) -> Result<SignedPayment, SignerError> {
+    ) -> BoxFuture<'a, Result<SignedPayment, SignerError>> {
         self.signed.fetch_add(1, Ordering::SeqCst);
-        PaymentSigner::sign(&self.inner, requirements, resource).await
+        PaymentSigner::sign(&self.inner, requirements, resource)
     }
 
-    async fn authorization_state(
-        &self,
-        handle: &AuthorizationHandle,
-        rpc_url: &str,
-    ) -> Result<AuthorizationState, StateError> {
-        PaymentSigner::authorization_state(&self.inner, handle, rpc_url).await
+    fn authorization_state<'a>(
+        &'a self,
+        handle: &'a AuthorizationHandle,
+        rpc_url: &'a str,
+    ) -> BoxFuture<'a, Result<AuthorizationState, StateError>> {
+        self.inner.authorization_state(handle, rpc_url)
     }
 }
 
@@ -240,7 +241,7 @@ impl Shop {
         payer: usize,
         ledger: SpendLedger,
         rpc: bool,
-    ) -> (X402Middleware<CountingSigner>, Arc<AtomicUsize>) {
+    ) -> (X402Middleware, Arc<AtomicUsize>) {
         let signed = Arc::new(AtomicUsize::new(0));
         let wallet = CountingSigner {
             inner: ExactEvmClient::new(TestChain::signer(payer)),
@@ -258,7 +259,7 @@ impl Shop {
     }
 }
 
-fn client(mw: &X402Middleware<CountingSigner>) -> reqwest_middleware::ClientWithMiddleware {
+fn client(mw: &X402Middleware) -> reqwest_middleware::ClientWithMiddleware {
     reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(mw.clone())
         .build()

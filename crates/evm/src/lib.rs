@@ -18,23 +18,32 @@
 //! - [`client`] — signing.
 //! - [`facilitator`] — verification and settlement.
 //! - [`contracts`] — the Solidity interfaces used.
+//! - [`reason`] — the EVM family's x402 error reason codes ([`EvmReason`]).
 //! - [`rpc`] — the JSON-RPC transport with failover across a network's endpoints.
+//! - [`config`] — a facilitator's settings of an EVM chain (`[[chains.eip155]]`) and of `exact` on it.
 
 pub mod browser;
 pub mod client;
 pub mod client_state;
+pub mod config;
 pub mod contracts;
 pub mod domain;
 pub mod facilitator;
+pub mod payer;
 pub mod payload;
+pub mod plug;
+pub mod reason;
 pub mod rpc;
+pub mod server;
 pub mod signature;
 
 pub use client::{AuthorizationWindow, ExactEvmClient, SignError};
+pub use config::{EvmChainSettings, ExactEvmSettings};
 pub use domain::TokenDomain;
 pub use facilitator::{
-    BatchConfig, ConnectError, ExactEvmFacilitator, FacilitatorConfig, Replacement, SettleError,
-    Settlement, SignerSelection, VerifiedPayment, VerifyError,
+    BatchConfig, ChainConfig, ConnectError, EvmChain, ExactEvmFacilitator, FacilitatorConfig,
+    Replacement, SettleError, Settlement, SignerSelection, VerifiedPayment, VerifyError,
 };
 pub use payload::{Authorization, ExactEvmPayload};
+pub use reason::EvmReason;
 pub use signature::PayerSignature;

@@ -8,6 +8,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::Signer;
 use serde_json::{json, Value};
 use tollgate_evm::client::authorization_digest;
+use tollgate_evm::reason::EvmReason;
 use tollgate_evm::signature::wrap_eip6492;
 use tollgate_evm::{
     Authorization, AuthorizationWindow, ExactEvmClient, ExactEvmFacilitator, ExactEvmPayload,
@@ -83,7 +84,12 @@ fn evm_payload(payment: &PaymentPayload) -> ExactEvmPayload {
     ExactEvmPayload::from_payment(payment).unwrap()
 }
 
-async fn expect_invalid(rig: &Rig, payment: &PaymentPayload, reason: ErrorReason) -> VerifyError {
+async fn expect_invalid(
+    rig: &Rig,
+    payment: &PaymentPayload,
+    reason: impl Into<ErrorReason>,
+) -> VerifyError {
+    let reason = reason.into();
     let err = rig
         .facilitator
         .verify(payment, &rig.requirements)
@@ -155,7 +161,7 @@ async fn sign_verify_settle_moves_exact_amount() {
     assert!(!response.success);
     assert_eq!(
         response.error_reason,
-        Some(ErrorReason::InvalidExactEvmNonceAlreadyUsed)
+        Some(EvmReason::InvalidExactEvmNonceAlreadyUsed.into())
     );
     assert_eq!(response.transaction, "");
 }
@@ -176,7 +182,7 @@ async fn second_settle_of_same_payload_fails_and_moves_no_money() {
         .settle(&payment, &rig.requirements)
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), ErrorReason::InvalidExactEvmNonceAlreadyUsed);
+    assert_eq!(err.reason(), EvmReason::InvalidExactEvmNonceAlreadyUsed);
     assert!(err.tx_hash().is_none(), "nothing may be sent for a replay");
     assert_eq!(
         rig.chain.usdc_balance(rig.payer.address()).await.unwrap(),
@@ -193,7 +199,7 @@ async fn second_settle_of_same_payload_fails_and_moves_no_money() {
     assert!(!verify.is_valid);
     assert_eq!(
         verify.invalid_reason,
-        Some(ErrorReason::InvalidExactEvmNonceAlreadyUsed)
+        Some(EvmReason::InvalidExactEvmNonceAlreadyUsed.into())
     );
 }
 
@@ -209,12 +215,7 @@ async fn wrong_recipient_is_rejected() {
     );
     let mut payment = rig.payer.sign(&elsewhere, None).await.unwrap();
     payment.accepted = rig.requirements.clone();
-    expect_invalid(
-        &rig,
-        &payment,
-        ErrorReason::InvalidExactEvmRecipientMismatch,
-    )
-    .await;
+    expect_invalid(&rig, &payment, EvmReason::InvalidExactEvmRecipientMismatch).await;
 }
 
 #[tokio::test]
@@ -226,7 +227,7 @@ async fn underpayment_is_rejected() {
     expect_invalid(
         &rig,
         &payment,
-        ErrorReason::InvalidExactEvmPayloadAuthorizationValueMismatch,
+        EvmReason::InvalidExactEvmPayloadAuthorizationValueMismatch,
     )
     .await;
     // Overpaying is not `exact` either.
@@ -236,7 +237,7 @@ async fn underpayment_is_rejected() {
     expect_invalid(
         &rig,
         &payment,
-        ErrorReason::InvalidExactEvmPayloadAuthorizationValueMismatch,
+        EvmReason::InvalidExactEvmPayloadAuthorizationValueMismatch,
     )
     .await;
 }
@@ -251,7 +252,7 @@ async fn amount_tampered_after_signing_is_rejected() {
     evm.authorization.value = U256::from(PRICE);
     payment.payload = evm.to_json_object();
     payment.accepted = rig.requirements.clone();
-    expect_invalid(&rig, &payment, ErrorReason::InvalidExactEvmSignature).await;
+    expect_invalid(&rig, &payment, EvmReason::InvalidExactEvmSignature).await;
 }
 
 #[tokio::test]
@@ -267,7 +268,7 @@ async fn wrong_asset_is_rejected() {
     // other token's domain, so it does not verify.
     let mut payment = rig.payer.sign(&other, None).await.unwrap();
     payment.accepted = rig.requirements.clone();
-    expect_invalid(&rig, &payment, ErrorReason::InvalidExactEvmSignature).await;
+    expect_invalid(&rig, &payment, EvmReason::InvalidExactEvmSignature).await;
 }
 
 #[tokio::test]
@@ -279,11 +280,11 @@ async fn wrong_chain_is_rejected() {
     let err = rig.facilitator.verify(&payment, &base).await.unwrap_err();
     assert_eq!(err.reason(), ErrorReason::InvalidNetwork);
     // Signed for chain 8453 but presented against this chain's requirements.
-    expect_invalid(&rig, &payment, ErrorReason::InvalidExactEvmNetworkMismatch).await;
+    expect_invalid(&rig, &payment, EvmReason::InvalidExactEvmNetworkMismatch).await;
     // Signed under chain 8453's domain but relabelled as this chain: the signature fails.
     let mut payment = rig.payer.sign(&base, None).await.unwrap();
     payment.accepted = rig.requirements.clone();
-    expect_invalid(&rig, &payment, ErrorReason::InvalidExactEvmSignature).await;
+    expect_invalid(&rig, &payment, EvmReason::InvalidExactEvmSignature).await;
 }
 
 #[tokio::test]
@@ -298,7 +299,7 @@ async fn expired_authorization_is_rejected() {
     expect_invalid(
         &rig,
         &payment,
-        ErrorReason::InvalidExactEvmPayloadAuthorizationValidBefore,
+        EvmReason::InvalidExactEvmPayloadAuthorizationValidBefore,
     )
     .await;
 }
@@ -316,7 +317,7 @@ async fn authorization_too_close_to_expiry_is_rejected() {
     expect_invalid(
         &rig,
         &payment,
-        ErrorReason::InvalidExactEvmPayloadAuthorizationValidBefore,
+        EvmReason::InvalidExactEvmPayloadAuthorizationValidBefore,
     )
     .await;
 }
@@ -333,7 +334,7 @@ async fn not_yet_valid_authorization_is_rejected() {
     expect_invalid(
         &rig,
         &payment,
-        ErrorReason::InvalidExactEvmPayloadAuthorizationValidAfter,
+        EvmReason::InvalidExactEvmPayloadAuthorizationValidAfter,
     )
     .await;
 }
@@ -347,14 +348,14 @@ async fn bad_signatures_are_rejected() {
     let mut evm = evm_payload(&payment);
     evm.authorization.from = rig.payer.address();
     payment.payload = evm.to_json_object();
-    expect_invalid(&rig, &payment, ErrorReason::InvalidExactEvmSignature).await;
+    expect_invalid(&rig, &payment, EvmReason::InvalidExactEvmSignature).await;
 
     // Random bytes of the right length.
     let mut payment = rig.payer.sign(&rig.requirements, None).await.unwrap();
     let mut evm = evm_payload(&payment);
     evm.signature = Bytes::from(vec![0x5a; 65]);
     payment.payload = evm.to_json_object();
-    expect_invalid(&rig, &payment, ErrorReason::InvalidExactEvmSignature).await;
+    expect_invalid(&rig, &payment, EvmReason::InvalidExactEvmSignature).await;
 
     // Not 65 bytes from an EOA: cannot even be parsed.
     let mut evm = evm_payload(&payment);
@@ -363,7 +364,7 @@ async fn bad_signatures_are_rejected() {
     expect_invalid(
         &rig,
         &payment,
-        ErrorReason::InvalidExactEvmFailedToParseSignature,
+        EvmReason::InvalidExactEvmFailedToParseSignature,
     )
     .await;
 }
@@ -387,7 +388,7 @@ async fn insufficient_balance_is_rejected() {
     let err = expect_invalid(
         &rig,
         &payment,
-        ErrorReason::InvalidExactEvmInsufficientBalance,
+        EvmReason::InvalidExactEvmInsufficientBalance,
     )
     .await;
     assert!(err.to_string().contains("holds 0"), "{err}");
@@ -406,7 +407,7 @@ async fn token_without_eip3009_is_rejected() {
         .unwrap_err();
     assert_eq!(
         err.reason(),
-        ErrorReason::InvalidExactEvmEip3009NotSupported,
+        EvmReason::InvalidExactEvmEip3009NotSupported,
         "{err}"
     );
 }
@@ -429,7 +430,7 @@ async fn wrong_token_domain_name_is_rejected() {
         .unwrap_err();
     assert_eq!(
         err.reason(),
-        ErrorReason::InvalidExactEvmTokenNameMismatch,
+        EvmReason::InvalidExactEvmTokenNameMismatch,
         "{err}"
     );
 }
@@ -479,7 +480,7 @@ async fn eip1271_wallet_pays_and_bad_owner_signature_fails() {
     rig.chain.mint(wallet, U256::from(1_000_000)).await.unwrap();
 
     let bad = contract_wallet_payment(&rig, wallet, &TestChain::signer(4), None).await;
-    expect_invalid(&rig, &bad, ErrorReason::InvalidExactEvmSignature).await;
+    expect_invalid(&rig, &bad, EvmReason::InvalidExactEvmSignature).await;
 
     let payment = contract_wallet_payment(&rig, wallet, &owner, None).await;
     let verified = rig
@@ -527,7 +528,7 @@ async fn eip6492_factory_not_on_allowlist_fails_closed() {
         Some((rig.chain.wallet_factory, calldata)),
     )
     .await;
-    expect_invalid(&rig, &payment, ErrorReason::Eip6492FactoryNotAllowed).await;
+    expect_invalid(&rig, &payment, EvmReason::Eip6492FactoryNotAllowed).await;
     assert!(
         !rig.chain.has_code(wallet).await.unwrap(),
         "nothing was deployed"
@@ -563,7 +564,7 @@ async fn eip6492_counterfactual_wallet_pays_through_allowed_factory() {
         Some((factory, calldata.clone())),
     )
     .await;
-    expect_invalid(&rig, &bad, ErrorReason::InvalidExactEvmSignature).await;
+    expect_invalid(&rig, &bad, EvmReason::InvalidExactEvmSignature).await;
     assert!(!rig.chain.has_code(wallet).await.unwrap());
 
     let payment = contract_wallet_payment(&rig, wallet, &owner, Some((factory, calldata))).await;
@@ -804,14 +805,14 @@ async fn authorization_cancelled_after_verify_is_not_settled() {
         .await
         .unwrap_err();
     assert!(matches!(err, SettleError::WouldRevert(_)), "{err}");
-    assert_eq!(err.reason(), ErrorReason::InvalidExactEvmTransactionFailed);
+    assert_eq!(err.reason(), EvmReason::InvalidExactEvmTransactionFailed);
     // Settling afresh re-verifies and names the cause.
     let err = rig
         .facilitator
         .settle(&payment, &rig.requirements)
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), ErrorReason::InvalidExactEvmNonceAlreadyUsed);
+    assert_eq!(err.reason(), EvmReason::InvalidExactEvmNonceAlreadyUsed);
     assert_eq!(rig.chain.usdc_balance(rig.payee).await.unwrap(), before);
 
     // The refused transaction must not leave a gap in the signer's nonces: the next payment

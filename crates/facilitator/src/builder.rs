@@ -18,11 +18,13 @@
 //! ```
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
-use tollgate_evm::{ConnectError, ExactEvmFacilitator, FacilitatorConfig};
-use tollgate_proto::Network;
+use tollgate_core::{ChainOps, NetworkPattern, Registry, SchemeFacilitator};
+use tollgate_evm::{ChainConfig, ConnectError, EvmChain, ExactEvmFacilitator, FacilitatorConfig};
+use tollgate_proto::{Network, Scheme};
 
 use crate::ledger::{Ledger, LedgerError};
 use crate::service::{Facilitator, DEFAULT_MIN_SIGNER_BALANCE};
@@ -30,8 +32,8 @@ use crate::service::{Facilitator, DEFAULT_MIN_SIGNER_BALANCE};
 /// Why [`FacilitatorBuilder::build`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// No network was added: the facilitator could settle nothing.
-    #[error("no network: add one with FacilitatorBuilder::network")]
+    /// No network and no scheme was added: the facilitator could settle nothing.
+    #[error("no network: add one with FacilitatorBuilder::network (or a scheme with FacilitatorBuilder::scheme)")]
     NoNetwork,
     /// No ledger was chosen. There is no default, because where settlements are recorded
     /// decides whether a payment can be settled twice across a restart.
@@ -66,6 +68,9 @@ pub enum BuildError {
     /// The ledger could not be opened or reconciled.
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
+    /// Two schemes were registered for overlapping networks.
+    #[error(transparent)]
+    Register(#[from] tollgate_core::RegisterError),
 }
 
 /// Where the builder's facilitator records settlements.
@@ -87,6 +92,8 @@ struct NetworkSpec {
 #[must_use = "a builder does nothing until build() is awaited"]
 pub struct FacilitatorBuilder {
     networks: Vec<NetworkSpec>,
+    schemes: Vec<(NetworkPattern, Arc<dyn SchemeFacilitator>)>,
+    chains: Vec<Arc<dyn ChainOps>>,
     ledger: Option<LedgerChoice>,
 }
 
@@ -119,6 +126,8 @@ impl Facilitator {
     pub fn builder() -> FacilitatorBuilder {
         FacilitatorBuilder {
             networks: Vec::new(),
+            schemes: Vec::new(),
+            chains: Vec::new(),
             ledger: None,
         }
     }
@@ -148,6 +157,21 @@ impl FacilitatorBuilder {
         self
     }
 
+    /// Also serves `scheme` on the networks of `pattern`: any [`SchemeFacilitator`], e.g. one
+    /// defined outside Tollgate. The ledger, attempt keys, claims between replicas and crash
+    /// recovery work for it as for `exact`.
+    pub fn scheme(mut self, pattern: NetworkPattern, scheme: Arc<dyn SchemeFacilitator>) -> Self {
+        self.schemes.push((pattern, scheme));
+        self
+    }
+
+    /// Reports `chain` (its head and signers) in `/health` and metrics: the plumbing of a
+    /// network whose schemes were added with [`scheme`](Self::scheme).
+    pub fn chain(mut self, chain: Arc<dyn ChainOps>) -> Self {
+        self.chains.push(chain);
+        self
+    }
+
     /// Records settlements in memory: gone with the process, so after a restart a payment
     /// whose settlement was in flight is not known. For tests, demos and devnets.
     pub fn in_memory_ledger(mut self) -> Self {
@@ -172,46 +196,55 @@ impl FacilitatorBuilder {
     /// Connects to every network (asking each node its chain id), opens the ledger and, for a
     /// durable one, reconciles the settlements a previous run left pending.
     pub async fn build(self) -> Result<Facilitator, BuildError> {
-        if self.networks.is_empty() {
+        if self.networks.is_empty() && self.schemes.is_empty() {
             return Err(BuildError::NoNetwork);
         }
         let choice = self.ledger.ok_or(BuildError::NoLedger)?;
-        let mut schemes: Vec<(ExactEvmFacilitator, U256, String)> = Vec::new();
+        let mut registry: Registry<dyn SchemeFacilitator> = Registry::new();
+        let mut chains = self.chains;
+        let mut urls: Vec<(Network, String)> = Vec::new();
         for spec in self.networks {
             if spec.signers.is_empty() {
                 return Err(BuildError::NoSigner {
                     rpc_url: spec.rpc_url,
                 });
             }
-            let scheme =
-                ExactEvmFacilitator::connect_pool(&spec.rpc_url, spec.signers, spec.config)
-                    .await
-                    .map_err(|source| BuildError::Connect {
-                        rpc_url: spec.rpc_url.clone(),
-                        source,
-                    })?;
-            if let Some((_, _, first_url)) = schemes
-                .iter()
-                .find(|(s, _, _)| s.network() == scheme.network())
-            {
+            let chain_config = ChainConfig {
+                min_signer_balance: spec.min_signer_balance,
+                ..ChainConfig::from(&spec.config)
+            };
+            let chain = EvmChain::connect(&[&spec.rpc_url], spec.signers, chain_config)
+                .await
+                .map_err(|source| BuildError::Connect {
+                    rpc_url: spec.rpc_url.clone(),
+                    source,
+                })?;
+            if let Some((_, first_url)) = urls.iter().find(|(n, _)| n == chain.network()) {
                 return Err(BuildError::DuplicateNetwork {
-                    network: scheme.network().clone(),
+                    network: chain.network().clone(),
                     first_url: first_url.clone(),
                     rpc_url: spec.rpc_url,
                 });
             }
-            tracing::info!(network = %scheme.network(), signers = ?scheme.signer_addresses(), "network ready");
-            schemes.push((scheme, spec.min_signer_balance, spec.rpc_url));
+            tracing::info!(network = %chain.network(), signers = ?chain.signer_addresses(), "network ready");
+            let exact = ExactEvmFacilitator::on_chain(&chain, spec.config);
+            registry.register_arc(
+                NetworkPattern::One(chain.network().clone()),
+                Scheme::Exact,
+                Arc::new(exact),
+            )?;
+            urls.push((chain.network().clone(), spec.rpc_url));
+            chains.push(Arc::new(chain));
+        }
+        for (pattern, scheme) in self.schemes {
+            registry.register_arc(pattern, scheme.scheme(), scheme)?;
         }
         let (ledger, durable) = match choice {
             LedgerChoice::InMemory => (Ledger::in_memory()?, false),
             LedgerChoice::Path(path) => (Ledger::open(&path)?, true),
             LedgerChoice::Given(ledger) => (ledger, true),
         };
-        let facilitator = Facilitator::with_min_signer_balance(
-            schemes.into_iter().map(|(s, min, _)| (s, min)).collect(),
-            ledger,
-        );
+        let facilitator = Facilitator::from_registry(registry, chains, ledger);
         if durable {
             let report = facilitator.reconcile().await?;
             tracing::info!(?report, "ledger reconciled");

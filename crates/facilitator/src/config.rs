@@ -1,6 +1,17 @@
 //! The facilitator's configuration: one typed TOML file, a few environment overrides, and
 //! validation that fails loudly at start-up.
 //!
+//! What the facilitator settles on is said in two parts: **chains**, one table per network
+//! under its family (`[[chains.eip155]]`, whose type [`EvmChainSettings`] belongs to the EVM
+//! crate), and **schemes**, each `[[schemes]]` entry naming a scheme, the networks it serves
+//! as a [`NetworkPattern`] (`eip155:8453`, `eip155:*`, or a comma list) and its settings. Every
+//! scheme on a network settles through that network's one chain, so they share its signer
+//! pool. Without `[[schemes]]`, `exact` is served on every chain. [`Config::layout`] resolves
+//! the two into the chains to connect, each with the schemes to register on it.
+//!
+//! The earlier layout — one `[[networks]]` table per EVM network holding both the chain's and
+//! `exact`'s keys — still loads, as one chain with `exact` on it per entry.
+//!
 //! Unknown keys are errors (a mistyped `recipt_timeout_secs` must not silently fall back to a
 //! default). Signer keys are never in the file: the file names an environment variable or a
 //! key file, and the key is read only when the facilitator starts.
@@ -8,13 +19,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use std::time::Duration;
-
-use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use serde::Deserialize;
-use tollgate_evm::{BatchConfig, FacilitatorConfig, Replacement, SignerSelection};
-use tollgate_proto::Network;
+use tollgate_core::NetworkPattern;
+use tollgate_evm::config::SettingsError;
+use tollgate_evm::FacilitatorConfig;
+use tollgate_proto::{Network, Scheme};
+
+pub use tollgate_evm::config::{BatchSettings, EvmChainSettings, ExactEvmSettings, SignerSource};
 
 /// Environment variable overriding `server.listen`.
 pub const ENV_LISTEN: &str = "TOLLGATE_LISTEN";
@@ -26,16 +38,145 @@ pub const ENV_LEDGER_URL: &str = "TOLLGATE_LEDGER_URL";
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawConfig")]
 pub struct Config {
     /// HTTP server settings.
-    #[serde(default)]
     pub server: ServerConfig,
     /// Where the settlement ledger lives.
-    #[serde(default)]
     pub ledger: LedgerConfig,
-    /// The networks this facilitator settles on (at least one).
+    /// `[[chains.<family>]]`: the networks settled on, one table each.
+    pub chains: ChainsConfig,
+    /// `[[schemes]]`: which scheme runs on which networks, with its settings. Empty: `exact`
+    /// on every chain.
+    pub schemes: Vec<SchemeConfig>,
+    /// `[[networks]]`, the earlier layout: each entry is one EVM chain with `exact` on it.
+    /// Cannot be combined with `chains` or `schemes`.
     pub networks: Vec<NetworkConfig>,
+}
+
+/// The file as TOML sees it; `[[schemes]]` tables are typed once their `scheme` is known.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    ledger: LedgerConfig,
+    #[serde(default)]
+    chains: ChainsConfig,
+    #[serde(default)]
+    schemes: Vec<toml::Table>,
+    #[serde(default)]
+    networks: Vec<NetworkConfig>,
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        let schemes = raw
+            .schemes
+            .into_iter()
+            .enumerate()
+            .map(|(i, table)| SchemeConfig::from_table(i, table))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            server: raw.server,
+            ledger: raw.ledger,
+            chains: raw.chains,
+            schemes,
+            networks: raw.networks,
+        })
+    }
+}
+
+/// `[chains]`: the networks, grouped by chain family. A family this build does not know
+/// (`[[chains.solana]]`) is an unknown key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainsConfig {
+    /// `[[chains.eip155]]`: EVM networks.
+    #[serde(default)]
+    pub eip155: Vec<EvmChainSettings>,
+}
+
+/// One `[[schemes]]` entry: a scheme, the networks it serves, and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemeConfig {
+    /// `networks`: the configured chains this entry serves.
+    pub networks: NetworkPattern,
+    /// `scheme` and the scheme's own keys.
+    pub settings: SchemeSettings,
+}
+
+/// A scheme's settings, typed by the scheme (and its chain family).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemeSettings {
+    /// `exact` on EVM chains.
+    ExactEvm(ExactEvmSettings),
+}
+
+impl SchemeSettings {
+    /// The scheme these settings configure.
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            Self::ExactEvm(_) => Scheme::Exact,
+        }
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        match self {
+            Self::ExactEvm(s) => s.validate(),
+        }
+    }
+}
+
+/// The schemes a `[[schemes]]` entry may name, for error messages.
+const SERVED_SCHEMES: &str = "`exact`";
+
+impl SchemeConfig {
+    /// Types the `i`-th `[[schemes]]` table: `scheme` picks the settings type, which then
+    /// reads the table's other keys (`networks` aside) and refuses unknown ones.
+    fn from_table(i: usize, mut table: toml::Table) -> Result<Self, ConfigError> {
+        let key = |field: &str| format!("schemes[{i}].{field}");
+        let mut string = |field: &str, example: &str| match table.remove(field) {
+            Some(toml::Value::String(s)) => Ok(s),
+            Some(other) => Err(invalid(
+                key(field),
+                format!(
+                    "expected a string such as {example}, found a {}",
+                    other.type_str()
+                ),
+            )),
+            None => Err(invalid(
+                key(field),
+                format!("missing; every [[schemes]] entry names one, e.g. {field} = {example}"),
+            )),
+        };
+        let scheme = string("scheme", "\"exact\"")?;
+        let networks = string("networks", "\"eip155:*\"")?;
+        let scheme: Scheme = scheme
+            .parse()
+            .map_err(|e| invalid(key("scheme"), format!("{e}")))?;
+        let networks: NetworkPattern = networks
+            .parse()
+            .map_err(|e| invalid(key("networks"), format!("{e}")))?;
+        let settings = match scheme {
+            Scheme::Exact => SchemeSettings::ExactEvm(table.try_into().map_err(|e| {
+                ConfigError::Parse(format!(
+                    "schemes[{i}] (scheme exact): {}",
+                    e.to_string().trim()
+                ))
+            })?),
+            other => {
+                return Err(invalid(
+                    key("scheme"),
+                    format!("unknown scheme `{other}`: this facilitator serves {SERVED_SCHEMES}"),
+                ))
+            }
+        };
+        Ok(Self { networks, settings })
+    }
 }
 
 /// `[server]`.
@@ -167,120 +308,70 @@ impl TryFrom<String> for DatabaseUrl {
     }
 }
 
-/// One `[[networks]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[networks]]` entry (the earlier layout): an EVM chain's keys and `exact`'s keys in
+/// one table, read as the two current types — `chain` (what `[[chains.eip155]]` says) and
+/// `exact` (what an `exact` `[[schemes]]` entry says) — so the two layouts cannot drift apart.
+/// Unknown keys are still errors, named.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkConfig {
-    /// CAIP-2 id, e.g. `eip155:8453`.
-    pub network: Network,
-    /// JSON-RPC endpoints of this network: the first is used while it answers, the others take
-    /// over when it fails (each request moves to the next endpoint on a transport error). All
-    /// that answer at start-up must serve the configured chain.
-    pub rpc_urls: Vec<String>,
-    /// Name of the environment variable holding the settlement signer's private key.
-    #[serde(default)]
-    pub signer_key_env: Option<String>,
-    /// Path of a file holding the settlement signer's private key (hex, one line).
-    #[serde(default)]
-    pub signer_key_file: Option<PathBuf>,
-    /// A pool of settlement signers instead of the single `signer_key_env`/`signer_key_file`:
-    /// each key has its own nonce sequence, so settlements proceed in parallel.
-    #[serde(default)]
-    pub signers: Vec<SignerSource>,
-    /// How a settlement picks its signer: `round-robin` or `least-busy`.
-    #[serde(default)]
-    pub signer_selection: SignerSelection,
-    /// A settlement transaction unmined after this many seconds is re-sent with a higher fee
-    /// (same nonce). 0 never replaces.
-    #[serde(default = "default_replace_after")]
-    pub replace_after_secs: u64,
-    /// Fee increase of each replacement, in percent (nodes require at least 10).
-    #[serde(default = "default_fee_bump")]
-    pub fee_bump_percent: u64,
-    /// A signer whose native balance is below this (in wei) is reported as low on gas in
-    /// `/health` (status `degraded`) and `/metrics`.
-    #[serde(default = "default_min_signer_balance")]
-    pub min_signer_balance_wei: U256,
-    /// Batch settlement (opt-in): payments arriving together share one Multicall3 transaction.
-    #[serde(default)]
-    pub batch: Option<BatchSettings>,
-    /// How long settlement waits for a receipt before answering "pending".
-    #[serde(default = "default_receipt_timeout")]
-    pub receipt_timeout_secs: u64,
-    /// Authorizations expiring sooner than this are refused.
-    #[serde(default = "default_valid_before_margin")]
-    pub valid_before_margin_secs: u64,
-    /// EIP-6492 wallet factories allowed to deploy payers' wallets (none by default).
-    #[serde(default)]
-    pub eip6492_factories: Vec<Address>,
+    /// The chain's keys.
+    pub chain: EvmChainSettings,
+    /// `exact`'s keys (`valid_before_margin_secs`, `eip6492_factories`, `batch`).
+    pub exact: ExactEvmSettings,
 }
 
-/// Where one pool signer's key comes from: exactly one of the two.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignerSource {
-    /// Environment variable holding the key.
-    #[serde(default)]
-    pub key_env: Option<String>,
-    /// File holding the key (hex, one line).
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
-}
+/// The keys of a `[[networks]]` entry that belong to `exact` rather than to the chain.
+const EXACT_KEYS: [&str; 3] = ["valid_before_margin_secs", "eip6492_factories", "batch"];
 
-/// `[networks.batch]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchSettings {
-    /// How long the first settlement of a batch waits for others, in milliseconds.
-    #[serde(default = "default_batch_window")]
-    pub window_ms: u64,
-    /// Most settlements in one transaction.
-    #[serde(default = "default_batch_size")]
-    pub max_size: usize,
-    /// The chain's Multicall3 contract.
-    #[serde(default = "default_multicall3")]
-    pub multicall3: Address,
-}
-
-impl NetworkConfig {
-    /// The scheme settings this entry describes.
-    pub fn evm_config(&self) -> FacilitatorConfig {
-        FacilitatorConfig {
-            valid_before_margin: Duration::from_secs(self.valid_before_margin_secs),
-            allowed_factories: self.eip6492_factories.clone(),
-            receipt_timeout: Duration::from_secs(self.receipt_timeout_secs),
-            selection: self.signer_selection,
-            replacement: (self.replace_after_secs > 0).then(|| Replacement {
-                after: Duration::from_secs(self.replace_after_secs),
-                fee_bump_percent: self.fee_bump_percent,
-            }),
-            batch: self.batch.as_ref().map(|b| BatchConfig {
-                window: Duration::from_millis(b.window_ms),
-                max_size: b.max_size,
-                multicall3: b.multicall3,
-            }),
+impl<'de> Deserialize<'de> for NetworkConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut chain = toml::Table::deserialize(d)?;
+        let mut exact = toml::Table::new();
+        for key in EXACT_KEYS {
+            if let Some(value) = chain.remove(key) {
+                exact.insert(key.to_owned(), value);
+            }
         }
+        Ok(Self {
+            chain: EvmChainSettings::deserialize(toml::Value::Table(chain))
+                .map_err(D::Error::custom)?,
+            exact: ExactEvmSettings::deserialize(toml::Value::Table(exact))
+                .map_err(D::Error::custom)?,
+        })
     }
 }
 
-fn default_replace_after() -> u64 {
-    30
-}
-fn default_fee_bump() -> u64 {
-    20
-}
-fn default_min_signer_balance() -> U256 {
-    // 0.001 ETH: a few hundred settlements on an L2, a handful on mainnet.
-    U256::from(1_000_000_000_000_000u64)
-}
-fn default_batch_window() -> u64 {
-    50
-}
-fn default_batch_size() -> usize {
-    50
-}
-fn default_multicall3() -> Address {
-    alloy::primitives::address!("cA11bde05977b3631167028862bE2a173976CA11")
+impl NetworkConfig {
+    /// The chain this entry describes (what `[[chains.eip155]]` says today).
+    pub fn chain_settings(&self) -> EvmChainSettings {
+        self.chain.clone()
+    }
+
+    /// The `exact` settings this entry describes (what an `exact` `[[schemes]]` entry says
+    /// today).
+    pub fn exact_settings(&self) -> ExactEvmSettings {
+        self.exact.clone()
+    }
+
+    /// The scheme settings this entry describes, with the chain's sending policy filled in.
+    pub fn evm_config(&self) -> FacilitatorConfig {
+        let chain = self.chain_settings().chain_config();
+        FacilitatorConfig {
+            receipt_timeout: chain.receipt_timeout,
+            selection: chain.selection,
+            replacement: chain.replacement,
+            ..self.exact_settings().facilitator_config()
+        }
+    }
+
+    /// Reads every signer key (the single one, or the pool) from the environment or key files.
+    /// A key never appears in an error: only where it was looked for.
+    pub fn load_signers(&self) -> Result<Vec<PrivateKeySigner>, ConfigError> {
+        self.chain_settings()
+            .load_signers()
+            .map_err(|e| ConfigError::setting(&format!("networks ({})", self.chain.network), e))
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -294,12 +385,6 @@ fn default_request_timeout() -> u64 {
 }
 fn default_ledger_path() -> PathBuf {
     PathBuf::from("tollgate-ledger.db")
-}
-fn default_receipt_timeout() -> u64 {
-    60
-}
-fn default_valid_before_margin() -> u64 {
-    6
 }
 
 /// Why the configuration is unusable. Every variant names the key at fault.
@@ -319,7 +404,7 @@ pub enum ConfigError {
     /// A value is well-typed but not acceptable.
     #[error("invalid config value for `{key}`: {reason}")]
     Invalid {
-        /// The key, e.g. `networks[0].rpc_urls`.
+        /// The key, e.g. `chains.eip155[0].rpc_urls` or `schemes[1].networks`.
         key: String,
         /// What is wrong.
         reason: String,
@@ -330,6 +415,14 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         reason: reason.into(),
+    }
+}
+
+impl ConfigError {
+    /// A chain crate's settings error, its key placed under the table it was read from
+    /// (`chains.eip155[0]` + `rpc_urls`).
+    pub fn setting(table: &str, e: SettingsError) -> Self {
+        invalid(format!("{table}.{}", e.key), e.reason)
     }
 }
 
@@ -348,7 +441,8 @@ impl Config {
 
     /// Parses TOML text (no environment overrides, no validation).
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        Self::try_from(raw)
     }
 
     /// Applies `TOLLGATE_LISTEN`, `TOLLGATE_LEDGER_PATH` and `TOLLGATE_LEDGER_URL` from `env`.
@@ -410,107 +504,231 @@ impl Config {
                 "must be at least 100 (the audit log needs some history)",
             ));
         }
-        if self.networks.is_empty() {
-            return Err(invalid(
-                "networks",
-                "configure at least one [[networks]] entry",
-            ));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, n) in self.networks.iter().enumerate() {
-            let key = |field: &str| format!("networks[{i}].{field}");
-            if n.network.eip155_chain_id().is_none() {
-                return Err(invalid(
-                    key("network"),
-                    format!(
-                        "{} is not an EVM (eip155) network; only EVM is supported",
-                        n.network
-                    ),
-                ));
-            }
-            if !seen.insert(n.network.clone()) {
-                return Err(invalid(
-                    key("network"),
-                    format!("{} is configured twice", n.network),
-                ));
-            }
-            if n.rpc_urls.is_empty() {
-                return Err(invalid(key("rpc_urls"), "give at least one RPC URL"));
-            }
-            for url in &n.rpc_urls {
-                let ok = (url.starts_with("http://") || url.starts_with("https://"))
-                    && url.len() > "http://".len();
-                if !ok {
-                    return Err(invalid(
-                        key("rpc_urls"),
-                        format!("{url:?} is not an http(s) URL"),
-                    ));
-                }
-            }
-            match (&n.signer_key_env, &n.signer_key_file, n.signers.is_empty()) {
-                (Some(_), Some(_), _) => {
-                    return Err(invalid(
-                        key("signer_key_env"),
-                        "set signer_key_env or signer_key_file, not both",
-                    ))
-                }
-                (Some(_), None, false) | (None, Some(_), false) => {
-                    return Err(invalid(
-                        key("signers"),
-                        "set either a signer pool (signers) or one signer_key_env/signer_key_file, not both",
-                    ))
-                }
-                (None, None, true) => {
-                    return Err(invalid(
-                        key("signer_key_env"),
-                        "set signer_key_env (an environment variable name), signer_key_file, or a signers pool",
-                    ))
-                }
-                _ => {}
-            }
-            for (j, source) in n.signers.iter().enumerate() {
-                if source.key_env.is_some() == source.key_file.is_some() {
-                    return Err(invalid(
-                        key(&format!("signers[{j}]")),
-                        "set exactly one of key_env and key_file",
-                    ));
-                }
-            }
-            if n.replace_after_secs > 0 && n.fee_bump_percent < 10 {
-                return Err(invalid(
-                    key("fee_bump_percent"),
-                    "nodes refuse replacements that raise the fee by less than 10 percent",
-                ));
-            }
-            if let Some(batch) = &n.batch {
-                if batch.max_size < 2 || batch.max_size > 500 {
-                    return Err(invalid(key("batch.max_size"), "must be between 2 and 500"));
-                }
-                if batch.window_ms == 0 || batch.window_ms > 10_000 {
-                    return Err(invalid(
-                        key("batch.window_ms"),
-                        "must be between 1 and 10000 milliseconds",
-                    ));
-                }
-            }
-            if n.receipt_timeout_secs == 0 {
-                return Err(invalid(key("receipt_timeout_secs"), "must be positive"));
-            }
-            if self.server.request_timeout_secs <= n.receipt_timeout_secs {
+        let layout = self.layout()?;
+        for chain in &layout.evm {
+            if self.server.request_timeout_secs <= chain.settings.receipt_timeout_secs {
                 return Err(invalid(
                     "server.request_timeout_secs",
                     format!(
-                        "{} s is not longer than {} ({} s): a settlement waiting for its receipt \
-                         would be cut off and the caller never told its outcome",
+                        "{} s is not longer than {}.receipt_timeout_secs ({} s): a settlement \
+                         waiting for its receipt would be cut off and the caller never told its \
+                         outcome",
                         self.server.request_timeout_secs,
-                        key("receipt_timeout_secs"),
-                        n.receipt_timeout_secs
+                        chain.key,
+                        chain.settings.receipt_timeout_secs
                     ),
                 ));
             }
         }
         Ok(())
     }
+
+    /// The chains to connect, each with the schemes to register on it, from either layout —
+    /// checking every chain's and scheme's settings and how the two fit together:
+    ///
+    /// - `[[networks]]` cannot be mixed with `[[chains.*]]` or `[[schemes]]`;
+    /// - at least one chain, and no network twice;
+    /// - each `[[schemes]]` entry serves every configured chain its `networks` pattern
+    ///   matches, and must match at least one; where several entries of one scheme match a
+    ///   chain, the most specific pattern (one network, then a list, then a namespace) wins,
+    ///   and two equally specific ones are an error;
+    /// - with `[[schemes]]` present, every chain must be served by some scheme; without it,
+    ///   every chain serves `exact` with its defaults.
+    ///
+    /// Every error names the key or entry at fault.
+    pub fn layout(&self) -> Result<Layout, ConfigError> {
+        if !self.networks.is_empty() {
+            let newer = [
+                (!self.chains.eip155.is_empty()).then_some("[[chains.eip155]]"),
+                (!self.schemes.is_empty()).then_some("[[schemes]]"),
+            ];
+            let newer: Vec<&str> = newer.into_iter().flatten().collect();
+            if !newer.is_empty() {
+                return Err(invalid(
+                    "networks",
+                    format!(
+                        "[[networks]] (the earlier layout) cannot be combined with {}: move each \
+                         [[networks]] entry's chain keys into a [[chains.eip155]] entry, and \
+                         valid_before_margin_secs, eip6492_factories and batch into an exact \
+                         [[schemes]] entry",
+                        newer.join(" and ")
+                    ),
+                ));
+            }
+            return self.legacy_layout();
+        }
+        let chains = &self.chains.eip155;
+        if chains.is_empty() {
+            return Err(invalid(
+                "chains",
+                "configure at least one chain: a [[chains.eip155]] entry (network, rpc_urls, \
+                 signer)",
+            ));
+        }
+        let chain_key = |i: usize| format!("chains.eip155[{i}]");
+        check_chains(chains.iter().enumerate().map(|(i, c)| (chain_key(i), c)))?;
+        for (j, entry) in self.schemes.iter().enumerate() {
+            entry
+                .settings
+                .validate()
+                .map_err(|e| ConfigError::setting(&format!("schemes[{j}]"), e))?;
+            if !chains.iter().any(|c| entry.networks.matches(&c.network)) {
+                let configured: Vec<String> =
+                    chains.iter().map(|c| c.network.to_string()).collect();
+                return Err(invalid(
+                    format!("schemes[{j}].networks"),
+                    format!(
+                        "{} matches no configured chain (configured: {})",
+                        entry.networks,
+                        configured.join(", ")
+                    ),
+                ));
+            }
+        }
+        let mut evm = Vec::with_capacity(chains.len());
+        for (i, chain) in chains.iter().enumerate() {
+            let schemes = if self.schemes.is_empty() {
+                vec![PlannedScheme {
+                    key: chain_key(i),
+                    settings: SchemeSettings::ExactEvm(ExactEvmSettings::default()),
+                }]
+            } else {
+                self.schemes_on(&chain.network)?
+            };
+            if schemes.is_empty() {
+                return Err(invalid(
+                    chain_key(i),
+                    format!(
+                        "no [[schemes]] entry serves {}: add one, widen a `networks` pattern, \
+                         or remove the chain",
+                        chain.network
+                    ),
+                ));
+            }
+            evm.push(ChainPlan {
+                key: chain_key(i),
+                settings: chain.clone(),
+                schemes,
+            });
+        }
+        Ok(Layout { evm })
+    }
+
+    /// `[[networks]]`: one EVM chain with `exact` on it per entry.
+    fn legacy_layout(&self) -> Result<Layout, ConfigError> {
+        let key = |i: usize| format!("networks[{i}]");
+        let split: Vec<_> = self
+            .networks
+            .iter()
+            .map(|n| (n.chain_settings(), n.exact_settings()))
+            .collect();
+        check_chains(split.iter().enumerate().map(|(i, (c, _))| (key(i), c)))?;
+        let mut evm = Vec::with_capacity(split.len());
+        for (i, (chain, exact)) in split.into_iter().enumerate() {
+            exact
+                .validate()
+                .map_err(|e| ConfigError::setting(&key(i), e))?;
+            evm.push(ChainPlan {
+                key: key(i),
+                settings: chain,
+                schemes: vec![PlannedScheme {
+                    key: key(i),
+                    settings: SchemeSettings::ExactEvm(exact),
+                }],
+            });
+        }
+        Ok(Layout { evm })
+    }
+
+    /// The `[[schemes]]` entries serving `network`: per scheme, the one of the most specific
+    /// matching pattern.
+    fn schemes_on(&self, network: &Network) -> Result<Vec<PlannedScheme>, ConfigError> {
+        let mut chosen: Vec<(usize, &SchemeConfig)> = Vec::new();
+        for (j, entry) in self.schemes.iter().enumerate() {
+            if !entry.networks.matches(network) {
+                continue;
+            }
+            let scheme = entry.settings.scheme();
+            match chosen
+                .iter_mut()
+                .find(|(_, c)| c.settings.scheme() == scheme)
+            {
+                None => chosen.push((j, entry)),
+                Some(slot) => {
+                    let (mine, theirs) =
+                        (entry.networks.specificity(), slot.1.networks.specificity());
+                    if mine == theirs {
+                        return Err(invalid(
+                            format!("schemes[{j}].networks"),
+                            format!(
+                                "{scheme} on {network} is also configured by schemes[{}] \
+                                 ({}), with an equally specific pattern: narrow one of them",
+                                slot.0, slot.1.networks
+                            ),
+                        ));
+                    }
+                    if mine > theirs {
+                        *slot = (j, entry);
+                    }
+                }
+            }
+        }
+        Ok(chosen
+            .into_iter()
+            .map(|(j, entry)| PlannedScheme {
+                key: format!("schemes[{j}]"),
+                settings: entry.settings.clone(),
+            })
+            .collect())
+    }
+}
+
+/// Validates each chain under its key and refuses a network configured twice.
+fn check_chains<'a>(
+    chains: impl Iterator<Item = (String, &'a EvmChainSettings)>,
+) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (key, chain) in chains {
+        chain
+            .validate()
+            .map_err(|e| ConfigError::setting(&key, e))?;
+        if !seen.insert(chain.network.clone()) {
+            return Err(invalid(
+                format!("{key}.network"),
+                format!("{} is configured twice", chain.network),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The configuration resolved ([`Config::layout`]): every chain to connect, with the schemes
+/// to register on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// EVM chains, in file order.
+    pub evm: Vec<ChainPlan<EvmChainSettings>>,
+}
+
+/// One chain to connect and the schemes to serve on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainPlan<C> {
+    /// Where it is configured: `chains.eip155[0]`, or `networks[0]` in the earlier layout.
+    pub key: String,
+    /// The chain family's settings.
+    pub settings: C,
+    /// The schemes to register on this chain's network (one per scheme).
+    pub schemes: Vec<PlannedScheme>,
+}
+
+/// A scheme to register on one chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedScheme {
+    /// Where it is configured: `schemes[1]`, the chain's own key when `exact` is served by
+    /// default, or `networks[0]` in the earlier layout.
+    pub key: String,
+    /// Its settings.
+    pub settings: SchemeSettings,
 }
 
 impl ServerConfig {
@@ -534,66 +752,103 @@ impl ServerConfig {
     }
 }
 
-impl NetworkConfig {
-    /// Reads every signer key (the single one, or the pool) from the environment or key files.
-    /// A key never appears in an error: only where it was looked for.
-    pub fn load_signers(&self) -> Result<Vec<PrivateKeySigner>, ConfigError> {
-        if self.signers.is_empty() {
-            let source = SignerSource {
-                key_env: self.signer_key_env.clone(),
-                key_file: self.signer_key_file.clone(),
-            };
-            return Ok(vec![self.load_key(
-                &source,
-                "signer_key_env",
-                "signer_key_file",
-            )?]);
-        }
-        self.signers
-            .iter()
-            .enumerate()
-            .map(|(i, source)| {
-                self.load_key(
-                    source,
-                    &format!("signers[{i}].key_env"),
-                    &format!("signers[{i}].key_file"),
-                )
-            })
-            .collect()
-    }
-
-    fn load_key(
-        &self,
-        source: &SignerSource,
-        env_key: &str,
-        file_key: &str,
-    ) -> Result<PrivateKeySigner, ConfigError> {
-        let (from, raw) = match (&source.key_env, &source.key_file) {
-            (Some(var), _) => (
-                format!("environment variable {var}"),
-                std::env::var(var).map_err(|_| {
-                    invalid(env_key, format!("environment variable {var} is not set"))
-                })?,
-            ),
-            (None, Some(path)) => (
-                format!("key file {}", path.display()),
-                std::fs::read_to_string(path).map_err(|e| {
-                    invalid(file_key, format!("cannot read {}: {e}", path.display()))
-                })?,
-            ),
-            (None, None) => return Err(invalid(env_key, "no signer configured")),
-        };
-        raw.trim().parse::<PrivateKeySigner>().map_err(|_| {
-            invalid(
-                format!("signer for {}", self.network),
-                format!("{from} does not hold a valid 32-byte hex private key"),
-            )
-        })
-    }
-}
-
 /// A commented example configuration (`tollgate facilitator --print-config-example`).
 pub const EXAMPLE: &str = r#"# Tollgate facilitator configuration.
+# Unknown keys are errors. Environment overrides: TOLLGATE_LISTEN, TOLLGATE_LEDGER_PATH,
+# TOLLGATE_LEDGER_URL.
+
+[server]
+# Where to listen. Loopback by default; put a reverse proxy with TLS in front for the internet.
+listen = "127.0.0.1:4020"
+# Largest request body accepted, in bytes.
+body_limit_bytes = 65536
+# Longest a request may take, settlement included.
+request_timeout_secs = 120
+# Require `Authorization: Bearer <key>` on /verify and /settle, the key read from this
+# environment variable (leave out for no auth):
+# api_key_env = "TOLLGATE_API_KEY"
+# Per-client-IP limit on /verify, /settle and /supported (429 beyond it; leave out for none):
+rate_limit = { per_second = 50, burst = 100 }
+
+[server.limits]
+# Most connections at once. When full, the connection idle the longest (or still sending its
+# request head) is closed for the new one; when all are busy with requests, new ones get 503.
+max_connections = 1024
+# Seconds to send a whole request head (stops clients trickling half a header: slowloris);
+# also the longest a request body may stall while the server waits for it.
+header_read_timeout_secs = 10
+# Seconds a keep-alive connection may wait for its next request.
+idle_timeout_secs = 60
+
+[ledger]
+# SQLite file recording every verification and settlement (created if missing).
+path = "tollgate-ledger.db"
+# Or PostgreSQL, so several facilitator instances share one ledger and settle each payment
+# once between them (better set through TOLLGATE_LEDGER_URL, since it holds a password):
+# url = "postgres://tollgate:secret@127.0.0.1:5432/tollgate"
+# Retention of the audit event log (every /verify and /settle adds one event): by age and by
+# count, so unauthenticated traffic cannot grow the database without bound.
+events_max_age_days = 30
+events_max_rows = 1000000
+# A verified payment nobody settled is deleted this many seconds after it expired.
+unsettled_grace_secs = 3600
+
+# Chains: one table per network, under its family ([[chains.eip155]] for EVM networks). Every
+# scheme served on a network settles through its chain and shares its signers.
+[[chains.eip155]]
+# CAIP-2 id of the chain.
+network = "eip155:84532"
+# JSON-RPC endpoints: the first while it answers, the others take over when it fails.
+rpc_urls = ["https://sepolia.base.org"]
+# The settlement signer pays gas. Its private key comes from an environment variable...
+signer_key_env = "TOLLGATE_SIGNER_KEY"
+# ...or from a file (one line of hex): signer_key_file = "/run/secrets/tollgate-signer"
+# Seconds to wait for a receipt before answering "pending" (the ledger finishes it later).
+receipt_timeout_secs = 60
+# A settlement unmined after this many seconds is re-sent with the same nonce and a fee raised
+# by fee_bump_percent (at least 10). 0 never replaces.
+replace_after_secs = 30
+fee_bump_percent = 20
+# /health reports "degraded" and /metrics flags a signer whose gas balance falls below this (wei).
+min_signer_balance_wei = "1000000000000000"
+# Instead of one signer, a pool: each key has its own nonce sequence, so settlements run in
+# parallel. Replace signer_key_env above with:
+# signer_selection = "least-busy"        # or "round-robin" (default)
+# signers = [{ key_env = "TOLLGATE_SIGNER_KEY_1" }, { key_file = "/run/secrets/signer-2" }]
+
+# More networks: another [[chains.eip155]] table each.
+
+# Schemes: what is served where. Leave every [[schemes]] table out to serve `exact` with its
+# defaults on every chain.
+[[schemes]]
+scheme = "exact"
+# The chains it is served on: one network ("eip155:8453"), a namespace ("eip155:*") or a comma
+# list ("eip155:8453,eip155:84532"). Where two entries of one scheme match a chain, the more
+# specific pattern wins.
+networks = "eip155:*"
+# Authorizations that expire sooner than this are refused.
+valid_before_margin_secs = 6
+# EIP-6492 wallet factories allowed to deploy payers' smart wallets (none: fail closed).
+eip6492_factories = []
+# Batch settlement (opt-in): settlements arriving within window_ms share one Multicall3
+# aggregate3 transaction (each payment still gets its own result).
+# [schemes.batch]
+# window_ms = 50
+# max_size = 50
+# multicall3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
+
+# Files of the earlier layout, one [[networks]] table per network holding both its chain's keys
+# and exact's (valid_before_margin_secs, eip6492_factories, [networks.batch]), still load: each
+# entry is one chain with exact on it. The two layouts cannot be mixed in one file.
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example configuration of the earlier layout (`[[networks]]`), as releases before
+    /// chains and schemes printed it: such files must keep loading.
+    const LEGACY_EXAMPLE: &str = r#"# Tollgate facilitator configuration.
 # Unknown keys are errors. Environment overrides: TOLLGATE_LISTEN, TOLLGATE_LEDGER_PATH,
 # TOLLGATE_LEDGER_URL.
 
@@ -666,50 +921,48 @@ min_signer_balance_wei = "1000000000000000"
 # multicall3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 "#;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
     #[test]
     fn example_parses_and_validates() {
-        let c = Config::parse(EXAMPLE).unwrap();
+        let c = Config::parse(LEGACY_EXAMPLE).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.networks[0].network, Network::eip155(84532));
+        assert_eq!(c.networks[0].chain.network, Network::eip155(84532));
         assert_eq!(c.server.listen.port(), 4020);
     }
 
     #[test]
     fn unknown_and_mistyped_keys_fail_naming_the_key() {
-        let text = EXAMPLE.replace("receipt_timeout_secs", "recipt_timeout_secs");
-        let err = Config::parse(&text).unwrap_err().to_string();
-        assert!(err.contains("recipt_timeout_secs"), "{err}");
+        for example in [EXAMPLE, LEGACY_EXAMPLE] {
+            let text = example.replace("receipt_timeout_secs", "recipt_timeout_secs");
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains("recipt_timeout_secs"), "{err}");
 
-        let text = EXAMPLE.replace("body_limit_bytes = 65536", "body_limit_bytes = \"big\"");
-        let err = Config::parse(&text).unwrap_err().to_string();
-        assert!(err.contains("body_limit_bytes"), "{err}");
+            let text = example.replace("body_limit_bytes = 65536", "body_limit_bytes = \"big\"");
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains("body_limit_bytes"), "{err}");
 
-        let text = EXAMPLE.replace("eip155:84532", "base-sepolia");
-        let err = Config::parse(&text).unwrap_err().to_string();
-        assert!(err.contains("CAIP-2"), "{err}");
+            let text = example.replace("eip155:84532", "base-sepolia");
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains("CAIP-2"), "{err}");
+        }
     }
 
     #[test]
     fn validation_names_the_key() {
-        let mut c = Config::parse(EXAMPLE).unwrap();
-        c.networks[0].rpc_urls = vec!["ftp://x".into()];
+        let mut c = Config::parse(LEGACY_EXAMPLE).unwrap();
+        c.networks[0].chain.rpc_urls = vec!["ftp://x".into()];
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("networks[0].rpc_urls"), "{err}");
 
-        let mut c = Config::parse(EXAMPLE).unwrap();
-        c.networks[0].signer_key_file = Some("k".into());
+        let mut c = Config::parse(LEGACY_EXAMPLE).unwrap();
+        c.networks[0].chain.signer_key_file = Some("k".into());
         assert!(c.validate().unwrap_err().to_string().contains("not both"));
 
-        let mut c = Config::parse(EXAMPLE).unwrap();
+        let mut c = Config::parse(LEGACY_EXAMPLE).unwrap();
         c.networks.push(c.networks[0].clone());
         assert!(c.validate().unwrap_err().to_string().contains("twice"));
 
-        let mut c = Config::parse(EXAMPLE).unwrap();
-        c.networks[0].network = tollgate_proto::network::SOLANA_DEVNET.parse().unwrap();
+        let mut c = Config::parse(LEGACY_EXAMPLE).unwrap();
+        c.networks[0].chain.network = tollgate_proto::network::SOLANA_DEVNET.parse().unwrap();
         assert!(c
             .validate()
             .unwrap_err()
@@ -762,16 +1015,16 @@ mod tests {
 
     #[test]
     fn pool_and_batch_settings_are_validated() {
-        let pool = EXAMPLE.replace(
+        let pool = LEGACY_EXAMPLE.replace(
             "signer_key_env = \"TOLLGATE_SIGNER_KEY\"",
             "signers = [{ key_env = \"A\" }, { key_file = \"/k\" }]\nsigner_selection = \"least-busy\"",
         );
         let c = Config::parse(&pool).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.networks[0].signers.len(), 2);
+        assert_eq!(c.networks[0].chain.signers.len(), 2);
         assert_eq!(
             c.networks[0].evm_config().selection,
-            SignerSelection::LeastBusy
+            tollgate_evm::SignerSelection::LeastBusy
         );
 
         let err = Config::parse(&pool.replace("least-busy", "busiest"))
@@ -790,7 +1043,7 @@ mod tests {
             .to_string();
         assert!(err.contains("networks[0].signers[0]"), "{err}");
 
-        let low_bump = EXAMPLE.replace("fee_bump_percent = 20", "fee_bump_percent = 5");
+        let low_bump = LEGACY_EXAMPLE.replace("fee_bump_percent = 20", "fee_bump_percent = 5");
         let err = Config::parse(&low_bump)
             .unwrap()
             .validate()
@@ -798,7 +1051,7 @@ mod tests {
             .to_string();
         assert!(err.contains("networks[0].fee_bump_percent"), "{err}");
 
-        let batch = EXAMPLE
+        let batch = LEGACY_EXAMPLE
             .replace("# [networks.batch]", "[networks.batch]")
             .replace("# window_ms = 50", "window_ms = 50")
             .replace("# max_size = 50", "max_size = 1");
@@ -820,9 +1073,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
         std::fs::write(&path, "0xnot-a-key-but-secret-ish").unwrap();
-        let mut c = Config::parse(EXAMPLE).unwrap();
-        c.networks[0].signer_key_env = None;
-        c.networks[0].signer_key_file = Some(path.clone());
+        let mut c = Config::parse(LEGACY_EXAMPLE).unwrap();
+        c.networks[0].chain.signer_key_env = None;
+        c.networks[0].chain.signer_key_file = Some(path.clone());
         let err = c.networks[0].load_signers().unwrap_err().to_string();
         assert!(!err.contains("secret-ish"), "{err}");
         std::fs::write(
@@ -866,5 +1119,428 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.request_timeout_secs"), "{err}");
+    }
+
+    /// A file of the current layout: `[server]` and `[ledger]` defaults, then `body`.
+    fn parse(body: &str) -> Result<Config, ConfigError> {
+        Config::parse(body)
+    }
+
+    /// `[[chains.eip155]]` for `network`, signer from `K`.
+    fn chain(network: &str) -> String {
+        format!(
+            "[[chains.eip155]]\nnetwork = \"{network}\"\nrpc_urls = [\"http://127.0.0.1:8545\"]\nsigner_key_env = \"K\"\n"
+        )
+    }
+
+    /// The validation error of `text`, which is also the layout's own when the layout is at
+    /// fault (what `Facilitator::from_config` reports).
+    fn layout_err(text: &str) -> String {
+        let c = parse(text).unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        if let Err(e) = c.layout() {
+            assert_eq!(e.to_string(), err);
+        }
+        err
+    }
+
+    fn exact(settings: &SchemeSettings) -> &ExactEvmSettings {
+        match settings {
+            SchemeSettings::ExactEvm(s) => s,
+        }
+    }
+
+    #[test]
+    fn current_example_parses_and_validates() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        c.validate().unwrap();
+        assert!(c.networks.is_empty());
+        assert_eq!(c.chains.eip155[0].network, Network::eip155(84532));
+        assert_eq!(c.schemes[0].networks, "eip155:*".parse().unwrap());
+        assert_eq!(c.schemes[0].settings.scheme(), Scheme::Exact);
+        let layout = c.layout().unwrap();
+        assert_eq!(layout.evm.len(), 1);
+        let chain = &layout.evm[0];
+        assert_eq!(chain.key, "chains.eip155[0]");
+        assert_eq!(chain.settings, c.chains.eip155[0]);
+        assert_eq!(chain.schemes.len(), 1);
+        assert_eq!(chain.schemes[0].key, "schemes[0]");
+        assert_eq!(
+            exact(&chain.schemes[0].settings).valid_before_margin_secs,
+            6
+        );
+        // The batch sub-table belongs to the scheme entry above it.
+        let batch = EXAMPLE
+            .replace("# [schemes.batch]", "[schemes.batch]")
+            .replace("# max_size = 50", "max_size = 20");
+        let c = Config::parse(&batch).unwrap();
+        c.validate().unwrap();
+        let layout = c.layout().unwrap();
+        let s = exact(&layout.evm[0].schemes[0].settings);
+        assert_eq!(s.batch.as_ref().unwrap().max_size, 20);
+        // Config also deserializes directly, with the same checks.
+        let direct: Config = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(direct, Config::parse(EXAMPLE).unwrap());
+        assert!(toml::from_str::<Config>(&EXAMPLE.replace("\"exact\"", "\"upto\"")).is_err());
+    }
+
+    #[test]
+    fn earlier_layout_maps_to_the_same_chains_and_schemes() {
+        let legacy = parse(
+            r#"
+[[networks]]
+network = "eip155:8453"
+rpc_urls = ["http://127.0.0.1:8545", "http://127.0.0.1:8546"]
+signers = [{ key_env = "A" }, { key_file = "/run/b" }]
+signer_selection = "least-busy"
+replace_after_secs = 0
+receipt_timeout_secs = 30
+min_signer_balance_wei = "5"
+valid_before_margin_secs = 9
+eip6492_factories = ["0x0000000000000000000000000000000000000001"]
+[networks.batch]
+max_size = 20
+
+[[networks]]
+network = "eip155:84532"
+rpc_urls = ["http://127.0.0.1:9545"]
+signer_key_file = "/run/k"
+"#,
+        )
+        .unwrap();
+        let current = parse(
+            r#"
+[[chains.eip155]]
+network = "eip155:8453"
+rpc_urls = ["http://127.0.0.1:8545", "http://127.0.0.1:8546"]
+signers = [{ key_env = "A" }, { key_file = "/run/b" }]
+signer_selection = "least-busy"
+replace_after_secs = 0
+receipt_timeout_secs = 30
+min_signer_balance_wei = "5"
+
+[[chains.eip155]]
+network = "eip155:84532"
+rpc_urls = ["http://127.0.0.1:9545"]
+signer_key_file = "/run/k"
+
+[[schemes]]
+scheme = "exact"
+networks = "eip155:8453"
+valid_before_margin_secs = 9
+eip6492_factories = ["0x0000000000000000000000000000000000000001"]
+batch = { max_size = 20 }
+
+[[schemes]]
+scheme = "exact"
+networks = "eip155:84532"
+"#,
+        )
+        .unwrap();
+        legacy.validate().unwrap();
+        current.validate().unwrap();
+        let (old, new) = (legacy.layout().unwrap(), current.layout().unwrap());
+        assert_eq!(old.evm.len(), 2);
+        assert_eq!(new.evm.len(), 2);
+        for (i, (o, n)) in old.evm.iter().zip(&new.evm).enumerate() {
+            assert_eq!(o.key, format!("networks[{i}]"));
+            assert_eq!(n.key, format!("chains.eip155[{i}]"));
+            assert_eq!(o.settings, n.settings);
+            let settings = |c: &ChainPlan<EvmChainSettings>| {
+                c.schemes
+                    .iter()
+                    .map(|s| s.settings.clone())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(settings(o), settings(n));
+            assert_eq!(o.schemes[0].key, format!("networks[{i}]"));
+            assert_eq!(n.schemes[0].key, format!("schemes[{i}]"));
+            // What the facilitator hands the chain and the scheme is what today's entry said.
+            assert_eq!(o.settings, legacy.networks[i].chain_settings());
+            let evm = legacy.networks[i].evm_config();
+            let scheme = exact(&n.schemes[0].settings).facilitator_config();
+            assert_eq!(
+                (
+                    scheme.valid_before_margin,
+                    &scheme.allowed_factories,
+                    &scheme.batch
+                ),
+                (evm.valid_before_margin, &evm.allowed_factories, &evm.batch)
+            );
+            let chain = n.settings.chain_config();
+            assert_eq!(
+                (chain.selection, chain.replacement, chain.receipt_timeout),
+                (evm.selection, evm.replacement, evm.receipt_timeout)
+            );
+            assert_eq!(
+                chain.min_signer_balance,
+                legacy.networks[i].chain.min_signer_balance_wei
+            );
+        }
+        assert_eq!(
+            exact(&new.evm[0].schemes[0].settings)
+                .batch
+                .as_ref()
+                .unwrap()
+                .max_size,
+            20
+        );
+        assert_eq!(
+            new.evm[1].schemes[0].settings,
+            SchemeSettings::ExactEvm(Default::default())
+        );
+    }
+
+    #[test]
+    fn one_exact_entry_serves_every_chain_its_pattern_matches() {
+        let two = format!("{}{}", chain("eip155:8453"), chain("eip155:84532"));
+        // No [[schemes]]: exact with its defaults on every chain.
+        let layout = parse(&two).unwrap().layout().unwrap();
+        for (i, c) in layout.evm.iter().enumerate() {
+            assert_eq!(c.schemes.len(), 1);
+            assert_eq!(c.schemes[0].key, format!("chains.eip155[{i}]"));
+            assert_eq!(
+                c.schemes[0].settings,
+                SchemeSettings::ExactEvm(Default::default())
+            );
+        }
+        // `eip155:*` once: exact, with these settings, on both.
+        let star = format!(
+            "{two}[[schemes]]\nscheme = \"exact\"\nnetworks = \"eip155:*\"\nvalid_before_margin_secs = 9\n"
+        );
+        let c = parse(&star).unwrap();
+        c.validate().unwrap();
+        let layout = c.layout().unwrap();
+        let networks: Vec<String> = layout
+            .evm
+            .iter()
+            .map(|c| c.settings.network.to_string())
+            .collect();
+        assert_eq!(networks, ["eip155:8453", "eip155:84532"]);
+        for c in &layout.evm {
+            assert_eq!(c.schemes.len(), 1);
+            assert_eq!(c.schemes[0].key, "schemes[0]");
+            assert_eq!(c.schemes[0].settings.scheme(), Scheme::Exact);
+            assert_eq!(exact(&c.schemes[0].settings).valid_before_margin_secs, 9);
+        }
+        // A more specific entry overrides the namespace on its network only.
+        let override_one = format!(
+            "{star}[[schemes]]\nscheme = \"exact\"\nnetworks = \"eip155:8453\"\nvalid_before_margin_secs = 12\n"
+        );
+        let layout = parse(&override_one).unwrap().layout().unwrap();
+        let margins: Vec<(String, u64)> = layout
+            .evm
+            .iter()
+            .map(|c| {
+                assert_eq!(c.schemes.len(), 1);
+                (
+                    c.schemes[0].key.clone(),
+                    exact(&c.schemes[0].settings).valid_before_margin_secs,
+                )
+            })
+            .collect();
+        assert_eq!(
+            margins,
+            [
+                ("schemes[1]".to_string(), 12),
+                ("schemes[0]".to_string(), 9)
+            ]
+        );
+        // A comma list works like two single networks.
+        let list = format!(
+            "{two}[[schemes]]\nscheme = \"exact\"\nnetworks = \"eip155:84532, eip155:8453\"\n"
+        );
+        let layout = parse(&list).unwrap().layout().unwrap();
+        assert!(layout.evm.iter().all(|c| c.schemes[0].key == "schemes[0]"));
+    }
+
+    #[test]
+    fn scheme_and_chain_errors_name_the_entry() {
+        let one = chain("eip155:8453");
+        let two = format!("{one}{}", chain("eip155:84532"));
+        let scheme = |lines: &str| format!("[[schemes]]\nscheme = \"exact\"\n{lines}\n");
+
+        // Parse errors: unknown or malformed scheme, missing or malformed pattern, unknown keys.
+        let scheme_after = |text: &str| format!("{one}{text}");
+        let cases = [
+            (
+                "[[schemes]]\nscheme = \"upto\"\nnetworks = \"eip155:*\"\n".to_string(),
+                vec!["schemes[0].scheme", "upto", "exact"],
+            ),
+            (
+                "[[schemes]]\nscheme = \"Exact!\"\nnetworks = \"eip155:*\"\n".to_string(),
+                vec!["schemes[0].scheme"],
+            ),
+            (
+                "[[schemes]]\nnetworks = \"eip155:*\"\n".to_string(),
+                vec!["schemes[0].scheme", "missing"],
+            ),
+            (scheme(""), vec!["schemes[0].networks", "missing"]),
+            (
+                scheme("networks = \"eip155\""),
+                vec!["schemes[0].networks", "eip155"],
+            ),
+            (
+                scheme("networks = [\"eip155:1\"]"),
+                vec!["schemes[0].networks", "string"],
+            ),
+            (
+                scheme("networks = \"eip155:*\"\nrpc_urls = []"),
+                vec!["schemes[0]", "rpc_urls"],
+            ),
+            (
+                scheme("networks = \"eip155:*\"\nvalid_before_margin_secs = \"6\""),
+                vec!["schemes[0]", "valid_before_margin_secs"],
+            ),
+            (
+                "[[chains.solana]]\nnetwork = \"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1\"\n"
+                    .to_string(),
+                vec!["solana"],
+            ),
+            (
+                one.replace(
+                    "signer_key_env",
+                    "valid_before_margin_secs = 6\nsigner_key_env",
+                ),
+                vec!["valid_before_margin_secs"],
+            ),
+        ];
+        for (text, needles) in cases {
+            // Scheme entries come after a valid chain; chain tables stand alone.
+            let text = if text.starts_with("[[chains") {
+                text
+            } else {
+                scheme_after(&text)
+            };
+            let err = parse(&text).unwrap_err().to_string();
+            for needle in needles {
+                assert!(err.contains(needle), "{needle:?} not in {err}\n--\n{text}");
+            }
+        }
+
+        match parse(&format!(
+            "{one}[[schemes]]\nscheme = \"upto\"\nnetworks = \"eip155:*\"\n"
+        )) {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "schemes[0].scheme"),
+            other => panic!("{other:?}"),
+        }
+
+        // Validation errors.
+        let cases = [
+            (String::new(), vec!["`chains`", "[[chains.eip155]]"]),
+            (
+                format!("{one}{}", scheme("networks = \"eip155:1\"")),
+                vec!["schemes[0].networks", "eip155:1", "eip155:8453"],
+            ),
+            (
+                format!("{one}{}", scheme("networks = \"solana:*\"")),
+                vec!["schemes[0].networks"],
+            ),
+            (
+                format!("{two}{}", scheme("networks = \"eip155:8453\"")),
+                vec!["`chains.eip155[1]`", "eip155:84532"],
+            ),
+            (
+                format!(
+                    "{two}{}{}",
+                    scheme("networks = \"eip155:*\""),
+                    scheme("networks = \"eip155:*\"")
+                ),
+                vec!["schemes[1].networks", "schemes[0]"],
+            ),
+            (
+                format!(
+                    "{two}{}{}",
+                    scheme("networks = \"eip155:8453,eip155:84532\""),
+                    scheme("networks = \"eip155:84532,eip155:1\"")
+                ),
+                vec!["schemes[1].networks", "eip155:84532"],
+            ),
+            (
+                format!(
+                    "{one}{}",
+                    scheme("networks = \"eip155:*\"\nbatch = { max_size = 1 }")
+                ),
+                vec!["schemes[0].batch.max_size"],
+            ),
+            (
+                format!("{two}{one}"),
+                vec!["chains.eip155[2].network", "twice"],
+            ),
+            (
+                one.replace("http://127.0.0.1:8545", "ftp://x"),
+                vec!["chains.eip155[0].rpc_urls"],
+            ),
+            (
+                one.replace("signer_key_env = \"K\"", ""),
+                vec!["chains.eip155[0].signer_key_env"],
+            ),
+            (
+                format!("{one}receipt_timeout_secs = 0\n"),
+                vec!["chains.eip155[0].receipt_timeout_secs"],
+            ),
+            (
+                format!("[server]\nrequest_timeout_secs = 60\n{one}"),
+                vec![
+                    "server.request_timeout_secs",
+                    "chains.eip155[0].receipt_timeout_secs",
+                ],
+            ),
+        ];
+        for (text, needles) in cases {
+            let err = layout_err(&text);
+            for needle in needles {
+                assert!(err.contains(needle), "{needle:?} not in {err}\n--\n{text}");
+            }
+        }
+        // The request-timeout check is the server's, not the layout's.
+        parse(&format!("[server]\nrequest_timeout_secs = 60\n{one}"))
+            .unwrap()
+            .layout()
+            .unwrap();
+    }
+
+    #[test]
+    fn layouts_cannot_be_mixed() {
+        let legacy = "[[networks]]\nnetwork = \"eip155:8453\"\nrpc_urls = [\"http://127.0.0.1:8545\"]\nsigner_key_env = \"K\"\n";
+        let c = parse(legacy).unwrap();
+        c.validate().unwrap();
+        let with_chain = format!("{legacy}{}", chain("eip155:84532"));
+        let err = layout_err(&with_chain);
+        assert!(
+            err.contains("`networks`") && err.contains("[[chains.eip155]]"),
+            "{err}"
+        );
+        let with_scheme =
+            format!("{legacy}[[schemes]]\nscheme = \"exact\"\nnetworks = \"eip155:*\"\n");
+        let err = layout_err(&with_scheme);
+        assert!(
+            err.contains("`networks`") && err.contains("[[schemes]]"),
+            "{err}"
+        );
+        assert!(!err.contains("[[chains.eip155]] and"), "{err}");
+        // A key of one layout in a table of the other is an unknown key.
+        let err = parse(&format!("{legacy}[[networks.schemes]]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("schemes"), "{err}");
+    }
+
+    #[test]
+    fn signer_errors_name_the_entry_and_never_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "0xnot-a-key-but-secret-ish").unwrap();
+        let text = chain("eip155:8453").replace(
+            "signer_key_env = \"K\"",
+            &format!("signer_key_file = {:?}", path.display().to_string()),
+        );
+        let c = parse(&text).unwrap();
+        c.validate().unwrap();
+        let plan = &c.layout().unwrap().evm[0];
+        let err =
+            ConfigError::setting(&plan.key, plan.settings.load_signers().unwrap_err()).to_string();
+        assert!(err.contains("chains.eip155[0].signer_key_file"), "{err}");
+        assert!(!err.contains("secret-ish"), "{err}");
     }
 }

@@ -334,32 +334,28 @@ struct SignerHealth {
 /// signer is low on gas; otherwise 503 `degraded` (a load balancer then routes elsewhere, and
 /// the body says which part failed).
 async fn health(State(state): State<AppState>) -> Response {
-    use alloy::providers::Provider;
     let mut networks = Vec::new();
     let mut ok = true;
     let signers = state.facilitator.signer_status().await;
-    for kind in state.facilitator.supported().kinds {
-        if kind.x402_version != X402Version::V2 {
-            continue;
-        }
-        let Some(scheme) = state.facilitator.scheme(&kind.network) else {
-            continue;
-        };
-        let block = scheme.provider().get_block_number().await.ok();
+    let mut chains: Vec<_> = state.facilitator.chains().iter().collect();
+    chains.sort_by(|a, b| a.network().cmp(b.network()));
+    for chain in chains {
+        let network = chain.network();
+        let block = chain.head().await;
         ok &= block.is_some();
         let signers: Vec<SignerHealth> = signers
             .iter()
-            .filter(|s| s.network == kind.network)
+            .filter(|s| &s.network == network)
             .map(|s| SignerHealth {
-                address: s.address.to_string(),
-                balance_wei: s.balance_wei.map(|b| b.to_string()),
+                address: s.address.clone(),
+                balance_wei: s.balance.map(|b| b.to_string()),
                 low_on_gas: s.low_on_gas,
                 in_flight: s.in_flight,
             })
             .collect();
         ok &= !signers.iter().any(|s| s.low_on_gas);
         networks.push(NetworkHealth {
-            network: kind.network.to_string(),
+            network: network.to_string(),
             rpc_ok: block.is_some(),
             block_number: block,
             signers,
@@ -409,7 +405,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .map(|signer| SignerGauges {
             network: signer.network.to_string(),
             signer: signer.address.to_string(),
-            balance_wei: signer.balance_wei.map(f64::from),
+            balance_wei: signer.balance.map(f64::from),
             low_on_gas: signer.low_on_gas,
             in_flight: signer.in_flight as u64,
         })

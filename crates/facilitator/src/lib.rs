@@ -23,6 +23,7 @@
 
 pub mod builder;
 pub mod config;
+mod embedded;
 pub mod http;
 pub mod ledger;
 pub mod metrics;

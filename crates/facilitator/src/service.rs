@@ -13,12 +13,18 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use alloy::primitives::{B256, U256};
-use tollgate_evm::{ExactEvmFacilitator, ExactEvmPayload, SettleError, Settlement, VerifyError};
+use tollgate_core::{
+    ChainOps, NetworkPattern, PaymentIdentity, Registry, SchemeError, SchemeFacilitator,
+    SchemeFault, Settled,
+};
+use tollgate_evm::ExactEvmFacilitator;
 use tollgate_proto::idempotency::{IdempotencyKey, PaymentIdentifier};
 use tollgate_proto::{
     ErrorReason, FacilitatorRequest, Network, PaymentPayload, PaymentRequirements, Scheme,
-    SettleResponse, SupportedKind, SupportedResponse, VerifyResponse, X402Version,
+    SettleResponse, SupportedResponse, VerifyResponse,
 };
+
+pub use tollgate_core::SignerStatus;
 
 use crate::config::Config;
 use crate::ledger::{Event, Ledger, LedgerEntry, LedgerError, PaymentKey, SettlementState};
@@ -130,22 +136,7 @@ impl<T> OutcomeError<T> {
 }
 
 /// Default low-gas threshold of a signer: 0.001 ETH (wei).
-pub const DEFAULT_MIN_SIGNER_BALANCE: u64 = 1_000_000_000_000_000;
-
-/// A settlement signer, as `/health` and `/metrics` report it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignerStatus {
-    /// Its network.
-    pub network: Network,
-    /// Its address.
-    pub address: alloy::primitives::Address,
-    /// Native balance, if the node answered.
-    pub balance_wei: Option<U256>,
-    /// Balance below the network's threshold: settlements will soon fail for want of gas.
-    pub low_on_gas: bool,
-    /// Transactions sent and not yet seen mined.
-    pub in_flight: usize,
-}
+pub use tollgate_evm::facilitator::DEFAULT_MIN_SIGNER_BALANCE;
 
 /// What a startup reconciliation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -166,9 +157,10 @@ pub struct Facilitator {
 }
 
 struct Inner {
-    schemes: HashMap<Network, ExactEvmFacilitator>,
-    /// Below this native balance a signer is reported as low on gas.
-    min_signer_balance: HashMap<Network, U256>,
+    /// Who verifies and settles what: scheme implementations by (scheme, network pattern).
+    schemes: Registry<dyn SchemeFacilitator>,
+    /// Each network's settlement plumbing, for `/health` and metrics.
+    chains: Vec<Arc<dyn ChainOps>>,
     ledger: Ledger,
     /// One async lock per payment in flight, so concurrent settles of one payment queue up
     /// instead of racing to the chain (and, within one process, to the ledger's claim).
@@ -208,7 +200,7 @@ impl Drop for ClaimRenewal {
 impl std::fmt::Debug for Facilitator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Facilitator")
-            .field("networks", &self.inner.schemes.keys().collect::<Vec<_>>())
+            .field("schemes", &self.inner.schemes)
             .finish_non_exhaustive()
     }
 }
@@ -233,16 +225,44 @@ impl Facilitator {
         schemes: Vec<(ExactEvmFacilitator, U256)>,
         ledger: Ledger,
     ) -> Self {
+        let mut registry: Registry<dyn SchemeFacilitator> = Registry::new();
+        let mut chains: Vec<Arc<dyn ChainOps>> = Vec::new();
+        for (scheme, min) in schemes {
+            let network = scheme.network().clone();
+            chains.push(Arc::new(
+                scheme.chain().clone().with_min_signer_balance(min),
+            ));
+            // One scheme per network in this list: a repeated network replaces the earlier
+            // one, as it did when this was a map.
+            if registry.get(&Scheme::Exact, &network).is_none() {
+                registry
+                    .register_arc(
+                        NetworkPattern::One(network),
+                        Scheme::Exact,
+                        Arc::new(scheme),
+                    )
+                    .expect("one registration per network");
+            }
+        }
+        Self::from_registry(registry, chains, ledger)
+    }
+
+    /// A facilitator over any schemes: `schemes` says which implementation verifies and
+    /// settles a payment, by the scheme and network of its requirements; `chains` are the
+    /// networks' settlement plumbing that `/health` and metrics report on.
+    ///
+    /// This is how a scheme defined outside Tollgate is served: implement
+    /// [`SchemeFacilitator`] and register it — the ledger, attempt keys, claims between
+    /// replicas and crash recovery work for it unchanged.
+    pub fn from_registry(
+        schemes: Registry<dyn SchemeFacilitator>,
+        chains: Vec<Arc<dyn ChainOps>>,
+        ledger: Ledger,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                min_signer_balance: schemes
-                    .iter()
-                    .map(|(s, min)| (s.network().clone(), *min))
-                    .collect(),
-                schemes: schemes
-                    .into_iter()
-                    .map(|(s, _)| (s.network().clone(), s))
-                    .collect(),
+                schemes,
+                chains,
                 ledger,
                 locks: Mutex::new(HashMap::new()),
                 instance: format!("{}-{}", std::process::id(), B256::random()),
@@ -250,38 +270,53 @@ impl Facilitator {
         }
     }
 
-    /// Builds the facilitator from a validated configuration: loads signer keys, connects to
-    /// each network's RPC endpoints (with failover between them at run time; every endpoint that
-    /// answers must serve the configured chain), opens the ledger. Then reconciles what a previous run left in flight.
+    /// Builds the facilitator from a configuration: resolves its chains and the schemes served
+    /// on each ([`Config::layout`], which checks them), loads signer keys, connects to each
+    /// chain's RPC endpoints (with failover between them at run time; every endpoint that
+    /// answers must serve the configured network), registers every scheme on its chain, opens
+    /// the ledger. Then reconciles what a previous run left in flight.
     pub async fn from_config(config: &Config) -> Result<(Self, ReconcileReport), StartError> {
-        let mut schemes = Vec::new();
-        for n in &config.networks {
-            let signers = n.load_signers()?;
-            let evm_config = n.evm_config();
-            let scheme = ExactEvmFacilitator::connect_failover(&n.rpc_urls, signers, evm_config)
-                .await
-                .map_err(|e| StartError::Rpc {
-                    network: n.network.clone(),
-                    detail: e.to_string(),
-                })?;
-            if scheme.network() != &n.network {
-                return Err(StartError::Rpc {
-                    network: n.network.clone(),
-                    detail: format!(
-                        "the RPC endpoints serve {}, not the configured network",
-                        scheme.network()
-                    ),
-                });
+        use crate::config::{ConfigError, SchemeSettings};
+        use tollgate_evm::config::ChainSetupError;
+
+        // The one place the facilitator turns configuration into chains and schemes: each
+        // family's chain settings (a type of its chain crate) build that network's one chain,
+        // and every scheme served on the network is built on that chain, so all of them send
+        // through one signer pool.
+        let layout = config.layout()?;
+        let mut registry: Registry<dyn SchemeFacilitator> = Registry::new();
+        let mut chains: Vec<Arc<dyn ChainOps>> = Vec::new();
+        for plan in layout.evm {
+            let network = plan.settings.network.clone();
+            let chain = plan.settings.connect().await.map_err(|e| match e {
+                ChainSetupError::Settings(e) => ConfigError::setting(&plan.key, e).into(),
+                other => StartError::Rpc {
+                    network: network.clone(),
+                    detail: other.to_string(),
+                },
+            })?;
+            tracing::info!(%network, signers = ?chain.signer_addresses(), "network ready");
+            for planned in plan.schemes {
+                let scheme = planned.settings.scheme();
+                let built: Arc<dyn SchemeFacilitator> = match &planned.settings {
+                    SchemeSettings::ExactEvm(exact) => Arc::new(exact.on_chain(&chain)),
+                };
+                registry
+                    .register_arc(NetworkPattern::One(network.clone()), scheme.clone(), built)
+                    .map_err(|e| ConfigError::Invalid {
+                        key: planned.key.clone(),
+                        reason: e.to_string(),
+                    })?;
+                tracing::info!(%network, %scheme, entry = %planned.key, "scheme registered");
             }
-            tracing::info!(network = %n.network, signers = ?scheme.signer_addresses(), "network ready");
-            schemes.push((scheme, n.min_signer_balance_wei));
+            chains.push(Arc::new(chain));
         }
         let ledger = match &config.ledger.url {
             Some(url) => Ledger::connect_postgres(url.expose()).await?,
             None => Ledger::open(&config.ledger.path)?,
         }
         .with_retention(config.ledger.retention());
-        let facilitator = Self::with_min_signer_balance(schemes, ledger);
+        let facilitator = Self::from_registry(registry, chains, ledger);
         let report = facilitator.reconcile().await?;
         let pruned = facilitator.inner.ledger.prune().await?;
         if pruned != Default::default() {
@@ -294,27 +329,11 @@ impl Facilitator {
     /// answer), whether that is below the network's threshold, and its unconfirmed
     /// transactions.
     pub async fn signer_status(&self) -> Vec<SignerStatus> {
-        use alloy::providers::Provider;
-        let mut networks: Vec<_> = self.inner.schemes.iter().collect();
-        networks.sort_by(|a, b| a.0.cmp(b.0));
+        let mut chains: Vec<_> = self.inner.chains.iter().collect();
+        chains.sort_by(|a, b| a.network().cmp(b.network()));
         let mut out = Vec::new();
-        for (network, scheme) in networks {
-            let floor = self
-                .inner
-                .min_signer_balance
-                .get(network)
-                .copied()
-                .unwrap_or(U256::from(DEFAULT_MIN_SIGNER_BALANCE));
-            for (address, in_flight) in scheme.signers_in_flight() {
-                let balance = scheme.provider().get_balance(address).await.ok();
-                out.push(SignerStatus {
-                    network: network.clone(),
-                    address,
-                    balance_wei: balance,
-                    low_on_gas: balance.is_some_and(|b| b < floor),
-                    in_flight,
-                });
-            }
+        for chain in chains {
+            out.extend(chain.signer_status().await);
         }
         out
     }
@@ -324,47 +343,59 @@ impl Facilitator {
         &self.inner.ledger
     }
 
-    /// The scheme facilitator of `network`.
-    pub fn scheme(&self, network: &Network) -> Option<&ExactEvmFacilitator> {
-        self.inner.schemes.get(network)
+    /// The registered schemes.
+    pub fn schemes(&self) -> &Registry<dyn SchemeFacilitator> {
+        &self.inner.schemes
     }
 
-    /// `GET /supported`: `exact` on every configured network, for v1 (where the network has
-    /// a v1 name) and v2, and the settlement signers.
+    /// Each network's settlement plumbing.
+    pub fn chains(&self) -> &[Arc<dyn ChainOps>] {
+        &self.inner.chains
+    }
+
+    /// `GET /supported`: every registered scheme's kinds (for v1 where the network has a v1
+    /// name, and v2), and the settlement signers.
     pub fn supported(&self) -> SupportedResponse {
-        let mut networks: Vec<_> = self.inner.schemes.keys().cloned().collect();
-        networks.sort();
         let mut kinds = Vec::new();
-        for network in &networks {
-            if network.v1_name().is_some() {
-                kinds.push(SupportedKind {
-                    x402_version: X402Version::V1,
-                    scheme: Scheme::Exact,
-                    network: network.clone(),
-                    extra: None,
-                });
+        let mut response = SupportedResponse::default();
+        for scheme in self.inner.schemes.values() {
+            kinds.extend(scheme.supported());
+            for (pattern, signers) in scheme.signers() {
+                response.signers.entry(pattern).or_default().extend(signers);
             }
-            kinds.push(SupportedKind {
-                x402_version: X402Version::V2,
-                scheme: Scheme::Exact,
-                network: network.clone(),
-                extra: None,
-            });
         }
-        let mut signers: Vec<String> = self
-            .inner
-            .schemes
-            .values()
-            .map(|s| s.signer_address().to_string())
-            .collect();
-        signers.sort();
-        signers.dedup();
-        let mut response = SupportedResponse {
-            kinds,
-            ..SupportedResponse::default()
-        };
-        response.signers.insert("eip155:*".to_owned(), signers);
+        kinds.sort_by(|a, b| {
+            (&a.network, &a.scheme, a.x402_version).cmp(&(&b.network, &b.scheme, b.x402_version))
+        });
+        kinds.dedup();
+        for signers in response.signers.values_mut() {
+            signers.sort();
+            signers.dedup();
+        }
+        response.kinds = kinds;
         response
+    }
+
+    /// The scheme that serves `requirements`, or why there is none.
+    fn scheme_for(
+        &self,
+        requirements: &PaymentRequirements,
+    ) -> Result<&Arc<dyn SchemeFacilitator>, (ErrorReason, String)> {
+        let network = &requirements.network;
+        match self.inner.schemes.get(&requirements.scheme, network) {
+            Some(scheme) => Ok(scheme),
+            None if self.inner.schemes.serves_network(network) => Err((
+                ErrorReason::UnsupportedScheme,
+                format!(
+                    "scheme {} is not supported on {network} by this facilitator",
+                    requirements.scheme
+                ),
+            )),
+            None => Err((
+                ErrorReason::InvalidNetwork,
+                format!("network {network} is not supported by this facilitator"),
+            )),
+        }
     }
 
     /// `POST /verify` as part of the settlement attempt `attempt` (the `Idempotency-Key`
@@ -384,20 +415,16 @@ impl Facilitator {
     ) -> Outcome<VerifyResponse> {
         let (payment, requirements) = request.to_v2();
         let network = requirements.network.to_string();
-        let Some(scheme) = self.inner.schemes.get(&requirements.network) else {
-            return Outcome::Rejected(VerifyResponse::invalid(
-                ErrorReason::InvalidNetwork,
-                Some(format!(
-                    "network {network} is not supported by this facilitator"
-                )),
-                None,
-            ));
+        let scheme = match self.scheme_for(&requirements) {
+            Ok(s) => s.as_ref(),
+            Err((reason, message)) => {
+                return Outcome::Rejected(VerifyResponse::invalid(reason, Some(message), None))
+            }
         };
-        let claimed = ExactEvmPayload::from_payment(&payment).ok();
-        let key = claimed
-            .as_ref()
-            .and_then(|evm| payment_key(&requirements, evm));
-        let payer = claimed.as_ref().map(|p| p.authorization.from.to_string());
+        // A payment the scheme cannot even name is not looked up: verification says why.
+        let identity = scheme.identify(&payment, &requirements).ok();
+        let key = identity.as_ref().map(|id| key_of(&requirements, id));
+        let payer = identity.as_ref().map(|id| id.payer.clone());
         let outcome = self
             .verify_checked(
                 scheme,
@@ -419,8 +446,8 @@ impl Facilitator {
             .invalid_reason
             .as_ref()
             .map(|r| r.to_string());
-        let (event_payer, event_nonce) = match &key {
-            Some(k) => (Some(k.payer.as_str()), Some(k.nonce.as_str())),
+        let (event_payer, event_id) = match &key {
+            Some(k) => (Some(k.payer.as_str()), Some(k.id.as_str())),
             None => (None, None),
         };
         if let Err(e) = self
@@ -429,8 +456,9 @@ impl Facilitator {
             .record(Event {
                 kind: "verify",
                 network: &network,
+                scheme: Some(requirements.scheme.as_str()),
                 payer: event_payer,
-                nonce: event_nonce,
+                payment_id: event_id,
                 outcome: label,
                 reason: reason.as_deref(),
                 tx_hash: None,
@@ -444,7 +472,7 @@ impl Facilitator {
 
     async fn verify_checked(
         &self,
-        scheme: &ExactEvmFacilitator,
+        scheme: &dyn SchemeFacilitator,
         payment: &PaymentPayload,
         requirements: &PaymentRequirements,
         key: Option<&PaymentKey>,
@@ -477,7 +505,7 @@ impl Facilitator {
             }
             match ledger.get(key).await {
                 Ok(Some(row)) => {
-                    if let Some(refusal) = verify_refusal(&row, names.attempt_str()) {
+                    if let Some(refusal) = verify_refusal(scheme, &row, names.attempt_str()) {
                         return Outcome::Rejected(VerifyResponse::invalid(
                             refusal.0,
                             Some(refusal.1),
@@ -492,7 +520,8 @@ impl Facilitator {
         let verified = match scheme.verify(payment, requirements).await {
             Ok(v) => v,
             Err(e) => {
-                let body = VerifyResponse::invalid(e.reason(), Some(e.to_string()), payer);
+                let body =
+                    VerifyResponse::invalid(e.reason.clone(), Some(e.message.clone()), payer);
                 return if e.is_payment_fault() {
                     Outcome::Rejected(body)
                 } else {
@@ -500,19 +529,20 @@ impl Facilitator {
                 };
             }
         };
-        let key = key_of(&requirements.network, &verified);
-        let payer = Some(verified.payer.to_string());
+        let key = key_of(requirements, &verified.identity);
+        let valid_payer = verified.identity.payer.clone();
+        let payer = Some(valid_payer.clone());
         let mut row = new_entry(
             key.clone(),
             SettlementState::Verified,
             payment,
             requirements,
-            &verified.authorization,
+            verified.identity.valid_before,
         );
         let Some(owner) = names.attempt_str() else {
             // No attempt: valid, and nobody's reservation.
             return match ledger.insert_verified(&row).await {
-                Ok(()) => Outcome::Ok(VerifyResponse::valid(verified.payer.to_string())),
+                Ok(()) => Outcome::Ok(VerifyResponse::valid(valid_payer)),
                 Err(e) => unavailable_verify(e.to_string(), payer),
             };
         };
@@ -541,13 +571,13 @@ impl Facilitator {
                 .await
         };
         match reserved {
-            Ok(true) => Outcome::Ok(VerifyResponse::valid(verified.payer.to_string())),
+            Ok(true) => Outcome::Ok(VerifyResponse::valid(valid_payer)),
             Ok(false) => {
                 // Lost a race: say why from the row that won.
                 let current = ledger.get(&key).await.ok().flatten();
                 let (reason, message) = current
                     .as_ref()
-                    .and_then(|row| verify_refusal(row, Some(owner)))
+                    .and_then(|row| verify_refusal(scheme, row, Some(owner)))
                     .unwrap_or_else(in_use);
                 Outcome::Rejected(VerifyResponse::invalid(reason, Some(message), payer))
             }
@@ -572,39 +602,32 @@ impl Facilitator {
     ) -> Outcome<SettleResponse> {
         let (payment, requirements) = request.to_v2();
         let network = requirements.network.clone();
-        let Some(scheme) = self.inner.schemes.get(&network) else {
-            return Outcome::Rejected(SettleResponse::failure(
-                ErrorReason::InvalidNetwork,
-                Some(format!(
-                    "network {network} is not supported by this facilitator"
-                )),
-                network,
-                None,
-                None,
-            ));
-        };
-        let evm = match ExactEvmPayload::from_payment(&payment) {
-            Ok(p) => p,
-            Err(e) => {
+        let scheme = match self.scheme_for(&requirements) {
+            Ok(s) => s.as_ref(),
+            Err((reason, message)) => {
                 return Outcome::Rejected(SettleResponse::failure(
-                    ErrorReason::InvalidPayload,
-                    Some(e.to_string()),
+                    reason,
+                    Some(message),
                     network,
                     None,
                     None,
                 ))
             }
         };
-        let payer = evm.authorization.from.to_string();
-        let Some(key) = payment_key(&requirements, &evm) else {
-            return Outcome::Rejected(SettleResponse::failure(
-                ErrorReason::InvalidPaymentRequirements,
-                Some(format!("asset {:?} is not an address", requirements.asset)),
-                network,
-                Some(payer),
-                None,
-            ));
+        let identity = match scheme.identify(&payment, &requirements) {
+            Ok(id) => id,
+            Err(e) => {
+                return Outcome::Rejected(SettleResponse::failure(
+                    e.reason,
+                    Some(e.message),
+                    network,
+                    None,
+                    None,
+                ))
+            }
         };
+        let payer = identity.payer.clone();
+        let key = key_of(&requirements, &identity);
         let outcome = match AttemptNames::resolve(&payment, attempt) {
             Err(message) => Outcome::Rejected(settle_failure(
                 ErrorReason::InvalidPaymentIdentifier,
@@ -613,7 +636,7 @@ impl Facilitator {
                 &payer,
             )),
             Ok(names) => {
-                self.settle_named(scheme, &key, &payment, &requirements, &evm, &names)
+                self.settle_named(scheme, &key, &payer, &payment, &requirements, &names)
                     .await
             }
         };
@@ -632,8 +655,9 @@ impl Facilitator {
             .record(Event {
                 kind: "settle",
                 network: network.as_str(),
+                scheme: Some(&key.scheme),
                 payer: Some(&key.payer),
-                nonce: Some(&key.nonce),
+                payment_id: Some(&key.id),
                 outcome: label,
                 reason: reason.as_deref(),
                 tx_hash: tx,
@@ -647,15 +671,15 @@ impl Facilitator {
 
     async fn settle_named(
         &self,
-        scheme: &ExactEvmFacilitator,
+        scheme: &dyn SchemeFacilitator,
         key: &PaymentKey,
+        payer: &str,
         payment: &PaymentPayload,
         requirements: &PaymentRequirements,
-        evm: &ExactEvmPayload,
         names: &AttemptNames,
     ) -> Outcome<SettleResponse> {
         let network = requirements.network.clone();
-        let payer = evm.authorization.from.to_string();
+        let payer = payer.to_owned();
         let fail = |reason: ErrorReason, message: String| {
             settle_failure(reason, message, &network, &payer)
         };
@@ -674,17 +698,17 @@ impl Facilitator {
         // Fast refusal without queueing behind the settlement in progress: the same decision
         // is taken again, authoritatively, under the claim.
         if let Ok(Some(row)) = self.inner.ledger.get(key).await {
-            if let Some((reason, message)) = settle_refusal(&row, names.attempt_str()) {
+            if let Some((reason, message)) = settle_refusal(scheme, &row, names.attempt_str()) {
                 return Outcome::Rejected(fail(reason, message));
             }
         }
         let lock = self.lock_for(key);
         let _guard = lock.lock().await;
-        let wait = scheme.config().receipt_timeout + CLAIM_WAIT_MARGIN;
+        let wait = scheme.receipt_timeout() + CLAIM_WAIT_MARGIN;
         match self.claim(key, wait).await {
             Ok(renewal) => {
                 let outcome = self
-                    .settle_locked(scheme, key, payment, requirements, evm, names)
+                    .settle_locked(scheme, key, &payer, payment, requirements, names)
                     .await;
                 drop(renewal);
                 if let Err(e) = self.inner.ledger.release(key, &self.inner.instance).await {
@@ -739,49 +763,43 @@ impl Facilitator {
         Ok(None)
     }
 
-    /// Whether `payment` is the very payment `row` recorded: same typed authorization and
-    /// signature bytes, same terms (payee and amount; network and asset are the key), and a
-    /// signature that still verifies. `None` when it is; otherwise the refusal.
+    /// Whether `payment` is the very payment `row` recorded: the scheme compares the typed
+    /// authorization, signature and payee and verifies the signature again; the amount is
+    /// compared here (network, scheme, asset and payer are the key). `None` when it is;
+    /// otherwise the refusal.
     async fn same_payment(
         &self,
-        scheme: &ExactEvmFacilitator,
+        scheme: &dyn SchemeFacilitator,
         row: &LedgerEntry,
+        payer: &str,
         payment: &PaymentPayload,
         requirements: &PaymentRequirements,
-        evm: &ExactEvmPayload,
     ) -> Option<Outcome<SettleResponse>> {
         let network = requirements.network.clone();
-        let payer = evm.authorization.from.to_string();
         let used = || {
             Outcome::Rejected(settle_failure(
-                ErrorReason::InvalidExactEvmNonceAlreadyUsed,
+                scheme.already_used_reason(),
                 format!(
-                    "authorization nonce {} of {payer} was already used, by another payment than this request",
-                    row.key.nonce
+                    "payment {} of {payer} was already used, by another payment than this request",
+                    row.key.id
                 ),
                 &network,
-                &payer,
+                payer,
             ))
         };
-        let stored = serde_json::from_str::<PaymentPayload>(&row.payment_json)
-            .ok()
-            .and_then(|p| ExactEvmPayload::from_payment(&p).ok());
-        let Some(stored) = stored else {
+        let Ok(stored) = serde_json::from_str::<PaymentPayload>(&row.payment_json) else {
             return Some(used());
         };
-        let same_terms = requirements.scheme == Scheme::Exact
-            && tollgate_evm::domain::parse_address(&row.pay_to).ok()
-                == tollgate_evm::domain::parse_address(&requirements.pay_to).ok()
-            && row.amount.parse::<U256>().ok() == Some(requirements.amount.get());
-        if stored.authorization != evm.authorization
-            || stored.signature != evm.signature
-            || !same_terms
-        {
+        if row.amount.parse::<U256>().ok() != Some(requirements.amount.get()) {
             return Some(used());
         }
-        match scheme.verify_signature(payment, requirements).await {
-            Ok(()) => None,
-            Err(e) => Some(unverified_settle(&e, &network, &payer)),
+        match scheme
+            .same_payment(&stored, &row.pay_to, payment, requirements)
+            .await
+        {
+            Ok(true) => None,
+            Ok(false) => Some(used()),
+            Err(e) => Some(unverified_settle(&e, &network, payer)),
         }
     }
 
@@ -826,15 +844,15 @@ impl Facilitator {
 
     async fn settle_locked(
         &self,
-        scheme: &ExactEvmFacilitator,
+        scheme: &dyn SchemeFacilitator,
         key: &PaymentKey,
+        payer: &str,
         payment: &PaymentPayload,
         requirements: &PaymentRequirements,
-        evm: &ExactEvmPayload,
         names: &AttemptNames,
     ) -> Outcome<SettleResponse> {
         let network = requirements.network.clone();
-        let payer = evm.authorization.from.to_string();
+        let payer = payer.to_owned();
         let ledger = &self.inner.ledger;
         let unavailable = |msg: String| {
             Outcome::Unavailable(settle_failure(
@@ -852,37 +870,30 @@ impl Facilitator {
             Err(e) => return unavailable(e.to_string()),
         };
         if let Some(e) = &entry {
-            if let Some(refusal) = settle_refusal(e, names.attempt_str()) {
+            if let Some(refusal) = settle_refusal(scheme, e, names.attempt_str()) {
                 return refused(refusal);
             }
             match (e.state, e.tx_hash.as_deref()) {
                 (SettlementState::Confirmed, tx) | (SettlementState::Submitted, tx) => {
                     // The same attempt: only the very same payment gets the answer back.
                     if let Some(refusal) = self
-                        .same_payment(scheme, e, payment, requirements, evm)
+                        .same_payment(scheme, e, &payer, payment, requirements)
                         .await
                     {
                         return refusal;
                     }
-                    let Some(tx_hash) = tx.and_then(|t| t.parse::<B256>().ok()) else {
-                        return unavailable(format!("ledger holds a bad tx hash {tx:?}"));
+                    let Some(tx) = tx.filter(|t| !t.is_empty()) else {
+                        return unavailable(
+                            "the ledger holds a settlement without its transaction".into(),
+                        );
                     };
                     if e.state == SettlementState::Confirmed {
-                        return Outcome::Ok(SettleResponse::success(
-                            tx_hash.to_string(),
-                            network,
-                            payer,
-                        ));
+                        return Outcome::Ok(SettleResponse::success(tx.to_owned(), network, payer));
                     }
-                    let asset = match tollgate_evm::domain::parse_address(&key.asset) {
-                        Ok(a) => a,
-                        Err(e) => return unavailable(e),
-                    };
-                    let result = scheme
-                        .await_settlement(asset, &evm.authorization, tx_hash)
-                        .await;
+                    let result = scheme.await_settlement(payment, requirements, tx).await;
+                    let tx = tx.to_owned();
                     return self
-                        .finish(e.clone(), result, network, payer, Some(tx_hash))
+                        .finish(e.clone(), result, network, payer, Some(tx))
                         .await;
                 }
                 _ => {}
@@ -896,12 +907,16 @@ impl Facilitator {
             .attempt_str()
             .map(str::to_owned)
             .unwrap_or_else(|| format!("~settle-{}", B256::random()));
+        let valid_before = scheme
+            .identify(payment, requirements)
+            .ok()
+            .and_then(|id| id.valid_before);
         let mut row = new_entry(
             key.clone(),
             SettlementState::Verified,
             payment,
             requirements,
-            &evm.authorization,
+            valid_before,
         );
         row.attempt = Some(owner.clone());
 
@@ -909,22 +924,19 @@ impl Facilitator {
             .as_ref()
             .is_some_and(|e| e.state == SettlementState::Verified)
         {
-            // A run may have died after sending but before recording the hash: ask the chain
-            // before sending anything. Its caller never got an answer, so this attempt — the
-            // only one let through while the payment was not settled — gets it.
-            match scheme
-                .find_settlement_tx(evm_asset(key), &evm.authorization)
-                .await
-            {
+            // A run may have died after sending but before recording the transaction: ask the
+            // chain before sending anything. Its caller never got an answer, so this attempt —
+            // the only one let through while the payment was not settled — gets it.
+            match scheme.find_settlement(payment, requirements).await {
                 Ok(Some(s)) => {
                     if let Err(e) = self.bind(names, key).await {
                         return unavailable(e.to_string());
                     }
-                    let tx = s.tx_hash;
+                    let tx = s.transaction.clone();
                     return self.finish(row, Ok(s), network, payer, Some(tx)).await;
                 }
                 Ok(None) => {}
-                Err(err) => return unavailable(err.to_string()),
+                Err(err) => return unavailable(err.message),
             }
         }
 
@@ -944,74 +956,64 @@ impl Facilitator {
             }
             Err(e) => return unavailable(e.to_string()),
         }
-        let lease = lease_for(requirements) + scheme.config().receipt_timeout;
+        let lease = lease_for(requirements) + scheme.receipt_timeout();
         match ledger.reserve(&row, &owner, lease).await {
             Ok(true) => {}
             Ok(false) => return refused(in_use()),
             Err(e) => return unavailable(e.to_string()),
         }
-        let tx_hash = match scheme.submit_verified(&verified).await {
-            Ok(h) => h,
+        let tx = match scheme.submit(&verified).await {
+            Ok(tx) => tx,
             Err(e) => return self.finish(row, Err(e), network, payer, None).await,
         };
         row.state = SettlementState::Submitted;
-        row.tx_hash = Some(tx_hash.to_string());
+        row.tx_hash = Some(tx.clone());
         if let Err(e) = ledger.put(&row).await {
             // The transaction is out; the chain remembers it even if we could not. The next
             // attempt finds it through the `verified` path above.
-            tracing::error!(%tx_hash, error = %e, "could not record submitted settlement");
+            tracing::error!(%tx, error = %e, "could not record submitted settlement");
         }
-        let result = scheme
-            .await_settlement(verified.asset, &verified.authorization, tx_hash)
-            .await;
-        self.finish(row, result, network, payer, Some(tx_hash))
-            .await
+        let result = scheme.await_settlement(payment, requirements, &tx).await;
+        self.finish(row, result, network, payer, Some(tx)).await
     }
 
     /// Records the end of a settlement attempt and shapes the response.
     async fn finish(
         &self,
         mut row: LedgerEntry,
-        result: Result<Settlement, SettleError>,
+        result: Result<Settled, SchemeError>,
         network: Network,
         payer: String,
-        tx_hash: Option<B256>,
+        tx: Option<String>,
     ) -> Outcome<SettleResponse> {
         let outcome = match result {
             Ok(s) => {
                 row.state = SettlementState::Confirmed;
-                row.tx_hash = Some(s.tx_hash.to_string());
+                row.tx_hash = Some(s.transaction.clone());
                 row.error_reason = None;
-                Outcome::Ok(SettleResponse::success(
-                    s.tx_hash.to_string(),
-                    network,
-                    s.payer.to_string(),
-                ))
+                Outcome::Ok(SettleResponse::success(s.transaction, network, s.payer))
             }
             Err(e) => {
+                let tx = e.transaction.clone().or(tx);
                 let body = SettleResponse::failure(
-                    e.reason(),
-                    Some(e.to_string()),
+                    e.reason.clone(),
+                    Some(e.message),
                     network,
                     Some(payer),
-                    e.tx_hash().or(tx_hash).map(|h| h.to_string()),
+                    tx.clone(),
                 );
-                row.error_reason = Some(e.reason().to_string());
-                match e {
-                    SettleError::ReceiptTimeout { tx_hash, .. } => {
+                row.error_reason = Some(e.reason.to_string());
+                match e.fault {
+                    SchemeFault::Pending => {
                         row.state = SettlementState::Submitted;
-                        row.tx_hash = Some(tx_hash.to_string());
+                        row.tx_hash = tx;
                         Outcome::Pending(body)
                     }
-                    SettleError::Submit(_) => {
+                    SchemeFault::Unavailable => {
                         row.state = SettlementState::Failed;
                         Outcome::Unavailable(body)
                     }
-                    SettleError::Invalid(ref v) if !v.is_payment_fault() => {
-                        row.state = SettlementState::Failed;
-                        Outcome::Unavailable(body)
-                    }
-                    _ => {
+                    SchemeFault::Payment => {
                         row.state = SettlementState::Failed;
                         Outcome::Rejected(body)
                     }
@@ -1038,7 +1040,11 @@ impl Facilitator {
             let Ok(network) = entry.key.network.parse::<Network>() else {
                 continue;
             };
-            let Some(scheme) = self.inner.schemes.get(&network) else {
+            let Ok(scheme_name) = entry.key.scheme.parse::<Scheme>() else {
+                report.still_pending += 1;
+                continue;
+            };
+            let Some(scheme) = self.inner.schemes.get(&scheme_name, &network) else {
                 report.still_pending += 1;
                 continue;
             };
@@ -1046,13 +1052,7 @@ impl Facilitator {
                 report.still_pending += 1;
                 continue;
             };
-            let (Ok(evm), Ok(asset)) = (
-                ExactEvmPayload::from_payment(&payment),
-                tollgate_evm::domain::parse_address(&entry.key.asset),
-            ) else {
-                report.still_pending += 1;
-                continue;
-            };
+            let requirements = recorded_requirements(&entry, &payment, network, scheme_name);
             let lock = self.lock_for(&entry.key);
             let _guard = lock.lock().await;
             if !self
@@ -1066,15 +1066,11 @@ impl Facilitator {
                 continue;
             }
             let _renewal = self.renew(entry.key.clone());
-            let result = match entry
-                .tx_hash
-                .as_deref()
-                .and_then(|t| t.parse::<B256>().ok())
-            {
+            let result = match entry.tx_hash.as_deref().filter(|t| !t.is_empty()) {
                 Some(tx) if entry.state == SettlementState::Submitted => {
-                    Some(scheme.await_settlement(asset, &evm.authorization, tx).await)
+                    Some(scheme.await_settlement(&payment, &requirements, tx).await)
                 }
-                _ => match scheme.find_settlement_tx(asset, &evm.authorization).await {
+                _ => match scheme.find_settlement(&payment, &requirements).await {
                     Ok(Some(s)) => Some(Ok(s)),
                     Ok(None) => None,
                     Err(e) => Some(Err(e)),
@@ -1084,18 +1080,17 @@ impl Facilitator {
             let outcome = match result {
                 Some(Ok(s)) => {
                     row.state = SettlementState::Confirmed;
-                    row.tx_hash = Some(s.tx_hash.to_string());
+                    row.tx_hash = Some(s.transaction);
                     report.confirmed += 1;
                     "success"
                 }
-                Some(Err(SettleError::ReceiptTimeout { .. }))
-                | Some(Err(SettleError::Submit(_))) => {
+                Some(Err(e)) if e.fault != SchemeFault::Payment => {
                     report.still_pending += 1;
                     "pending"
                 }
                 Some(Err(e)) => {
                     row.state = SettlementState::Failed;
-                    row.error_reason = Some(e.reason().to_string());
+                    row.error_reason = Some(e.reason.to_string());
                     report.failed += 1;
                     "failure"
                 }
@@ -1123,8 +1118,9 @@ impl Facilitator {
                 .record(Event {
                     kind: "reconcile",
                     network: &entry.key.network,
+                    scheme: Some(&entry.key.scheme),
                     payer: Some(&entry.key.payer),
-                    nonce: Some(&entry.key.nonce),
+                    payment_id: Some(&entry.key.id),
                     outcome,
                     reason: row.error_reason.as_deref(),
                     tx_hash: row.tx_hash.as_deref(),
@@ -1153,32 +1149,36 @@ impl Facilitator {
     }
 }
 
-fn key_of(network: &Network, verified: &tollgate_evm::VerifiedPayment) -> PaymentKey {
+/// The ledger key of a payment: its network and scheme, and the scheme's identity of it.
+fn key_of(requirements: &PaymentRequirements, identity: &PaymentIdentity) -> PaymentKey {
     PaymentKey::new(
-        network.as_str(),
-        &verified.asset.to_string(),
-        &verified.payer.to_string(),
-        &verified.authorization.nonce.to_string(),
+        requirements.network.as_str(),
+        requirements.scheme.as_str(),
+        &identity.asset,
+        &identity.payer,
+        &identity.id,
     )
 }
 
-/// The canonical identity of a payment, from the *parsed* request: typed addresses and nonce,
-/// so every textual encoding of one authorization (hex case, `0X`, …) is one key. `None` when
-/// the requirements' asset is not an address (verification then says why).
-pub(crate) fn payment_key(
-    requirements: &PaymentRequirements,
-    evm: &ExactEvmPayload,
-) -> Option<PaymentKey> {
-    let asset = tollgate_evm::domain::parse_address(&requirements.asset).ok()?;
-    Some(PaymentKey::new(
-        requirements.network.as_str(),
-        &asset.to_string(),
-        &evm.authorization.from.to_string(),
-        &evm.authorization.nonce.to_string(),
-    ))
+/// The requirements a recorded payment was settled against: the payment's own `accepted`
+/// terms with the recorded payee, amount and asset (what the facilitator checked).
+fn recorded_requirements(
+    entry: &LedgerEntry,
+    payment: &PaymentPayload,
+    network: Network,
+    scheme: Scheme,
+) -> PaymentRequirements {
+    let mut requirements = payment.accepted.clone();
+    requirements.network = network;
+    requirements.scheme = scheme;
+    requirements.pay_to = entry.pay_to.clone();
+    requirements.asset = entry.key.asset.clone();
+    if let Ok(amount) = entry.amount.parse() {
+        requirements.amount = amount;
+    }
+    requirements
 }
 
-/// The asset of a key (keys are built from parsed addresses, so this cannot fail).
 /// A failed settlement of `payer`'s payment on `network`, with no transaction.
 fn settle_failure(
     reason: ErrorReason,
@@ -1197,17 +1197,13 @@ fn settle_failure(
 
 /// A settlement the scheme would not verify: rejected when the payment is at fault,
 /// unavailable when the chain could not be asked.
-fn unverified_settle(e: &VerifyError, network: &Network, payer: &str) -> Outcome<SettleResponse> {
-    let body = settle_failure(e.reason(), e.to_string(), network, payer);
+fn unverified_settle(e: &SchemeError, network: &Network, payer: &str) -> Outcome<SettleResponse> {
+    let body = settle_failure(e.reason.clone(), e.message.clone(), network, payer);
     if e.is_payment_fault() {
         Outcome::Rejected(body)
     } else {
         Outcome::Unavailable(body)
     }
-}
-
-fn evm_asset(key: &PaymentKey) -> alloy::primitives::Address {
-    tollgate_evm::domain::parse_address(&key.asset).unwrap_or_default()
 }
 
 /// The names a request gives its attempt: the caller's key (the `Idempotency-Key` header)
@@ -1268,12 +1264,12 @@ fn in_use() -> (ErrorReason, String) {
     )
 }
 
-fn already_used(row: &LedgerEntry) -> (ErrorReason, String) {
+fn already_used(scheme: &dyn SchemeFacilitator, row: &LedgerEntry) -> (ErrorReason, String) {
     (
-        ErrorReason::InvalidExactEvmNonceAlreadyUsed,
+        scheme.already_used_reason(),
         format!(
-            "authorization nonce {} of {} has been {}",
-            row.key.nonce,
+            "payment {} of {} has been {}",
+            row.key.id,
             row.key.payer,
             if row.state == SettlementState::Confirmed {
                 "settled"
@@ -1295,9 +1291,13 @@ fn held_by_other(row: &LedgerEntry, attempt: Option<&str>) -> bool {
 }
 
 /// Why `/verify` must refuse a payment in `row`'s state, whatever the chain says.
-fn verify_refusal(row: &LedgerEntry, attempt: Option<&str>) -> Option<(ErrorReason, String)> {
+fn verify_refusal(
+    scheme: &dyn SchemeFacilitator,
+    row: &LedgerEntry,
+    attempt: Option<&str>,
+) -> Option<(ErrorReason, String)> {
     match row.state {
-        SettlementState::Submitted | SettlementState::Confirmed => Some(already_used(row)),
+        SettlementState::Submitted | SettlementState::Confirmed => Some(already_used(scheme, row)),
         _ if held_by_other(row, attempt) => Some(in_use()),
         _ => None,
     }
@@ -1306,10 +1306,14 @@ fn verify_refusal(row: &LedgerEntry, attempt: Option<&str>) -> Option<(ErrorReas
 /// Why `/settle` under `attempt` must refuse a payment in `row`'s state: it is another
 /// attempt's (settled → nonce used; in flight or reserved → in use). `None` lets the same
 /// attempt through to the re-check, or a free payment to settlement.
-fn settle_refusal(row: &LedgerEntry, attempt: Option<&str>) -> Option<(ErrorReason, String)> {
+fn settle_refusal(
+    scheme: &dyn SchemeFacilitator,
+    row: &LedgerEntry,
+    attempt: Option<&str>,
+) -> Option<(ErrorReason, String)> {
     let same = attempt.is_some() && row.attempt.as_deref() == attempt;
     match row.state {
-        SettlementState::Confirmed if !same => Some(already_used(row)),
+        SettlementState::Confirmed if !same => Some(already_used(scheme, row)),
         SettlementState::Submitted if !same => Some(in_use()),
         _ if held_by_other(row, attempt) => Some(in_use()),
         _ => None,
@@ -1329,7 +1333,7 @@ fn new_entry(
     state: SettlementState,
     payment: &PaymentPayload,
     requirements: &PaymentRequirements,
-    authorization: &tollgate_evm::Authorization,
+    valid_before: Option<u64>,
 ) -> LedgerEntry {
     LedgerEntry {
         key,
@@ -1342,7 +1346,7 @@ fn new_entry(
         updated_at: 0,
         attempt: None,
         lease_until: None,
-        valid_before: Some(i64::try_from(authorization.valid_before).unwrap_or(i64::MAX)),
+        valid_before: valid_before.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
     }
 }
 

@@ -183,6 +183,7 @@ async fn a_settled_payment_is_answered_again_only_to_its_own_attempt() {
     let evm = tollgate_evm::ExactEvmPayload::from_payment(&payment).unwrap();
     let key = PaymentKey::new(
         &r.chain.caip2(),
+        "exact",
         &r.chain.usdc.to_string(),
         &evm.authorization.from.to_string(),
         &evm.authorization.nonce.to_string(),
@@ -603,7 +604,7 @@ async fn an_old_postgres_ledger_is_migrated_in_place() {
             events_max_rows: 100,
             ..Default::default()
         });
-    let key = PaymentKey::new("eip155:1", "0xaa", "0xbb", "0xcc");
+    let key = PaymentKey::new("eip155:1", "exact", "0xaa", "0xbb", "0xcc");
     let row = ledger.get(&key).await.unwrap().unwrap();
     assert_eq!(row.state, SettlementState::Confirmed);
     assert_eq!(row.attempt, None);
@@ -615,7 +616,7 @@ async fn an_old_postgres_ledger_is_migrated_in_place() {
         )
         .await
         .unwrap());
-    let fresh = PaymentKey::new("eip155:1", "0xaa", "0xbb", "0xdd");
+    let fresh = PaymentKey::new("eip155:1", "exact", "0xaa", "0xbb", "0xdd");
     let entry = tollgate_facilitator::ledger::LedgerEntry {
         key: fresh.clone(),
         state: SettlementState::Verified,

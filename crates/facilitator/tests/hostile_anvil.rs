@@ -117,6 +117,7 @@ impl Rig {
         let nonce: B256 = auth["nonce"].as_str().unwrap().parse().unwrap();
         PaymentKey::new(
             &self.chain.caip2(),
+            "exact",
             &self.chain.usdc.to_string(),
             &from.to_string(),
             &nonce.to_string(),

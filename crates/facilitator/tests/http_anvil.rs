@@ -140,6 +140,7 @@ async fn verify_then_settle_over_http() {
     let evm = tollgate_evm::ExactEvmPayload::from_payment(&payment).unwrap();
     let key = PaymentKey::new(
         &s.chain.caip2(),
+        "exact",
         &s.chain.usdc.to_string(),
         &evm.authorization.from.to_string(),
         &evm.authorization.nonce.to_string(),
@@ -863,7 +864,7 @@ async fn rpc_endpoints_fail_over_at_start_up_and_while_running() {
         primary = Some(task);
         let mut config = config_for(chain, dir, 30);
         // The primary answers, the first backup is down from the start, the last one is the node.
-        config.networks[0].rpc_urls = vec![url, closed.clone(), chain.endpoint()];
+        config.networks[0].chain.rpc_urls = vec![url, closed.clone(), chain.endpoint()];
         config.validate().unwrap();
         config
     })
@@ -883,7 +884,7 @@ async fn rpc_endpoints_fail_over_at_start_up_and_while_running() {
     // Endpoints that serve another chain than the configured one stop the start.
     let dir = tempfile::tempdir().unwrap();
     let mut config = config_for(&s.chain, dir.path(), 30);
-    config.networks[0].network = "eip155:1".parse().unwrap();
+    config.networks[0].chain.network = "eip155:1".parse().unwrap();
     let err = Facilitator::from_config(&config)
         .await
         .unwrap_err()

@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tollgate_proto::{Network, Scheme, X402Version};
-use tollgate_server::{FacilitatorClient, PaywallLayer, RemoteFacilitator};
+use tollgate_server::{Facilitator as _, PaywallLayer, RemoteFacilitator};
 
 pub use config::{starter, ConfigError, GatewayConfig};
 pub use proxy::Upstream;

@@ -564,7 +564,7 @@ mod tests {
         );
         assert_eq!(v1.into_v2(), SettleResponse { amount: None, ..ok });
         let failed = SettleResponse::failure(
-            ErrorReason::InvalidExactEvmTransactionFailed,
+            ErrorReason::from("invalid_exact_evm_transaction_failed"),
             Some("reverted".into()),
             Network::eip155(8453),
             Some("0xp".into()),

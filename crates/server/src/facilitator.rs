@@ -1,90 +1,39 @@
-//! Where the paywall sends payments: a facilitator in this process or one over HTTP.
+//! Where the paywall sends payments: any [`Facilitator`] — the in-process one
+//! (`tollgate_facilitator::Facilitator`, which implements the trait in its own crate) or
+//! `RemoteFacilitator` over HTTP (feature `remote`).
+//!
+//! The trait and its error live in `tollgate-core`, so this crate depends on no facilitator
+//! implementation: a seller who talks to a remote facilitator compiles no database and no chain
+//! provider. The trait is object-safe, so a binary that picks its facilitator at run time (from
+//! a config file) hands the paywall an `Arc<dyn Facilitator>`:
+//!
+//! ```
+//! # #[cfg(feature = "remote")] {
+//! use std::sync::Arc;
+//! use tollgate_server::{Facilitator, PaywallLayer, RemoteFacilitator};
+//! let url = "http://127.0.0.1:4020";
+//! let facilitator: Arc<dyn Facilitator> = Arc::new(RemoteFacilitator::new(url));
+//! let paywall: PaywallLayer<Arc<dyn Facilitator>> = PaywallLayer::new(facilitator);
+//! # let _ = paywall;
+//! # }
+//! ```
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "remote")]
+use tollgate_core::BoxFuture;
+#[cfg(feature = "remote")]
 use tollgate_proto::{
     FacilitatorRequest, IdempotencyKey, SettleResponse, SupportedResponse, VerifyResponse,
 };
 
-/// Why the facilitator could not give an answer (as opposed to answering "invalid").
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FacilitatorError {
-    /// Not reachable, timed out, or reported itself unavailable.
-    #[error("facilitator unavailable: {0}")]
-    Unavailable(String),
-    /// Answered something that is not a spec response.
-    #[error("facilitator answered an unexpected response: {0}")]
-    BadResponse(String),
-}
+pub use tollgate_core::{Facilitator, FacilitatorError};
 
-/// A facilitator as the paywall needs it: verify, then settle.
-///
-/// Both calls carry the **attempt key** (`Idempotency-Key`): the paywall names each paid
-/// request it serves with a fresh random key and uses it for that request's `/verify` and
-/// `/settle`, and again for its own retries. The facilitator records the first key that
-/// verified a payment as its owner, and only that key gets the original settlement back from a
-/// repeated `/settle`; anyone else presenting a copy of the payment is refused. So a retry
-/// after a lost answer recovers the outcome, while a replica or a replayed header cannot be
-/// told "settled" for a payment it did not settle.
-pub trait FacilitatorClient: Send + Sync + 'static {
-    /// `POST /verify`, as part of the attempt `attempt`.
-    fn verify(
-        &self,
-        request: &FacilitatorRequest,
-        attempt: Option<&IdempotencyKey>,
-    ) -> impl Future<Output = Result<VerifyResponse, FacilitatorError>> + Send;
-
-    /// `POST /settle`, as part of the attempt `attempt`. Repeating it with the same key after
-    /// an error is safe: the facilitator settles a payment at most once and answers the same
-    /// attempt with the original outcome.
-    fn settle(
-        &self,
-        request: &FacilitatorRequest,
-        attempt: Option<&IdempotencyKey>,
-    ) -> impl Future<Output = Result<SettleResponse, FacilitatorError>> + Send;
-
-    /// `GET /supported`: what the facilitator can verify and settle. Sellers check their
-    /// prices against it at start-up instead of finding out at the first payment.
-    fn supported(&self)
-        -> impl Future<Output = Result<SupportedResponse, FacilitatorError>> + Send;
-}
-
-#[cfg(feature = "in-process")]
-impl FacilitatorClient for tollgate_facilitator::Facilitator {
-    async fn verify(
-        &self,
-        request: &FacilitatorRequest,
-        attempt: Option<&IdempotencyKey>,
-    ) -> Result<VerifyResponse, FacilitatorError> {
-        use tollgate_facilitator::Outcome;
-        match tollgate_facilitator::Facilitator::verify_attempt(self, request, attempt).await {
-            Outcome::Unavailable(body) => Err(FacilitatorError::Unavailable(
-                body.invalid_message.unwrap_or_default(),
-            )),
-            other => Ok(other.into_body()),
-        }
-    }
-
-    async fn settle(
-        &self,
-        request: &FacilitatorRequest,
-        attempt: Option<&IdempotencyKey>,
-    ) -> Result<SettleResponse, FacilitatorError> {
-        use tollgate_facilitator::Outcome;
-        match tollgate_facilitator::Facilitator::settle_attempt(self, request, attempt).await {
-            Outcome::Unavailable(body) => Err(FacilitatorError::Unavailable(
-                body.error_message.unwrap_or_default(),
-            )),
-            other => Ok(other.into_body()),
-        }
-    }
-
-    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
-        Ok(tollgate_facilitator::Facilitator::supported(self))
-    }
-}
+/// The facilitator trait under the name this crate used before it moved to `tollgate-core`:
+/// the same trait, so `F: FacilitatorClient` bounds and `use tollgate_server::FacilitatorClient`
+/// keep compiling.
+pub use tollgate_core::Facilitator as FacilitatorClient;
 
 /// Adds headers to each facilitator request, e.g. a freshly minted JWT. Gets the endpoint
 /// name (`"verify"` or `"settle"`).
@@ -221,16 +170,8 @@ impl RemoteFacilitator {
 }
 
 #[cfg(feature = "remote")]
-impl FacilitatorClient for RemoteFacilitator {
-    async fn verify(
-        &self,
-        request: &FacilitatorRequest,
-        attempt: Option<&IdempotencyKey>,
-    ) -> Result<VerifyResponse, FacilitatorError> {
-        self.post("verify", request, attempt).await
-    }
-
-    async fn settle(
+impl RemoteFacilitator {
+    async fn settle_any(
         &self,
         request: &FacilitatorRequest,
         attempt: Option<&IdempotencyKey>,
@@ -244,7 +185,7 @@ impl FacilitatorClient for RemoteFacilitator {
         }
     }
 
-    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
+    async fn cached_supported(&self) -> Result<SupportedResponse, FacilitatorError> {
         // One fetch at a time: concurrent callers after expiry wait for it instead of
         // stampeding the facilitator.
         let mut cached = self.supported.lock().await;
@@ -256,5 +197,28 @@ impl FacilitatorClient for RemoteFacilitator {
         let answer = self.fetch_supported().await?;
         *cached = Some((std::time::Instant::now(), answer.clone()));
         Ok(answer)
+    }
+}
+
+#[cfg(feature = "remote")]
+impl Facilitator for RemoteFacilitator {
+    fn verify<'a>(
+        &'a self,
+        request: &'a FacilitatorRequest,
+        attempt: Option<&'a IdempotencyKey>,
+    ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>> {
+        Box::pin(self.post("verify", request, attempt))
+    }
+
+    fn settle<'a>(
+        &'a self,
+        request: &'a FacilitatorRequest,
+        attempt: Option<&'a IdempotencyKey>,
+    ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
+        Box::pin(self.settle_any(request, attempt))
+    }
+
+    fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {
+        Box::pin(self.cached_supported())
     }
 }

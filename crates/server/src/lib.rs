@@ -7,17 +7,24 @@
 //! payload is passed through to the facilitator untouched.
 //!
 //! - [`price`] — payment options, route prices and the route table.
+//! - [`gate`] — the payment flow without HTTP (challenge, claim, verify, settle, receipt), which
+//!   the paywall adapts to HTTP and other transports can reuse.
 //! - [`paywall`] — the tower layer and service.
-//! - [`facilitator`] — the facilitator trait, in-process and remote (HTTP) implementations.
+//! - [`facilitator`] — the [`Facilitator`] trait (from `tollgate-core`; the in-process
+//!   `tollgate_facilitator::Facilitator` implements it) and `RemoteFacilitator` over HTTP
+//!   (feature `remote`).
 
 pub mod facilitator;
+pub mod gate;
 pub mod paywall;
 pub mod price;
 
 #[cfg(feature = "remote")]
 pub use facilitator::RemoteFacilitator;
-pub use facilitator::{FacilitatorClient, FacilitatorError};
+pub use facilitator::{Facilitator, FacilitatorClient, FacilitatorError};
+pub use gate::{Admission, Gate, GateBuilder, Offer, Presented, Settlement};
 pub use paywall::{
-    PaymentInfo, Paywall, PaywallLayer, PendingConfig, PendingConfigError, SettlementMode,
+    PaymentInfo, Paywall, PaywallLayer, PendingConfig, PendingConfigError, PriceLayer,
+    SettlementMode,
 };
 pub use price::{DynamicPrice, PaymentOption, PriceError, Pricing, RoutePrice, RouteTable};

@@ -6,12 +6,16 @@
 //! | module | crate | feature | what it is |
 //! |---|---|---|---|
 //! | [`proto`] | `tollgate-proto` | always | x402 v1/v2 wire types, header codecs, networks, money |
+//! | [`core`] | `tollgate-core` | always | the plug-in points: object-safe traits for schemes, chains and facilitators, and the registry keyed by (scheme, network pattern) |
 //! | `evm` | `tollgate-evm` | `evm` (default) | the `exact` scheme on EVM chains: sign, verify, settle; plus `alloy`'s `PrivateKeySigner` |
-//! | `facilitator` | `tollgate-facilitator` | `facilitator` | verify/settle service with a settlement ledger |
-//! | `server` | `tollgate-server` | `server` | the paywall: a tower layer that prices routes |
+//! | `facilitator` | `tollgate-facilitator` | `facilitator` | verify/settle service with a settlement ledger; with `server`, the paywall settles through it in-process |
+//! | `server` | `tollgate-server` | `server` | the paywall: a tower layer that prices routes, settling through `RemoteFacilitator` (HTTP) or any `tollgate_core::Facilitator`; alone it compiles no database and no chain provider |
 //! | `gateway` | `tollgate-gateway` | `gateway` | a paying reverse proxy in front of any HTTP API |
 //! | `client` | `tollgate-client` | `client` | the paying client for agents: `reqwest-middleware` middleware under a spending policy; plus `reqwest` 0.13 and `reqwest-middleware` 0.5 |
 //! | `devnet` | `tollgate-devnet` | `devnet` (not in `full`) | an embedded EVM chain on a loopback port, for development and tests |
+//!
+//! The README's feature table gives the number of crates each feature set compiles (checked
+//! against `cargo tree` by this crate's `feature_deps` test).
 //!
 //! Types that cross the boundary between Tollgate and a dependency of yours — the signer, the
 //! HTTP client the middleware plugs into — are re-exported next to the part that takes them, so
@@ -32,6 +36,9 @@
 
 #[doc(inline)]
 pub use tollgate_proto as proto;
+
+#[doc(inline)]
+pub use tollgate_core as core;
 
 /// The `exact` scheme on EVM chains (`tollgate-evm`): signing for payers, verification and
 /// settlement for facilitators, the browser wallet script for the paywall page.

@@ -3,6 +3,8 @@
 use alloy::primitives::{Address, B256, U256};
 use tollgate_proto::ErrorReason;
 
+use crate::reason::EvmReason;
+
 /// Why a payment failed verification.
 ///
 /// Each variant maps to one x402 reason code ([`VerifyError::reason`]), the strings the
@@ -162,31 +164,35 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// The x402 reason code for this failure.
+    /// The x402 reason code for this failure: a generic one, or the EVM family's
+    /// ([`EvmReason`], carried as [`ErrorReason::Other`]).
     pub fn reason(&self) -> ErrorReason {
         use ErrorReason as R;
+        use EvmReason as E;
         match self {
             Self::InvalidPayload(_) => R::InvalidPayload,
-            Self::SchemeMismatch { .. } => R::InvalidExactEvmScheme,
-            Self::NetworkMismatch { .. } => R::InvalidExactEvmNetworkMismatch,
+            Self::SchemeMismatch { .. } => E::InvalidExactEvmScheme.into(),
+            Self::NetworkMismatch { .. } => E::InvalidExactEvmNetworkMismatch.into(),
             Self::UnsupportedNetwork { .. } => R::InvalidNetwork,
             Self::AssetMismatch { .. } => R::InvalidPayload,
-            Self::MissingDomain(_) => R::InvalidExactEvmMissingEip712Domain,
+            Self::MissingDomain(_) => E::InvalidExactEvmMissingEip712Domain.into(),
             Self::InvalidRequirements(_) => R::InvalidPaymentRequirements,
-            Self::FactoryNotAllowed { .. } => R::Eip6492FactoryNotAllowed,
-            Self::MalformedSignature(_) => R::InvalidExactEvmFailedToParseSignature,
-            Self::InvalidSignature { .. } => R::InvalidExactEvmSignature,
-            Self::RecipientMismatch { .. } => R::InvalidExactEvmRecipientMismatch,
-            Self::Expired { .. } => R::InvalidExactEvmPayloadAuthorizationValidBefore,
-            Self::NotYetValid { .. } => R::InvalidExactEvmPayloadAuthorizationValidAfter,
-            Self::ValueMismatch { .. } => R::InvalidExactEvmPayloadAuthorizationValueMismatch,
-            Self::AssetNotDeployed { .. } => R::AssetNotDeployedContract,
-            Self::Eip3009NotSupported { .. } => R::InvalidExactEvmEip3009NotSupported,
-            Self::NonceAlreadyUsed { .. } => R::InvalidExactEvmNonceAlreadyUsed,
-            Self::TokenNameMismatch { .. } => R::InvalidExactEvmTokenNameMismatch,
-            Self::TokenVersionMismatch { .. } => R::InvalidExactEvmTokenVersionMismatch,
-            Self::InsufficientBalance { .. } => R::InvalidExactEvmInsufficientBalance,
-            Self::SimulationFailed(_) => R::InvalidExactEvmTransactionSimulationFailed,
+            Self::FactoryNotAllowed { .. } => E::Eip6492FactoryNotAllowed.into(),
+            Self::MalformedSignature(_) => E::InvalidExactEvmFailedToParseSignature.into(),
+            Self::InvalidSignature { .. } => E::InvalidExactEvmSignature.into(),
+            Self::RecipientMismatch { .. } => E::InvalidExactEvmRecipientMismatch.into(),
+            Self::Expired { .. } => E::InvalidExactEvmPayloadAuthorizationValidBefore.into(),
+            Self::NotYetValid { .. } => E::InvalidExactEvmPayloadAuthorizationValidAfter.into(),
+            Self::ValueMismatch { .. } => {
+                E::InvalidExactEvmPayloadAuthorizationValueMismatch.into()
+            }
+            Self::AssetNotDeployed { .. } => E::AssetNotDeployedContract.into(),
+            Self::Eip3009NotSupported { .. } => E::InvalidExactEvmEip3009NotSupported.into(),
+            Self::NonceAlreadyUsed { .. } => E::InvalidExactEvmNonceAlreadyUsed.into(),
+            Self::TokenNameMismatch { .. } => E::InvalidExactEvmTokenNameMismatch.into(),
+            Self::TokenVersionMismatch { .. } => E::InvalidExactEvmTokenVersionMismatch.into(),
+            Self::InsufficientBalance { .. } => E::InvalidExactEvmInsufficientBalance.into(),
+            Self::SimulationFailed(_) => E::InvalidExactEvmTransactionSimulationFailed.into(),
             Self::Rpc { .. } => R::UnexpectedVerifyError,
         }
     }
@@ -253,18 +259,21 @@ pub enum SettleError {
 }
 
 impl SettleError {
-    /// The x402 reason code for this failure.
+    /// The x402 reason code for this failure: a generic one, or the EVM family's
+    /// ([`EvmReason`], carried as [`ErrorReason::Other`]).
     pub fn reason(&self) -> ErrorReason {
         match self {
             Self::Invalid(e) => e.reason(),
             Self::Submit(_) => ErrorReason::UnexpectedSettleError,
-            Self::WouldRevert(_) => ErrorReason::InvalidExactEvmTransactionFailed,
+            Self::WouldRevert(_) => EvmReason::InvalidExactEvmTransactionFailed.into(),
             Self::Reverted { .. } | Self::FailedInBatch { .. } => {
-                ErrorReason::InvalidExactEvmTransactionFailed
+                EvmReason::InvalidExactEvmTransactionFailed.into()
             }
             Self::ReceiptTimeout { .. } => ErrorReason::SettlementPending,
-            Self::TransferEventMismatch { .. } => ErrorReason::InvalidExactEvmTransferEventMismatch,
-            Self::WalletDeployment(_) => ErrorReason::SmartWalletDeploymentFailed,
+            Self::TransferEventMismatch { .. } => {
+                EvmReason::InvalidExactEvmTransferEventMismatch.into()
+            }
+            Self::WalletDeployment(_) => EvmReason::SmartWalletDeploymentFailed.into(),
         }
     }
 

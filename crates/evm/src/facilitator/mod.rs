@@ -8,6 +8,7 @@
 //!   in one Multicall3 transaction ([`BatchConfig`]).
 
 mod batch;
+mod chain;
 mod error;
 mod sender;
 mod settle;
@@ -16,24 +17,21 @@ mod verify;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::client::RpcClient;
+use alloy::providers::DynProvider;
 use alloy::signers::local::PrivateKeySigner;
 use tollgate_proto::{
     Network, PaymentPayload, PaymentRequirements, SettleResponse, VerifyResponse,
 };
 
 pub use batch::BatchConfig;
+pub use chain::{ChainConfig, EvmChain, DEFAULT_MIN_SIGNER_BALANCE};
 pub use error::{SettleError, VerifyError};
 pub use sender::{Replacement, SignerSelection};
 
 use batch::Batcher;
-use sender::SignerPool;
 
 use crate::payload::Authorization;
-use crate::rpc::{FailoverTransport, RpcError};
 use crate::signature::PayerSignature;
 
 /// Tunables of verification and settlement.
@@ -101,10 +99,9 @@ pub struct Settlement {
 /// Clone it freely: the provider is reference-counted.
 #[derive(Clone)]
 pub struct ExactEvmFacilitator {
-    provider: DynProvider,
-    network: Network,
+    /// Provider, network and signer pool, possibly shared with other schemes.
+    chain: EvmChain,
     config: FacilitatorConfig,
-    pool: Arc<SignerPool>,
     /// Started on the first batched settlement (it needs a running runtime).
     batcher: Arc<OnceLock<Batcher>>,
     /// Assets seen with contract code. Code does not disappear, so one `eth_getCode` per asset
@@ -116,8 +113,8 @@ impl std::fmt::Debug for ExactEvmFacilitator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The provider holds the signing key: never print it.
         f.debug_struct("ExactEvmFacilitator")
-            .field("network", &self.network)
-            .field("signers", &self.pool.addresses())
+            .field("network", &self.chain.network)
+            .field("signers", &self.chain.pool.addresses())
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -171,19 +168,8 @@ impl ExactEvmFacilitator {
         network: Network,
         config: FacilitatorConfig,
     ) -> Self {
-        assert!(
-            !signers.is_empty(),
-            "a facilitator needs at least one signer"
-        );
-        let pool = SignerPool::new(signers, config.selection, config.replacement);
-        Self {
-            provider,
-            network,
-            config,
-            pool: Arc::new(pool),
-            batcher: Default::default(),
-            deployed_assets: Default::default(),
-        }
+        let chain = EvmChain::new(provider, signers, network, ChainConfig::from(&config));
+        Self::on_chain(&chain, config)
     }
 
     /// Connects to `rpc_url` over HTTP, asks the node its chain id, and settles with `signer`.
@@ -207,7 +193,7 @@ impl ExactEvmFacilitator {
     }
 
     /// Like [`connect_pool`](Self::connect_pool), over several RPC endpoints of one chain with
-    /// failover between them ([`FailoverTransport`]): the first is used while it answers.
+    /// failover between them ([`FailoverTransport`](crate::rpc::FailoverTransport)): the first is used while it answers.
     ///
     /// At start-up every endpoint is asked its chain id. One that answers with another chain
     /// than the rest is a configuration mistake and an error; one that does not answer is
@@ -217,105 +203,49 @@ impl ExactEvmFacilitator {
         signers: Vec<PrivateKeySigner>,
         config: FacilitatorConfig,
     ) -> Result<Self, ConnectError> {
-        let transport = FailoverTransport::new(rpc_urls).map_err(|e| match e {
-            RpcError::Url { url, reason } => ConnectError::Url { url, reason },
-            RpcError::NoEndpoint => ConnectError::Url {
-                url: String::new(),
-                reason: e.to_string(),
-            },
-        })?;
-        let urls: Vec<String> = transport
-            .endpoints()
-            .iter()
-            .map(|u| u.to_string())
-            .collect();
-        let mut signers = signers.into_iter();
-        let first = signers.next().ok_or_else(|| ConnectError::Url {
-            url: urls[0].clone(),
-            reason: "no signer key given".into(),
-        })?;
-        let chain_id = Self::common_chain_id(&transport, &urls).await?;
-        let mut addresses = vec![first.address()];
-        let mut wallet = EthereumWallet::from(first);
-        for signer in signers {
-            addresses.push(signer.address());
-            wallet.register_signer(signer);
-        }
-        let is_local = transport
-            .endpoints()
-            .iter()
-            .all(|u| alloy::transports::utils::guess_local_url(u.as_str()));
-        let provider = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .with_chain_id(chain_id)
-            .wallet(wallet)
-            .connect_client(RpcClient::new(transport, is_local))
-            .erased();
-        Ok(Self::new(
-            provider,
-            addresses,
-            Network::eip155(chain_id),
-            config,
-        ))
+        let chain = EvmChain::connect(rpc_urls, signers, ChainConfig::from(&config)).await?;
+        Ok(Self::on_chain(&chain, config))
     }
 
-    /// The chain id every reachable endpoint of `transport` reports.
-    async fn common_chain_id(
-        transport: &FailoverTransport,
-        urls: &[String],
-    ) -> Result<u64, ConnectError> {
-        let mut chain: Option<(u64, &str)> = None;
-        let mut unreachable = Vec::new();
-        for (i, url) in urls.iter().enumerate() {
-            let http = transport.single(i).expect("index from the endpoint list");
-            let probe = ProviderBuilder::new()
-                .disable_recommended_fillers()
-                .connect_client(RpcClient::new(http, true));
-            match probe.get_chain_id().await {
-                Ok(id) => match chain {
-                    Some((first, first_url)) if first != id => {
-                        return Err(ConnectError::MixedChains {
-                            first_url: first_url.to_owned(),
-                            first,
-                            url: url.clone(),
-                            chain_id: id,
-                        })
-                    }
-                    Some(_) => {}
-                    None => chain = Some((id, url)),
-                },
-                Err(e) => {
-                    tracing::warn!(endpoint = %url, error = %e, "RPC endpoint did not answer at start-up; kept as a fallback");
-                    unreachable.push(format!("{url}: {e}"));
-                }
-            }
+    /// `exact` on an existing chain: its provider and its signer pool are shared with every
+    /// other scheme built on `chain`, so their settlements take nonces from one sequence per
+    /// signer instead of racing for the same ones. The chain's own signer selection,
+    /// replacement policy and receipt timeout apply; those fields of `config` are ignored.
+    pub fn on_chain(chain: &EvmChain, mut config: FacilitatorConfig) -> Self {
+        config.selection = chain.config().selection;
+        config.replacement = chain.config().replacement;
+        config.receipt_timeout = chain.config().receipt_timeout;
+        Self {
+            chain: chain.clone(),
+            config,
+            batcher: Default::default(),
+            deployed_assets: Default::default(),
         }
-        chain
-            .map(|(id, _)| id)
-            .ok_or_else(|| ConnectError::ChainId {
-                url: urls.join(", "),
-                reason: unreachable.join("; "),
-            })
+    }
+
+    /// The chain this facilitator settles on (shared with other schemes built on it).
+    pub fn chain(&self) -> &EvmChain {
+        &self.chain
     }
 
     /// The network this facilitator settles on.
     pub fn network(&self) -> &Network {
-        &self.network
+        &self.chain.network
     }
 
     /// The first settlement signer (the `from` of dry runs).
     pub fn signer_address(&self) -> Address {
-        self.pool.primary()
+        self.chain.pool.primary()
     }
 
     /// Every address that sends settlement transactions (and pays their gas).
     pub fn signer_addresses(&self) -> Vec<Address> {
-        self.pool.addresses()
+        self.chain.pool.addresses()
     }
 
     /// Settlement transactions sent and not yet seen mined, per signer.
     pub fn signers_in_flight(&self) -> Vec<(Address, usize)> {
-        self.pool.in_flight()
+        self.chain.pool.in_flight()
     }
 
     /// The configuration.
@@ -325,7 +255,7 @@ impl ExactEvmFacilitator {
 
     /// The RPC provider.
     pub fn provider(&self) -> &DynProvider {
-        &self.provider
+        &self.chain.provider
     }
 
     /// [`verify`](Self::verify), shaped as the wire's `VerifyResponse`.

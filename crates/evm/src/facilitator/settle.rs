@@ -6,8 +6,6 @@
 //! service can record the transaction hash durably between sending and confirming, and find a
 //! transfer again after a crash.
 
-use std::time::{Duration, Instant};
-
 use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, B256};
 use alloy::providers::Provider;
@@ -22,9 +20,6 @@ use super::{ExactEvmFacilitator, SettleError, Settlement, VerifiedPayment};
 use crate::contracts::IEip3009Token;
 use crate::payload::Authorization;
 use crate::signature::PayerSignature;
-
-/// How often a pending settlement's receipt is polled.
-const RECEIPT_POLL: Duration = Duration::from_millis(100);
 
 /// Extra gas over the estimate of a single settlement.
 const SINGLE_GAS_MARGIN_PERCENT: u64 = 10;
@@ -63,7 +58,7 @@ impl ExactEvmFacilitator {
     pub async fn submit_verified(&self, verified: &VerifiedPayment) -> Result<B256, SettleError> {
         let span = tracing::info_span!(
             "exact_evm.submit",
-            network = %self.network,
+            network = %self.chain.network,
             payer = %verified.payer,
             nonce = %verified.authorization.nonce,
         );
@@ -81,7 +76,11 @@ impl ExactEvmFacilitator {
                 (&self.config.batch, verified.signature.is_counterfactual())
             {
                 let batcher = self.batcher.get_or_init(|| {
-                    Batcher::spawn(self.provider.clone(), self.pool.clone(), batch.clone())
+                    Batcher::spawn(
+                        self.chain.provider.clone(),
+                        self.chain.pool.clone(),
+                        batch.clone(),
+                    )
                 });
                 return batcher.submit(verified.clone()).await;
             }
@@ -144,6 +143,7 @@ impl ExactEvmFacilitator {
             .topic2(authorization.nonce)
             .from_block(0u64);
         let logs = self
+            .chain
             .provider
             .get_logs(&filter)
             .await
@@ -152,6 +152,7 @@ impl ExactEvmFacilitator {
             return Ok(None);
         };
         let receipt = self
+            .chain
             .provider
             .get_transaction_receipt(tx_hash)
             .await
@@ -184,7 +185,7 @@ impl ExactEvmFacilitator {
         Ok(Settlement {
             tx_hash,
             payer: auth.from,
-            network: self.network.clone(),
+            network: self.chain.network.clone(),
             amount: auth.value,
             block_number: receipt.block_number,
         })
@@ -216,6 +217,7 @@ impl ExactEvmFacilitator {
             )));
         }
         let code = self
+            .chain
             .provider
             .get_code_at(wallet)
             .await
@@ -229,33 +231,13 @@ impl ExactEvmFacilitator {
     }
 
     async fn send(&self, tx: TransactionRequest) -> Result<B256, SettleError> {
-        self.pool
-            .send(&self.provider, tx, SINGLE_GAS_MARGIN_PERCENT)
-            .await
+        self.chain.send(tx, SINGLE_GAS_MARGIN_PERCENT).await
     }
 
-    /// Polls for the receipt of `tx_hash` (or of a fee-bumped replacement of it) until the
-    /// configured timeout.
-    ///
-    /// Once a transaction has been accepted, every failure to see its receipt (timeout, RPC
-    /// errors) is [`SettleError::ReceiptTimeout`] with the hash: the transfer may still land,
-    /// so the caller must treat it as pending, never as failed.
+    /// The receipt of `tx_hash` within the chain's receipt timeout (see
+    /// [`EvmChain::wait_receipt`](super::EvmChain::wait_receipt)).
     async fn wait_receipt(&self, tx_hash: B256) -> Result<TransactionReceipt, SettleError> {
-        let started = Instant::now();
-        loop {
-            match self.pool.poll(&self.provider, tx_hash).await {
-                Ok(Some(receipt)) => return Ok(receipt),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(%tx_hash, error = %e, "receipt poll failed"),
-            }
-            if started.elapsed() >= self.config.receipt_timeout {
-                return Err(SettleError::ReceiptTimeout {
-                    tx_hash,
-                    waited_secs: started.elapsed().as_secs(),
-                });
-            }
-            tokio::time::sleep(RECEIPT_POLL).await;
-        }
+        self.chain.wait_receipt(tx_hash).await
     }
 }
 

@@ -69,10 +69,10 @@ impl ExactEvmFacilitator {
                 requirements: requirements.network.to_string(),
             });
         }
-        if requirements.network != self.network {
+        if requirements.network != self.chain.network {
             return Err(VerifyError::UnsupportedNetwork {
                 requested: requirements.network.to_string(),
-                served: self.network.to_string(),
+                served: self.chain.network.to_string(),
             });
         }
         let domain = TokenDomain::resolve(requirements).map_err(|e| match e {
@@ -157,21 +157,23 @@ impl ExactEvmFacilitator {
                 // The wallet does not exist yet, so the transfer cannot be dry-run on its own;
                 // the signature was proven by the deployless validator, and the token-side
                 // conditions are read directly.
-                if let Some(err) = diagnose(&self.provider, asset, auth, Some(&domain)).await? {
+                if let Some(err) =
+                    diagnose(&self.chain.provider, asset, auth, Some(&domain)).await?
+                {
                     return Err(err);
                 }
             }
             _ => {
                 let call = transfer_calldata(auth, &signature);
                 let tx = TransactionRequest::default()
-                    .from(self.pool.primary())
+                    .from(self.chain.pool.primary())
                     .to(asset)
                     .input(call.into());
-                if let Err(e) = self.provider.call(tx).await {
+                if let Err(e) = self.chain.provider.call(tx).await {
                     if is_transport_failure(&e) {
                         return Err(VerifyError::rpc("transfer simulation", e));
                     }
-                    return Err(diagnose(&self.provider, asset, auth, Some(&domain))
+                    return Err(diagnose(&self.chain.provider, asset, auth, Some(&domain))
                         .await?
                         .unwrap_or_else(|| VerifyError::SimulationFailed(e.to_string())));
                 }
@@ -226,6 +228,7 @@ impl ExactEvmFacilitator {
             return Ok(());
         }
         let code = self
+            .chain
             .provider
             .get_code_at(asset)
             .await
@@ -247,6 +250,7 @@ impl ExactEvmFacilitator {
     ) -> Result<PayerSignature, VerifyError> {
         let wrapped = unwrap_eip6492(sig).map_err(VerifyError::MalformedSignature)?;
         let code = self
+            .chain
             .provider
             .get_code_at(from)
             .await
@@ -294,7 +298,7 @@ impl ExactEvmFacilitator {
                 }
             }
             PayerSignature::Contract(bytes) => {
-                let wallet = IErc1271::new(from, &self.provider);
+                let wallet = IErc1271::new(from, &self.chain.provider);
                 match wallet.isValidSignature(digest, bytes.clone()).call().await {
                     Ok(magic) if magic.0 == ERC1271_MAGIC_VALUE => Ok(()),
                     Ok(_) => Err(invalid),
@@ -309,7 +313,7 @@ impl ExactEvmFacilitator {
                 let mut data = code.to_vec();
                 data.extend_from_slice(&(from, digest, wrapped.clone()).abi_encode_params());
                 let tx = TransactionRequest::default().input(Bytes::from(data).into());
-                match self.provider.call(tx).await {
+                match self.chain.provider.call(tx).await {
                     Ok(out) if out.as_ref() == [1u8] => Ok(()),
                     Ok(_) => Err(invalid),
                     Err(e) if is_transport_failure(&e) => {

@@ -1,9 +1,9 @@
 //! The settlement ledger: every verification and settlement, durably — in an embedded SQLite
 //! file by default, or in PostgreSQL so that several facilitator instances share one ledger.
 //!
-//! One row per payment, keyed by (network, asset, payer, authorization nonce) — the identity
-//! the token itself enforces — moving through `verified → submitted (tx hash) → confirmed |
-//! failed`. The `submitted` state is written *before* waiting for the receipt, so a process
+//! One row per payment, keyed by (network, scheme, asset, payer, payment id) — the identity
+//! the scheme itself enforces (for `exact` on EVM, the token's authorization nonce) — moving
+//! through `verified → submitted (tx hash) → confirmed | failed`. The `submitted` state is written *before* waiting for the receipt, so a process
 //! killed mid-settlement leaves the hash behind for reconciliation. Every call is also appended
 //! to an event log for audit.
 //!
@@ -12,6 +12,10 @@
 //! across every instance sharing the ledger one attempt at a time may use a payment, and only
 //! the attempt that settled it is ever told so again. [`Ledger::bind_attempt`] ties each
 //! attempt name to the one payment it was first used for.
+//!
+//! The schema is versioned: opening a ledger applies `tollgate-migrations`' pending versions
+//! (adopting a release 0.1.0 ledger as version 1) and refuses one written by a newer binary;
+//! see `docs/ledger.md`.
 //!
 //! Retention ([`Retention`]): the event log is bounded by age and by row count on every
 //! insert, and `verified` rows nobody settled go once their authorization has expired (or
@@ -29,27 +33,40 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use postgres::PostgresLedger;
 use sqlite::SqliteLedger;
 
-/// The identity of one payment.
+/// The identity of one payment: its network and scheme, and what the scheme names it by
+/// ([`tollgate_core::PaymentIdentity`]): asset, payer and the scheme's id (for `exact` on EVM,
+/// the EIP-3009 nonce). Built from parsed values, so one payment has one key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PaymentKey {
     /// CAIP-2 network.
     pub network: String,
-    /// Token address, lower case.
+    /// The scheme (`exact`, `upto`, …).
+    pub scheme: String,
+    /// The asset, canonical (an EVM token address in lower case).
     pub asset: String,
-    /// Payer address, lower case.
+    /// The payer, canonical.
     pub payer: String,
-    /// Authorization nonce, lower-case hex.
-    pub nonce: String,
+    /// The scheme's id of the payment among the payer's payments of the asset.
+    pub id: String,
 }
 
 impl PaymentKey {
-    /// Builds a key, normalizing case so that one payment has one key.
-    pub fn new(network: &str, asset: &str, payer: &str, nonce: &str) -> Self {
+    /// Builds a key. The scheme canonicalizes asset, payer and id; EVM-style hex is also
+    /// lower-cased here so that a scheme forgetting to cannot split one payment in two.
+    pub fn new(network: &str, scheme: &str, asset: &str, payer: &str, id: &str) -> Self {
+        let hex_lower = |s: &str| {
+            if s.starts_with("0x") || s.starts_with("0X") {
+                s.to_ascii_lowercase()
+            } else {
+                s.to_owned()
+            }
+        };
         Self {
             network: network.to_owned(),
-            asset: asset.to_ascii_lowercase(),
-            payer: payer.to_ascii_lowercase(),
-            nonce: nonce.to_ascii_lowercase(),
+            scheme: scheme.to_owned(),
+            asset: hex_lower(asset),
+            payer: hex_lower(payer),
+            id: hex_lower(id),
         }
     }
 }
@@ -180,6 +197,26 @@ impl From<tokio_postgres::Error> for LedgerError {
     }
 }
 
+impl From<tollgate_migrations::MigrationError> for LedgerError {
+    fn from(e: tollgate_migrations::MigrationError) -> Self {
+        Self(format!("schema migration: {e}"))
+    }
+}
+
+/// Says what opening the ledger did to its schema (nothing, usually).
+pub(crate) fn log_migration(backend: &str, report: &tollgate_migrations::MigrationReport) {
+    if report.adopted_baseline || !report.applied.is_empty() {
+        tracing::info!(
+            backend,
+            from = report.from,
+            to = report.to,
+            adopted_release_ledger = report.adopted_baseline,
+            applied = ?report.applied,
+            "ledger schema migrated"
+        );
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for LedgerError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         Self(format!("PostgreSQL pool: {e}"))
@@ -208,10 +245,12 @@ pub struct Event<'a> {
     pub kind: &'a str,
     /// Network.
     pub network: &'a str,
+    /// Scheme, if known.
+    pub scheme: Option<&'a str>,
     /// Payer, if known.
     pub payer: Option<&'a str>,
-    /// Nonce, if known.
-    pub nonce: Option<&'a str>,
+    /// The scheme's payment id, if known.
+    pub payment_id: Option<&'a str>,
     /// `valid`, `invalid`, `success`, `pending`, `failure`, `unavailable`.
     pub outcome: &'a str,
     /// Reason code.
@@ -444,7 +483,7 @@ mod tests {
 
     fn entry(state: SettlementState) -> LedgerEntry {
         LedgerEntry {
-            key: PaymentKey::new("eip155:1", "0xAA", "0xBB", "0xCC"),
+            key: PaymentKey::new("eip155:1", "exact", "0xAA", "0xBB", "0xCC"),
             state,
             amount: "10".into(),
             pay_to: "0xdd".into(),
@@ -470,7 +509,7 @@ mod tests {
             l.put(&e).await.unwrap();
         }
         let l = Ledger::open(&path).unwrap();
-        let key = PaymentKey::new("eip155:1", "0xaa", "0xbb", "0xcc");
+        let key = PaymentKey::new("eip155:1", "exact", "0xaa", "0xbb", "0xcc");
         let got = l.get(&key).await.unwrap().unwrap();
         assert_eq!(got.state, SettlementState::Submitted);
         assert_eq!(got.tx_hash.as_deref(), Some("0x01"));
@@ -497,7 +536,7 @@ mod tests {
     #[tokio::test]
     async fn claims_are_exclusive_until_released_or_expired() {
         let l = Ledger::in_memory().unwrap();
-        let key = PaymentKey::new("eip155:1", "0xaa", "0xbb", "0xcc");
+        let key = PaymentKey::new("eip155:1", "exact", "0xaa", "0xbb", "0xcc");
         let long = Duration::from_secs(60);
         assert!(l.claim(&key, "a", long).await.unwrap());
         assert!(
@@ -565,7 +604,7 @@ mod tests {
         let done = l.get(&row.key).await.unwrap().unwrap();
         assert_eq!(done.attempt.as_deref(), Some("attempt-two-0123456"));
 
-        let other = PaymentKey::new("eip155:1", "0xaa", "0xbb", "0xdd");
+        let other = PaymentKey::new("eip155:1", "exact", "0xaa", "0xbb", "0xdd");
         let lapsing = LedgerEntry {
             key: other.clone(),
             ..entry(SettlementState::Verified)
@@ -584,8 +623,8 @@ mod tests {
     #[tokio::test]
     async fn attempts_bind_to_their_first_payment() {
         let l = Ledger::in_memory().unwrap();
-        let a = PaymentKey::new("eip155:1", "0xaa", "0xbb", "0x01");
-        let b = PaymentKey::new("eip155:1", "0xaa", "0xbb", "0x02");
+        let a = PaymentKey::new("eip155:1", "exact", "0xaa", "0xbb", "0x01");
+        let b = PaymentKey::new("eip155:1", "exact", "0xaa", "0xbb", "0x02");
         assert_eq!(l.attempt_binding("k-0123456789abcdef").await.unwrap(), None);
         assert_eq!(l.bind_attempt("k-0123456789abcdef", &a).await.unwrap(), a);
         assert_eq!(l.bind_attempt("k-0123456789abcdef", &b).await.unwrap(), a);
@@ -620,11 +659,11 @@ mod tests {
             .await
             .unwrap();
         let mut live = entry(SettlementState::Verified);
-        live.key.nonce = "0x02".into();
+        live.key.id = "0x02".into();
         live.valid_before = Some(now() + 60);
         l.insert_verified(&live).await.unwrap();
         let mut confirmed = entry(SettlementState::Confirmed);
-        confirmed.key.nonce = "0x03".into();
+        confirmed.key.id = "0x03".into();
         confirmed.valid_before = Some(now() - 7200);
         l.put(&confirmed).await.unwrap();
         let report = l.prune().await.unwrap();
@@ -658,7 +697,7 @@ mod tests {
             .unwrap();
         }
         let l = Ledger::open(&path).unwrap();
-        let key = PaymentKey::new("eip155:1", "0xaa", "0xbb", "0xcc");
+        let key = PaymentKey::new("eip155:1", "exact", "0xaa", "0xbb", "0xcc");
         let row = l.get(&key).await.unwrap().unwrap();
         assert_eq!(row.state, SettlementState::Confirmed);
         assert_eq!(row.attempt, None);
@@ -668,5 +707,102 @@ mod tests {
             .unwrap());
         drop(l);
         Ledger::open(&path).unwrap();
+    }
+
+    /// One payment id under two schemes is two payments: rows, claims, attempt bindings and
+    /// events keep the scheme, on both backends.
+    async fn schemes_are_part_of_the_key(l: &Ledger) {
+        let exact = entry(SettlementState::Verified);
+        let upto = LedgerEntry {
+            key: PaymentKey::new("eip155:1", "upto", "0xaa", "0xbb", "0xcc"),
+            ..entry(SettlementState::Verified)
+        };
+        let long = Duration::from_secs(60);
+        assert!(l.reserve(&exact, "attempt-exact-0001", long).await.unwrap());
+        assert!(
+            l.reserve(&upto, "attempt-upto-00001", long).await.unwrap(),
+            "another scheme's payment with the same id is free"
+        );
+        let mut confirmed = l.get(&upto.key).await.unwrap().unwrap();
+        assert_eq!(confirmed.key, upto.key);
+        confirmed.state = SettlementState::Confirmed;
+        confirmed.tx_hash = Some("0x02".into());
+        l.put(&confirmed).await.unwrap();
+        assert_eq!(
+            l.get(&exact.key).await.unwrap().unwrap().state,
+            SettlementState::Verified
+        );
+        let unfinished = l.unfinished().await.unwrap();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].key, exact.key);
+
+        assert!(l.claim(&exact.key, "a", long).await.unwrap());
+        assert!(l.claim(&upto.key, "b", long).await.unwrap());
+        l.release(&upto.key, "b").await.unwrap();
+        assert!(!l.claim(&exact.key, "b", long).await.unwrap());
+
+        assert_eq!(
+            l.bind_attempt("k-upto-0123456789", &upto.key)
+                .await
+                .unwrap(),
+            upto.key
+        );
+        assert_eq!(
+            l.attempt_binding("k-upto-0123456789").await.unwrap(),
+            Some(upto.key.clone())
+        );
+        l.record(Event {
+            kind: "settle",
+            network: "eip155:1",
+            scheme: Some("upto"),
+            payer: Some("0xbb"),
+            payment_id: Some("0xcc"),
+            outcome: "success",
+            reason: None,
+            tx_hash: Some("0x02"),
+        })
+        .await
+        .unwrap();
+        assert_eq!(l.count_events("settle", "success").await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn schemes_are_part_of_the_key_on_sqlite() {
+        schemes_are_part_of_the_key(&Ledger::in_memory().unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn schemes_are_part_of_the_key_on_postgres() {
+        let pg = tollgate_testkit::Postgres::start().unwrap();
+        let l = Ledger::connect_postgres(&pg.url()).await.unwrap();
+        schemes_are_part_of_the_key(&l).await;
+        // A second instance on the migrated database finds nothing to do.
+        let again = Ledger::connect_postgres(&pg.url()).await.unwrap();
+        assert_eq!(again.count_all_events().await.unwrap(), 1);
+    }
+
+    /// A ledger migrated by a newer binary is refused at open, naming both versions.
+    #[tokio::test]
+    async fn a_ledger_from_a_newer_binary_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("future.db");
+        drop(Ledger::open(&path).unwrap());
+        let future = tollgate_migrations::latest_version() + 1;
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "INSERT INTO schema_migrations VALUES (?1, 'from_the_future', 'x', 0)",
+                rusqlite::params![future],
+            )
+            .unwrap();
+        let err = Ledger::open(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("schema version {future}"))
+                && err.contains(&format!(
+                    "version {}",
+                    tollgate_migrations::latest_version()
+                )),
+            "{err}"
+        );
     }
 }

@@ -14,60 +14,13 @@ use super::{now, Event, LedgerEntry, LedgerError, PaymentKey, PruneReport, Settl
 /// serve many concurrent payments.
 const POOL_SIZE: usize = 8;
 
-/// Taken while creating tables, so instances starting together do not race on `CREATE`.
-const SCHEMA_LOCK: i64 = 0x7011_6a7e;
+/// The columns of a payment's key, in [`PostgresLedger`]'s parameter order `$1`–`$5` (schema
+/// version 2: see `tollgate-migrations`).
+const KEY_COLUMNS: &str = "network, scheme, asset, payer, payment_id";
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS settlements (
-    network       TEXT NOT NULL,
-    asset         TEXT NOT NULL,
-    payer         TEXT NOT NULL,
-    nonce         TEXT NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('verified', 'submitted', 'confirmed', 'failed')),
-    amount        TEXT NOT NULL,
-    pay_to        TEXT NOT NULL,
-    tx_hash       TEXT,
-    error_reason  TEXT,
-    payment_json  TEXT NOT NULL,
-    created_at    BIGINT NOT NULL,
-    updated_at    BIGINT NOT NULL,
-    PRIMARY KEY (network, asset, payer, nonce)
-);
-CREATE INDEX IF NOT EXISTS settlements_state ON settlements (state);
-CREATE TABLE IF NOT EXISTS events (
-    id       BIGSERIAL PRIMARY KEY,
-    at       BIGINT NOT NULL,
-    kind     TEXT NOT NULL CHECK (kind IN ('verify', 'settle', 'reconcile')),
-    network  TEXT NOT NULL,
-    payer    TEXT,
-    nonce    TEXT,
-    outcome  TEXT NOT NULL,
-    reason   TEXT,
-    tx_hash  TEXT
-);
-CREATE TABLE IF NOT EXISTS claims (
-    network     TEXT NOT NULL,
-    asset       TEXT NOT NULL,
-    payer       TEXT NOT NULL,
-    nonce       TEXT NOT NULL,
-    owner       TEXT NOT NULL,
-    expires_at  BIGINT NOT NULL,
-    PRIMARY KEY (network, asset, payer, nonce)
-);
-ALTER TABLE settlements ADD COLUMN IF NOT EXISTS attempt TEXT;
-ALTER TABLE settlements ADD COLUMN IF NOT EXISTS lease_until BIGINT;
-ALTER TABLE settlements ADD COLUMN IF NOT EXISTS valid_before BIGINT;
-CREATE INDEX IF NOT EXISTS events_at ON events (at);
-CREATE TABLE IF NOT EXISTS attempts (
-    attempt     TEXT NOT NULL PRIMARY KEY,
-    network     TEXT NOT NULL,
-    asset       TEXT NOT NULL,
-    payer       TEXT NOT NULL,
-    nonce       TEXT NOT NULL,
-    created_at  BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS attempts_payment ON attempts (network, asset, payer, nonce);
-";
+/// `WHERE` clause matching one payment's key as `$1`–`$5`.
+const KEY_MATCH: &str =
+    "network = $1 AND scheme = $2 AND asset = $3 AND payer = $4 AND payment_id = $5";
 
 /// The columns `row_to_entry` reads, in order.
 const ENTRY_COLUMNS: &str =
@@ -98,12 +51,10 @@ impl PostgresLedger {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| LedgerError(format!("PostgreSQL pool: {e}")))?;
+        // Replicas starting together queue on the migrations' advisory lock.
         let mut client = pool.get().await?;
-        let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .await?;
-        tx.batch_execute(SCHEMA).await?;
-        tx.commit().await?;
+        let report = tollgate_migrations::postgres::migrate(&mut client).await?;
+        super::log_migration("postgres", &report);
         Ok(Self { pool })
     }
 
@@ -111,11 +62,8 @@ impl PostgresLedger {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                &format!(
-                    "SELECT {ENTRY_COLUMNS}
-                     FROM settlements WHERE network = $1 AND asset = $2 AND payer = $3 AND nonce = $4"
-                ),
-                &[&key.network, &key.asset, &key.payer, &key.nonce],
+                &format!("SELECT {ENTRY_COLUMNS} FROM settlements WHERE {KEY_MATCH}"),
+                &[&key.network, &key.scheme, &key.asset, &key.payer, &key.id],
             )
             .await?;
         row.map(|r| row_to_entry(key.clone(), &r, 0)).transpose()
@@ -123,23 +71,27 @@ impl PostgresLedger {
 
     pub(crate) async fn put(&self, e: &LedgerEntry) -> Result<(), LedgerError> {
         let client = self.pool.get().await?;
+        let k = &e.key;
         client
             .execute(
-                "INSERT INTO settlements
-                   (network, asset, payer, nonce, state, amount, pay_to, tx_hash, error_reason,
-                    payment_json, created_at, updated_at, attempt, valid_before)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)
-                 ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
-                   state = excluded.state, amount = excluded.amount, pay_to = excluded.pay_to,
-                   tx_hash = excluded.tx_hash, error_reason = excluded.error_reason,
-                   payment_json = excluded.payment_json, updated_at = excluded.updated_at,
-                   attempt = excluded.attempt,
-                   valid_before = COALESCE(excluded.valid_before, settlements.valid_before)",
+                &format!(
+                    "INSERT INTO settlements
+                       ({KEY_COLUMNS}, state, amount, pay_to, tx_hash, error_reason,
+                        payment_json, created_at, updated_at, attempt, valid_before)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)
+                     ON CONFLICT ({KEY_COLUMNS}) DO UPDATE SET
+                       state = excluded.state, amount = excluded.amount, pay_to = excluded.pay_to,
+                       tx_hash = excluded.tx_hash, error_reason = excluded.error_reason,
+                       payment_json = excluded.payment_json, updated_at = excluded.updated_at,
+                       attempt = excluded.attempt,
+                       valid_before = COALESCE(excluded.valid_before, settlements.valid_before)"
+                ),
                 &[
-                    &e.key.network,
-                    &e.key.asset,
-                    &e.key.payer,
-                    &e.key.nonce,
+                    &k.network,
+                    &k.scheme,
+                    &k.asset,
+                    &k.payer,
+                    &k.id,
                     &e.state.as_str(),
                     &e.amount,
                     &e.pay_to,
@@ -157,18 +109,22 @@ impl PostgresLedger {
 
     pub(crate) async fn insert_verified(&self, e: &LedgerEntry) -> Result<(), LedgerError> {
         let client = self.pool.get().await?;
+        let k = &e.key;
         client
             .execute(
-                "INSERT INTO settlements
-                   (network, asset, payer, nonce, state, amount, pay_to, tx_hash, error_reason,
-                    payment_json, created_at, updated_at, attempt, valid_before)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9, $9, $10, $11)
-                 ON CONFLICT (network, asset, payer, nonce) DO NOTHING",
+                &format!(
+                    "INSERT INTO settlements
+                       ({KEY_COLUMNS}, state, amount, pay_to, tx_hash, error_reason,
+                        payment_json, created_at, updated_at, attempt, valid_before)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $10, $11, $12)
+                     ON CONFLICT ({KEY_COLUMNS}) DO NOTHING"
+                ),
                 &[
-                    &e.key.network,
-                    &e.key.asset,
-                    &e.key.payer,
-                    &e.key.nonce,
+                    &k.network,
+                    &k.scheme,
+                    &k.asset,
+                    &k.payer,
+                    &k.id,
                     &e.state.as_str(),
                     &e.amount,
                     &e.pay_to,
@@ -191,15 +147,16 @@ impl PostgresLedger {
     ) -> Result<bool, LedgerError> {
         let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let client = self.pool.get().await?;
+        let k = &e.key;
         let changed = client
             .execute(
                 &format!(
                     "INSERT INTO settlements
-                       (network, asset, payer, nonce, state, amount, pay_to, tx_hash, error_reason,
+                       ({KEY_COLUMNS}, state, amount, pay_to, tx_hash, error_reason,
                         payment_json, created_at, updated_at, attempt, lease_until, valid_before)
-                     VALUES ($1, $2, $3, $4, 'verified', $5, $6, NULL, NULL, $7, $8, $8, $9,
-                             {DB_NOW_MILLIS} + $10, $11)
-                     ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
+                     VALUES ($1, $2, $3, $4, $5, 'verified', $6, $7, NULL, NULL, $8, $9, $9, $10,
+                             {DB_NOW_MILLIS} + $11, $12)
+                     ON CONFLICT ({KEY_COLUMNS}) DO UPDATE SET
                        state = 'verified', amount = excluded.amount, pay_to = excluded.pay_to,
                        error_reason = NULL, payment_json = excluded.payment_json,
                        updated_at = excluded.updated_at, attempt = excluded.attempt,
@@ -207,14 +164,15 @@ impl PostgresLedger {
                      WHERE settlements.state = 'failed'
                         OR (settlements.state = 'verified'
                             AND (settlements.attempt IS NULL
-                                 OR ($12 AND settlements.attempt = excluded.attempt)
+                                 OR ($13 AND settlements.attempt = excluded.attempt)
                                  OR COALESCE(settlements.lease_until, 0) < {DB_NOW_MILLIS}))"
                 ),
                 &[
-                    &e.key.network,
-                    &e.key.asset,
-                    &e.key.payer,
-                    &e.key.nonce,
+                    &k.network,
+                    &k.scheme,
+                    &k.asset,
+                    &k.payer,
+                    &k.id,
                     &e.amount,
                     &e.pay_to,
                     &e.payment_json,
@@ -237,14 +195,17 @@ impl PostgresLedger {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO attempts (attempt, network, asset, payer, nonce, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (attempt) DO NOTHING",
+                &format!(
+                    "INSERT INTO attempts ({KEY_COLUMNS}, attempt, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (attempt) DO NOTHING"
+                ),
                 &[
-                    &attempt,
                     &key.network,
+                    &key.scheme,
                     &key.asset,
                     &key.payer,
-                    &key.nonce,
+                    &key.id,
+                    &attempt,
                     &now(),
                 ],
             )
@@ -262,19 +223,11 @@ impl PostgresLedger {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT network, asset, payer, nonce FROM attempts WHERE attempt = $1",
+                &format!("SELECT {KEY_COLUMNS} FROM attempts WHERE attempt = $1"),
                 &[&attempt],
             )
             .await?;
-        row.map(|r| {
-            Ok(PaymentKey {
-                network: r.try_get(0)?,
-                asset: r.try_get(1)?,
-                payer: r.try_get(2)?,
-                nonce: r.try_get(3)?,
-            })
-        })
-        .transpose()
+        row.map(|r| row_to_key(&r, 0)).transpose()
     }
 
     pub(crate) async fn prune(
@@ -294,8 +247,8 @@ impl PostgresLedger {
         );
         tx.execute(
             &format!(
-                "DELETE FROM attempts WHERE (network, asset, payer, nonce) IN
-                   (SELECT network, asset, payer, nonce FROM settlements WHERE {expired})"
+                "DELETE FROM attempts WHERE ({KEY_COLUMNS}) IN
+                   (SELECT {KEY_COLUMNS} FROM settlements WHERE {expired})"
             ),
             &[&verified_before],
         )
@@ -321,22 +274,14 @@ impl PostgresLedger {
         let rows = client
             .query(
                 &format!(
-                    "SELECT network, asset, payer, nonce, {ENTRY_COLUMNS}
+                    "SELECT {KEY_COLUMNS}, {ENTRY_COLUMNS}
                      FROM settlements WHERE state IN ('verified', 'submitted') ORDER BY updated_at"
                 ),
                 &[],
             )
             .await?;
         rows.iter()
-            .map(|r| {
-                let key = PaymentKey {
-                    network: r.try_get(0)?,
-                    asset: r.try_get(1)?,
-                    payer: r.try_get(2)?,
-                    nonce: r.try_get(3)?,
-                };
-                row_to_entry(key, r, 4)
-            })
+            .map(|r| row_to_entry(row_to_key(r, 0)?, r, 5))
             .collect()
     }
 
@@ -360,15 +305,17 @@ impl PostgresLedger {
         client
             .execute(
                 "WITH ins AS (
-                   INSERT INTO events (at, kind, network, payer, nonce, outcome, reason, tx_hash)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id)
-                 DELETE FROM events WHERE id <= (SELECT id FROM ins) - $9",
+                   INSERT INTO events
+                     (at, kind, network, scheme, payer, payment_id, outcome, reason, tx_hash)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id)
+                 DELETE FROM events WHERE id <= (SELECT id FROM ins) - $10",
                 &[
                     &now(),
                     &event.kind,
                     &event.network,
+                    &event.scheme,
                     &event.payer,
-                    &event.nonce,
+                    &event.payment_id,
                     &event.outcome,
                     &event.reason,
                     &event.tx_hash,
@@ -401,17 +348,18 @@ impl PostgresLedger {
         let changed = client
             .execute(
                 &format!(
-                    "INSERT INTO claims (network, asset, payer, nonce, owner, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, {DB_NOW_MILLIS} + $6)
-                     ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
+                    "INSERT INTO claims ({KEY_COLUMNS}, owner, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, {DB_NOW_MILLIS} + $7)
+                     ON CONFLICT ({KEY_COLUMNS}) DO UPDATE SET
                        owner = excluded.owner, expires_at = excluded.expires_at
                      WHERE claims.expires_at < {DB_NOW_MILLIS} OR claims.owner = excluded.owner"
                 ),
                 &[
                     &key.network,
+                    &key.scheme,
                     &key.asset,
                     &key.payer,
-                    &key.nonce,
+                    &key.id,
                     &owner,
                     &ttl,
                 ],
@@ -424,13 +372,30 @@ impl PostgresLedger {
         let client = self.pool.get().await?;
         client
             .execute(
-                "DELETE FROM claims
-                 WHERE network = $1 AND asset = $2 AND payer = $3 AND nonce = $4 AND owner = $5",
-                &[&key.network, &key.asset, &key.payer, &key.nonce, &owner],
+                &format!("DELETE FROM claims WHERE {KEY_MATCH} AND owner = $6"),
+                &[
+                    &key.network,
+                    &key.scheme,
+                    &key.asset,
+                    &key.payer,
+                    &key.id,
+                    &owner,
+                ],
             )
             .await?;
         Ok(())
     }
+}
+
+/// A key read from [`KEY_COLUMNS`] starting at column `first`.
+fn row_to_key(r: &Row, first: usize) -> Result<PaymentKey, LedgerError> {
+    Ok(PaymentKey {
+        network: r.try_get(first)?,
+        scheme: r.try_get(first + 1)?,
+        asset: r.try_get(first + 2)?,
+        payer: r.try_get(first + 3)?,
+        id: r.try_get(first + 4)?,
+    })
 }
 
 fn row_to_entry(key: PaymentKey, r: &Row, first: usize) -> Result<LedgerEntry, LedgerError> {

@@ -16,61 +16,13 @@ pub(crate) struct SqliteLedger {
     conn: Arc<Mutex<Connection>>,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS settlements (
-    network       TEXT NOT NULL,
-    asset         TEXT NOT NULL,
-    payer         TEXT NOT NULL,
-    nonce         TEXT NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('verified', 'submitted', 'confirmed', 'failed')),
-    amount        TEXT NOT NULL,
-    pay_to        TEXT NOT NULL,
-    tx_hash       TEXT,
-    error_reason  TEXT,
-    payment_json  TEXT NOT NULL,
-    created_at    INTEGER NOT NULL,
-    updated_at    INTEGER NOT NULL,
-    PRIMARY KEY (network, asset, payer, nonce)
-);
-CREATE INDEX IF NOT EXISTS settlements_state ON settlements (state);
-CREATE TABLE IF NOT EXISTS claims (
-    network     TEXT NOT NULL,
-    asset       TEXT NOT NULL,
-    payer       TEXT NOT NULL,
-    nonce       TEXT NOT NULL,
-    owner       TEXT NOT NULL,
-    expires_at  INTEGER NOT NULL,
-    PRIMARY KEY (network, asset, payer, nonce)
-);
-CREATE TABLE IF NOT EXISTS events (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    at       INTEGER NOT NULL,
-    kind     TEXT NOT NULL CHECK (kind IN ('verify', 'settle', 'reconcile')),
-    network  TEXT NOT NULL,
-    payer    TEXT,
-    nonce    TEXT,
-    outcome  TEXT NOT NULL,
-    reason   TEXT,
-    tx_hash  TEXT
-);
-CREATE INDEX IF NOT EXISTS events_at ON events (at);
-CREATE TABLE IF NOT EXISTS attempts (
-    attempt     TEXT NOT NULL PRIMARY KEY,
-    network     TEXT NOT NULL,
-    asset       TEXT NOT NULL,
-    payer       TEXT NOT NULL,
-    nonce       TEXT NOT NULL,
-    created_at  INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS attempts_payment ON attempts (network, asset, payer, nonce);
-";
+/// The columns of a payment's key, in [`key_params`] order (schema version 2: see
+/// `tollgate-migrations`).
+const KEY_COLUMNS: &str = "network, scheme, asset, payer, payment_id";
 
-/// Columns added to `settlements` after its first release: added to existing files at open.
-const ADDED_COLUMNS: &[(&str, &str)] = &[
-    ("attempt", "TEXT"),
-    ("lease_until", "INTEGER"),
-    ("valid_before", "INTEGER"),
-];
+/// `WHERE` clause matching one payment's key as `?1`–`?5`.
+const KEY_MATCH: &str =
+    "network = ?1 AND scheme = ?2 AND asset = ?3 AND payer = ?4 AND payment_id = ?5";
 
 /// The columns `row_to_entry_at` reads, in order.
 const ENTRY_COLUMNS: &str =
@@ -87,14 +39,15 @@ impl SqliteLedger {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self, LedgerError> {
+    fn init(mut conn: Connection) -> Result<Self, LedgerError> {
         // WAL lets readers proceed during writes; FULL sync makes a recorded `submitted` state
         // survive power loss, which is the point of writing it before waiting.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Also how long a migration step waits for another process's step on the same file.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        migrate(&conn)?;
+        let report = tollgate_migrations::sqlite::migrate(&mut conn)?;
+        super::log_migration("sqlite", &report);
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -120,12 +73,9 @@ impl SqliteLedger {
         let key = key.clone();
         self.with(move |c| {
             c.query_row(
-                &format!(
-                    "SELECT {ENTRY_COLUMNS}
-                     FROM settlements WHERE network = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4"
-                ),
-                params![key.network, key.asset, key.payer, key.nonce],
-                |r| row_to_entry(key.clone(), r),
+                &format!("SELECT {ENTRY_COLUMNS} FROM settlements WHERE {KEY_MATCH}"),
+                key_params(&key),
+                |r| row_to_entry_at(key.clone(), r, 0),
             )
             .optional()
         })
@@ -137,22 +87,26 @@ impl SqliteLedger {
         let e = entry.clone();
         self.with(move |c| {
             let t = now();
+            let k = &e.key;
             c.execute(
-                "INSERT INTO settlements
-                   (network, asset, payer, nonce, state, amount, pay_to, tx_hash, error_reason,
-                    payment_json, created_at, updated_at, attempt, valid_before)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)
-                 ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
-                   state = excluded.state, amount = excluded.amount, pay_to = excluded.pay_to,
-                   tx_hash = excluded.tx_hash, error_reason = excluded.error_reason,
-                   payment_json = excluded.payment_json, updated_at = excluded.updated_at,
-                   attempt = excluded.attempt,
-                   valid_before = COALESCE(excluded.valid_before, settlements.valid_before)",
+                &format!(
+                    "INSERT INTO settlements
+                       ({KEY_COLUMNS}, state, amount, pay_to, tx_hash, error_reason,
+                        payment_json, created_at, updated_at, attempt, valid_before)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)
+                     ON CONFLICT ({KEY_COLUMNS}) DO UPDATE SET
+                       state = excluded.state, amount = excluded.amount, pay_to = excluded.pay_to,
+                       tx_hash = excluded.tx_hash, error_reason = excluded.error_reason,
+                       payment_json = excluded.payment_json, updated_at = excluded.updated_at,
+                       attempt = excluded.attempt,
+                       valid_before = COALESCE(excluded.valid_before, settlements.valid_before)"
+                ),
                 params![
-                    e.key.network,
-                    e.key.asset,
-                    e.key.payer,
-                    e.key.nonce,
+                    k.network,
+                    k.scheme,
+                    k.asset,
+                    k.payer,
+                    k.id,
                     e.state.as_str(),
                     e.amount,
                     e.pay_to,
@@ -172,17 +126,21 @@ impl SqliteLedger {
     pub(crate) async fn insert_verified(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
         let e = entry.clone();
         self.with(move |c| {
+            let k = &e.key;
             c.execute(
-                "INSERT INTO settlements
-                   (network, asset, payer, nonce, state, amount, pay_to, tx_hash, error_reason,
-                    payment_json, created_at, updated_at, attempt, valid_before)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, ?8, ?9, ?9, ?10, ?11)
-                 ON CONFLICT (network, asset, payer, nonce) DO NOTHING",
+                &format!(
+                    "INSERT INTO settlements
+                       ({KEY_COLUMNS}, state, amount, pay_to, tx_hash, error_reason,
+                        payment_json, created_at, updated_at, attempt, valid_before)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL, ?9, ?10, ?10, ?11, ?12)
+                     ON CONFLICT ({KEY_COLUMNS}) DO NOTHING"
+                ),
                 params![
-                    e.key.network,
-                    e.key.asset,
-                    e.key.payer,
-                    e.key.nonce,
+                    k.network,
+                    k.scheme,
+                    k.asset,
+                    k.payer,
+                    k.id,
                     e.state.as_str(),
                     e.amount,
                     e.pay_to,
@@ -208,26 +166,31 @@ impl SqliteLedger {
         let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         self.with(move |c| {
             let (t, ms) = (now(), now_millis());
+            let k = &e.key;
             let changed = c.execute(
-                "INSERT INTO settlements
-                   (network, asset, payer, nonce, state, amount, pay_to, tx_hash, error_reason,
-                    payment_json, created_at, updated_at, attempt, lease_until, valid_before)
-                 VALUES (?1, ?2, ?3, ?4, 'verified', ?5, ?6, NULL, NULL, ?7, ?8, ?8, ?9, ?10, ?11)
-                 ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
-                   state = 'verified', amount = excluded.amount, pay_to = excluded.pay_to,
-                   error_reason = NULL, payment_json = excluded.payment_json,
-                   updated_at = excluded.updated_at, attempt = excluded.attempt,
-                   lease_until = excluded.lease_until, valid_before = excluded.valid_before
-                 WHERE settlements.state = 'failed'
-                    OR (settlements.state = 'verified'
-                        AND (settlements.attempt IS NULL
-                             OR (?13 AND settlements.attempt = excluded.attempt)
-                             OR COALESCE(settlements.lease_until, 0) < ?12))",
+                &format!(
+                    "INSERT INTO settlements
+                       ({KEY_COLUMNS}, state, amount, pay_to, tx_hash, error_reason,
+                        payment_json, created_at, updated_at, attempt, lease_until, valid_before)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'verified', ?6, ?7, NULL, NULL, ?8, ?9, ?9, ?10,
+                             ?11, ?12)
+                     ON CONFLICT ({KEY_COLUMNS}) DO UPDATE SET
+                       state = 'verified', amount = excluded.amount, pay_to = excluded.pay_to,
+                       error_reason = NULL, payment_json = excluded.payment_json,
+                       updated_at = excluded.updated_at, attempt = excluded.attempt,
+                       lease_until = excluded.lease_until, valid_before = excluded.valid_before
+                     WHERE settlements.state = 'failed'
+                        OR (settlements.state = 'verified'
+                            AND (settlements.attempt IS NULL
+                                 OR (?14 AND settlements.attempt = excluded.attempt)
+                                 OR COALESCE(settlements.lease_until, 0) < ?13))"
+                ),
                 params![
-                    e.key.network,
-                    e.key.asset,
-                    e.key.payer,
-                    e.key.nonce,
+                    k.network,
+                    k.scheme,
+                    k.asset,
+                    k.payer,
+                    k.id,
                     e.amount,
                     e.pay_to,
                     e.payment_json,
@@ -252,21 +215,24 @@ impl SqliteLedger {
         let (attempt, key) = (attempt.to_owned(), key.clone());
         self.with(move |c| {
             c.execute(
-                "INSERT INTO attempts (attempt, network, asset, payer, nonce, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (attempt) DO NOTHING",
-                params![attempt, key.network, key.asset, key.payer, key.nonce, now()],
+                &format!(
+                    "INSERT INTO attempts ({KEY_COLUMNS}, attempt, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (attempt) DO NOTHING"
+                ),
+                params![
+                    key.network,
+                    key.scheme,
+                    key.asset,
+                    key.payer,
+                    key.id,
+                    attempt,
+                    now()
+                ],
             )?;
             c.query_row(
-                "SELECT network, asset, payer, nonce FROM attempts WHERE attempt = ?1",
+                &format!("SELECT {KEY_COLUMNS} FROM attempts WHERE attempt = ?1"),
                 params![attempt],
-                |r| {
-                    Ok(PaymentKey {
-                        network: r.get(0)?,
-                        asset: r.get(1)?,
-                        payer: r.get(2)?,
-                        nonce: r.get(3)?,
-                    })
-                },
+                |r| row_to_key(r, 0),
             )
         })
         .await
@@ -279,16 +245,9 @@ impl SqliteLedger {
         let attempt = attempt.to_owned();
         self.with(move |c| {
             c.query_row(
-                "SELECT network, asset, payer, nonce FROM attempts WHERE attempt = ?1",
+                &format!("SELECT {KEY_COLUMNS} FROM attempts WHERE attempt = ?1"),
                 params![attempt],
-                |r| {
-                    Ok(PaymentKey {
-                        network: r.get(0)?,
-                        asset: r.get(1)?,
-                        payer: r.get(2)?,
-                        nonce: r.get(3)?,
-                    })
-                },
+                |r| row_to_key(r, 0),
             )
             .optional()
         })
@@ -314,8 +273,8 @@ impl SqliteLedger {
                                 OR updated_at < ?1)";
             tx.execute(
                 &format!(
-                    "DELETE FROM attempts WHERE (network, asset, payer, nonce) IN
-                       (SELECT network, asset, payer, nonce FROM settlements WHERE {expired})"
+                    "DELETE FROM attempts WHERE ({KEY_COLUMNS}) IN
+                       (SELECT {KEY_COLUMNS} FROM settlements WHERE {expired})"
                 ),
                 params![verified_before, ms],
             )?;
@@ -342,18 +301,10 @@ impl SqliteLedger {
     pub(crate) async fn unfinished(&self) -> Result<Vec<LedgerEntry>, LedgerError> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT network, asset, payer, nonce, {ENTRY_COLUMNS}
+                "SELECT {KEY_COLUMNS}, {ENTRY_COLUMNS}
                  FROM settlements WHERE state IN ('verified', 'submitted') ORDER BY updated_at"
             ))?;
-            let rows = stmt.query_map([], |r| {
-                let key = PaymentKey {
-                    network: r.get(0)?,
-                    asset: r.get(1)?,
-                    payer: r.get(2)?,
-                    nonce: r.get(3)?,
-                };
-                row_to_entry_at(key, r, 4)
-            })?;
+            let rows = stmt.query_map([], |r| row_to_entry_at(row_to_key(r, 0)?, r, 5))?;
             rows.collect()
         })
         .await
@@ -375,16 +326,18 @@ impl SqliteLedger {
         let owned = (
             event.kind.to_owned(),
             event.network.to_owned(),
+            event.scheme.map(str::to_owned),
             event.payer.map(str::to_owned),
-            event.nonce.map(str::to_owned),
+            event.payment_id.map(str::to_owned),
             event.outcome.to_owned(),
             event.reason.map(str::to_owned),
             event.tx_hash.map(str::to_owned),
         );
         self.with(move |c| {
             c.execute(
-                "INSERT INTO events (at, kind, network, payer, nonce, outcome, reason, tx_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO events
+                   (at, kind, network, scheme, payer, payment_id, outcome, reason, tx_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     now(),
                     owned.0,
@@ -393,7 +346,8 @@ impl SqliteLedger {
                     owned.3,
                     owned.4,
                     owned.5,
-                    owned.6
+                    owned.6,
+                    owned.7
                 ],
             )?;
             // Ids only grow, so at most `max_rows` events have an id in (id - max_rows, id].
@@ -431,16 +385,19 @@ impl SqliteLedger {
         self.with(move |c| {
             let t = now_millis();
             let changed = c.execute(
-                "INSERT INTO claims (network, asset, payer, nonce, owner, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
-                   owner = excluded.owner, expires_at = excluded.expires_at
-                 WHERE claims.expires_at < ?7 OR claims.owner = excluded.owner",
+                &format!(
+                    "INSERT INTO claims ({KEY_COLUMNS}, owner, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT ({KEY_COLUMNS}) DO UPDATE SET
+                       owner = excluded.owner, expires_at = excluded.expires_at
+                     WHERE claims.expires_at < ?8 OR claims.owner = excluded.owner"
+                ),
                 params![
                     key.network,
+                    key.scheme,
                     key.asset,
                     key.payer,
-                    key.nonce,
+                    key.id,
                     owner,
                     t.saturating_add(ttl),
                     t
@@ -455,9 +412,8 @@ impl SqliteLedger {
         let (key, owner) = (key.clone(), owner.to_owned());
         self.with(move |c| {
             c.execute(
-                "DELETE FROM claims
-                 WHERE network = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4 AND owner = ?5",
-                params![key.network, key.asset, key.payer, key.nonce, owner],
+                &format!("DELETE FROM claims WHERE {KEY_MATCH} AND owner = ?6"),
+                params![key.network, key.scheme, key.asset, key.payer, key.id, owner],
             )
             .map(|_| ())
         })
@@ -465,8 +421,21 @@ impl SqliteLedger {
     }
 }
 
-fn row_to_entry(key: PaymentKey, r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerEntry> {
-    row_to_entry_at(key, r, 0)
+/// A key's values as `?1`–`?5`, in [`KEY_COLUMNS`] order.
+fn key_params(key: &PaymentKey) -> [&dyn rusqlite::ToSql; 5] {
+    [&key.network, &key.scheme, &key.asset, &key.payer, &key.id]
+}
+
+/// A key read from [`KEY_COLUMNS`] starting at column `first`. Read back verbatim: the key was
+/// canonical when written.
+fn row_to_key(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<PaymentKey> {
+    Ok(PaymentKey {
+        network: r.get(first)?,
+        scheme: r.get(first + 1)?,
+        asset: r.get(first + 2)?,
+        payer: r.get(first + 3)?,
+        id: r.get(first + 4)?,
+    })
 }
 
 fn row_to_entry_at(
@@ -495,18 +464,4 @@ fn row_to_entry_at(
         lease_until: r.get(first + 8)?,
         valid_before: r.get(first + 9)?,
     })
-}
-
-/// Brings a ledger file created by an earlier version up to the current schema.
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('settlements')")?;
-    let existing: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for (name, ty) in ADDED_COLUMNS {
-        if !existing.iter().any(|c| c == name) {
-            conn.execute_batch(&format!("ALTER TABLE settlements ADD COLUMN {name} {ty}"))?;
-        }
-    }
-    Ok(())
 }

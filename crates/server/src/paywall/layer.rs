@@ -1,34 +1,36 @@
 //! [`PaywallLayer`]: applies the paywall to a service.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tollgate_core::{NetworkPattern, Registry, SchemeServer};
 use tower_layer::Layer;
 
-use super::pending::{PendingConfig, PendingConfigError, PendingStore};
 use super::service::{Paywall, Shared};
-use crate::price::{DynamicPrice, PriceError, RoutePrice, RouteTable};
+use crate::gate::{Gate, GateBuilder, Inner, PendingConfig, PendingConfigError, SettlementMode};
+use crate::price::{DynamicPrice, PriceError, Pricing, RoutePrice, RouteTable};
 use crate::FacilitatorClient;
 
-/// When the payment is settled relative to the handler.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SettlementMode {
-    /// Verify, run the handler, settle, then respond (the default). Nothing is settled when the
-    /// handler answers an error; if settlement fails, the handler's body is not delivered. If
-    /// settlement outlives the exchange (pending, or no answer from the facilitator), the
-    /// response is kept and delivered on the buyer's retry with the same payment once the
-    /// payment settles (see [`PaywallLayer::pending_responses`]).
-    #[default]
-    AfterHandler,
-    /// Settle before running the handler, for handlers with side effects that must only ever
-    /// run for money already received. The handler sees the transaction hash.
-    BeforeHandler,
-}
-
-/// Default of [`PaywallLayer::settle_retries`].
-pub const DEFAULT_RETRIES: u32 = 3;
-
 /// A tower layer that puts prices on routes.
+///
+/// With axum, put each price on its route with [`price`](Self::price): axum's router then
+/// decides which requests a price applies to, so a route and its price cannot disagree.
+///
+/// ```
+/// use axum::routing::get;
+/// use tollgate_server::{PaymentOption, PaywallLayer, RemoteFacilitator, RoutePrice};
+/// let base = "eip155:8453".parse()?;
+/// let paywall = PaywallLayer::new(RemoteFacilitator::new("http://127.0.0.1:4020"));
+/// let weather = RoutePrice::new(PaymentOption::usd("$0.001", base, "0x209693Bc6afc0C5328bA36FaF03C514EF312287C")?)
+///     .description("Today's weather");
+/// let app: axum::Router = axum::Router::new()
+///     .route("/weather", get(|| async { "sunny" }).route_layer(paywall.price(weather)?))
+///     .route("/health", get(|| async { "ok" }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// In front of a service that is not an axum router (a proxy, as `tollgate proxy` is), the
+/// layer keeps a route table of its own, matched on the canonical path ([`route`](Self::route)):
 ///
 /// ```
 /// use tollgate_server::{PaymentOption, PaywallLayer, RemoteFacilitator, RoutePrice};
@@ -62,14 +64,12 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
         Self {
             shared: Arc::new(Shared {
                 routes: RouteTable::default(),
-                facilitator,
-                mode: SettlementMode::default(),
-                claims: Mutex::new(HashSet::new()),
-                pending: PendingStore::new(PendingConfig::default()),
-                retries: DEFAULT_RETRIES,
+                route: None,
+                gate: GateBuilder::new(facilitator).build(),
                 challenges: Mutex::new(HashMap::new()),
                 wallet_scripts: Vec::new(),
-                payment_identifier: None,
+                misconfigured: None,
+                reason_labels: Default::default(),
             }),
         }
     }
@@ -78,19 +78,186 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
         Arc::get_mut(&mut self.shared).expect("configure the layer before cloning it")
     }
 
+    fn gate_mut(&mut self) -> &mut Inner<F, axum::response::Response> {
+        self.shared_mut()
+            .gate
+            .inner_mut()
+            .expect("configure the layer before serving with it")
+    }
+
+    /// The gate that makes this paywall's payment decisions, for another transport that
+    /// should share its claims and kept responses.
+    pub fn gate(&self) -> &Gate<F, axum::response::Response> {
+        &self.shared.gate
+    }
+
     /// Prices `route` (`"GET /weather"`, or `"GET /files/*"` for everything under a prefix).
     ///
     /// A `GET` price covers `HEAD` too. `"* /weather"` prices every method: use it when the
     /// service behind answers the path whatever the method (a PHP script, a Django function
     /// view), or `POST /weather` and `FOO /weather` are served for free.
+    ///
+    /// Each option's payee is checked now — by the scheme servers given to
+    /// [`schemes`](Self::schemes), or by the built-in address check of EVM networks — so a
+    /// typo fails here, naming the value, instead of at the first buyer's payment.
+    ///
+    /// ```
+    /// use tollgate_server::{PaymentOption, PaywallLayer, RemoteFacilitator, RoutePrice};
+    /// let option = PaymentOption::atomic(
+    ///     tollgate_proto::U256::from(1000u64),
+    ///     "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+    ///     "eip155:8453".parse().unwrap(),
+    ///     "0xSELLER",
+    ///     None,
+    /// );
+    /// let err = PaywallLayer::new(RemoteFacilitator::new("http://127.0.0.1:4020"))
+    ///     .route("GET /weather", RoutePrice::new(option))
+    ///     .err()
+    ///     .unwrap();
+    /// assert!(err.to_string().contains("\"0xSELLER\""));
+    /// ```
     pub fn route(mut self, route: &str, price: RoutePrice) -> Result<Self, PriceError> {
-        self.shared_mut().routes.insert(route, price)?;
+        let shared = self.shared_mut();
+        if let Some(e) = shared.misconfigured.take() {
+            return Err(e);
+        }
+        shared
+            .routes
+            .insert_checked(route, price, &shared.gate.inner.schemes)?;
         Ok(self)
+    }
+
+    /// Checks payees with these scheme servers (one per scheme and network pattern, e.g.
+    /// `tollgate_evm::server::ExactEvmServer` for `exact` on `eip155:*`) and lets them complete
+    /// each route's requirements from the facilitator's `/supported` kinds (read when first
+    /// needed and every five minutes; while it was never read, priced requests are answered
+    /// `503`). Routes already priced are checked again; every option must then have a scheme
+    /// server.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tollgate_core::{NetworkPattern, Registry, SchemeServer};
+    /// use tollgate_proto::{Network, Scheme};
+    /// use tollgate_server::{PaymentOption, PaywallLayer, RemoteFacilitator, RoutePrice};
+    /// struct Lower;
+    /// impl SchemeServer for Lower {
+    ///     fn scheme(&self) -> Scheme { Scheme::Exact }
+    ///     fn parse_pay_to(&self, _: &Network, pay_to: &str) -> Result<String, String> {
+    ///         Ok(pay_to.to_ascii_lowercase())
+    ///     }
+    /// }
+    /// let mut schemes: Registry<dyn SchemeServer> = Registry::new();
+    /// schemes.register_arc("eip155:*".parse()?, Scheme::Exact, Arc::new(Lower))?;
+    /// let base = "eip155:8453".parse()?;
+    /// let layer = PaywallLayer::new(RemoteFacilitator::new("http://127.0.0.1:4020"))
+    ///     .schemes(schemes)?
+    ///     .route("GET /weather", RoutePrice::new(PaymentOption::usd("$0.001", base, "0x209693Bc6afc0C5328bA36FaF03C514EF312287C")?))?;
+    /// # let _ = layer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn schemes(mut self, schemes: Registry<dyn SchemeServer>) -> Result<Self, PriceError> {
+        self.shared_mut().routes.check_prices(&schemes)?;
+        self.gate_mut().schemes = schemes;
+        Ok(self)
+    }
+
+    /// Adds one scheme server, for its scheme on the networks of `pattern` (see
+    /// [`schemes`](Self::schemes)), in a builder chain: call it before pricing routes.
+    ///
+    /// A registration that overlaps an earlier one of the same scheme, or a route priced
+    /// earlier whose payee this server refuses, is an error returned by the next
+    /// [`route`](Self::route) or [`dynamic_route`](Self::dynamic_route); a layer used without
+    /// such a call answers every priced request `500` rather than sell at an unchecked price.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tollgate_core::SchemeServer;
+    /// use tollgate_proto::{Network, Scheme};
+    /// use tollgate_server::{PaymentOption, PaywallLayer, RemoteFacilitator, RoutePrice};
+    /// struct Toy;
+    /// impl SchemeServer for Toy {
+    ///     fn scheme(&self) -> Scheme { "toy".parse().unwrap() }
+    ///     fn parse_pay_to(&self, _: &Network, pay_to: &str) -> Result<String, String> {
+    ///         if pay_to == "shop" { Ok(pay_to.into()) } else { Err("no such account".into()) }
+    ///     }
+    /// }
+    /// let toy = || PaymentOption::new("toy".parse().unwrap(), "toy:1".parse().unwrap(), "TOY", 25u64.into(), "sh0p");
+    /// let refused = PaywallLayer::new(RemoteFacilitator::new("http://127.0.0.1:4020"))
+    ///     .scheme("toy:*".parse().unwrap(), Arc::new(Toy))
+    ///     .route("GET /report", RoutePrice::new(toy()));
+    /// assert!(refused.err().unwrap().to_string().contains("\"sh0p\""));
+    /// ```
+    pub fn scheme(mut self, pattern: NetworkPattern, server: Arc<dyn SchemeServer>) -> Self {
+        let mut schemes = self.shared.gate.inner.schemes.clone();
+        let checked = schemes
+            .register_arc(pattern, server.scheme(), server)
+            .map(|_| ())
+            .map_err(PriceError::from)
+            .and_then(|()| self.shared_mut().routes.check_prices(&schemes));
+        match checked {
+            Ok(()) => self.gate_mut().schemes = schemes,
+            Err(e) => {
+                let shared = self.shared_mut();
+                shared.misconfigured.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// A layer that charges `price` for **every** request it sees: put it on one axum route
+    /// (`get(handler).route_layer(paywall.price(price)?)`), and axum's own routing decides
+    /// which requests pay — `HEAD` with `GET`, trailing slashes, percent-escapes, whatever
+    /// axum routes to that handler — so there is no second route table to disagree with it.
+    ///
+    /// It shares this paywall's facilitator, scheme servers, settlement mode, retries, kept
+    /// responses, `payment-identifier` offer and browser wallets: configure the paywall first,
+    /// then price its routes. Routes priced this way and routes of [`route`](Self::route) can
+    /// be mixed; a request is charged by the first paywall layer it meets.
+    ///
+    /// Prefer `MethodRouter::route_layer` to `MethodRouter::layer`: `layer` also wraps axum's
+    /// `405 Method Not Allowed` answer, which would then be behind the price.
+    ///
+    /// The request's path is still made canonical (or refused with `400`), as for
+    /// [`route`](Self::route), so the handler and the challenge see the form that was priced.
+    /// Each option's payee is checked now, as for [`route`](Self::route).
+    pub fn price(&self, price: RoutePrice) -> Result<PriceLayer<F>, PriceError> {
+        let mut price = price;
+        if price.options.is_empty() {
+            return Err(PriceError::NoOptions);
+        }
+        self.shared.gate.check_price(&mut price)?;
+        self.priced(Pricing::Static(price))
+    }
+
+    /// Like [`price`](Self::price), priced per request: `price` sees the request and returns
+    /// its price, or `None` to let this request through for free.
+    pub fn dynamic_price(&self, price: DynamicPrice) -> Result<PriceLayer<F>, PriceError> {
+        self.priced(Pricing::Dynamic(price))
+    }
+
+    fn priced(&self, pricing: Pricing) -> Result<PriceLayer<F>, PriceError> {
+        if let Some(e) = &self.shared.misconfigured {
+            return Err(e.clone());
+        }
+        Ok(PriceLayer {
+            shared: Arc::new(Shared {
+                routes: RouteTable::default(),
+                route: Some(pricing),
+                gate: self.shared.gate.clone(),
+                challenges: Mutex::new(HashMap::new()),
+                wallet_scripts: self.shared.wallet_scripts.clone(),
+                misconfigured: None,
+                reason_labels: Default::default(),
+            }),
+        })
     }
 
     /// Prices `route` per request: `price` sees the request and returns its price, or `None`
     /// to let this request through for free.
     pub fn dynamic_route(mut self, route: &str, price: DynamicPrice) -> Result<Self, PriceError> {
+        if let Some(e) = self.shared_mut().misconfigured.take() {
+            return Err(e);
+        }
         self.shared_mut().routes.insert_dynamic(route, price)?;
         Ok(self)
     }
@@ -146,13 +313,13 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
     /// # let _ = layer;
     /// ```
     pub fn payment_identifier(mut self, required: bool) -> Self {
-        self.shared_mut().payment_identifier = Some(required);
+        self.gate_mut().payment_identifier = Some(required);
         self
     }
 
     /// Chooses when payments are settled.
     pub fn settlement_mode(mut self, mode: SettlementMode) -> Self {
-        self.shared_mut().mode = mode;
+        self.gate_mut().mode = mode;
         self
     }
 
@@ -162,7 +329,7 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
     /// facilitator settles a payment at most once and answers the same attempt with its
     /// original outcome.
     pub fn settle_retries(mut self, retries: u32) -> Self {
-        self.shared_mut().retries = retries;
+        self.gate_mut().retries = retries;
         self
     }
 
@@ -189,12 +356,38 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
     /// ```
     pub fn pending_responses(mut self, config: PendingConfig) -> Result<Self, PendingConfigError> {
         config.validate()?;
-        self.shared_mut().pending = PendingStore::new(config);
+        self.gate_mut().pending = crate::gate::PendingStore::new(config);
         Ok(self)
     }
 }
 
 impl<S, F> Layer<S> for PaywallLayer<F> {
+    type Service = Paywall<S, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Paywall {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// A layer that charges one price for every request it sees, made by
+/// [`PaywallLayer::price`]: put it on one axum route (`MethodRouter::route_layer`), so axum's
+/// router decides which requests pay.
+pub struct PriceLayer<F> {
+    shared: Arc<Shared<F>>,
+}
+
+impl<F> Clone for PriceLayer<F> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S, F> Layer<S> for PriceLayer<F> {
     type Service = Paywall<S, F>;
 
     fn layer(&self, inner: S) -> Self::Service {

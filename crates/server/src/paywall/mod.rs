@@ -1,18 +1,21 @@
 //! The paywall middleware, split like `tower`'s own middleware: the [`PaywallLayer`] that
-//! configures it, the [`Paywall`] service that does the work, and its response future.
+//! configures it, the [`Paywall`] service that adapts HTTP to the [`gate`](crate::gate) (which
+//! makes every payment decision), and its response future.
 
-mod canonical;
+mod buffered;
 mod future;
 pub mod hints;
 pub mod html;
 mod layer;
 pub mod outcome;
-mod pending;
 mod service;
 pub mod target;
 
+pub use crate::gate::{
+    PaymentInfo, PendingConfig, PendingConfigError, SettlementMode, DEFAULT_RETRIES,
+};
+pub use buffered::BufferedResponse;
 pub use future::ResponseFuture;
-pub use layer::{PaywallLayer, SettlementMode, DEFAULT_RETRIES};
+pub use layer::{PaywallLayer, PriceLayer};
 pub use outcome::PaywallOutcome;
-pub use pending::{PendingConfig, PendingConfigError};
-pub use service::{PaymentInfo, Paywall};
+pub use service::Paywall;

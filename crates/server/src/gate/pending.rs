@@ -8,7 +8,7 @@
 //! and every later retry would find the payment used. Running the handler again on the retry
 //! would deliver twice for one payment.
 //!
-//! So the handler's response is kept here, keyed by the payment's canonical form and holding
+//! So the handler's response (the transport's [`Delivery`], read into memory) is kept here, keyed by the payment's canonical form and holding
 //! the attempt key the paywall used with the facilitator. The buyer gets `402` with reason
 //! `settlement_pending` and a `Retry-After`; a retry with the same payment settles again **with
 //! the stored key** (the facilitator answers the same attempt with its outcome) and, once
@@ -31,15 +31,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::response::Response;
-use http::{HeaderMap, StatusCode};
 use tollgate_proto::{FacilitatorRequest, IdempotencyKey};
 
-use super::service::PaymentInfo;
+use super::{Delivery, PaymentInfo};
 
 /// Limits of the store of responses awaiting settlement; see
-/// [`PaywallLayer::pending_responses`](super::PaywallLayer::pending_responses).
+/// [`PaywallLayer::pending_responses`](crate::PaywallLayer::pending_responses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PendingConfig {
     /// Most payments awaiting settlement at once (default 1024).
@@ -119,58 +116,9 @@ impl PendingConfig {
     }
 }
 
-/// A handler's response held in memory.
+/// One payment awaiting settlement; `K` is the transport's kept response.
 #[derive(Debug, Clone)]
-pub(crate) struct BufferedResponse {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl BufferedResponse {
-    /// Reads `response`'s body, refusing one larger than `limit` bytes.
-    pub(crate) async fn read(response: Response, limit: usize) -> Result<Self, String> {
-        let (parts, body) = response.into_parts();
-        let declared = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(format!("the response is larger than {limit} bytes"));
-        }
-        let body = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|e| format!("the response could not be read within {limit} bytes: {e}"))?;
-        Ok(Self {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
-    }
-
-    /// Memory charged to the store: body, headers, and a fixed overhead.
-    fn size(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 32)
-            .sum();
-        self.body.len() + headers
-    }
-
-    /// The response to send.
-    pub(crate) fn into_response(self) -> Response {
-        let mut response = Response::new(Body::from(self.body));
-        *response.status_mut() = self.status;
-        *response.headers_mut() = self.headers;
-        response
-    }
-}
-
-/// One payment awaiting settlement.
-#[derive(Debug, Clone)]
-pub(crate) struct PendingEntry {
+pub(crate) struct PendingEntry<K> {
     /// The attempt key used with the facilitator; retries must reuse it.
     pub(crate) attempt: IdempotencyKey,
     /// The request sent to the facilitator (the payment as first presented).
@@ -180,7 +128,7 @@ pub(crate) struct PendingEntry {
     /// What the handler was (or will be) told about the payment.
     pub(crate) info: PaymentInfo,
     /// The handler's response; `None` when the handler runs only after settlement.
-    pub(crate) response: Option<BufferedResponse>,
+    pub(crate) response: Option<K>,
     /// The requirement's `maxTimeoutSeconds`, bounding the entry's life and the retries.
     pub(crate) max_timeout: Duration,
 }
@@ -201,20 +149,19 @@ pub(crate) enum StoreError {
     },
 }
 
-struct Slot {
-    entry: PendingEntry,
+struct Slot<K> {
+    entry: PendingEntry<K>,
     bytes: usize,
     expires: Instant,
 }
 
-#[derive(Default)]
-struct Inner {
-    slots: HashMap<String, Slot>,
+struct Inner<K> {
+    slots: HashMap<String, Slot<K>>,
     bytes: usize,
 }
 
-impl Inner {
-    fn remove(&mut self, key: &str) -> Option<Slot> {
+impl<K> Inner<K> {
+    fn remove(&mut self, key: &str) -> Option<Slot<K>> {
         let slot = self.slots.remove(key)?;
         self.bytes -= slot.bytes;
         Some(slot)
@@ -233,26 +180,30 @@ impl Inner {
     }
 }
 
-/// The bounded store; keys are canonical payment keys (see `canonical`).
-pub(crate) struct PendingStore {
+/// The bounded store of a transport whose deliveries are `D`; keys are canonical payment keys
+/// (see `canonical`).
+pub(crate) struct PendingStore<D: Delivery> {
     pub(crate) config: PendingConfig,
-    inner: Mutex<Inner>,
+    inner: Mutex<Inner<D::Kept>>,
 }
 
-impl PendingStore {
+impl<D: Delivery> PendingStore<D> {
     pub(crate) fn new(config: PendingConfig) -> Self {
         Self {
             config,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                slots: HashMap::new(),
+                bytes: 0,
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<D::Kept>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The live entry for `key`, if any.
-    pub(crate) fn get(&self, key: &str) -> Option<PendingEntry> {
+    pub(crate) fn get(&self, key: &str) -> Option<PendingEntry<D::Kept>> {
         let mut inner = self.lock();
         let expired = inner.slots.get(key)?.expires <= Instant::now();
         if expired {
@@ -271,14 +222,17 @@ impl PendingStore {
     }
 
     /// Keeps `entry` until it is removed or expires (TTL capped by its `max_timeout`).
-    pub(crate) fn insert(&self, key: String, entry: PendingEntry) -> Result<(), StoreError> {
+    pub(crate) fn insert(
+        &self,
+        key: String,
+        entry: PendingEntry<D::Kept>,
+    ) -> Result<(), StoreError> {
         let now = Instant::now();
         let ttl = self
             .config
             .ttl
             .min(entry.max_timeout.max(Duration::from_secs(1)));
-        let bytes =
-            entry.response.as_ref().map_or(0, BufferedResponse::size) + entry.target.len() + 1024;
+        let bytes = entry.response.as_ref().map_or(0, D::kept_size) + entry.target.len() + 1024;
         let mut inner = self.lock();
         inner.purge(now);
         inner.remove(&key);
@@ -322,7 +276,7 @@ mod tests {
         AtomicAmount, Network, PaymentPayload, PaymentRequirements, Scheme, X402Version,
     };
 
-    fn entry(body: usize, max_timeout: Duration) -> PendingEntry {
+    fn entry(body: usize, max_timeout: Duration) -> PendingEntry<String> {
         let network: Network = "eip155:8453".parse().unwrap();
         let requirements = PaymentRequirements {
             scheme: Scheme::Exact,
@@ -355,11 +309,7 @@ mod tests {
                 payer: None,
                 transaction: None,
             },
-            response: Some(BufferedResponse {
-                status: StatusCode::OK,
-                headers: HeaderMap::new(),
-                body: Bytes::from(vec![0u8; body]),
-            }),
+            response: Some("x".repeat(body)),
             max_timeout,
         }
     }
@@ -376,7 +326,7 @@ mod tests {
 
     #[test]
     fn the_store_is_bounded_by_entries_and_bytes() {
-        let store = PendingStore::new(config());
+        let store = PendingStore::<String>::new(config());
         store
             .insert("a".into(), entry(10, Duration::from_secs(60)))
             .unwrap();
@@ -405,7 +355,7 @@ mod tests {
 
     #[test]
     fn entries_expire_with_the_payment() {
-        let store = PendingStore::new(config());
+        let store = PendingStore::<String>::new(config());
         // `maxTimeoutSeconds` caps the TTL (at least one second).
         store.insert("a".into(), entry(10, Duration::ZERO)).unwrap();
         assert!(store.get("a").is_some());

@@ -1,0 +1,43 @@
+//! The plug-in points of Tollgate: what a payment scheme or a chain implements so that the
+//! facilitator, the paywall, the gateway and the paying client can use it without naming it.
+//!
+//! This crate knows no chain and does no I/O. The protocol's wire types stay in
+//! [`tollgate_proto`]; here are only the roles' contracts, each object-safe so a binary can hold
+//! a `Vec<Arc<dyn …>>` of whatever chain crates its features turned on:
+//!
+//! - [`network`] — [`NetworkPattern`]: `eip155:*`, a list, or one network.
+//! - [`registry`] — [`Registry`]: values keyed by (scheme, network pattern), the most specific
+//!   pattern winning, like the official SDK's `register(network, scheme)`.
+//! - [`facilitator`] — [`Facilitator`]: verify, settle, `/supported`; implemented by the
+//!   in-process facilitator and by the HTTP client of a remote one, used by the paywall.
+//! - [`scheme`] — [`SchemeFacilitator`]: one scheme on some networks, as a facilitator runs
+//!   it (verify, settle, the payment's identity for the ledger, recovery after a crash).
+//! - [`server`] — [`SchemeServer`]: one scheme as a seller prices with it (payee check,
+//!   requirements enriched from the facilitator's `/supported`).
+//! - [`client`] — [`PaymentSigner`]: a wallet that pays some requirements, and asks its chain
+//!   whether an authorization was used.
+//! - [`chain`] — [`ChainOps`]: what every chain reports for `/health` and metrics.
+
+pub mod chain;
+pub mod client;
+pub mod facilitator;
+pub mod network;
+pub mod registry;
+pub mod scheme;
+pub mod server;
+
+pub use chain::{ChainOps, SignerStatus};
+pub use client::{
+    AuthorizationHandle, AuthorizationState, PaymentSigner, SignedPayment, SignerError, StateError,
+};
+pub use facilitator::{Facilitator, FacilitatorError};
+pub use network::{NetworkPattern, NetworkPatternError};
+pub use registry::{RegisterError, Registry};
+pub use scheme::{PaymentIdentity, SchemeError, SchemeFacilitator, SchemeFault, Settled, Verified};
+pub use server::SchemeServer;
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed, sendable future: what the traits here return so that they stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -1,0 +1,236 @@
+//! `exact` on EVM as the facilitator runs it: [`SchemeFacilitator`] for
+//! [`ExactEvmFacilitator`]. (The network's [`ChainOps`](tollgate_core::ChainOps) is
+//! [`EvmChain`](crate::EvmChain), shared by every scheme settling on it.)
+//!
+//! Everything EVM-specific the facilitator used to do itself lives here: the payment's identity
+//! is the EIP-3009 `(token, payer, nonce)` read from the typed authorization (so `0xAB…` and
+//! `0xab…` are one payment), and its errors map onto the generic [`SchemeFault`]s.
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use tollgate_core::{
+    BoxFuture, PaymentIdentity, SchemeError, SchemeFacilitator, SchemeFault, Settled, Verified,
+};
+use tollgate_proto::{
+    ErrorReason, PaymentPayload, PaymentRequirements, Scheme, SupportedKind, X402Version,
+};
+
+use crate::domain::parse_address;
+use crate::facilitator::{
+    ExactEvmFacilitator, SettleError, Settlement, VerifiedPayment, VerifyError,
+};
+use crate::payload::ExactEvmPayload;
+
+impl From<VerifyError> for SchemeError {
+    fn from(e: VerifyError) -> Self {
+        let fault = if e.is_payment_fault() {
+            SchemeFault::Payment
+        } else {
+            SchemeFault::Unavailable
+        };
+        SchemeError {
+            fault,
+            reason: e.reason(),
+            message: e.to_string(),
+            transaction: None,
+        }
+    }
+}
+
+impl From<SettleError> for SchemeError {
+    fn from(e: SettleError) -> Self {
+        let fault = match &e {
+            SettleError::ReceiptTimeout { .. } => SchemeFault::Pending,
+            SettleError::Submit(_) => SchemeFault::Unavailable,
+            SettleError::Invalid(v) if !v.is_payment_fault() => SchemeFault::Unavailable,
+            _ => SchemeFault::Payment,
+        };
+        SchemeError {
+            fault,
+            reason: e.reason(),
+            message: e.to_string(),
+            transaction: e.tx_hash().map(|h| h.to_string()),
+        }
+    }
+}
+
+fn settled(s: Settlement) -> Settled {
+    Settled {
+        transaction: s.tx_hash.to_string(),
+        payer: s.payer.to_string(),
+    }
+}
+
+/// The payload and the token of a payment, parsed.
+fn parse(
+    payment: &PaymentPayload,
+    requirements: &PaymentRequirements,
+) -> Result<(ExactEvmPayload, Address), SchemeError> {
+    let evm = ExactEvmPayload::from_payment(payment)
+        .map_err(|e| SchemeError::payment(ErrorReason::InvalidPayload, e.to_string()))?;
+    let asset = parse_address(&requirements.asset).map_err(|e| {
+        SchemeError::payment(
+            ErrorReason::InvalidPaymentRequirements,
+            format!("asset {:?} is not an address: {e}", requirements.asset),
+        )
+    })?;
+    Ok((evm, asset))
+}
+
+fn tx_hash(transaction: &str) -> Result<B256, SchemeError> {
+    transaction.parse::<B256>().map_err(|e| {
+        SchemeError::unavailable(
+            ErrorReason::UnexpectedSettleError,
+            format!("{transaction:?} is not a transaction hash: {e}"),
+        )
+    })
+}
+
+impl SchemeFacilitator for ExactEvmFacilitator {
+    fn scheme(&self) -> Scheme {
+        Scheme::Exact
+    }
+
+    fn supported(&self) -> Vec<SupportedKind> {
+        let network = self.network().clone();
+        let mut kinds = Vec::with_capacity(2);
+        if network.v1_name().is_some() {
+            kinds.push(SupportedKind {
+                x402_version: X402Version::V1,
+                scheme: Scheme::Exact,
+                network: network.clone(),
+                extra: None,
+            });
+        }
+        kinds.push(SupportedKind {
+            x402_version: X402Version::V2,
+            scheme: Scheme::Exact,
+            network,
+            extra: None,
+        });
+        kinds
+    }
+
+    fn signers(&self) -> Vec<(String, Vec<String>)> {
+        vec![(
+            "eip155:*".to_owned(),
+            vec![self.signer_address().to_string()],
+        )]
+    }
+
+    fn receipt_timeout(&self) -> Duration {
+        self.config().receipt_timeout
+    }
+
+    fn already_used_reason(&self) -> ErrorReason {
+        crate::reason::EvmReason::InvalidExactEvmNonceAlreadyUsed.into()
+    }
+
+    fn identify(
+        &self,
+        payment: &PaymentPayload,
+        requirements: &PaymentRequirements,
+    ) -> Result<PaymentIdentity, SchemeError> {
+        let (evm, asset) = parse(payment, requirements)?;
+        Ok(PaymentIdentity {
+            asset: asset.to_string(),
+            payer: evm.authorization.from.to_string(),
+            id: evm.authorization.nonce.to_string(),
+            valid_before: Some(u64::try_from(evm.authorization.valid_before).unwrap_or(u64::MAX)),
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        payment: &'a PaymentPayload,
+        requirements: &'a PaymentRequirements,
+    ) -> BoxFuture<'a, Result<Verified, SchemeError>> {
+        Box::pin(async move {
+            let verified = ExactEvmFacilitator::verify(self, payment, requirements).await?;
+            let identity = PaymentIdentity {
+                asset: verified.asset.to_string(),
+                payer: verified.payer.to_string(),
+                id: verified.authorization.nonce.to_string(),
+                valid_before: Some(
+                    u64::try_from(verified.authorization.valid_before).unwrap_or(u64::MAX),
+                ),
+            };
+            Ok(Verified {
+                identity,
+                proof: Box::new(verified),
+            })
+        })
+    }
+
+    fn same_payment<'a>(
+        &'a self,
+        stored: &'a PaymentPayload,
+        stored_pay_to: &'a str,
+        presented: &'a PaymentPayload,
+        requirements: &'a PaymentRequirements,
+    ) -> BoxFuture<'a, Result<bool, SchemeError>> {
+        Box::pin(async move {
+            let (Ok(stored_evm), Ok(presented_evm)) = (
+                ExactEvmPayload::from_payment(stored),
+                ExactEvmPayload::from_payment(presented),
+            ) else {
+                return Ok(false);
+            };
+            let same_payee = parse_address(stored_pay_to).ok().is_some()
+                && parse_address(stored_pay_to).ok() == parse_address(&requirements.pay_to).ok();
+            if stored_evm.authorization != presented_evm.authorization
+                || stored_evm.signature != presented_evm.signature
+                || requirements.scheme != Scheme::Exact
+                || !same_payee
+            {
+                return Ok(false);
+            }
+            self.verify_signature(presented, requirements).await?;
+            Ok(true)
+        })
+    }
+
+    fn submit<'a>(&'a self, verified: &'a Verified) -> BoxFuture<'a, Result<String, SchemeError>> {
+        Box::pin(async move {
+            let Some(payment) = verified.proof.downcast_ref::<VerifiedPayment>() else {
+                return Err(SchemeError::unavailable(
+                    ErrorReason::UnexpectedSettleError,
+                    "the verified payment was not verified by the exact EVM scheme",
+                ));
+            };
+            let tx = self.submit_verified(payment).await?;
+            Ok(tx.to_string())
+        })
+    }
+
+    fn await_settlement<'a>(
+        &'a self,
+        payment: &'a PaymentPayload,
+        requirements: &'a PaymentRequirements,
+        transaction: &'a str,
+    ) -> BoxFuture<'a, Result<Settled, SchemeError>> {
+        Box::pin(async move {
+            let (evm, asset) = parse(payment, requirements)?;
+            let tx = tx_hash(transaction)?;
+            ExactEvmFacilitator::await_settlement(self, asset, &evm.authorization, tx)
+                .await
+                .map(settled)
+                .map_err(Into::into)
+        })
+    }
+
+    fn find_settlement<'a>(
+        &'a self,
+        payment: &'a PaymentPayload,
+        requirements: &'a PaymentRequirements,
+    ) -> BoxFuture<'a, Result<Option<Settled>, SchemeError>> {
+        Box::pin(async move {
+            let (evm, asset) = parse(payment, requirements)?;
+            self.find_settlement_tx(asset, &evm.authorization)
+                .await
+                .map(|s| s.map(settled))
+                .map_err(Into::into)
+        })
+    }
+}
