@@ -24,6 +24,8 @@ pub enum FacilitatorError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Start(#[from] tollgate_facilitator::service::StartError),
+    #[error(transparent)]
+    Identity(#[from] tollgate_facilitator::reputation::ReputationError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -50,6 +52,12 @@ pub async fn run(args: FacilitatorArgs) -> Result<(), FacilitatorError> {
         api_key: config.server.load_api_key()?,
         rate_limit: config.server.rate_limit,
     };
+    // `[identity] sanctions_file` is loaded before listening: a broken list stops the start.
+    let reputation = tollgate_facilitator::reputation::ReputationService::from_config(
+        facilitator.ledger().clone(),
+        &config.identity,
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| FacilitatorError::Listen {
@@ -68,7 +76,7 @@ pub async fn run(args: FacilitatorArgs) -> Result<(), FacilitatorError> {
     // Graceful shutdown: stop accepting, let in-flight requests (settlements included) finish.
     tollgate_listen::serve(
         listener,
-        http::router(facilitator, limits),
+        http::router_with_reputation(facilitator, limits, reputation),
         settings,
         crate::shutdown::signal(),
     )

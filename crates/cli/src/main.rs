@@ -56,7 +56,8 @@ next steps: tollgate facilitator, tollgate init, tollgate pay):
   tollgate facilitator --config local/facilitator.toml   # written by `tollgate devnet --write-configs local`")]
     Facilitator(facilitator::FacilitatorArgs),
     /// Fetches a URL like curl, paying its x402 price within limits. Exit codes: 0 success,
-    /// 2 refused by policy, 3 payment failed, 4 HTTP error.
+    /// 1 usage or setup error, 2 refused by policy, 3 payment failed, 4 HTTP error, 5 refused by
+    /// the seller's identity gate (403).
     #[command(after_help = "Examples:
   TOLLGATE_PAY_KEY=0x... tollgate pay --max \"0.01 USDC\" --budget \"1 USDC/day\" https://api.example.com/weather
   tollgate pay --dry-run https://api.example.com/weather

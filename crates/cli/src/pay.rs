@@ -1,7 +1,14 @@
 //! `tollgate pay URL`: a curl that pays.
 //!
 //! Exit codes: 0 success, 1 usage or setup error, 2 refused by the spending policy (or
-//! declined), 3 the payment failed (the server still answered 402), 4 an HTTP or server error.
+//! declined), 3 the payment failed (the server still answered 402), 4 an HTTP or server error,
+//! 5 the seller's identity gate refused the payer (`403` to the paid request; the failed rules
+//! and their remedies are printed, and with `--json` are in the summary's `identityRefused`).
+//!
+//! Identity headers (`--identity-header X-Operator-Token=env:OP_TOKEN`, also `@file`) are sent
+//! only with the payment, and only when the chosen option's `payTo` is one of `--identity-for`;
+//! with them configured, redirects are followed within the same host only, so a payee cannot
+//! redirect them elsewhere.
 //!
 //! With `--json`, stdout always carries one JSON summary, failures included, so a script never
 //! has to scrape stderr. Amounts are shown in the token's units when its decimals are known
@@ -26,8 +33,8 @@ use tollgate::evm::ExactEvmClient;
 use tollgate::proto::money::format_atomic;
 use tollgate::proto::{header, AnyPaymentRequired, Network, PaymentRequirements};
 use tollgate_client::{
-    PaymentError, PaymentReceipt, PendingPayment, Priced, ReconcileReport, Refusal, SpendLedger,
-    SpendingPolicy, Wallets, X402Middleware,
+    IdentityCheck, IdentityHeaders, PaymentError, PaymentReceipt, PendingPayment, Priced,
+    ReconcileReport, Refusal, SpendLedger, SpendingPolicy, Wallets, X402Middleware,
 };
 
 /// Options of `tollgate pay`.
@@ -96,11 +103,21 @@ pub struct PayArgs {
     /// File holding the payer's private key (instead of --key-env).
     #[arg(long)]
     key_file: Option<PathBuf>,
+    /// Identity header for sellers that gate on it, NAME=VALUE (repeatable): NAME is
+    /// X-Operator-Token or X-Wallet-Address; VALUE is literal, `@FILE` (read from a file) or
+    /// `env:VAR` (read from the environment), so a secret need not be on the command line.
+    /// Sent only with the payment, and only to the payees of --identity-for; never by default.
+    #[arg(long = "identity-header", value_name = "NAME=VALUE")]
+    identity_headers: Vec<String>,
+    /// A payee (payTo address) that may receive the identity headers (repeatable).
+    #[arg(long = "identity-for", value_name = "PAYEE")]
+    identity_for: Vec<String>,
 }
 
 const EXIT_REFUSED: u8 = 2;
 const EXIT_PAYMENT_FAILED: u8 = 3;
 const EXIT_HTTP: u8 = 4;
+const EXIT_IDENTITY_REFUSED: u8 = 5;
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("tollgate pay: {message}");
@@ -177,18 +194,32 @@ pub async fn run(args: PayArgs) -> ExitCode {
         return dry_run(&url, method, headers, args.data.clone(), &policy, args.json).await;
     }
 
+    let identity = match identity_headers(&args.identity_headers, &args.identity_for) {
+        Ok(i) => i,
+        Err(e) => return fail_as(args.json, 1, e),
+    };
     let key = match load_key(&args) {
         Ok(k) => k,
         Err(e) => return fail_as(args.json, 1, e),
     };
+    let same_host_redirects = !identity.is_empty();
     let mut middleware = with_rpc_urls(
         X402Middleware::new(wallets(key), policy.clone(), ledger),
         &rpc_urls,
-    );
+    )
+    .with_identity(identity);
     if !args.yes && std::io::stdin().is_terminal() {
         middleware = middleware.with_approval(Arc::new(confirm));
     }
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    let mut inner = reqwest::Client::builder();
+    if same_host_redirects {
+        inner = inner.redirect(same_host_only());
+    }
+    let inner = match inner.build() {
+        Ok(c) => c,
+        Err(e) => return fail_as(args.json, 1, e),
+    };
+    let client = reqwest_middleware::ClientBuilder::new(inner)
         .with(middleware)
         .build();
     let mut request = client.request(method, &url).headers(headers);
@@ -212,6 +243,30 @@ pub async fn run(args: PayArgs) -> ExitCode {
                         );
                     }
                     fail(EXIT_REFUSED, r)
+                }
+                Ok(PaymentError::IdentityRefused {
+                    payer,
+                    checks,
+                    detail,
+                    held,
+                }) => {
+                    if args.json {
+                        println!(
+                            "{}",
+                            json!({
+                                "status": 403,
+                                "paid": Value::Null,
+                                "identityRefused": identity_refusal_json(
+                                    payer.as_deref(), &checks, detail.as_deref(), held),
+                                "exitCode": EXIT_IDENTITY_REFUSED,
+                            })
+                        );
+                    }
+                    eprint!(
+                        "{}",
+                        identity_refusal_text(payer.as_deref(), &checks, detail.as_deref(), held)
+                    );
+                    ExitCode::from(EXIT_IDENTITY_REFUSED)
                 }
                 Ok(other) => fail_as(args.json, EXIT_PAYMENT_FAILED, other),
                 Err(e) => fail_as(args.json, EXIT_PAYMENT_FAILED, e),
@@ -313,6 +368,131 @@ pub async fn run(args: PayArgs) -> ExitCode {
     } else {
         fail(code, format!("server answered {status}"))
     }
+}
+
+/// The identity headers of `--identity-header NAME=VALUE` for the payees of `--identity-for`.
+/// A value is literal, `@FILE` (the file's content, trailing newline trimmed) or `env:VAR`.
+/// Errors name the header and where its value came from, never the value.
+fn identity_headers(specs: &[String], payees: &[String]) -> Result<IdentityHeaders, String> {
+    if specs.is_empty() {
+        return if payees.is_empty() {
+            Ok(IdentityHeaders::new())
+        } else {
+            Err("--identity-for names payees but no --identity-header is given".into())
+        };
+    }
+    if payees.is_empty() {
+        return Err(
+            "--identity-header needs --identity-for PAYEE: identity headers are sent \
+                    only to the payees named"
+                .into(),
+        );
+    }
+    let mut identity = IdentityHeaders::new();
+    for spec in specs {
+        let Some((name, value)) = spec.split_once('=') else {
+            return Err(
+                "--identity-header expects NAME=VALUE (VALUE may be @FILE or env:VAR)".into(),
+            );
+        };
+        let name = name.trim();
+        let value = if let Some(path) = value.strip_prefix('@') {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("--identity-header {name}: cannot read {path}: {e}"))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned()
+        } else if let Some(var) = value.strip_prefix("env:") {
+            std::env::var(var).map_err(|_| {
+                format!("--identity-header {name}: environment variable {var} is not set")
+            })?
+        } else {
+            value.to_owned()
+        };
+        identity = identity
+            .with(name, &value, payees)
+            .map_err(|e| format!("--identity-header: {e}"))?;
+    }
+    Ok(identity)
+}
+
+/// A redirect policy that follows up to 10 redirects on the same scheme, host and port only:
+/// with identity headers configured, a payee must not be able to send them (and the payment)
+/// to another origin. The response to the stopped redirect is returned as it is.
+fn same_host_only() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let origin = |u: &reqwest::Url| {
+            (
+                u.scheme().to_owned(),
+                u.host_str().map(str::to_owned),
+                u.port_or_known_default(),
+            )
+        };
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| origin(first) == origin(attempt.url()));
+        if !same {
+            attempt.stop()
+        } else if attempt.previous().len() > 10 {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// A gate's refusal for a person: each failed rule, its reason and its remedy, and what became
+/// of the reserved amount. The texts are the seller's, already bounded and stripped of control
+/// characters by the client.
+fn identity_refusal_text(
+    payer: Option<&str>,
+    checks: &[IdentityCheck],
+    detail: Option<&str>,
+    held: bool,
+) -> String {
+    let mut out = format!(
+        "tollgate pay: the seller's identity gate refused {} (403)\n",
+        payer.map(checksummed).as_deref().unwrap_or("the payer")
+    );
+    for c in checks.iter().filter(|c| !c.passed) {
+        out.push_str(&format!(
+            "  failed: {}{}\n",
+            c.rule,
+            c.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ));
+        if let Some(remedy) = &c.remedy {
+            out.push_str(&format!("    remedy: {remedy}\n"));
+        }
+    }
+    if let Some(detail) = detail {
+        out.push_str(&format!("  the seller said: {detail}\n"));
+    }
+    out.push_str(if held {
+        "not a gate's identity_check_failed answer: the amount stays reserved until the chain \
+         shows it used or expired\n"
+    } else {
+        "nothing was settled: the reserved amount was released\n"
+    });
+    out
+}
+
+fn identity_refusal_json(
+    payer: Option<&str>,
+    checks: &[IdentityCheck],
+    detail: Option<&str>,
+    held: bool,
+) -> Value {
+    json!({
+        "payer": payer.map(checksummed),
+        "checks": checks.iter().map(|c| json!({
+            "rule": c.rule, "passed": c.passed, "reason": c.reason, "remedy": c.remedy,
+        })).collect::<Vec<_>>(),
+        "detail": detail,
+        "held": held,
+    })
 }
 
 /// The agent's wallets for `key`: the one place the binary names a chain's payer, so `pay`,

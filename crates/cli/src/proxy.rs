@@ -3,7 +3,11 @@
 
 use std::path::PathBuf;
 
-use tollgate::gateway::{self, GatewayConfig, GatewayError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tollgate::core::IdentityProvider;
+use tollgate::gateway::{self, GatewayConfig, GatewayError, IdentityProviderSettings, Plugins};
 
 /// Options of `tollgate proxy`.
 #[derive(Debug, clap::Args)]
@@ -27,11 +31,41 @@ pub enum ProxyError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("[identity.provider]: {0}")]
+    Identity(String),
+}
+
+/// The identity provider `[identity.provider]` names: the one place the binary turns the
+/// file's settings into a provider.
+async fn identity_provider(
+    settings: &IdentityProviderSettings,
+) -> Result<Arc<dyn IdentityProvider>, ProxyError> {
+    let bad = |e: &dyn std::fmt::Display| ProxyError::Identity(e.to_string());
+    if let Some(path) = &settings.sanctions_file {
+        let list = tollgate_identity::SanctionsList::load(path)
+            .await
+            .map_err(|e| bad(&e))?;
+        return Ok(Arc::new(list));
+    }
+    let url = settings
+        .assess_url
+        .as_deref()
+        .ok_or_else(|| ProxyError::Identity("no provider set".into()))?;
+    let mut config = tollgate_identity::AgentScoreConfig::new(url)
+        .timeout(Duration::from_secs(settings.timeout_secs));
+    if let Some(var) = &settings.api_key_env {
+        config = config.api_key_from_env(var).map_err(|e| bad(&e))?;
+    }
+    Ok(Arc::new(config.build().map_err(|e| bad(&e))?))
 }
 
 pub async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
     let config = GatewayConfig::load(&args.config)?;
-    let app = gateway::app(&config).await?;
+    let mut plugins = Plugins::default();
+    if let Some(settings) = config.identity.as_ref().and_then(|i| i.provider.as_ref()) {
+        plugins.identity = Some(identity_provider(settings).await?);
+    }
+    let app = gateway::app_with(&config, plugins).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ProxyError::Listen {

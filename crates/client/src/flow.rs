@@ -25,6 +25,13 @@
 //!      [`PayFlow::reconcile`] learns from the chain that it was used (→ `paid`) or that it can
 //!      no longer be used (→ released).
 //!
+//!    - a seller's identity gate refusing the verified payer (`403` with an
+//!      `identity_check_failed` body, [`AnswerStatus::IdentityRefused`]): released. The gate
+//!      runs after verification and *before* settlement, so its refusal is the seller's word
+//!      that nothing was settled; a `403` without that body is not a gate's and stays ambiguous.
+//!      (A refusal that comes with a successful settlement receipt contradicts itself and is
+//!      held, for the chain to decide.)
+//!
 //!    No answer at all is [`PayFlow::record_no_answer`] (pending: the payment may have
 //!    arrived); a payment that never left is [`PayFlow::record_not_sent`] (released).
 
@@ -39,6 +46,7 @@ use tollgate_proto::{
     PaymentRequirements, ResourceInfo, SettleResponse, X402Version,
 };
 
+use crate::identity::{IdentityCheck, IdentityRefusal};
 use crate::ledger::{Attempt, LedgerError, SpendLedger, Unresolved};
 use crate::policy::{Priced, Refusal, SpendingPolicy};
 use crate::signer::{AuthorizationHandle, AuthorizationState, PaymentSigner, StateError};
@@ -114,6 +122,20 @@ pub enum PaymentError {
     /// A background task of the ledger failed (nothing was signed).
     #[error("spend ledger task failed: {0}")]
     Task(String),
+    /// The seller answered the payment `403`: its identity gate refused the payer. The message
+    /// lists each failed rule with the seller's reason and remedy.
+    #[error("{}", crate::identity::refusal_message(.payer, .checks, .detail, .held))]
+    IdentityRefused {
+        /// The payer the gate checked (the verified one), when it said.
+        payer: Option<String>,
+        /// The rules the gate evaluated (empty when the body was not a gate's JSON).
+        checks: Vec<IdentityCheck>,
+        /// The body's text, bounded, when it was not a gate's `identity_check_failed` JSON.
+        detail: Option<String>,
+        /// Whether the amount stays reserved (`pending`): a `403` that is not a gate's
+        /// refusal does not say nothing was settled. `false`: released.
+        held: bool,
+    },
 }
 
 impl From<Refusal> for PaymentError {
@@ -286,6 +308,9 @@ pub enum AnswerStatus {
         /// The challenge's `error`, if any.
         error: Option<String>,
     },
+    /// A seller's identity gate refused the verified payer (HTTP `403` with an
+    /// `identity_check_failed` body), before settling anything.
+    IdentityRefused(IdentityRefusal),
     /// Anything else (a `5xx`, a `4xx` other than `402`, a redirect), named as the transport
     /// names it, for the ledger's reason (e.g. `503 Service Unavailable`).
     Other(String),
@@ -838,6 +863,15 @@ fn classify(answer: &SellerAnswer) -> Reading {
         }
         _ => {}
     }
+    if let AnswerStatus::IdentityRefused(refusal) = &answer.status {
+        // Refused before settlement — unless a successful receipt says otherwise.
+        if !matches!(&answer.receipt, Some(Ok(s)) if s.success) {
+            return Reading::Rejected(format!(
+                "refused by the seller's identity gate: {}",
+                refusal.failed_rules()
+            ));
+        }
+    }
     let subject = match &answer.status {
         AnswerStatus::PaymentRequired { error } => {
             let error = error.as_deref().unwrap_or_default();
@@ -852,6 +886,7 @@ fn classify(answer: &SellerAnswer) -> Reading {
             };
         }
         AnswerStatus::Served => "the resource was served".to_owned(),
+        AnswerStatus::IdentityRefused(_) => "the seller's identity gate refused the payer".into(),
         AnswerStatus::Other(status) => format!("server answered {status}"),
     };
     Reading::Ambiguous(match &answer.receipt {

@@ -22,6 +22,9 @@
 //!   reconciliation of held reservations.
 //! - [`middleware`] — the `reqwest-middleware` adapter over the flow, and
 //!   [`X402Middleware::reconcile`].
+//! - [`identity`] — identity headers (`X-Operator-Token`, `X-Wallet-Address`) sent only on
+//!   paid requests to payees the agent names ([`X402Middleware::with_identity`]), and a
+//!   seller's `403` identity refusal ([`PaymentError::IdentityRefused`]).
 //!
 //! When a seller offers the `payment-identifier` extension, each payment carries a fresh id
 //! (kept in the ledger), so a retry of the same payment is recognisable as the same attempt.
@@ -61,6 +64,7 @@
 //! ```
 
 pub mod flow;
+pub mod identity;
 pub mod ledger;
 pub mod middleware;
 pub mod policy;
@@ -70,6 +74,7 @@ pub mod wallets;
 pub use flow::{
     AnswerStatus, Challenge, PayFlow, PaymentOutcome, PendingRetries, PreparedPayment, SellerAnswer,
 };
+pub use identity::{IdentityCheck, IdentityConfigError, IdentityHeaders, IdentityRefusal};
 pub use ledger::{SpendLedger, SpendRecord, SpendStatus, Unresolved};
 pub use middleware::{
     ApproveHook, PaymentError, PaymentReceipt, PendingPayment, ReconcileReport, X402Middleware,

@@ -7,6 +7,16 @@
 //! `PAYMENT-RESPONSE` receipt) for the flow to record, and hands the response back with a
 //! [`PaymentReceipt`] or a [`PendingPayment`] in its extensions. Every decision about money is
 //! the flow's; see [`crate::flow`] for what is `paid`, released or held `pending`.
+//!
+//! Identity headers ([`X402Middleware::with_identity`]) are added to the paid retry only, and
+//! only for a `payTo` they were configured for (see [`crate::identity`]). A `403` to the paid
+//! request is a refusal by the seller's identity gate: the middleware returns
+//! [`PaymentError::IdentityRefused`] with the failed rules and their remedies.
+//!
+//! The inner `reqwest::Client` follows redirects on its own, below this middleware, and carries
+//! custom headers — the payment and identity headers — along. If a payee may redirect a paid
+//! request to another host, build the inner client with a redirect policy that stops at a
+//! change of host (or `reqwest::redirect::Policy::none()`).
 
 use std::time::Duration;
 
@@ -17,6 +27,9 @@ use tollgate_proto::{header, AnyPaymentRequired, Network};
 
 use crate::flow::{
     unix_now, AnswerStatus, Challenge, PayFlow, PaymentOutcome, PendingRetries, SellerAnswer,
+};
+use crate::identity::{
+    bounded, IdentityConfigError, IdentityHeaders, IdentityRefusal, MAX_REFUSAL_BODY,
 };
 use crate::ledger::{Attempt, LedgerError, SpendLedger};
 use crate::policy::SpendingPolicy;
@@ -37,6 +50,7 @@ pub struct X402Middleware {
     flow: PayFlow,
     pending_retries: u32,
     max_retry_wait: Duration,
+    identity: IdentityHeaders,
 }
 
 impl X402Middleware {
@@ -53,7 +67,45 @@ impl X402Middleware {
             flow,
             pending_retries: DEFAULT_PENDING_RETRIES,
             max_retry_wait: DEFAULT_MAX_RETRY_WAIT,
+            identity: IdentityHeaders::new(),
         }
+    }
+
+    /// Sends `identity`'s headers on paid requests to the payees each was configured for
+    /// (replacing any set before). Never on the first, unpaid request; never to another payee;
+    /// nothing by default.
+    pub fn with_identity(mut self, identity: IdentityHeaders) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// Adds one identity header — `X-Operator-Token` or `X-Wallet-Address`, any other name is
+    /// refused — sent with `value` on paid requests whose chosen option's `payTo` is one of
+    /// `for_payees`: see [`IdentityHeaders::with`].
+    ///
+    /// ```
+    /// # use tollgate_client::{ExactEvmClient, PrivateKeySigner, SpendLedger, SpendingPolicy, X402Middleware};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (wallet, policy) = (ExactEvmClient::new(PrivateKeySigner::random()), SpendingPolicy::new());
+    /// let token = "op_123"; // e.g. from std::env::var("OPERATOR_TOKEN")
+    /// let middleware = X402Middleware::new(wallet, policy, SpendLedger::in_memory()?)
+    ///     .with_identity_header("X-Operator-Token", token, ["0x209693Bc6afc0C5328bA36FaF03C514EF312287C"])?;
+    /// assert!(!format!("{middleware:?}").contains(token));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_identity_header<P: AsRef<str>>(
+        mut self,
+        name: &str,
+        value: &str,
+        for_payees: impl IntoIterator<Item = P>,
+    ) -> Result<Self, IdentityConfigError> {
+        self.identity = std::mem::take(&mut self.identity).with(name, value, for_payees)?;
+        Ok(self)
+    }
+
+    /// The identity headers configured.
+    pub fn identity(&self) -> &IdentityHeaders {
+        &self.identity
     }
 
     /// Asks `hook` before signing each payment.
@@ -126,6 +178,13 @@ fn read_answer(status: http::StatusCode, headers: &http::HeaderMap, body: &[u8])
         AnswerStatus::PaymentRequired {
             error: read_challenge(headers, body).ok().and_then(|c| c.error),
         }
+    } else if let Some(refusal) =
+        (status == http::StatusCode::FORBIDDEN).then(|| IdentityRefusal::from_body(body))
+    {
+        match refusal {
+            Some(r) => AnswerStatus::IdentityRefused(r),
+            None => AnswerStatus::Other(status.to_string()),
+        }
     } else {
         AnswerStatus::Other(status.to_string())
     };
@@ -136,18 +195,32 @@ fn read_answer(status: http::StatusCode, headers: &http::HeaderMap, body: &[u8])
     }
 }
 
-/// A `402` with the v1 challenge only in its body: the body read (the rebuilt response has no
-/// URL, a small price for learning the seller's reason). Anything else is passed through.
-async fn buffer_v1_challenge(
-    response: Response,
+/// A `402` with the v1 challenge only in its body, or a `403` (a gate's refusal, read up to
+/// [`MAX_REFUSAL_BODY`] bytes): the body read (the rebuilt response has no URL, a small price
+/// for learning the seller's reason). Anything else is passed through.
+async fn buffer_answer(
+    mut response: Response,
 ) -> Result<(Response, http::StatusCode, Option<bytes::Bytes>), reqwest::Error> {
     let status = response.status();
-    if status.as_u16() != 402 || header::payment_required_from_headers(response.headers()).is_some()
-    {
+    let v1_challenge = status == http::StatusCode::PAYMENT_REQUIRED
+        && header::payment_required_from_headers(response.headers()).is_none();
+    if !v1_challenge && status != http::StatusCode::FORBIDDEN {
         return Ok((response, status, None));
     }
     let (version, headers) = (response.version(), response.headers().clone());
-    let body = response.bytes().await?;
+    let body = if v1_challenge {
+        response.bytes().await?
+    } else {
+        let mut read = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            let room = MAX_REFUSAL_BODY - read.len();
+            read.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if read.len() >= MAX_REFUSAL_BODY {
+                break;
+            }
+        }
+        bytes::Bytes::from(read)
+    };
     let mut rebuilt = http::Response::new(body.clone());
     *rebuilt.status_mut() = status;
     *rebuilt.version_mut() = version;
@@ -164,6 +237,41 @@ fn retry_after(headers: &http::HeaderMap) -> Duration {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(1))
+}
+
+/// The error for a `403` to a paid request: the gate's rules when its body said them, else the
+/// body's text (bounded); whether the amount was released is the flow's `outcome`.
+fn forbidden(
+    answer: SellerAnswer,
+    outcome: &PaymentOutcome,
+    body: Option<bytes::Bytes>,
+) -> PaymentError {
+    let held = !matches!(outcome, PaymentOutcome::Refused { .. });
+    match answer.status {
+        AnswerStatus::IdentityRefused(r) => PaymentError::IdentityRefused {
+            payer: r.payer,
+            checks: r.checks,
+            detail: None,
+            held,
+        },
+        _ => {
+            let text = body
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            let text = text.trim();
+            PaymentError::IdentityRefused {
+                payer: None,
+                checks: Vec::new(),
+                detail: Some(if text.is_empty() {
+                    "no reason given".into()
+                } else {
+                    bounded(text)
+                }),
+                held,
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -215,9 +323,14 @@ impl Middleware for X402Middleware {
             }
         };
         retry.headers_mut().insert(name, value);
+        // Identity goes with the payment, to the payee that was listed for it, and nowhere
+        // else: the first request went without it.
+        for (name, value) in self.identity.for_payee(&payment.requirements().pay_to) {
+            retry.headers_mut().insert(name.clone(), value.clone());
+        }
         let mut resends = PendingRetries::new(self.pending_retries, self.max_retry_wait);
         let mut sent = false;
-        let (mut paid, answer) = loop {
+        let (mut paid, answer, body) = loop {
             // The same request, the same payment header, the same payment-identifier: a retry
             // of this attempt, never a second payment.
             let Some(this_try) = retry.try_clone() else {
@@ -243,7 +356,7 @@ impl Middleware for X402Middleware {
                     return Err(e);
                 }
             };
-            let (response, status, body) = match buffer_v1_challenge(response).await {
+            let (response, status, body) = match buffer_answer(response).await {
                 Ok(read) => read,
                 Err(e) => {
                     let _ = self.flow.record_no_answer(
@@ -264,13 +377,18 @@ impl Middleware for X402Middleware {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            break (response, answer);
+            break (response, answer, body);
         };
-        match self
+        let outcome = self
             .flow
             .record(&payment, &answer)
-            .map_err(reqwest_middleware::Error::middleware)?
-        {
+            .map_err(reqwest_middleware::Error::middleware)?;
+        if paid.status() == http::StatusCode::FORBIDDEN {
+            return Err(reqwest_middleware::Error::middleware(forbidden(
+                answer, &outcome, body,
+            )));
+        }
+        match outcome {
             PaymentOutcome::Paid(receipt) => {
                 paid.extensions_mut().insert(receipt);
             }

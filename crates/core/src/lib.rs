@@ -17,10 +17,13 @@
 //! - [`client`] — [`PaymentSigner`]: a wallet that pays some requirements, and asks its chain
 //!   whether an authorization was used.
 //! - [`chain`] — [`ChainOps`]: what every chain reports for `/health` and metrics.
+//! - [`identity`] — [`IdentityProvider`]: whom a seller serves — a policy (sanctions, KYC,
+//!   jurisdictions, track record) applied to the *verified* payer before anything is settled.
 
 pub mod chain;
 pub mod client;
 pub mod facilitator;
+pub mod identity;
 pub mod network;
 pub mod registry;
 pub mod scheme;
@@ -31,6 +34,10 @@ pub use client::{
     AuthorizationHandle, AuthorizationState, PaymentSigner, SignedPayment, SignerError, StateError,
 };
 pub use facilitator::{Facilitator, FacilitatorError};
+pub use identity::{
+    Assessment, IdentityPolicy, IdentityProvider, ProviderError, ReputationFloor, RuleCheck,
+    Subject,
+};
 pub use network::{NetworkPattern, NetworkPatternError};
 pub use registry::{RegisterError, Registry};
 pub use scheme::{PaymentIdentity, SchemeError, SchemeFacilitator, SchemeFault, Settled, Verified};

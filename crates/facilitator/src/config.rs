@@ -52,6 +52,20 @@ pub struct Config {
     /// `[[networks]]`, the earlier layout: each entry is one EVM chain with `exact` on it.
     /// Cannot be combined with `chains` or `schemes`.
     pub networks: Vec<NetworkConfig>,
+    /// `[identity]`: what `POST /assess` knows besides the ledger.
+    pub identity: IdentityConfig,
+}
+
+/// `[identity]`: the reputation service's sources besides the ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// A sanctions list (one address per line, `#` comments; see
+    /// `tollgate_identity::SanctionsList`) that `POST /assess` checks
+    /// `require_sanctions_clear` against; reloaded when it changes. Without one, a policy
+    /// requiring sanctions clearance is refused (fail closed).
+    #[serde(default)]
+    pub sanctions_file: Option<std::path::PathBuf>,
 }
 
 /// The file as TOML sees it; `[[schemes]]` tables are typed once their `scheme` is known.
@@ -68,6 +82,8 @@ struct RawConfig {
     schemes: Vec<toml::Table>,
     #[serde(default)]
     networks: Vec<NetworkConfig>,
+    #[serde(default)]
+    identity: IdentityConfig,
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -86,6 +102,7 @@ impl TryFrom<RawConfig> for Config {
             chains: raw.chains,
             schemes,
             networks: raw.networks,
+            identity: raw.identity,
         })
     }
 }
@@ -792,6 +809,12 @@ events_max_age_days = 30
 events_max_rows = 1000000
 # A verified payment nobody settled is deleted this many seconds after it expired.
 unsettled_grace_secs = 3600
+
+# The reputation service (GET /reputation/{address}, POST /assess) reads the ledger. A sanctions
+# list lets POST /assess answer `require_sanctions_clear`: one address per line, `#` comments,
+# EVM addresses compared case-insensitively; reloaded when the file changes.
+# [identity]
+# sanctions_file = "/etc/tollgate/sanctioned-addresses.txt"
 
 # Chains: one table per network, under its family ([[chains.eip155]] for EVM networks). Every
 # scheme served on a network settles through its chain and shares its signers.

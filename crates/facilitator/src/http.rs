@@ -1,4 +1,6 @@
-//! The HTTP API: `POST /verify`, `POST /settle`, `GET /supported`, `GET /health`.
+//! The HTTP API: `POST /verify`, `POST /settle`, `GET /supported`, `GET /health`, and the
+//! reputation service's `GET /reputation/{address}` and `POST /assess`
+//! ([`crate::reputation`]).
 //!
 //! Bodies are exactly the spec's. Status codes: 200 for a valid / settled payment, 202 for a
 //! settlement sent but not yet confirmed, 400 for a payment at fault or a malformed body (with
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,6 +31,7 @@ use tollgate_proto::{
 
 use crate::metrics::{Metrics, ScrapeState, SignerGauges};
 use crate::rate_limit::{Limiter, RateLimit};
+use crate::reputation::ReputationService;
 use crate::service::{Facilitator, Outcome};
 
 /// Limits and access control applied to every request.
@@ -70,16 +73,32 @@ impl Default for HttpLimits {
 #[derive(Clone)]
 struct AppState {
     facilitator: Facilitator,
+    reputation: ReputationService,
     limits: Arc<HttpLimits>,
     metrics: Arc<Metrics>,
 }
 
-/// The facilitator's routes, ready to serve.
+/// The facilitator's routes, ready to serve. The reputation service (`/reputation/{address}`,
+/// `/assess`) reads the facilitator's ledger and has no sanctions list; use
+/// [`router_with_reputation`] to give it one.
 pub fn router(facilitator: Facilitator, limits: HttpLimits) -> Router {
+    let reputation = ReputationService::new(facilitator.ledger().clone(), None);
+    router_with_reputation(facilitator, limits, reputation)
+}
+
+/// The facilitator's routes with `reputation` answering `GET /reputation/{address}` and
+/// `POST /assess` (read-only; behind the API key and the rate limit like `/verify`).
+pub fn router_with_reputation(
+    facilitator: Facilitator,
+    limits: HttpLimits,
+    reputation: ReputationService,
+) -> Router {
     let mut api = Router::new()
         .route("/verify", post(verify))
         .route("/settle", post(settle))
-        .route("/supported", get(supported));
+        .route("/supported", get(supported))
+        .route("/reputation/{address}", get(reputation_of))
+        .route("/assess", post(assess));
     if let Some(rate) = limits.rate_limit {
         // Health checks and scrapes are exempt: a load balancer must always see the truth.
         api = api.layer(axum::middleware::from_fn_with_state(
@@ -92,6 +111,7 @@ pub fn router(facilitator: Facilitator, limits: HttpLimits) -> Router {
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
         .with_state(AppState {
             facilitator,
+            reputation,
             limits: Arc::new(limits),
             metrics: Arc::new(Metrics::default()),
         })
@@ -299,6 +319,26 @@ fn respond<T: Serialize>(outcome: Outcome<T>) -> Response {
         Outcome::Conflict(_) => StatusCode::CONFLICT,
     };
     (status, Json(outcome.into_body())).into_response()
+}
+
+/// `GET /reputation/{address}`: see [`crate::reputation`].
+async fn reputation_of(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+) -> Response {
+    if !authorized(&state.limits, &headers) {
+        return unauthorized();
+    }
+    state.reputation.reputation_response(&address).await
+}
+
+/// `POST /assess`: see [`crate::reputation`].
+async fn assess(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&state.limits, &headers) {
+        return unauthorized();
+    }
+    state.reputation.assess_response(&body).await
 }
 
 async fn supported(State(state): State<AppState>) -> Response {

@@ -8,6 +8,7 @@
 //!   reconciliation after a restart. Embed it in a resource server to skip the HTTP hop.
 //! - [`http`] — the spec's HTTP API over a [`Facilitator`], with bearer-key auth and limits.
 //! - [`metrics`] — Prometheus counters, histograms and gauges for `GET /metrics` (`prometheus-client`).
+//! - [`reputation`] — `GET /reputation/{address}` and `POST /assess`: the ledger as an identity provider.
 //! - [`rate_limit`] — per-client (IPv4 address, IPv6 `/64`) rate limits in front of the API (`governor`).
 //!
 //! ```no_run
@@ -28,6 +29,7 @@ pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod rate_limit;
+pub mod reputation;
 pub mod service;
 
 pub use builder::{BuildError, FacilitatorBuilder};

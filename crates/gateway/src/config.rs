@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use tollgate_proto::{AtomicAmount, Network};
-use tollgate_server::{PaymentOption, PendingConfig, RoutePrice, SettlementMode};
+use tollgate_server::{IdentityPolicy, PaymentOption, PendingConfig, RoutePrice, SettlementMode};
 
 /// Environment variable overriding `listen`.
 pub const ENV_LISTEN: &str = "TOLLGATE_LISTEN";
@@ -54,6 +54,171 @@ pub struct GatewayConfig {
     /// `[metrics]`: the Prometheus scrape endpoint, off unless `path` is set.
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// `[identity]`: serve only payers who meet a policy (checked on the verified payer, after
+    /// verification and before the upstream is called or anything is settled). Off unless the
+    /// table is present; then the embedding program must supply the provider
+    /// ([`app_with`](crate::app_with)), or the gateway refuses to start.
+    #[serde(default)]
+    pub identity: Option<IdentitySettings>,
+}
+
+/// `[identity]`: the identity gate of every priced route.
+///
+/// ```toml
+/// [identity]
+/// fail_open = false      # provider outage: 503 (default), or serve unchecked
+/// cache_ttl_secs = 300   # how long a verdict on a payer is reused
+/// [identity.policy]
+/// require_sanctions_clear = true
+/// blocked_jurisdictions = ["KP", "IR"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySettings {
+    /// What a payer must meet (the AgentScore `policy` object).
+    pub policy: IdentityPolicy,
+    /// When the provider cannot answer: `false` (the default) answers `503` and settles
+    /// nothing; `true` serves the request unchecked (logged).
+    #[serde(default)]
+    pub fail_open: bool,
+    /// How long a provider's verdict on a payer is reused; `0`: never.
+    #[serde(default = "default_identity_cache_ttl")]
+    pub cache_ttl_secs: u64,
+    /// `[identity.provider]`: who assesses payers, for programs (like `tollgate proxy`) that
+    /// build the provider from the file. A program passing its own provider to
+    /// [`app_with`](crate::app_with) may leave it out.
+    #[serde(default)]
+    pub provider: Option<IdentityProviderSettings>,
+}
+
+/// `[identity.provider]`: exactly one of an AgentScore-compatible assessment service (a
+/// Tollgate facilitator's `POST /assess` is one: it evaluates sanctions and the payer's
+/// settlement record) or a local sanctions file (which can only answer
+/// `require_sanctions_clear`).
+///
+/// ```toml
+/// [identity.provider]
+/// assess_url = "http://127.0.0.1:4020/"   # AgentScore: https://api.agentscore.sh/v1/
+/// api_key_env = "TOLLGATE_ASSESS_KEY"     # optional bearer key, from the environment
+/// timeout_secs = 5
+/// # or: sanctions_file = "sanctioned-addresses.txt"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityProviderSettings {
+    /// Base URL of an AgentScore-compatible service (`{base}assess`, `{base}reputation/…`).
+    #[serde(default)]
+    pub assess_url: Option<String>,
+    /// Environment variable holding its bearer key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Per-request timeout of the service.
+    #[serde(default = "default_assess_timeout")]
+    pub timeout_secs: u64,
+    /// A sanctions list file (one address per line, `#` comments), reloaded when it changes.
+    #[serde(default)]
+    pub sanctions_file: Option<std::path::PathBuf>,
+}
+
+fn default_assess_timeout() -> u64 {
+    5
+}
+
+impl IdentityProviderSettings {
+    /// Exactly one source, and a sane timeout.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.assess_url, &self.sanctions_file) {
+            (Some(_), Some(_)) => Err(invalid(
+                "identity.provider",
+                "set assess_url or sanctions_file, not both (a facilitator's /assess already checks its own sanctions list)",
+            )),
+            (None, None) => Err(invalid(
+                "identity.provider",
+                "set assess_url (an AgentScore-compatible service) or sanctions_file",
+            )),
+            (Some(url), None) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                Err(invalid(
+                    "identity.provider.assess_url",
+                    format!("{url:?} is not an http(s) URL"),
+                ))
+            }
+            (None, Some(_)) if self.api_key_env.is_some() => Err(invalid(
+                "identity.provider.api_key_env",
+                "only used with assess_url",
+            )),
+            _ if self.timeout_secs == 0 || self.timeout_secs > 120 => Err(invalid(
+                "identity.provider.timeout_secs",
+                "between 1 and 120 seconds",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Longest `identity.cache_ttl_secs`: a verdict (a sanctions listing, a KYC status) older than
+/// a day is too stale to serve on.
+pub const MAX_IDENTITY_CACHE_TTL_SECS: u64 = 86_400;
+
+fn default_identity_cache_ttl() -> u64 {
+    tollgate_server::gate::DEFAULT_IDENTITY_CACHE_TTL.as_secs()
+}
+
+impl IdentitySettings {
+    /// How long a verdict is reused.
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cache_ttl_secs > MAX_IDENTITY_CACHE_TTL_SECS {
+            return Err(invalid(
+                "identity.cache_ttl_secs",
+                format!("at most {MAX_IDENTITY_CACHE_TTL_SECS} s"),
+            ));
+        }
+        let policy = &self.policy;
+        for (key, codes) in [
+            ("allowed_jurisdictions", &policy.allowed_jurisdictions),
+            ("blocked_jurisdictions", &policy.blocked_jurisdictions),
+        ] {
+            if let Some(bad) = codes
+                .iter()
+                .find(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()))
+            {
+                return Err(invalid(
+                    format!("identity.policy.{key}"),
+                    format!("{bad:?} is not an ISO 3166-1 alpha-2 code (two capital letters)"),
+                ));
+            }
+        }
+        if let Some(both) = policy
+            .allowed_jurisdictions
+            .iter()
+            .find(|c| policy.blocked_jurisdictions.contains(c))
+        {
+            return Err(invalid(
+                "identity.policy.allowed_jurisdictions",
+                format!("{both:?} is both allowed and blocked"),
+            ));
+        }
+        let no_rule = !policy.require_kyc
+            && !policy.require_sanctions_clear
+            && policy.min_age.is_none()
+            && policy.allowed_jurisdictions.is_empty()
+            && policy.blocked_jurisdictions.is_empty()
+            && policy.min_reputation.is_none();
+        if no_rule {
+            return Err(invalid(
+                "identity.policy",
+                "sets no rule; remove [identity] or require something of payers",
+            ));
+        }
+        if let Some(provider) = &self.provider {
+            provider.validate()?;
+        }
+        Ok(())
+    }
 }
 
 /// `[metrics]`: Prometheus metrics of the gateway (402s, paid requests, refusals by reason,
@@ -386,6 +551,9 @@ impl GatewayConfig {
             ));
         }
         self.settlement.validate()?;
+        if let Some(identity) = &self.identity {
+            identity.validate()?;
+        }
         self.limits
             .validate()
             .map_err(|e| invalid(format!("limits.{}", e.key), e.reason))?;
@@ -679,6 +847,56 @@ mod tests {
             "http://127.0.0.1:3000",
             "http://127.0.0.1:4020",
         )
+    }
+
+    #[test]
+    fn the_identity_provider_is_one_source_and_errors_name_the_key() {
+        let with = |provider: &str| {
+            format!(
+                "{}\n[identity]\n[identity.policy]\nrequire_sanctions_clear = true\n[identity.provider]\n{provider}\n",
+                starter_text()
+            )
+        };
+        let ok = GatewayConfig::parse(&with(
+            "assess_url = \"http://127.0.0.1:4020/\"\napi_key_env = \"K\"",
+        ))
+        .unwrap();
+        ok.validate().unwrap();
+        let provider = ok.identity.unwrap().provider.unwrap();
+        assert_eq!(
+            provider.assess_url.as_deref(),
+            Some("http://127.0.0.1:4020/")
+        );
+        assert_eq!(provider.timeout_secs, 5);
+        GatewayConfig::parse(&with("sanctions_file = \"list.txt\""))
+            .unwrap()
+            .validate()
+            .unwrap();
+        for (provider, key) in [
+            (
+                "assess_url = \"http://a/\"\nsanctions_file = \"l\"",
+                "identity.provider",
+            ),
+            ("timeout_secs = 3", "identity.provider"),
+            ("assess_url = \"ftp://a/\"", "identity.provider.assess_url"),
+            (
+                "sanctions_file = \"l\"\napi_key_env = \"K\"",
+                "identity.provider.api_key_env",
+            ),
+            (
+                "assess_url = \"http://a/\"\ntimeout_secs = 0",
+                "identity.provider.timeout_secs",
+            ),
+        ] {
+            let err = GatewayConfig::parse(&with(provider))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{key}`")), "{provider}: {err}");
+        }
+        let typo = GatewayConfig::parse(&with("asess_url = \"http://a/\"")).unwrap_err();
+        assert!(typo.to_string().contains("asess_url"), "{typo}");
     }
 
     #[test]

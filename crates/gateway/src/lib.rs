@@ -24,12 +24,15 @@ pub mod metrics;
 pub mod proxy;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tollgate_proto::{Network, Scheme, X402Version};
-use tollgate_server::{Facilitator as _, PaywallLayer, RemoteFacilitator};
+use tollgate_server::{
+    DecisionSink, Facilitator as _, IdentityProvider, PaywallLayer, RemoteFacilitator,
+};
 
-pub use config::{starter, ConfigError, GatewayConfig};
+pub use config::{starter, ConfigError, GatewayConfig, IdentityProviderSettings, IdentitySettings};
 pub use proxy::Upstream;
 
 /// Why the gateway cannot start.
@@ -62,12 +65,49 @@ pub enum GatewayError {
     /// The HTTP client for the upstream could not be built.
     #[error("upstream client: {0}")]
     Upstream(String),
+    /// `[identity]` is configured and the embedding program gave no provider to check payers
+    /// with: starting would serve everyone unchecked.
+    #[error("[identity] is configured but no identity provider was given (see tollgate_gateway::app_with)")]
+    NoIdentityProvider,
+}
+
+/// What the embedding program plugs into the gateway beyond its file.
+#[derive(Clone, Default)]
+pub struct Plugins {
+    /// Assesses payers for `[identity]` (required when the table is present).
+    pub identity: Option<Arc<dyn IdentityProvider>>,
+    /// Receives every identity decision (a durable store), beside the log.
+    pub decisions: Option<Arc<dyn DecisionSink>>,
+}
+
+impl std::fmt::Debug for Plugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugins")
+            .field(
+                "identity",
+                &self.identity.as_ref().map(|p| p.name().to_owned()),
+            )
+            .field("decisions", &self.decisions.is_some())
+            .finish()
+    }
 }
 
 /// Builds the gateway's router from a validated configuration: checks with the facilitator
 /// that every priced network is settled there, then puts the paywall in front of the proxy.
 pub async fn app(config: &GatewayConfig) -> Result<axum::Router, GatewayError> {
+    app_with(config, Plugins::default()).await
+}
+
+/// [`app`], with the providers the file cannot name: the identity provider that `[identity]`
+/// checks payers with, and where its decisions are recorded.
+pub async fn app_with(
+    config: &GatewayConfig,
+    plugins: Plugins,
+) -> Result<axum::Router, GatewayError> {
     config.validate()?;
+    if config.identity.is_some() && plugins.identity.is_none() {
+        return Err(GatewayError::NoIdentityProvider);
+    }
     let mut facilitator = RemoteFacilitator::new(&config.facilitator.url)
         .with_timeout(Duration::from_secs(config.facilitator.timeout_secs));
     if let Some(var) = &config.facilitator.api_key_env {
@@ -102,6 +142,15 @@ pub async fn app(config: &GatewayConfig) -> Result<axum::Router, GatewayError> {
             key: "settlement".into(),
             reason: e.to_string(),
         })?;
+    if let (Some(settings), Some(provider)) = (&config.identity, plugins.identity) {
+        layer = layer
+            .identity(provider, settings.policy.clone())
+            .fail_open(settings.fail_open)
+            .identity_cache_ttl(settings.cache_ttl());
+    }
+    if let Some(sink) = plugins.decisions {
+        layer = layer.decision_sink(sink);
+    }
     for (i, route) in config.routes.iter().enumerate() {
         let price = config.route_price(i)?;
         if let Some(missing) = price.options.iter().find(|o| !settled.contains(&o.network)) {

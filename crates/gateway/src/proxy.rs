@@ -127,6 +127,9 @@ fn is_reserved(name: &HeaderName) -> bool {
         .collect();
     folded.starts_with("x-tollgate-")
         || REROUTING.contains(&folded.as_str())
+        // The buyer's operator credential is for the identity gate in front of the upstream,
+        // not for the upstream: it never leaves the gateway.
+        || folded == "x-operator-token"
         || (folded != name.as_str()
             && (MANAGED.contains(&folded.as_str())
                 || HOP_BY_HOP.iter().any(|h| h.as_str() == folded)))
@@ -307,6 +310,9 @@ mod tests {
             "x!http!method!override",
             "Payment.Signature",
             "X.Forwarded.Host",
+            "X-Operator-Token",
+            "x_operator_token",
+            "X.Operator.Token",
         ] {
             h.append(
                 HeaderName::from_bytes(name.as_bytes()).unwrap(),

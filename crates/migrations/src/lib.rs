@@ -98,6 +98,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../sql/0002_scheme_and_payment_id.sqlite.sql"),
         postgres: include_str!("../sql/0002_scheme_and_payment_id.postgres.sql"),
     },
+    Migration {
+        version: 3,
+        name: "payer_indexes",
+        sqlite: include_str!("../sql/0003_payer_indexes.sqlite.sql"),
+        postgres: include_str!("../sql/0003_payer_indexes.postgres.sql"),
+    },
 ];
 
 /// The version a database written by release 0.1.0 (no `schema_migrations`) is at.

@@ -23,8 +23,15 @@ pub mod price;
 pub use facilitator::RemoteFacilitator;
 pub use facilitator::{Facilitator, FacilitatorClient, FacilitatorError};
 pub use gate::{Admission, Gate, GateBuilder, Offer, Presented, Settlement};
+pub use gate::{Decision, DecisionResult, DecisionSink, IdentityRefusal};
 pub use paywall::{
     PaymentInfo, Paywall, PaywallLayer, PendingConfig, PendingConfigError, PriceLayer,
     SettlementMode,
 };
 pub use price::{DynamicPrice, PaymentOption, PriceError, Pricing, RoutePrice, RouteTable};
+/// The identity policy and provider contract the paywall's identity gate uses
+/// ([`PaywallLayer::identity`]), re-exported so that a seller needs no other crate.
+pub use tollgate_core::identity::{
+    Assessment, IdentityPolicy, IdentityProvider, ProviderError, ReputationFloor, RuleCheck,
+    Subject,
+};

@@ -694,3 +694,56 @@ fn reconciliation_verdicts() {
         Verdict::Unusable(_)
     ));
 }
+
+/// A gate's refusal releases the reservation (nothing was settled: the budget is whole again);
+/// the same refusal with a successful receipt contradicts itself and is held.
+#[tokio::test]
+async fn an_identity_refusal_releases_the_reservation_unless_a_receipt_says_settled() {
+    let wallet = ToyWallet::new("evm", "eip155:*");
+    let flow = flow(wallet.clone(), policy(Some("0.03 USDC")));
+    let refusal = crate::IdentityRefusal::from_body(
+        json!({"error": "identity_check_failed", "payer": "evm-payer", "checks": [
+            {"rule": "require_sanctions_clear", "passed": false, "remedy": "appeal"},
+            {"rule": "min_age", "passed": true},
+        ]})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        // Three refusals of 0.02 each under a 0.03 budget: each one released, none counted.
+        let payment = flow
+            .pay(challenge(vec![option(BASE, 20_000)]), &ATTEMPT)
+            .await
+            .unwrap();
+        let answer = SellerAnswer {
+            status: AnswerStatus::IdentityRefused(refusal.clone()),
+            receipt: None,
+        };
+        let outcome = flow.record(&payment, &answer).unwrap();
+        assert_eq!(
+            outcome,
+            PaymentOutcome::Refused {
+                ledger_id: payment.ledger_id(),
+                reason: "refused by the seller's identity gate: require_sanctions_clear".into()
+            }
+        );
+        assert_eq!(status_of(&flow, payment.ledger_id()), "failed");
+    }
+    let payment = flow
+        .pay(challenge(vec![option(BASE, 20_000)]), &ATTEMPT)
+        .await
+        .unwrap();
+    let mut answer = served_with_receipt(&payment);
+    answer.status = AnswerStatus::IdentityRefused(refusal);
+    let PaymentOutcome::Pending(pending) = flow.record(&payment, &answer).unwrap() else {
+        panic!("a refusal with a successful receipt must be held");
+    };
+    assert!(
+        pending.reason.contains("identity gate"),
+        "{}",
+        pending.reason
+    );
+    assert_eq!(status_of(&flow, payment.ledger_id()), "pending");
+    assert_eq!(wallet.signatures(), 4);
+}

@@ -71,6 +71,53 @@ impl PaymentKey {
     }
 }
 
+/// One confirmed payment of a payer, as the reputation service reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayerSettlement {
+    /// CAIP-2 network.
+    pub network: String,
+    /// The asset, canonical.
+    pub asset: String,
+    /// The payee.
+    pub pay_to: String,
+    /// Amount in atomic units (decimal).
+    pub amount: String,
+    /// Unix seconds the payment was first recorded.
+    pub created_at: i64,
+    /// Unix seconds of its last change (its confirmation).
+    pub updated_at: i64,
+}
+
+/// What the ledger knows about one payer: its confirmed payments and its refused attempts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PayerHistory {
+    /// Every confirmed payment of the payer.
+    pub settled: Vec<PayerSettlement>,
+    /// Audit events of the payer's payments refused as invalid or failed to settle (replays
+    /// excluded), within the event log's retention.
+    pub failed: u64,
+    /// Audit events of the payer's payments refused because they were already used or in use
+    /// by another attempt (`payment_in_use`, `*_already_used`, attempt-key conflicts), within
+    /// the event log's retention.
+    pub replayed: u64,
+}
+
+/// The SQL condition (over `events`) of a refusal that is a replay: the payment was in use,
+/// already used, or its attempt key was bound to another payment.
+pub(crate) const REPLAYED_EVENT: &str = "(outcome = 'conflict' \
+     OR COALESCE(reason, '') = 'payment_in_use' \
+     OR COALESCE(reason, '') LIKE '%already\\_used' ESCAPE '\\')";
+
+/// The SQL condition (over `events`) of a refusal or failure that is not a replay.
+pub(crate) const FAILED_EVENT: &str = "(outcome IN ('invalid', 'failure') \
+     AND COALESCE(reason, '') <> 'payment_in_use' \
+     AND COALESCE(reason, '') NOT LIKE '%already\\_used' ESCAPE '\\')";
+
+/// The ledger's spelling of a payer: EVM-style hex in lower case, as [`PaymentKey::new`] writes it.
+pub fn canonical_payer(payer: &str) -> String {
+    PaymentKey::new("", "", "", payer.trim(), "").payer
+}
+
 /// Where a payment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettlementState {
@@ -469,6 +516,14 @@ impl Ledger {
         ttl: Duration,
     ) -> Result<bool, LedgerError> {
         dispatch!(self.claim(key, owner, ttl))
+    }
+
+    /// The confirmed payments and refused attempts of `payer` (canonicalized with
+    /// [`canonical_payer`]): an index range scan on `settlements (payer, state)` and
+    /// `events (payer)` (schema version 3), however large the ledger.
+    pub async fn payer_history(&self, payer: &str) -> Result<PayerHistory, LedgerError> {
+        let payer = canonical_payer(payer);
+        dispatch!(self.payer_history(&payer))
     }
 
     /// Gives up `owner`'s claim on `key` (no-op if it holds none).

@@ -8,7 +8,10 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Row};
 
-use super::{now, Event, LedgerEntry, LedgerError, PaymentKey, PruneReport, SettlementState};
+use super::{
+    now, Event, LedgerEntry, LedgerError, PayerHistory, PayerSettlement, PaymentKey, PruneReport,
+    SettlementState, FAILED_EVENT, REPLAYED_EVENT,
+};
 
 /// Connections kept per instance. Settlement holds none while waiting for the chain, so a few
 /// serve many concurrent payments.
@@ -335,6 +338,47 @@ impl PostgresLedger {
             )
             .await?;
         Ok(row.try_get(0)?)
+    }
+
+    /// A payer's confirmed payments and refused attempts (`payer` already canonical).
+    pub(crate) async fn payer_history(&self, payer: &str) -> Result<PayerHistory, LedgerError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT network, asset, pay_to, amount, created_at, updated_at
+                 FROM settlements WHERE payer = $1 AND state = 'confirmed'",
+                &[&payer],
+            )
+            .await?;
+        let settled = rows
+            .iter()
+            .map(|r| {
+                Ok(PayerSettlement {
+                    network: r.try_get(0)?,
+                    asset: r.try_get(1)?,
+                    pay_to: r.try_get(2)?,
+                    amount: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                    updated_at: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT COALESCE(SUM(CASE WHEN {FAILED_EVENT} THEN 1 ELSE 0 END), 0)::bigint,
+                            COALESCE(SUM(CASE WHEN {REPLAYED_EVENT} THEN 1 ELSE 0 END), 0)::bigint
+                     FROM events WHERE payer = $1"
+                ),
+                &[&payer],
+            )
+            .await?;
+        let (failed, replayed): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        Ok(PayerHistory {
+            settled,
+            failed: u64::try_from(failed).unwrap_or(0),
+            replayed: u64::try_from(replayed).unwrap_or(0),
+        })
     }
 
     pub(crate) async fn claim(

@@ -7,7 +7,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    now, now_millis, Event, LedgerEntry, LedgerError, PaymentKey, PruneReport, SettlementState,
+    now, now_millis, Event, LedgerEntry, LedgerError, PayerHistory, PayerSettlement, PaymentKey,
+    PruneReport, SettlementState, FAILED_EVENT, REPLAYED_EVENT,
 };
 
 /// The SQLite backend: one connection, used from blocking tasks.
@@ -404,6 +405,44 @@ impl SqliteLedger {
                 ],
             )?;
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    /// A payer's confirmed payments and refused attempts (`payer` already canonical).
+    pub(crate) async fn payer_history(&self, payer: &str) -> Result<PayerHistory, LedgerError> {
+        let payer = payer.to_owned();
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT network, asset, pay_to, amount, created_at, updated_at
+                 FROM settlements WHERE payer = ?1 AND state = 'confirmed'",
+            )?;
+            let settled = stmt
+                .query_map(params![payer], |r| {
+                    Ok(PayerSettlement {
+                        network: r.get(0)?,
+                        asset: r.get(1)?,
+                        pay_to: r.get(2)?,
+                        amount: r.get(3)?,
+                        created_at: r.get(4)?,
+                        updated_at: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let (failed, replayed): (i64, i64) = c.query_row(
+                &format!(
+                    "SELECT COALESCE(SUM(CASE WHEN {FAILED_EVENT} THEN 1 ELSE 0 END), 0),
+                            COALESCE(SUM(CASE WHEN {REPLAYED_EVENT} THEN 1 ELSE 0 END), 0)
+                     FROM events WHERE payer = ?1"
+                ),
+                params![payer],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(PayerHistory {
+                settled,
+                failed: u64::try_from(failed).unwrap_or(0),
+                replayed: u64::try_from(replayed).unwrap_or(0),
+            })
         })
         .await
     }

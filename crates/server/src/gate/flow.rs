@@ -10,6 +10,7 @@ use tollgate_proto::{
     SettleResponse, VerifyResponse,
 };
 
+use super::identity::Verdict;
 use super::{
     canonical, Admission, Challenge, Delivery, Gate, Offer, Paid, PaymentInfo, PendingEntry,
     Presented, Receipt, Settlement, SettlementMode, Unavailable, NO_PAYMENT,
@@ -78,6 +79,18 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
     /// Decides what a request that `presented` a payment for `offer` gets: a challenge, a
     /// refusal, a delivery kept from an earlier exchange, or a verified payment to settle.
     pub async fn admit(&self, offer: Offer, presented: Presented) -> Admission<F, D> {
+        self.admit_as(offer, presented, None).await
+    }
+
+    /// [`admit`](Self::admit) with the operator credential the request carried
+    /// (`X-Operator-Token`), passed to the identity provider — never logged, never used to
+    /// choose whose identity is checked (that is always the verified payer).
+    pub async fn admit_as(
+        &self,
+        offer: Offer,
+        presented: Presented,
+        operator_token: Option<&str>,
+    ) -> Admission<F, D> {
         let payment = match self.read(&offer, presented) {
             Ok(payment) => payment,
             Err(challenge) => return Admission::Challenge(*challenge),
@@ -95,7 +108,8 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
         if let Some(entry) = self.inner.pending.get(&claim.key) {
             return self.resume(offer, claim, entry).await;
         }
-        self.verify(offer, claim, request, chosen).await
+        self.verify(offer, claim, request, chosen, operator_token)
+            .await
     }
 
     /// A challenge as the error of a step of [`admit`](Self::admit) (boxed: it is large).
@@ -284,6 +298,7 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
         claim: Claim,
         request: FacilitatorRequest,
         chosen: PaymentRequirements,
+        operator_token: Option<&str>,
     ) -> Admission<F, D> {
         // This exchange's name with the facilitator, reused for its own retries.
         let attempt = IdempotencyKey::from_random_bytes(rand::random());
@@ -309,6 +324,29 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
             payer: verified.payer,
             transaction: None,
         };
+        // Whom the seller serves, decided on the payer the facilitator verified, before the
+        // handler and before anything is settled. On refusal or outage the claim is dropped
+        // and nothing is settled: the facilitator's verification lapses, as when a handler
+        // fails.
+        if self.inner.identity.is_on() {
+            let verdict = self
+                .inner
+                .identity
+                .check(
+                    info.payer.as_deref(),
+                    &info.network,
+                    operator_token,
+                    &offer.target,
+                )
+                .await;
+            match verdict {
+                Verdict::Pass => {}
+                Verdict::Refuse(refusal) => return Admission::Refused(refusal),
+                Verdict::Unavailable(detail) => {
+                    return Admission::Unavailable(Unavailable::Identity(detail))
+                }
+            }
+        }
         Admission::Verified(VerifiedPayment {
             state: Box::new(State {
                 gate: self.clone(),

@@ -32,6 +32,8 @@
 //!                                   Admission::Unavailable    503: nothing decided, nothing delivered
 //!                                   Admission::Deliver        paid earlier: deliver the kept response
 //!                                   Admission::RunPaid        paid earlier (before-handler): run, deliver
+//!                                   Admission::Refused        403: verified, but the payer fails the
+//!                                                             identity policy; nothing settled
 //!                                   Admission::Verified(h)    verified and claimed:
 //!   SettlementMode::BeforeHandler:  h.settle()                → Settlement::Paid(()) → run the handler
 //!   SettlementMode::AfterHandler:   run the handler, then h.settle_delivery(response)
@@ -41,12 +43,14 @@
 
 mod canonical;
 mod flow;
+mod identity;
 mod pending;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tollgate_core::identity::{IdentityPolicy, IdentityProvider};
 use tollgate_core::{BoxFuture, Registry, SchemeServer};
 use tollgate_proto::header::{self, HeaderError};
 use tollgate_proto::{
@@ -59,6 +63,11 @@ use crate::price::{PriceError, RoutePrice};
 use crate::FacilitatorClient;
 
 pub use flow::VerifiedPayment;
+pub(crate) use identity::IdentityGate;
+pub use identity::{
+    Decision, DecisionResult, DecisionSink, IdentityRefusal, DEFAULT_IDENTITY_CACHE_TTL,
+    IDENTITY_CHECK_FAILED, OPERATOR_TOKEN,
+};
 pub use pending::{PendingConfig, PendingConfigError};
 pub(crate) use pending::{PendingEntry, PendingStore};
 
@@ -172,6 +181,10 @@ pub enum Unavailable {
     /// The facilitator could not be asked (verification, or its `/supported` kinds).
     #[error("payment facilitator unavailable: {0}")]
     Facilitator(String),
+    /// The identity provider could not answer and the gate fails closed: the verified payment
+    /// is released unsettled.
+    #[error("identity provider unavailable: {0}")]
+    Identity(String),
     /// The settlement is pending and what was paid for cannot be kept for the retry (the store
     /// is full, the response is over its size cap, the settlement task failed).
     #[error("settlement pending and the response could not be kept: {0}")]
@@ -183,6 +196,7 @@ impl Unavailable {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Facilitator(_) => "payment facilitator unavailable",
+            Self::Identity(_) => "identity provider unavailable",
             Self::NotKept(_) => "settlement pending and the response could not be kept",
         }
     }
@@ -190,7 +204,7 @@ impl Unavailable {
     /// What happened.
     pub fn detail(&self) -> &str {
         match self {
-            Self::Facilitator(d) | Self::NotKept(d) => d,
+            Self::Facilitator(d) | Self::Identity(d) | Self::NotKept(d) => d,
         }
     }
 }
@@ -290,6 +304,10 @@ pub enum Admission<F, D: Delivery> {
     RunPaid(Paid<()>),
     /// Verified and claimed for this exchange: settle with the handle.
     Verified(VerifiedPayment<F, D>),
+    /// `403`: the payment is valid but its verified payer does not meet the seller's identity
+    /// policy. Nothing is settled (the verified payment is released) and the handler does not
+    /// run.
+    Refused(IdentityRefusal),
 }
 
 /// How the settlement of a verified payment ended.
@@ -389,6 +407,8 @@ pub(crate) struct Inner<F, D: Delivery> {
     pub(crate) claims: Arc<Mutex<HashSet<String>>>,
     /// Deliveries whose settlement outlived their exchange, delivered on the buyer's retry.
     pub(crate) pending: PendingStore<D>,
+    /// Whom the seller serves: checked on the verified payer before anything is settled.
+    pub(crate) identity: IdentityGate,
     /// The facilitator's `/supported` kinds, when scheme servers need them.
     supported: Mutex<Option<Snapshot>>,
     /// One `/supported` fetch at a time.
@@ -412,6 +432,7 @@ pub struct GateBuilder<F> {
     pending: PendingConfig,
     payment_identifier: Option<bool>,
     schemes: Registry<dyn SchemeServer>,
+    identity: IdentityGate,
 }
 
 impl<F: FacilitatorClient> GateBuilder<F> {
@@ -426,6 +447,7 @@ impl<F: FacilitatorClient> GateBuilder<F> {
             pending: PendingConfig::default(),
             payment_identifier: None,
             schemes: Registry::new(),
+            identity: IdentityGate::default(),
         }
     }
 
@@ -463,6 +485,37 @@ impl<F: FacilitatorClient> GateBuilder<F> {
         self
     }
 
+    /// Checks the verified payer of every valid payment against `policy` with `provider`,
+    /// after `/verify` and before the handler runs or anything is settled: a payer who fails
+    /// is refused ([`Admission::Refused`], `403`) and never charged. Requests without a
+    /// payment never reach the provider.
+    pub fn identity(mut self, provider: Arc<dyn IdentityProvider>, policy: IdentityPolicy) -> Self {
+        self.identity.provider = Some((provider, policy));
+        self
+    }
+
+    /// What happens when the identity provider cannot answer: by default (`false`) the
+    /// request is answered `503` with nothing settled and nothing served; with `true` it is
+    /// served without the check, and the decision is logged as `failed_open`.
+    pub fn fail_open(mut self, fail_open: bool) -> Self {
+        self.identity.fail_open = fail_open;
+        self
+    }
+
+    /// How long a provider's verdict on a payer (per payer, network and operator token) is
+    /// reused (default [`DEFAULT_IDENTITY_CACHE_TTL`]; zero: never cached). Failures to answer
+    /// are never cached.
+    pub fn identity_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.identity.ttl = ttl;
+        self
+    }
+
+    /// Hands every identity decision to `sink` as well as to the log.
+    pub fn decision_sink(mut self, sink: Arc<dyn DecisionSink>) -> Self {
+        self.identity.sink = Some(sink);
+        self
+    }
+
     /// The gate, for a transport delivering `D`.
     pub fn build<D: Delivery>(self) -> Gate<F, D> {
         Gate {
@@ -474,6 +527,7 @@ impl<F: FacilitatorClient> GateBuilder<F> {
                 schemes: self.schemes,
                 claims: Arc::default(),
                 pending: PendingStore::new(self.pending),
+                identity: self.identity,
                 supported: Mutex::new(None),
                 refresh: tokio::sync::Mutex::new(()),
             }),

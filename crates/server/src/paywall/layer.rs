@@ -3,11 +3,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tollgate_core::identity::{IdentityPolicy, IdentityProvider};
 use tollgate_core::{NetworkPattern, Registry, SchemeServer};
 use tower_layer::Layer;
 
 use super::service::{Paywall, Shared};
-use crate::gate::{Gate, GateBuilder, Inner, PendingConfig, PendingConfigError, SettlementMode};
+use crate::gate::{
+    DecisionSink, Gate, GateBuilder, Inner, PendingConfig, PendingConfigError, SettlementMode,
+};
 use crate::price::{DynamicPrice, PriceError, Pricing, RoutePrice, RouteTable};
 use crate::FacilitatorClient;
 
@@ -314,6 +317,63 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
     /// ```
     pub fn payment_identifier(mut self, required: bool) -> Self {
         self.gate_mut().payment_identifier = Some(required);
+        self
+    }
+
+    /// Serves only payers who meet `policy`, as `provider` assesses them: every request that
+    /// carries a payment the facilitator verified is checked on the **verified payer** (never
+    /// an address the request claims, such as `X-Wallet-Address`) after `/verify` and before
+    /// the handler runs or anything is settled. A payer who fails gets `403` with a JSON body
+    /// naming each failed rule and its remedy
+    /// (`{"error": "identity_check_failed", "payer": …, "checks": […]}`); the payment is
+    /// released unsettled, so a refused buyer is never charged. Requests without a payment get
+    /// the usual `402` and never reach the provider. The request's `X-Operator-Token` is
+    /// passed to the provider and never logged.
+    ///
+    /// Routes priced with [`price`](Self::price) share this check: configure it first.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tollgate_core::identity::*;
+    /// use tollgate_core::BoxFuture;
+    /// use tollgate_server::{PaywallLayer, RemoteFacilitator};
+    /// struct Everyone;
+    /// impl IdentityProvider for Everyone {
+    ///     fn name(&self) -> &str { "everyone" }
+    ///     fn assess<'a>(&'a self, _: &'a Subject, _: &'a IdentityPolicy)
+    ///         -> BoxFuture<'a, Result<Assessment, ProviderError>> {
+    ///         Box::pin(async { Ok(Assessment { allowed: true, checks: vec![] }) })
+    ///     }
+    /// }
+    /// let policy = IdentityPolicy { require_sanctions_clear: true, ..Default::default() };
+    /// let layer = PaywallLayer::new(RemoteFacilitator::new("http://127.0.0.1:4020"))
+    ///     .identity(Arc::new(Everyone), policy)
+    ///     .identity_cache_ttl(std::time::Duration::from_secs(60));
+    /// # let _ = layer;
+    /// ```
+    pub fn identity(mut self, provider: Arc<dyn IdentityProvider>, policy: IdentityPolicy) -> Self {
+        self.gate_mut().identity.provider = Some((provider, policy));
+        self
+    }
+
+    /// When the identity provider cannot answer: `false` (the default) answers `503` with
+    /// nothing settled and nothing served; `true` serves the request without the check and
+    /// logs the decision as `failed_open`.
+    pub fn fail_open(mut self, fail_open: bool) -> Self {
+        self.gate_mut().identity.fail_open = fail_open;
+        self
+    }
+
+    /// How long a provider's verdict is reused for the same payer, network and operator token
+    /// (default 5 minutes; zero: never). Outages are never cached.
+    pub fn identity_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.gate_mut().identity.ttl = ttl;
+        self
+    }
+
+    /// Hands every identity decision to `sink` (a durable store) as well as to the log.
+    pub fn decision_sink(mut self, sink: Arc<dyn DecisionSink>) -> Self {
+        self.gate_mut().identity.sink = Some(sink);
         self
     }
 

@@ -19,8 +19,8 @@ use super::future::ResponseFuture;
 use super::html;
 use super::outcome::PaywallOutcome;
 use crate::gate::{
-    Admission, Challenge, Gate, Offer, Presented, Receipt, Settlement, SettlementMode, Unavailable,
-    NO_PAYMENT,
+    Admission, Challenge, Gate, IdentityRefusal, Offer, Presented, Receipt, Settlement,
+    SettlementMode, Unavailable, IDENTITY_CHECK_FAILED, NO_PAYMENT, OPERATOR_TOKEN,
 };
 use crate::price::{Pricing, RoutePrice, RouteTable};
 use crate::FacilitatorClient;
@@ -232,8 +232,19 @@ where
         }
     }
     let presented = Presented::from(header::payment_from_headers(request.headers()));
-    match gate.admit(offer, presented).await {
+    // Passed to the identity provider only; whose identity is checked is the verified payer's,
+    // whatever the request claims (`X-Wallet-Address` is not read).
+    let operator_token = request
+        .headers()
+        .get(OPERATOR_TOKEN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match gate
+        .admit_as(offer, presented, operator_token.as_deref())
+        .await
+    {
         Admission::Challenge(challenge) => Ok(payment_required(&challenge)),
+        Admission::Refused(refusal) => Ok(identity_refused(&refusal)),
         Admission::Unavailable(e) => Ok(unavailable(&e)),
         Admission::Deliver(paid) => {
             let (mut response, receipt, _) = paid.into_parts();
@@ -415,6 +426,23 @@ fn unavailable(e: &Unavailable) -> Response {
     response
         .extensions_mut()
         .insert(PaywallOutcome::Unavailable);
+    response
+}
+
+/// The `403` of a payer refused by the identity policy: each rule with its reason and remedy.
+/// Nothing was settled. Not cacheable: it is about one buyer.
+fn identity_refused(refusal: &IdentityRefusal) -> Response {
+    let mut response = Response::new(Body::from(refusal.body().to_string()));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(http::header::CACHE_CONTROL, NO_STORE);
+    response.extensions_mut().insert(PaywallOutcome::Refused {
+        reason: Cow::Borrowed(IDENTITY_CHECK_FAILED),
+    });
     response
 }
 
