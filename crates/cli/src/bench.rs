@@ -18,6 +18,11 @@ use tollgate_client::PaymentSigner;
 
 use crate::bench_rig::{signer, BenchChain, ChainKind};
 
+/// The identity section (reputation service on a large ledger, the identity gate's cost): a
+/// child module, so that it measures with the same helpers as the sections here.
+#[path = "bench_identity.rs"]
+mod identity;
+
 /// Options of `tollgate bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -54,6 +59,14 @@ pub struct BenchArgs {
     /// latency on an instant local chain).
     #[arg(long, default_value_t = 1)]
     settle_batches_in_flight: usize,
+    /// Rows (settlements and their audit events) of the identity section's synthetic SQLite
+    /// ledger, on which `GET /reputation/{address}`, `POST /assess` and the identity gate's
+    /// cost on a paid request are measured; 0 skips the section.
+    #[arg(long, default_value_t = 1_000_000)]
+    identity_rows: usize,
+    /// Payers the identity ledger's rows are spread over (at most one per 100 rows).
+    #[arg(long, default_value_t = 10_000)]
+    identity_payers: usize,
 }
 
 /// Why the benchmark stopped.
@@ -125,6 +138,13 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     if let Some(size) = args.batch_sizes.iter().find(|&&size| size < 2) {
         return Err(err(format!(
             "--batch-sizes: {size} is not a batch (2 or more)"
+        )));
+    }
+    if args.identity_rows != 0 && args.identity_rows < identity::MIN_ROWS {
+        return Err(err(format!(
+            "--identity-rows: {} is too few (0 skips the section; otherwise at least {})",
+            args.identity_rows,
+            identity::MIN_ROWS
         )));
     }
     let chain = BenchChain::start(args.chain).await.map_err(err)?;
@@ -382,8 +402,21 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         let costs = settle_costs(&chain, &requirements, &args).await?;
         print_settle_costs(&costs, &args);
     }
+    let identity = if args.identity_rows > 0 {
+        let section = identity::IdentityArgs {
+            rows: args.identity_rows,
+            payers: args.identity_payers,
+            requests: args.requests,
+            payments: args.payments,
+            concurrency: args.concurrency,
+        };
+        identity::run(&chain, &option, &dir, &section).await
+    } else {
+        Ok(())
+    };
+    // The identity ledger is hundreds of MB: removed whether or not its section succeeded.
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    identity
 }
 
 /// What one settlement mode cost, from the receipts of the transactions it sent.

@@ -33,6 +33,8 @@ pub enum ProxyError {
     Serve(std::io::Error),
     #[error("[identity.provider]: {0}")]
     Identity(String),
+    #[error("[identity] decisions: {0}")]
+    Decisions(#[from] tollgate_identity::DecisionStoreError),
 }
 
 /// The identity provider `[identity.provider]` names: the one place the binary turns the
@@ -64,6 +66,23 @@ pub async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
     let mut plugins = Plugins::default();
     if let Some(settings) = config.identity.as_ref().and_then(|i| i.provider.as_ref()) {
         plugins.identity = Some(identity_provider(settings).await?);
+    }
+    if let Some(settings) = config.identity.as_ref().and_then(|i| i.decisions.as_ref()) {
+        // `validate` (in `GatewayConfig::load`) made sure exactly one store is named.
+        let store = match (&settings.sqlite, &settings.url) {
+            (Some(path), _) => tollgate_identity::DecisionStore::sqlite(path).await?,
+            (None, Some(url)) => tollgate_identity::DecisionStore::postgres(url).await?,
+            (None, None) => {
+                return Err(ProxyError::Config(gateway::ConfigError::Invalid {
+                    key: "identity.decisions".into(),
+                    reason: "set sqlite or url".into(),
+                }))
+            }
+        };
+        plugins.decisions = Some(Arc::new(tollgate_identity::DecisionLog::spawn(
+            store,
+            settings.queue,
+        )));
     }
     let app = gateway::app_with(&config, plugins).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -146,6 +146,8 @@ fn bench_runs_every_scenario_on(chain: &str) {
             "10",
             "--batch-sizes",
             "5",
+            "--identity-rows",
+            "2000",
         ])
         .output()
         .unwrap();
@@ -166,6 +168,11 @@ fn bench_runs_every_scenario_on(chain: &str) {
         "POST /settle",
         "paid request end to end",
         "settlement cost",
+        "identity: ledger of 2000 rows",
+        "GET /reputation/{address}",
+        "POST /assess",
+        "paid request, no identity gate",
+        "identity gate on a paid request: gated/ungated",
     ] {
         assert!(text.contains(scenario), "missing {scenario}: {text}");
     }

@@ -89,6 +89,79 @@ pub struct IdentitySettings {
     /// [`app_with`](crate::app_with) may leave it out.
     #[serde(default)]
     pub provider: Option<IdentityProviderSettings>,
+    /// `decisions = { sqlite = "…" }` or `{ url = "postgres://…" }`: a durable log of every
+    /// identity decision, for programs (like `tollgate proxy`) that build the store from the
+    /// file. Without it, decisions are only logged.
+    #[serde(default)]
+    pub decisions: Option<DecisionLogSettings>,
+}
+
+/// `[identity] decisions = …`: where every identity decision is written, beside the log —
+/// exactly one of a SQLite file or a PostgreSQL URL. A background writer takes them from a
+/// bounded queue (`queue` decisions), so a slow store never holds a request up; when the
+/// queue is full a decision is dropped with a counted warning.
+///
+/// ```toml
+/// [identity]
+/// decisions = { sqlite = "identity-decisions.db" }
+/// # or: decisions = { url = "postgres://tollgate@127.0.0.1/tollgate", queue = 4096 }
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLogSettings {
+    /// A SQLite file (created if missing).
+    #[serde(default)]
+    pub sqlite: Option<std::path::PathBuf>,
+    /// A PostgreSQL URL (`postgres://` or `postgresql://`). It may hold a password, so
+    /// `Debug` never shows it.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Decisions queued for the writer before new ones are dropped.
+    #[serde(default = "default_decision_queue")]
+    pub queue: usize,
+}
+
+/// Most decisions a log may queue: each is a few hundred bytes held in memory.
+pub const MAX_DECISION_QUEUE: usize = 1_000_000;
+
+fn default_decision_queue() -> usize {
+    1024
+}
+
+impl std::fmt::Debug for DecisionLogSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionLogSettings")
+            .field("sqlite", &self.sqlite)
+            .field("url", &self.url.as_ref().map(|_| "postgres://…"))
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+impl DecisionLogSettings {
+    /// Exactly one store, a PostgreSQL URL, a sane queue. Errors never quote the URL.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.sqlite, &self.url) {
+            (Some(_), Some(_)) => Err(invalid("identity.decisions", "set sqlite or url, not both")),
+            (None, None) => Err(invalid(
+                "identity.decisions",
+                "set sqlite (a file) or url (postgres://…)",
+            )),
+            (None, Some(url))
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+            {
+                Err(invalid(
+                    "identity.decisions.url",
+                    "must start with postgres:// or postgresql://",
+                ))
+            }
+            _ if self.queue == 0 || self.queue > MAX_DECISION_QUEUE => Err(invalid(
+                "identity.decisions.queue",
+                format!("between 1 and {MAX_DECISION_QUEUE}"),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `[identity.provider]`: exactly one of an AgentScore-compatible assessment service (a
@@ -216,6 +289,9 @@ impl IdentitySettings {
         }
         if let Some(provider) = &self.provider {
             provider.validate()?;
+        }
+        if let Some(decisions) = &self.decisions {
+            decisions.validate()?;
         }
         Ok(())
     }
@@ -897,6 +973,53 @@ mod tests {
         }
         let typo = GatewayConfig::parse(&with("asess_url = \"http://a/\"")).unwrap_err();
         assert!(typo.to_string().contains("asess_url"), "{typo}");
+    }
+
+    #[test]
+    fn the_decision_log_is_one_store_and_its_url_is_never_printed() {
+        let with = |decisions: &str| {
+            format!(
+                "{}\n[identity]\ndecisions = {decisions}\n[identity.policy]\nrequire_sanctions_clear = true\n",
+                starter_text()
+            )
+        };
+        let sqlite = GatewayConfig::parse(&with("{ sqlite = \"d.db\" }")).unwrap();
+        sqlite.validate().unwrap();
+        let decisions = sqlite.identity.unwrap().decisions.unwrap();
+        assert_eq!(
+            decisions.sqlite.as_deref(),
+            Some(std::path::Path::new("d.db"))
+        );
+        assert_eq!(decisions.queue, 1024);
+        let secret = "postgres://u:hunter2@127.0.0.1/db";
+        let pg =
+            GatewayConfig::parse(&with(&format!("{{ url = \"{secret}\", queue = 8 }}"))).unwrap();
+        pg.validate().unwrap();
+        let printed = format!("{pg:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert_eq!(pg.identity.unwrap().decisions.unwrap().queue, 8);
+        for (decisions, key) in [
+            (
+                "{ sqlite = \"d\", url = \"postgres://a/b\" }",
+                "identity.decisions",
+            ),
+            ("{ queue = 5 }", "identity.decisions"),
+            (
+                "{ url = \"mysql://u:hunter2@h/db\" }",
+                "identity.decisions.url",
+            ),
+            ("{ sqlite = \"d\", queue = 0 }", "identity.decisions.queue"),
+        ] {
+            let err = GatewayConfig::parse(&with(decisions))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{key}`")), "{decisions}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let typo = GatewayConfig::parse(&with("{ sqlit = \"d\" }")).unwrap_err();
+        assert!(typo.to_string().contains("sqlit"), "{typo}");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`SanctionsList`] — addresses from a local file (one per line, `#` comments), reloaded
 //!   when the file changes.
 //! - [`All`] — several providers combined: allowed only if every one allows.
+//! - with the `store` feature, `DecisionLog` — the gate's decisions written to SQLite or
+//!   PostgreSQL by a background writer (a `tollgate_server::DecisionSink`).
 //!
 //! and the pieces a provider is built from: the [`wire`] types of the AgentScore API and of
 //! Tollgate's reputation report, and [`evaluate`] — a policy judged against known [`Facts`],
@@ -20,12 +22,19 @@
 
 mod agentscore;
 mod all;
+#[cfg(feature = "store")]
+mod decisions;
 mod evaluate;
 mod sanctions;
 pub mod wire;
 
 pub use agentscore::{AgentScoreClient, AgentScoreConfig, ClientError};
 pub use all::All;
+#[cfg(feature = "store")]
+pub use decisions::{
+    DecisionLog, DecisionLogStats, DecisionStore, DecisionStoreError, StoredDecision,
+    DECISION_SCHEMA_VERSION, DEFAULT_DECISION_QUEUE,
+};
 pub use evaluate::{evaluate, score, Facts, ReputationFacts, SCORE_MAX};
 pub use sanctions::{SanctionsError, SanctionsList, MAX_ENTRIES, MAX_FILE_BYTES};
 pub use tollgate_core::identity::{

@@ -89,7 +89,7 @@ async fn round_trip(store: DecisionStore) {
     assert_eq!(log.stats().dropped, 0);
     assert_eq!(log.stats().failed, 0);
     let back: Vec<StoredDecision> = store.recent(100).await.unwrap();
-    let mut back: Vec<Decision> = back.into_iter().rev().map(|s| s.decision).collect();
+    let back: Vec<Decision> = back.into_iter().rev().map(|s| s.decision).collect();
     assert_eq!(back.len(), sent.len());
     // Newest first from the store: reversed, they are in the order recorded.
     assert_eq!(back, sent);

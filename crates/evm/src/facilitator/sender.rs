@@ -296,10 +296,55 @@ impl SignerPool {
     }
 }
 
+/// Node answers about the *sender's* state — its nonce sequence, its fees, its gas money, the
+/// mempool — rather than about the payment: nothing was sent, and the same payment can be sent
+/// again once the facilitator's own state is fixed, so they are retryable, never the payer's
+/// fault. (Matched on geth's, anvil's and reth's wording; any other refusal is a revert.)
+const SENDER_STATE_ERRORS: [&str; 7] = [
+    "nonce too low",
+    "nonce too high",
+    "replacement transaction underpriced",
+    "transaction underpriced",
+    "already known",
+    "insufficient funds for gas",
+    "txpool is full",
+];
+
 fn send_error(e: alloy::transports::TransportError) -> SettleError {
-    if is_transport_failure(&e) {
-        SettleError::Submit(e.to_string())
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    if is_transport_failure(&e) || SENDER_STATE_ERRORS.iter().any(|m| lower.contains(m)) {
+        SettleError::Submit(text)
     } else {
-        SettleError::WouldRevert(e.to_string())
+        SettleError::WouldRevert(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_senders_own_state_is_retryable_and_a_revert_is_not() {
+        let node = |message: &str| {
+            alloy::transports::RpcError::ErrorResp(alloy::rpc::json_rpc::ErrorPayload {
+                code: -32000,
+                message: message.to_owned().into(),
+                data: None,
+            })
+        };
+        for m in [
+            "nonce too low",
+            "Replacement transaction underpriced",
+            "insufficient funds for gas * price + value",
+        ] {
+            assert!(matches!(send_error(node(m)), SettleError::Submit(_)), "{m}");
+        }
+        assert!(matches!(
+            send_error(node(
+                "execution reverted: FiatTokenV2: authorization is used or canceled"
+            )),
+            SettleError::WouldRevert(_)
+        ));
     }
 }
