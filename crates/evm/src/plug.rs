@@ -20,7 +20,7 @@ use crate::domain::parse_address;
 use crate::facilitator::{
     ExactEvmFacilitator, SettleError, Settlement, VerifiedPayment, VerifyError,
 };
-use crate::payload::ExactEvmPayload;
+use crate::payload::{Authorization, ExactEvmPayload};
 
 impl From<VerifyError> for SchemeError {
     fn from(e: VerifyError) -> Self {
@@ -78,6 +78,16 @@ fn parse(
     Ok((evm, asset))
 }
 
+/// A payment's identity: the EIP-3009 `(token, payer, nonce)`, from the typed authorization.
+fn identity_of(asset: Address, authorization: &Authorization) -> PaymentIdentity {
+    PaymentIdentity {
+        asset: asset.to_string(),
+        payer: authorization.from.to_string(),
+        id: authorization.nonce.to_string(),
+        valid_before: Some(u64::try_from(authorization.valid_before).unwrap_or(u64::MAX)),
+    }
+}
+
 fn tx_hash(transaction: &str) -> Result<B256, SchemeError> {
     transaction.parse::<B256>().map_err(|e| {
         SchemeError::unavailable(
@@ -133,12 +143,7 @@ impl SchemeFacilitator for ExactEvmFacilitator {
         requirements: &PaymentRequirements,
     ) -> Result<PaymentIdentity, SchemeError> {
         let (evm, asset) = parse(payment, requirements)?;
-        Ok(PaymentIdentity {
-            asset: asset.to_string(),
-            payer: evm.authorization.from.to_string(),
-            id: evm.authorization.nonce.to_string(),
-            valid_before: Some(u64::try_from(evm.authorization.valid_before).unwrap_or(u64::MAX)),
-        })
+        Ok(identity_of(asset, &evm.authorization))
     }
 
     fn verify<'a>(
@@ -148,14 +153,7 @@ impl SchemeFacilitator for ExactEvmFacilitator {
     ) -> BoxFuture<'a, Result<Verified, SchemeError>> {
         Box::pin(async move {
             let verified = ExactEvmFacilitator::verify(self, payment, requirements).await?;
-            let identity = PaymentIdentity {
-                asset: verified.asset.to_string(),
-                payer: verified.payer.to_string(),
-                id: verified.authorization.nonce.to_string(),
-                valid_before: Some(
-                    u64::try_from(verified.authorization.valid_before).unwrap_or(u64::MAX),
-                ),
-            };
+            let identity = identity_of(verified.asset, &verified.authorization);
             Ok(Verified {
                 identity,
                 proof: Box::new(verified),
@@ -177,8 +175,10 @@ impl SchemeFacilitator for ExactEvmFacilitator {
             ) else {
                 return Ok(false);
             };
-            let same_payee = parse_address(stored_pay_to).ok().is_some()
-                && parse_address(stored_pay_to).ok() == parse_address(&requirements.pay_to).ok();
+            let same_payee = match parse_address(stored_pay_to) {
+                Ok(stored) => parse_address(&requirements.pay_to) == Ok(stored),
+                Err(_) => false,
+            };
             if stored_evm.authorization != presented_evm.authorization
                 || stored_evm.signature != presented_evm.signature
                 || requirements.scheme != Scheme::Exact

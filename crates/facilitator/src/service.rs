@@ -225,24 +225,24 @@ impl Facilitator {
         schemes: Vec<(ExactEvmFacilitator, U256)>,
         ledger: Ledger,
     ) -> Self {
+        // One scheme per network: a network listed twice keeps its last entry.
+        let by_network: HashMap<Network, (ExactEvmFacilitator, U256)> = schemes
+            .into_iter()
+            .map(|(scheme, min)| (scheme.network().clone(), (scheme, min)))
+            .collect();
         let mut registry: Registry<dyn SchemeFacilitator> = Registry::new();
         let mut chains: Vec<Arc<dyn ChainOps>> = Vec::new();
-        for (scheme, min) in schemes {
-            let network = scheme.network().clone();
+        for (network, (scheme, min)) in by_network {
             chains.push(Arc::new(
                 scheme.chain().clone().with_min_signer_balance(min),
             ));
-            // One scheme per network in this list: a repeated network replaces the earlier
-            // one, as it did when this was a map.
-            if registry.get(&Scheme::Exact, &network).is_none() {
-                registry
-                    .register_arc(
-                        NetworkPattern::One(network),
-                        Scheme::Exact,
-                        Arc::new(scheme),
-                    )
-                    .expect("one registration per network");
-            }
+            registry
+                .register_arc(
+                    NetworkPattern::One(network),
+                    Scheme::Exact,
+                    Arc::new(scheme),
+                )
+                .expect("one registration per network");
         }
         Self::from_registry(registry, chains, ledger)
     }
@@ -636,7 +636,7 @@ impl Facilitator {
                 &payer,
             )),
             Ok(names) => {
-                self.settle_named(scheme, &key, &payer, &payment, &requirements, &names)
+                self.settle_named(scheme, &key, &identity, &payment, &requirements, &names)
                     .await
             }
         };
@@ -673,13 +673,13 @@ impl Facilitator {
         &self,
         scheme: &dyn SchemeFacilitator,
         key: &PaymentKey,
-        payer: &str,
+        identity: &PaymentIdentity,
         payment: &PaymentPayload,
         requirements: &PaymentRequirements,
         names: &AttemptNames,
     ) -> Outcome<SettleResponse> {
         let network = requirements.network.clone();
-        let payer = payer.to_owned();
+        let payer = identity.payer.clone();
         let fail = |reason: ErrorReason, message: String| {
             settle_failure(reason, message, &network, &payer)
         };
@@ -708,7 +708,7 @@ impl Facilitator {
         match self.claim(key, wait).await {
             Ok(renewal) => {
                 let outcome = self
-                    .settle_locked(scheme, key, &payer, payment, requirements, names)
+                    .settle_locked(scheme, key, identity, payment, requirements, names)
                     .await;
                 drop(renewal);
                 if let Err(e) = self.inner.ledger.release(key, &self.inner.instance).await {
@@ -846,13 +846,13 @@ impl Facilitator {
         &self,
         scheme: &dyn SchemeFacilitator,
         key: &PaymentKey,
-        payer: &str,
+        identity: &PaymentIdentity,
         payment: &PaymentPayload,
         requirements: &PaymentRequirements,
         names: &AttemptNames,
     ) -> Outcome<SettleResponse> {
         let network = requirements.network.clone();
-        let payer = payer.to_owned();
+        let payer = identity.payer.clone();
         let ledger = &self.inner.ledger;
         let unavailable = |msg: String| {
             Outcome::Unavailable(settle_failure(
@@ -907,16 +907,12 @@ impl Facilitator {
             .attempt_str()
             .map(str::to_owned)
             .unwrap_or_else(|| format!("~settle-{}", B256::random()));
-        let valid_before = scheme
-            .identify(payment, requirements)
-            .ok()
-            .and_then(|id| id.valid_before);
         let mut row = new_entry(
             key.clone(),
             SettlementState::Verified,
             payment,
             requirements,
-            valid_before,
+            identity.valid_before,
         );
         row.attempt = Some(owner.clone());
 
