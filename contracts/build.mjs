@@ -25,7 +25,18 @@ const srcDir = join(here, "src");
 const outDir = join(here, "out");
 // Only these get artifacts; any helper interfaces or libraries in src/ are compiled but not
 // written out.
-const CONTRACTS = ["TestUSDC", "TestWallet1271", "WalletFactory", "Eip6492Validator", "Multicall3"];
+const CONTRACTS = [
+  "TestUSDC",
+  "TestWallet1271",
+  "WalletFactory",
+  "Eip6492Validator",
+  "Multicall3",
+  "TestUSDT",
+  "TestPermitToken",
+  "Permit2",
+  "x402ExactPermit2Proxy",
+  "x402UptoPermit2Proxy",
+];
 
 const sources = {};
 for (const file of readdirSync(srcDir).filter((f) => f.endsWith(".sol")).sort()) {

@@ -23,6 +23,18 @@ use crate::bench_rig::{signer, BenchChain, ChainKind};
 #[path = "bench_identity.rs"]
 mod identity;
 
+/// Requests/s and latency percentiles of concurrent requests, for the sections below.
+#[path = "bench_timed.rs"]
+mod timed;
+
+/// The discovery section (the Bazaar catalogue's endpoints on a large catalogue).
+#[path = "bench_discovery.rs"]
+mod discovery;
+
+/// The Permit2 section (`exact` through Permit2 and `upto` against EIP-3009 settlement).
+#[path = "bench_permit2.rs"]
+mod permit2;
+
 /// Options of `tollgate bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -67,6 +79,10 @@ pub struct BenchArgs {
     /// Payers the identity ledger's rows are spread over (at most one per 100 rows).
     #[arg(long, default_value_t = 10_000)]
     identity_payers: usize,
+    /// Resources of the discovery section's synthetic catalogue (SQLite), on which
+    /// `GET /discovery/resources` and `GET /discovery/search` are measured; 0 skips the section.
+    #[arg(long, default_value_t = 100_000)]
+    discovery_resources: usize,
 }
 
 /// Why the benchmark stopped.
@@ -101,13 +117,16 @@ where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
+    let progress = crate::progress::bar(count, name);
     let started = Instant::now();
     let failures: Vec<String> = stream::iter(0..count)
         .map(make)
         .buffer_unordered(concurrency.max(1))
+        .inspect(|_| progress.inc(1))
         .filter_map(|r| async move { r.err() })
         .collect()
         .await;
+    progress.finish_and_clear();
     if let Some(first) = failures.first() {
         return Err(err(format!(
             "{name}: {} of {count} requests failed, first: {first}",
@@ -145,6 +164,13 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
             "--identity-rows: {} is too few (0 skips the section; otherwise at least {})",
             args.identity_rows,
             identity::MIN_ROWS
+        )));
+    }
+    if args.discovery_resources != 0 && args.discovery_resources < discovery::MIN_RESOURCES {
+        return Err(err(format!(
+            "--discovery-resources: {} is too few (0 skips the section; otherwise at least {})",
+            args.discovery_resources,
+            discovery::MIN_RESOURCES
         )));
     }
     let chain = BenchChain::start(args.chain).await.map_err(err)?;
@@ -397,6 +423,11 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         settle_batched.per_sec() / settle.per_sec(),
         args.batch_window_ms
     );
+    let section = permit2::Permit2Args {
+        payments: args.payments,
+        concurrency: c,
+    };
+    permit2::run(&chain, &dir, &section).await?;
 
     if args.settle_payments > 0 {
         let costs = settle_costs(&chain, &requirements, &args).await?;
@@ -414,9 +445,20 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     } else {
         Ok(())
     };
+    let discovery = match identity {
+        Ok(()) if args.discovery_resources > 0 => {
+            let section = discovery::DiscoveryArgs {
+                resources: args.discovery_resources,
+                requests: args.requests,
+                concurrency: args.concurrency,
+            };
+            discovery::run(&chain, &dir, &section).await
+        }
+        other => other,
+    };
     // The identity ledger is hundreds of MB: removed whether or not its section succeeded.
     let _ = std::fs::remove_dir_all(&dir);
-    identity
+    discovery
 }
 
 /// What one settlement mode cost, from the receipts of the transactions it sent.
@@ -508,6 +550,8 @@ async fn settle_costs(
             .await
             .map_err(err)?;
         let payments = sign_many(requirements, count).await?;
+        let label = mode.map_or("settle single".to_string(), |n| format!("settle batch {n}"));
+        let progress = crate::progress::bar(count, &label);
         let started = Instant::now();
         let outcomes: Vec<Result<(B256, Duration), String>> = stream::iter(payments.iter())
             .map(|payment| {
@@ -522,8 +566,10 @@ async fn settle_costs(
                 }
             })
             .buffer_unordered(concurrency)
+            .inspect(|_| progress.inc(1))
             .collect()
             .await;
+        progress.finish_and_clear();
         let took = started.elapsed();
         let mut per_tx: std::collections::HashMap<B256, usize> = Default::default();
         let mut latencies = Vec::with_capacity(count);

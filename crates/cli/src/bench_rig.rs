@@ -1,6 +1,7 @@
 //! The chain behind `tollgate bench`: the embedded devnet (the default, nothing to install) or
 //! a real anvil node spawned from `node_modules` with the token and Multicall3 deployed from
-//! the committed artifacts in `contracts/out/`.
+//! the committed artifacts in `contracts/out/` (and, for the Permit2 section, the USDT-like
+//! token, with Permit2 and the x402 proxies at their canonical addresses).
 //!
 //! This is the little of the test rig (`tollgate-testkit`) that the benchmark needs, kept here
 //! so the shipped binary does not link a test rig: start a node on a free loopback port, put
@@ -18,8 +19,8 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
-use tollgate_devnet::genesis::{Artifact, MULTICALL3, TEST_USDC};
-use tollgate_devnet::{Devnet, DEV_KEYS, INITIAL_USDC};
+use tollgate_devnet::genesis::{Artifact, CANONICAL, MULTICALL3, TEST_USDC, TEST_USDT};
+use tollgate_devnet::{Devnet, DEV_KEYS, INITIAL_USDC, INITIAL_USDT};
 
 /// Environment variable naming an anvil binary to use instead of the one `npm ci` installs.
 pub const ANVIL_ENV: &str = "TOLLGATE_ANVIL";
@@ -87,6 +88,10 @@ pub struct BenchChain {
     pub usdc: Address,
     /// Multicall3, for the batched-settlement scenario.
     pub multicall3: Address,
+    /// The USDT-like test token (no EIP-3009: paid through Permit2, which with the two x402
+    /// proxies sits at its canonical address), for the Permit2 section. Dev accounts 1–9 hold
+    /// [`INITIAL_USDT`] each; nobody has approved Permit2.
+    pub usdt: Address,
 }
 
 impl BenchChain {
@@ -100,6 +105,7 @@ impl BenchChain {
                     chain_id: devnet.chain_id(),
                     usdc: devnet.token(),
                     multicall3: devnet.multicall3(),
+                    usdt: devnet.contracts().usdt,
                     node: Node::Devnet { _running: devnet },
                 })
             }
@@ -144,12 +150,14 @@ impl BenchChain {
                 return Err(chain_err("mint", "reverted"));
             }
         }
+        let usdt = place_permit2(&provider, &endpoint).await?;
         Ok(Self {
             node: Node::Anvil { _running: anvil },
             endpoint,
             chain_id,
             usdc,
             multicall3,
+            usdt,
         })
     }
 
@@ -199,6 +207,42 @@ async fn deploy(provider: &DynProvider, artifact: &Artifact) -> Result<Address, 
     receipt
         .contract_address
         .ok_or_else(|| chain_err("deploy", "receipt has no contract address"))
+}
+
+/// What the devnet's genesis holds for Permit2 payments, on anvil: the USDT-like token deployed
+/// from account 0 and minted to accounts 1–9, and Permit2 with the two x402 proxies copied to
+/// their canonical addresses (their runtime code has no constructor state, so `anvil_setCode`
+/// places the whole contract; the official SDK and Tollgate's clients sign for exactly those
+/// addresses). Returns the token's address.
+async fn place_permit2(provider: &DynProvider, endpoint: &str) -> Result<Address, RigError> {
+    let usdt = deploy(provider, &TEST_USDT).await?;
+    let token = IBenchToken::new(usdt, provider);
+    for i in 1..DEV_KEYS.len() {
+        let receipt = token
+            .mint(signer(i).address(), U256::from(INITIAL_USDT))
+            .send()
+            .await
+            .map_err(|e| chain_err("mint USDT", e))?
+            .get_receipt()
+            .await
+            .map_err(|e| chain_err("mint USDT receipt", e))?;
+        if !receipt.status() {
+            return Err(chain_err("mint USDT", "reverted"));
+        }
+    }
+    for (address, artifact) in CANONICAL {
+        let code = artifact
+            .deployed_bytecode()
+            .map_err(|e| RigError::Artifact {
+                name: artifact.name(),
+                reason: e.to_string(),
+            })?;
+        provider
+            .raw_request::<_, serde_json::Value>("anvil_setCode".into(), (address, code))
+            .await
+            .map_err(|e| chain_err("anvil_setCode", format!("{endpoint}: {e}")))?;
+    }
+    Ok(usdt)
 }
 
 /// An anvil child process on a loopback port, killed and reaped when dropped.

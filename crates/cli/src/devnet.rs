@@ -41,6 +41,15 @@ pub async fn run(args: DevnetArgs) -> Result<(), String> {
         builder = builder.block_time(Duration::from_millis(ms));
     }
     let devnet = builder.start().await.map_err(|e| e.to_string())?;
+    // Install the signal handlers before the facts are printed: whoever reads them may send
+    // SIGTERM at once, and a signal that arrives before the handler exists kills the process
+    // instead of shutting it down cleanly. Polling the future once registers both handlers.
+    let mut shutdown = Box::pin(crate::shutdown::signal());
+    tokio::select! {
+        biased;
+        _ = &mut shutdown => return Ok(()),
+        _ = std::future::ready(()) => {}
+    }
     let accounts: Vec<_> = devnet
         .accounts()
         .iter()
@@ -57,6 +66,24 @@ pub async fn run(args: DevnetArgs) -> Result<(), String> {
             "version": "2",
             "decimals": 6,
         },
+        // Tokens without EIP-3009, paid through Permit2 (x402 `exact` with
+        // `assetTransferMethod: "permit2"`, and `upto`); payers approve Permit2 first.
+        "usdt": {
+            "address": devnet.contracts().usdt.to_checksum(None),
+            "symbol": "USDT",
+            "name": "Tether USD",
+            "decimals": 6,
+        },
+        "permitToken": {
+            "address": devnet.contracts().permit_token.to_checksum(None),
+            "symbol": "PUSD",
+            "name": "Permit USD",
+            "version": "1",
+            "decimals": 6,
+        },
+        "permit2": tollgate_devnet::PERMIT2.to_checksum(None),
+        "exactPermit2Proxy": tollgate_devnet::EXACT_PERMIT2_PROXY.to_checksum(None),
+        "uptoPermit2Proxy": tollgate_devnet::UPTO_PERMIT2_PROXY.to_checksum(None),
         "multicall3": devnet.multicall3().to_checksum(None),
         "walletFactory": devnet.wallet_factory().to_checksum(None),
         "accounts": accounts,
@@ -69,7 +96,7 @@ pub async fn run(args: DevnetArgs) -> Result<(), String> {
     writeln!(out, "{facts:#}").map_err(|e| e.to_string())?;
     out.flush().map_err(|e| e.to_string())?;
     drop(out);
-    crate::shutdown::signal().await;
+    shutdown.await;
     drop(devnet);
     Ok(())
 }

@@ -33,6 +33,8 @@ pub enum FacilitatorError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("[telemetry]: {0}")]
+    Telemetry(#[from] tollgate_telemetry::InitError),
 }
 
 pub async fn run(args: FacilitatorArgs) -> Result<(), FacilitatorError> {
@@ -42,6 +44,8 @@ pub async fn run(args: FacilitatorArgs) -> Result<(), FacilitatorError> {
     }
     let path = args.config.ok_or(FacilitatorError::NoConfig)?;
     let config = Config::load(&path)?;
+    // Kept until the service stops: dropping it sends the last spans.
+    let _telemetry = crate::start_telemetry(&config.telemetry, "tollgate-facilitator")?;
     // Fail on a missing API key before touching the chain or the ledger.
     config.server.load_api_key()?;
     let (facilitator, report) = Facilitator::from_config(&config).await?;

@@ -4,9 +4,12 @@ mod bench;
 mod bench_rig;
 mod demo;
 mod devnet;
+mod discover;
 mod facilitator;
 mod init;
+mod mcp;
 mod pay;
+mod progress;
 mod proxy;
 mod shutdown;
 
@@ -82,17 +85,49 @@ next steps: tollgate facilitator, tollgate init, tollgate pay):
   tollgate bench
   tollgate bench --chain anvil --payments 500 --concurrency 32")]
     Bench(bench::BenchArgs),
+    /// Lists or searches a facilitator's bazaar catalogue: paid resources with their price,
+    /// network and input shape (a table on a terminal, JSON otherwise).
+    #[command(after_help = discover::AFTER_HELP)]
+    Discover(discover::DiscoverArgs),
+    /// Gives an agent a wallet over MCP: an MCP server on stdio with tools to discover paid
+    /// resources, quote a URL's price, fetch (pay for) it within a budget, and read spending.
+    #[command(after_help = mcp::AFTER_HELP)]
+    Mcp(Box<mcp::McpArgs>),
+}
+
+/// The variable holding the stderr log filter (`EnvFilter` syntax; `warn` when unset).
+const LOG_ENV: &str = "TOLLGATE_LOG";
+
+/// The stderr log filter from [`LOG_ENV`].
+pub(crate) fn log_filter() -> Option<String> {
+    std::env::var(LOG_ENV).ok()
+}
+
+/// Installs the subscriber of a service role from its `[telemetry]` table: logs, plus OTLP
+/// span export when configured. The guard flushes the last spans when the service stops.
+pub(crate) fn start_telemetry(
+    config: &tollgate_telemetry::TelemetryConfig,
+    service_name: &str,
+) -> Result<tollgate_telemetry::TelemetryGuard, tollgate_telemetry::InitError> {
+    let filter = log_filter();
+    tollgate_telemetry::init(
+        config,
+        tollgate_telemetry::InitOptions {
+            default_service_name: service_name,
+            log_filter: filter.as_deref(),
+        },
+    )
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The services install theirs once their configuration (with `[telemetry]`) is read; the
+    // other commands only log.
+    if !matches!(cli.command, Command::Facilitator(_) | Command::Proxy(_)) {
+        if let Err(e) = tollgate_telemetry::init_logs(log_filter().as_deref()) {
+            eprintln!("warning: {e}");
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,6 +144,8 @@ fn main() -> std::process::ExitCode {
             Command::Devnet(args) => devnet::run(args).await,
             Command::Facilitator(args) => facilitator::run(args).await.map_err(|e| e.to_string()),
             Command::Pay(args) => return Ok(pay::run(*args).await),
+            Command::Discover(args) => return Ok(discover::run(args).await),
+            Command::Mcp(args) => mcp::run(*args).await.map_err(|e| e.to_string()),
             Command::Bench(args) => bench::run(args).await.map_err(|e| e.to_string()),
             Command::Proxy(args) => proxy::run(args).await.map_err(|e| e.to_string()),
             Command::Init(args) => init::run(*args).await.map_err(|e| e.to_string()),

@@ -41,7 +41,7 @@ use tollgate_client::{
 #[derive(Debug, clap::Args)]
 pub struct PayArgs {
     /// The URL to fetch (and pay for).
-    #[arg(required_unless_present_any = ["history", "reconcile"])]
+    #[arg(required_unless_present_any = ["history", "reconcile", "approve_permit2"])]
     url: Option<String>,
     /// HTTP method.
     #[arg(short = 'X', long = "request", default_value = "GET")]
@@ -112,6 +112,20 @@ pub struct PayArgs {
     /// A payee (payTo address) that may receive the identity headers (repeatable).
     #[arg(long = "identity-for", value_name = "PAYEE")]
     identity_for: Vec<String>,
+    /// The payer's one-time approval of the canonical Permit2 contract for a token, which
+    /// Permit2 payments (`exact` with `assetTransferMethod: permit2`, and `upto`) need: sent
+    /// from the payer's key (it pays the gas) through the --rpc-url of the token's chain, and
+    /// awaited. Then pays URL if one is given, or exits. Never done without this option.
+    #[arg(long = "approve-permit2", value_name = "TOKEN")]
+    approve_permit2: Option<String>,
+    /// The most Permit2 may move after --approve-permit2, in atomic units of the token, or
+    /// `max` (the usual: Permit2 itself moves only what the payer signs for, each time).
+    #[arg(
+        long = "approve-amount",
+        default_value = "max",
+        requires = "approve_permit2"
+    )]
+    approve_amount: String,
 }
 
 const EXIT_REFUSED: u8 = 2;
@@ -163,6 +177,14 @@ pub async fn run(args: PayArgs) -> ExitCode {
     if args.history {
         return history(&ledger, args.json);
     }
+    if let Some(token) = &args.approve_permit2 {
+        if let Err(e) = approve(&args, token, &rpc_urls).await {
+            return fail_as(args.json, 1, e);
+        }
+        if args.url.is_none() {
+            return ExitCode::SUCCESS;
+        }
+    }
     let Some(url) = args.url.clone() else {
         return fail(1, "a URL is required");
     };
@@ -208,8 +230,12 @@ pub async fn run(args: PayArgs) -> ExitCode {
         &rpc_urls,
     )
     .with_identity(identity);
+    // On a terminal, a spinner while the request (and a paid one's settlement, which can take
+    // a while on a slow chain) is in flight; hidden while the approval prompt is shown.
+    let waiting = crate::progress::spinner("waiting for the response (a paid one settles first)");
     if !args.yes && std::io::stdin().is_terminal() {
-        middleware = middleware.with_approval(Arc::new(confirm));
+        let waiting = waiting.clone();
+        middleware = middleware.with_approval(Arc::new(move |p| waiting.suspend(|| confirm(p))));
     }
     let mut inner = reqwest::Client::builder();
     if same_host_redirects {
@@ -226,7 +252,9 @@ pub async fn run(args: PayArgs) -> ExitCode {
     if let Some(data) = args.data.clone() {
         request = request.body(data);
     }
-    let response = match request.send().await {
+    let sent = request.send().await;
+    waiting.finish_and_clear();
+    let response = match sent {
         Ok(r) => r,
         Err(reqwest_middleware::Error::Middleware(e)) => {
             return match e.downcast::<PaymentError>() {
@@ -497,9 +525,13 @@ fn identity_refusal_json(
 
 /// The agent's wallets for `key`: the one place the binary names a chain's payer, so `pay`,
 /// `demo` and `bench` pay through the client's chain-agnostic `PaymentSigner` and a chain added
-/// here is paid on by all of them. Today: `exact` on every EVM network.
+/// here is paid on by all of them. Today: `exact` (EIP-3009, or Permit2 when the offer says
+/// so) and `upto` (Permit2) on every EVM network. Permit2 payments need the payer's one-time
+/// approval of Permit2 for the token, which is never sent from here.
 pub(crate) fn wallets(key: PrivateKeySigner) -> Wallets {
-    Wallets::new().with(ExactEvmClient::new(key))
+    Wallets::new()
+        .with(ExactEvmClient::new(key.clone()))
+        .with(tollgate::evm::UptoEvmClient::new(key))
 }
 
 /// An amount as a person reads it: `0.001 USDC` when the asset's decimals are known, else the
@@ -540,7 +572,7 @@ impl std::fmt::Display for Shown {
 }
 
 /// One payment option as the summaries show it: token units, checksummed addresses.
-fn option_json(policy: &SpendingPolicy, r: &PaymentRequirements) -> Value {
+pub(crate) fn option_json(policy: &SpendingPolicy, r: &PaymentRequirements) -> Value {
     let shown = Shown::new(policy, r);
     json!({
         "scheme": r.scheme.to_string(),
@@ -556,7 +588,7 @@ fn option_json(policy: &SpendingPolicy, r: &PaymentRequirements) -> Value {
 
 /// An EVM address in its EIP-55 form, so one address has one spelling in every summary;
 /// anything else (another chain's address format) as it was given.
-fn checksummed(address: &str) -> String {
+pub(crate) fn checksummed(address: &str) -> String {
     address
         .parse::<Address>()
         .map(|a| a.to_checksum(None))
@@ -564,7 +596,7 @@ fn checksummed(address: &str) -> String {
 }
 
 /// A policy refusal as JSON: which rule (`rule`), its message, and its figures.
-fn refusal_json(refusal: &Refusal) -> Value {
+pub(crate) fn refusal_json(refusal: &Refusal) -> Value {
     let message = refusal.to_string();
     let (rule, mut details) = match refusal {
         Refusal::Declined => ("declined", json!({})),
@@ -614,7 +646,9 @@ fn refusal_json(refusal: &Refusal) -> Value {
 
 /// `--rpc-url` values as (network → URL). A bare URL's network is asked from it; one that
 /// does not answer is skipped with a warning (its payments then wait for expiry).
-async fn resolve_rpc_urls(specs: &[String]) -> std::collections::HashMap<Network, String> {
+pub(crate) async fn resolve_rpc_urls(
+    specs: &[String],
+) -> std::collections::HashMap<Network, String> {
     let mut out = std::collections::HashMap::new();
     for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         if let Some((network, url)) = spec.split_once('=').filter(|(n, _)| !n.contains("://")) {
@@ -649,7 +683,7 @@ async fn resolve_rpc_urls(specs: &[String]) -> std::collections::HashMap<Network
     out
 }
 
-fn with_rpc_urls(
+pub(crate) fn with_rpc_urls(
     mut middleware: X402Middleware,
     urls: &std::collections::HashMap<Network, String>,
 ) -> X402Middleware {
@@ -676,8 +710,24 @@ fn print_reconcile(report: &ReconcileReport, json: bool) {
 }
 
 fn build_policy(args: &PayArgs) -> Result<SpendingPolicy, String> {
+    policy_from(
+        &args.assets,
+        args.max.as_deref(),
+        &args.budget,
+        &args.networks,
+    )
+}
+
+/// The spending policy of the `--asset`, `--max`, `--budget` and `--network` options (shared
+/// with `tollgate mcp`, whose options mean the same).
+pub(crate) fn policy_from(
+    assets: &[String],
+    max: Option<&str>,
+    budgets: &[String],
+    networks: &[String],
+) -> Result<SpendingPolicy, String> {
     let mut policy = SpendingPolicy::new();
-    for spec in &args.assets {
+    for spec in assets {
         let parts: Vec<&str> = spec.split('/').collect();
         let [network, address, symbol, decimals] = parts.as_slice() else {
             return Err(format!(
@@ -692,12 +742,12 @@ fn build_policy(args: &PayArgs) -> Result<SpendingPolicy, String> {
             .map_err(|_| format!("--asset {spec:?}: decimals must be 0-255"))?;
         policy = policy.register_asset(network, address, symbol, decimals);
     }
-    if let Some(max) = &args.max {
+    if let Some(max) = max {
         policy = policy
             .max_per_request(max)
             .map_err(|e| format!("--max: {e}"))?;
     }
-    for budget in &args.budget {
+    for budget in budgets {
         let (amount, window) = match budget.split_once('/') {
             None => (budget.as_str(), None),
             Some((a, "hour")) => (a, Some(Duration::from_secs(3600))),
@@ -711,9 +761,8 @@ fn build_policy(args: &PayArgs) -> Result<SpendingPolicy, String> {
             .budget(amount, window)
             .map_err(|e| format!("--budget: {e}"))?;
     }
-    if !args.networks.is_empty() {
-        let networks = args
-            .networks
+    if !networks.is_empty() {
+        let networks = networks
             .iter()
             .map(|n| n.parse::<Network>().map_err(|e| format!("--network: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
@@ -723,19 +772,25 @@ fn build_policy(args: &PayArgs) -> Result<SpendingPolicy, String> {
 }
 
 fn load_key(args: &PayArgs) -> Result<PrivateKeySigner, String> {
-    let (source, raw) = match &args.key_file {
+    key_from(args.key_file.as_deref(), &args.key_env)
+}
+
+/// The payer's key from `key_file`, else from the environment variable `key_env`. Errors name
+/// where the key was looked for, never its content.
+pub(crate) fn key_from(
+    key_file: Option<&std::path::Path>,
+    key_env: &str,
+) -> Result<PrivateKeySigner, String> {
+    let (source, raw) = match key_file {
         Some(path) => (
             format!("key file {}", path.display()),
             std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?,
         ),
         None => (
-            format!("environment variable {}", args.key_env),
-            std::env::var(&args.key_env).map_err(|_| {
-                format!(
-                    "no payer key: set {} or pass --key-file (or use --dry-run)",
-                    args.key_env
-                )
+            format!("environment variable {key_env}"),
+            std::env::var(key_env).map_err(|_| {
+                format!("no payer key: set {key_env} or pass --key-file (or use --dry-run)")
             })?,
         ),
     };
@@ -847,6 +902,69 @@ async fn dry_run(
     }
 }
 
+/// A record's charge in human units, when a receipt stated one.
+fn charged_display(r: &tollgate::client::SpendRecord) -> Option<String> {
+    let charged = r.charged.as_deref()?.parse().ok()?;
+    Some(tollgate::proto::money::format_atomic(charged, r.decimals))
+}
+
+/// `--approve-permit2 TOKEN`: the payer approves Permit2 for TOKEN on the chain of the one
+/// --rpc-url given (or the one naming TOKEN's network as `NETWORK=URL` when several are).
+async fn approve(
+    args: &PayArgs,
+    token: &str,
+    rpc_urls: &std::collections::HashMap<Network, String>,
+) -> Result<(), String> {
+    let token: Address = token
+        .trim()
+        .parse()
+        .map_err(|e| format!("--approve-permit2 {token:?} is not a token address: {e}"))?;
+    let amount = match args.approve_amount.trim() {
+        "max" => alloy::primitives::U256::MAX,
+        digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => digits
+            .parse()
+            .map_err(|e| format!("--approve-amount {digits:?}: {e}"))?,
+        other => {
+            return Err(format!(
+                "--approve-amount {other:?} is neither `max` nor a whole number of atomic units"
+            ))
+        }
+    };
+    let (network, rpc_url) = match rpc_urls.len() {
+        1 => rpc_urls.iter().next().expect("one entry"),
+        0 => return Err("--approve-permit2 needs --rpc-url for the token's chain".into()),
+        _ => {
+            return Err(
+                "--approve-permit2 with several --rpc-url: give only the token's chain's".into(),
+            )
+        }
+    };
+    let key = load_key(args)?;
+    let payer = key.address();
+    let before = tollgate::evm::permit2::permit2_allowance(rpc_url, token, payer)
+        .await
+        .map_err(|e| e.to_string())?;
+    if before >= amount {
+        eprintln!(
+            "tollgate pay: Permit2 may already move {before} of {token} for {payer} on {network}; nothing sent"
+        );
+        return Ok(());
+    }
+    let tx = tollgate::evm::permit2::approve_permit2(rpc_url, key, token, amount)
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!("tollgate pay: approved Permit2 for {token} on {network} from {payer}: {tx}");
+    if args.json && args.url.is_none() {
+        println!(
+            "{}",
+            json!({ "approved": { "token": token.to_checksum(None), "network": network.to_string(),
+                                  "payer": payer.to_checksum(None), "transaction": tx.to_string(),
+                                  "amount": amount.to_string() } })
+        );
+    }
+    Ok(())
+}
+
 fn history(ledger: &SpendLedger, json: bool) -> ExitCode {
     let records = match ledger.history(1000) {
         Ok(r) => r,
@@ -865,19 +983,27 @@ fn history(ledger: &SpendLedger, json: bool) -> ExitCode {
                     "payer": r.payer.as_deref().map(checksummed),
                     "authorization": r.authorization, "validBefore": r.valid_before,
                     "paymentId": r.payment_id,
+                    // Metered payments: `amount` is the authorised maximum.
+                    "atomicCharged": r.charged, "charged": charged_display(r),
                 })
             })
             .collect();
         println!("{}", serde_json::Value::Array(rows));
     } else {
         for r in &records {
+            let amount = match charged_display(r) {
+                Some(charged) if r.charged.as_deref() != Some(r.amount.as_str()) => {
+                    format!("{charged} (of at most {})", r.display_amount)
+                }
+                _ => r.display_amount.clone(),
+            };
             println!(
                 "#{:<4} {:<8} {} {:<40} {} {} {}",
                 r.id,
                 r.status,
                 r.method,
                 r.url,
-                r.display_amount,
+                amount,
                 r.symbol,
                 r.tx_hash.as_deref().or(r.reason.as_deref()).unwrap_or("")
             );

@@ -35,6 +35,8 @@ pub enum ProxyError {
     Identity(String),
     #[error("[identity] decisions: {0}")]
     Decisions(#[from] tollgate_identity::DecisionStoreError),
+    #[error("[telemetry]: {0}")]
+    Telemetry(#[from] tollgate_telemetry::InitError),
 }
 
 /// The identity provider `[identity.provider]` names: the one place the binary turns the
@@ -61,9 +63,39 @@ async fn identity_provider(
     Ok(Arc::new(config.build().map_err(|e| bad(&e))?))
 }
 
+/// The scheme servers of the chains the binary knows (EVM: `exact`, and the metered `upto`,
+/// whose offers need the facilitator's `extra.facilitatorAddress` and whose charge the upstream
+/// states): the one place `tollgate proxy` names them, so a route priced in either is checked
+/// and completed from the facilitator's `/supported`.
+fn evm_scheme_servers() -> tollgate::core::Registry<dyn tollgate::core::SchemeServer> {
+    let mut schemes: tollgate::core::Registry<dyn tollgate::core::SchemeServer> =
+        tollgate::core::Registry::new();
+    let all_evm = || tollgate::core::NetworkPattern::Namespace("eip155".to_owned());
+    schemes
+        .register_arc(
+            all_evm(),
+            tollgate::proto::Scheme::Exact,
+            Arc::new(tollgate::evm::server::ExactEvmServer::new()),
+        )
+        .expect("one `exact` server registered once");
+    schemes
+        .register_arc(
+            all_evm(),
+            tollgate::proto::Scheme::Upto,
+            Arc::new(tollgate::evm::UptoEvmServer),
+        )
+        .expect("one `upto` server registered once");
+    schemes
+}
+
 pub async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
     let config = GatewayConfig::load(&args.config)?;
-    let mut plugins = Plugins::default();
+    // Kept until the gateway stops: dropping it sends the last spans.
+    let _telemetry = crate::start_telemetry(&config.telemetry, "tollgate-proxy")?;
+    let mut plugins = Plugins {
+        schemes: evm_scheme_servers(),
+        ..Plugins::default()
+    };
     if let Some(settings) = config.identity.as_ref().and_then(|i| i.provider.as_ref()) {
         plugins.identity = Some(identity_provider(settings).await?);
     }
@@ -84,7 +116,12 @@ pub async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
             settings.queue,
         )));
     }
-    let app = gateway::app_with(&config, plugins).await?;
+    // One span per request; the gateway is the edge, so a buyer's `traceparent` is ignored
+    // (it could otherwise join the operator's traces or force them to be sampled). The
+    // paywall's facilitator calls carry this trace on to the facilitator.
+    let app = gateway::app_with(&config, plugins)
+        .await?
+        .layer(tollgate_telemetry::HttpTraceLayer::new_trace());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ProxyError::Listen {

@@ -116,9 +116,71 @@ fn demo_runs_end_to_end_and_exits_zero() {
         "{text}"
     );
     assert!(text.contains("(free: no payment asked)"), "{text}");
-    assert!(text.contains("confirmed  5"), "{text}");
+    // Five exact payments and the metered one, all confirmed by the facilitator.
+    assert!(text.contains("confirmed  6"), "{text}");
     assert!(text.contains("exceeds the per-request maximum"), "{text}");
     assert!(text.contains("would exceed the total budget"), "{text}");
+
+    // The metered (`upto`) step: an explicit Permit2 approval, a maximum authorised, less
+    // charged, and exactly the charge moved between the two USDT balances.
+    assert!(
+        text.contains("agent approves Permit2 for its USDT (one-time, explicit) → tx 0x"),
+        "{text}"
+    );
+    let metered = text
+        .lines()
+        .find(|l| l.contains("GET /generate?tokens=") && l.contains("authorised up to"))
+        .unwrap_or_else(|| panic!("no metered call in:\n{text}"));
+    let amount_after = |line: &str, marker: &str| -> i64 {
+        let at = line
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} in {line}"));
+        micro_usd(line[at + marker.len()..].split_whitespace().next().unwrap())
+    };
+    let maximum = amount_after(metered, "authorised up to ");
+    let charged = amount_after(metered, "handler charged ");
+    assert!(metered.ends_with("→ 200"), "{metered}");
+    assert!(charged > 0 && charged < maximum, "{metered}");
+    let tx = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("transaction 0x"))
+        .unwrap_or_else(|| panic!("no metered transaction in:\n{text}"));
+    assert_eq!(tx.len(), 64, "{tx}");
+    // The USDT balances printed under the metered call: "agent  1000 USDT → 999.9815 USDT".
+    let moved = |who: &str| -> i64 {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(who) && l.contains("USDT →"))
+            .unwrap_or_else(|| panic!("no USDT balance of {who} in:\n{text}"));
+        let amounts: Vec<i64> = line
+            .split_whitespace()
+            .filter(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+            .map(micro_usd)
+            .collect();
+        assert_eq!(amounts.len(), 2, "{line}");
+        amounts[1] - amounts[0]
+    };
+    assert_eq!(moved("agent"), -charged, "{text}");
+    assert_eq!(moved("seller"), charged, "{text}");
+    assert!(
+        text.contains("0.0185 USDT charged (authorised 0.05 USDT)"),
+        "the spend ledger records the charge and the maximum:\n{text}"
+    );
+    assert!(
+        text.contains("1 metered call: 0.05 USDT authorised, 0.0185 USDT charged and settled"),
+        "{text}"
+    );
+}
+
+/// A 6-decimal amount as the demo prints it (`999.9815`) in atomic units, exactly.
+fn micro_usd(text: &str) -> i64 {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    assert!(fraction.len() <= 6, "more than 6 decimals: {text}");
+    let whole: i64 = whole
+        .parse()
+        .unwrap_or_else(|_| panic!("not an amount: {text}"));
+    let fraction: i64 = format!("{fraction:0<6}").parse().unwrap();
+    whole * 1_000_000 + fraction
 }
 
 #[test]
@@ -148,6 +210,8 @@ fn bench_runs_every_scenario_on(chain: &str) {
             "5",
             "--identity-rows",
             "2000",
+            "--discovery-resources",
+            "2000",
         ])
         .output()
         .unwrap();
@@ -173,6 +237,13 @@ fn bench_runs_every_scenario_on(chain: &str) {
         "POST /assess",
         "paid request, no identity gate",
         "identity gate on a paid request: gated/ungated",
+        "discovery: catalogue of 2000 resources",
+        "Permit2 (a token without EIP-3009",
+        "POST /settle exact, Permit2 (USDT)",
+        "POST /settle upto, Permit2 (USDT, half the maximum)",
+        "Permit2 exact /settle = ",
+        "list: payTo filter",
+        "search: rare word",
     ] {
         assert!(text.contains(scenario), "missing {scenario}: {text}");
     }
@@ -547,6 +618,18 @@ fn devnet_prints_its_facts_serves_rpc_and_stops_on_sigterm() {
         tollgate_testkit::DEV_KEYS[0]
     );
     assert!(facts["token"]["address"].is_string());
+    assert_eq!(facts["usdt"]["symbol"], "USDT");
+    assert_eq!(facts["permitToken"]["version"], "1");
+    assert_eq!(
+        facts["permit2"],
+        tollgate_testkit::PERMIT2.to_checksum(None).as_str()
+    );
+    assert_eq!(
+        facts["uptoPermit2Proxy"],
+        tollgate_testkit::UPTO_PERMIT2_PROXY
+            .to_checksum(None)
+            .as_str()
+    );
     let url = facts["rpcUrl"].as_str().unwrap();
     let addr = url
         .strip_prefix("http://127.0.0.1:")

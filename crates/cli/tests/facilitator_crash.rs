@@ -47,6 +47,16 @@ async fn kill_9_mid_settlement_then_restart_reconciles() {
     let body =
         json!({ "x402Version": 2, "paymentPayload": payment, "paymentRequirements": requirements });
     let before = chain.usdc_balance(payee).await.unwrap();
+    // What the rig's set-up sent from the facilitator's key (deployments, mints).
+    let set_up = chain
+        .rpc(
+            "eth_getTransactionCount",
+            json!([TestChain::address(0), "latest"]),
+        )
+        .await
+        .unwrap();
+    let set_up =
+        u64::from_str_radix(set_up.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
 
     let (mut first, addr) = start(&config);
     chain.set_automine(false).await.unwrap();
@@ -119,7 +129,7 @@ async fn kill_9_mid_settlement_then_restart_reconciles() {
         .unwrap();
     assert_eq!(
         nonce,
-        json!(format!("{:#x}", 3 + 9 + 1)),
+        json!(format!("{:#x}", set_up + 1)),
         "exactly one settlement tx"
     );
     // Anyone else presenting the same payment — without the attempt's key — is refused.

@@ -580,6 +580,18 @@ impl PayFlow {
                     PaymentIdentifier::echo(pid, required),
                 );
         }
+        // The seller's Bazaar description is echoed, as the spec asks of clients
+        // (`extensions/bazaar.md`, "Client Behavior"): a facilitator catalogues a resource
+        // only from what the payment carries, so without it a paid resource stays undiscoverable.
+        if challenge.version == X402Version::V2 {
+            if let Some(bazaar) = challenge.extensions.as_ref().and_then(|e| e.get("bazaar")) {
+                payment
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .entry("bazaar")
+                    .or_insert_with(|| bazaar.clone());
+            }
+        }
         // Recorded before the payment leaves the process: a crash after sending must still
         // leave enough behind to reconcile.
         if let Err(e) = self.ledger.attach_authorization(
@@ -622,7 +634,13 @@ impl PayFlow {
         let id = payment.ledger_id;
         Ok(match classify(answer) {
             Reading::Paid(settlement) => {
-                self.ledger.mark_paid(id, &settlement.transaction)?;
+                // A metered payment's receipt states the charge; the rest of the reserved
+                // maximum is released.
+                self.ledger.mark_paid_charged(
+                    id,
+                    &settlement.transaction,
+                    settlement.amount.map(|a| a.get()),
+                )?;
                 PaymentOutcome::Paid(PaymentReceipt {
                     version: payment.version,
                     settlement,

@@ -12,6 +12,12 @@
 //! scheme's authorization handle: network, asset, payer, nonce, `validBefore`).
 //! Reconciliation ([`crate::X402Middleware::reconcile`]) then moves it to `paid` when the chain
 //! shows the authorization used, or releases it once the authorization can no longer be used.
+//!
+//! A metered payment (the `upto` scheme: the buyer signs a maximum, the seller charges what
+//! the work cost) reserves its **maximum**; the receipt's `amount` then says what was charged,
+//! and the row keeps both (`amount` the authorised maximum, `charged` the charge) while the
+//! budgets count the charge from then on — the unused part is released. A receipt stating more
+//! than the maximum is not believed (the signature cannot move more): the maximum stays counted.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -78,6 +84,10 @@ pub struct SpendRecord {
     pub amount: String,
     /// Amount in human units.
     pub display_amount: String,
+    /// What the seller's receipt says was charged, in atomic units, when it differs from or
+    /// qualifies `amount` (metered payments: `amount` is the authorised maximum). `None`
+    /// when no receipt stated it.
+    pub charged: Option<String>,
     /// Status (`reserved`, `pending`, `paid`, `failed`, `refused`).
     pub status: String,
     /// Settlement transaction, when paid and known.
@@ -135,7 +145,7 @@ impl std::fmt::Debug for SpendLedger {
 }
 
 /// The schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1: version 0 plus the `pending` status and the authorization handle.
 const CREATE_TABLE: &str = "
@@ -159,7 +169,8 @@ CREATE TABLE spends (
     payer        TEXT,
     auth_id      TEXT,
     valid_before INTEGER,
-    payment_id   TEXT
+    payment_id   TEXT,
+    charged      TEXT
 );
 ";
 
@@ -193,7 +204,11 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
             "the spend ledger was written by a newer Tollgate (schema {version}, this one knows {SCHEMA_VERSION})"
         )));
     }
-    if version < SCHEMA_VERSION {
+    if version == 1 {
+        // Version 2 adds the charge of metered payments; existing rows charged their amount.
+        tx.execute_batch("ALTER TABLE spends ADD COLUMN charged TEXT;")?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    } else if version < SCHEMA_VERSION {
         let exists: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spends')",
             [],
@@ -352,10 +367,52 @@ impl SpendLedger {
 
     /// Marks a reservation paid (a receipt was received).
     pub fn mark_paid(&self, id: i64, tx_hash: &str) -> Result<(), LedgerError> {
-        self.lock().execute(
+        self.mark_paid_charged(id, tx_hash, None)
+    }
+
+    /// Marks a reservation paid with the charge the receipt states (metered payments): the
+    /// budgets count `charged` instead of the reserved maximum from now on. A charge above the
+    /// reserved amount is kept as a record but not counted (the signed maximum bounds what can
+    /// move); `None` counts the reserved amount.
+    pub fn mark_paid_charged(
+        &self,
+        id: i64,
+        tx_hash: &str,
+        charged: Option<U256>,
+    ) -> Result<(), LedgerError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
             "UPDATE spends SET status = 'paid', tx_hash = ?2, reason = NULL WHERE id = ?1",
             params![id, tx_hash],
         )?;
+        if let Some(charged) = charged {
+            let (amount, decimals): (String, u8) = tx.query_row(
+                "SELECT amount, decimals FROM spends WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let reserved: U256 = amount.parse().unwrap_or(U256::MAX);
+            if charged < reserved {
+                tx.execute(
+                    "UPDATE spends SET charged = ?2, scaled = ?3 WHERE id = ?1",
+                    params![
+                        id,
+                        charged.to_string(),
+                        crate::policy::scale(charged, decimals).to_string()
+                    ],
+                )?;
+            } else {
+                if charged > reserved {
+                    tracing::warn!(id, %charged, %reserved, "the receipt states a charge above the authorised maximum; counting the maximum");
+                }
+                tx.execute(
+                    "UPDATE spends SET charged = ?2 WHERE id = ?1",
+                    params![id, charged.to_string()],
+                )?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -474,7 +531,7 @@ impl SpendLedger {
         let conn = self.lock();
         let mut stmt = conn.prepare(
             "SELECT id, at, method, url, payee, network, asset, symbol, amount, decimals, status,
-                    tx_hash, reason, payer, auth_id, valid_before, payment_id
+                    tx_hash, reason, payer, auth_id, valid_before, payment_id, charged
              FROM spends ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map(params![limit as i64], |r| {
@@ -496,6 +553,7 @@ impl SpendLedger {
                 decimals,
                 amount,
                 display_amount,
+                charged: r.get(17)?,
                 status: r.get(10)?,
                 tx_hash: r.get(11)?,
                 reason: r.get(12)?,
@@ -654,5 +712,110 @@ mod tests {
         // Opening again is a no-op.
         let again = SpendLedger::open(&path).unwrap();
         assert_eq!(again.history(10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_metered_receipt_releases_the_unused_part_and_keeps_both_amounts() {
+        let ledger = SpendLedger::in_memory().unwrap();
+        // Room for exactly one maximum of 1000 (0.001 USDC) and 600 more.
+        let policy = SpendingPolicy::new().budget("0.0016 USDC", None).unwrap();
+        let id = ledger
+            .reserve(&policy, &priced(1_000), &ATTEMPT)
+            .unwrap()
+            .unwrap();
+        // While in flight the maximum is held: a second maximum does not fit.
+        assert!(matches!(
+            ledger.reserve(&policy, &priced(1_000), &ATTEMPT).unwrap(),
+            Err(Refusal::OverBudget { .. })
+        ));
+        ledger
+            .mark_paid_charged(id, "0xabc", Some(U256::from(370u64)))
+            .unwrap();
+        // 370 counted, 630 released: 1000 more now fits (370 + 1000 <= 1600), 1300 would not.
+        assert!(matches!(
+            ledger.reserve(&policy, &priced(1_300), &ATTEMPT).unwrap(),
+            Err(Refusal::OverBudget { .. })
+        ));
+        ledger
+            .reserve(&policy, &priced(1_000), &ATTEMPT)
+            .unwrap()
+            .unwrap();
+        let record = ledger
+            .history(10)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.id == id)
+            .unwrap();
+        assert_eq!(
+            record.amount, "1000",
+            "the authorised maximum stays on record"
+        );
+        assert_eq!(record.charged.as_deref(), Some("370"));
+        assert_eq!(record.status, "paid");
+    }
+
+    #[test]
+    fn a_receipt_above_the_maximum_is_not_believed() {
+        let ledger = SpendLedger::in_memory().unwrap();
+        let policy = SpendingPolicy::new().budget("0.0015 USDC", None).unwrap();
+        let id = ledger
+            .reserve(&policy, &priced(1_000), &ATTEMPT)
+            .unwrap()
+            .unwrap();
+        ledger
+            .mark_paid_charged(id, "0xabc", Some(U256::from(5_000u64)))
+            .unwrap();
+        // Still 1000 counted (not 5000, which would refuse 500; not less either).
+        ledger
+            .reserve(&policy, &priced(500), &ATTEMPT)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            ledger.reserve(&policy, &priced(1), &ATTEMPT).unwrap(),
+            Err(Refusal::OverBudget { .. })
+        ));
+    }
+
+    #[test]
+    fn a_version_1_ledger_gains_the_charge_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spend.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(&CREATE_TABLE.replace(",\n    charged      TEXT", ""))
+                .unwrap();
+            tx.execute_batch(
+                "INSERT INTO spends (at, method, url, payee, network, asset, symbol, amount,
+                                     decimals, scaled, status, tx_hash)
+                 VALUES (strftime('%s','now'), 'GET', 'http://x/', '0x09', 'eip155:31337',
+                         '0xaa', 'USDC', '1000', 6, '1000000000000000', 'paid', '0xabc');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+            let has_charged: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM pragma_table_info('spends') WHERE name = 'charged')",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert!(!has_charged, "the fixture is a version 1 table");
+        }
+        let ledger = SpendLedger::open(&path).unwrap();
+        let rows = ledger.history(10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].charged, None);
+        let id = ledger
+            .reserve(&SpendingPolicy::new(), &priced(10), &ATTEMPT)
+            .unwrap()
+            .unwrap();
+        ledger
+            .mark_paid_charged(id, "0xdef", Some(U256::from(4u64)))
+            .unwrap();
+        drop(ledger);
+        let again = SpendLedger::open(&path).unwrap();
+        assert_eq!(again.history(10).unwrap()[0].charged.as_deref(), Some("4"));
     }
 }

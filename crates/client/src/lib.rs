@@ -63,6 +63,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod discovery;
 pub mod flow;
 pub mod identity;
 pub mod ledger;
@@ -71,6 +72,7 @@ pub mod policy;
 pub mod signer;
 pub mod wallets;
 
+pub use discovery::{DiscoveryClient, DiscoveryError};
 pub use flow::{
     AnswerStatus, Challenge, PayFlow, PaymentOutcome, PendingRetries, PreparedPayment, SellerAnswer,
 };

@@ -8,7 +8,9 @@
 use std::any::Any;
 use std::time::Duration;
 
-use tollgate_proto::{ErrorReason, PaymentPayload, PaymentRequirements, Scheme, SupportedKind};
+use tollgate_proto::{
+    AtomicAmount, ErrorReason, PaymentPayload, PaymentRequirements, Scheme, SupportedKind,
+};
 
 use crate::BoxFuture;
 
@@ -180,7 +182,37 @@ pub trait SchemeFacilitator: Send + Sync + 'static {
         requirements: &'a PaymentRequirements,
     ) -> BoxFuture<'a, Result<bool, SchemeError>>;
 
-    /// Sends a verified payment; returns its transaction as soon as the chain took it.
+    /// Checks a payment again just before it is settled, against the requirements of the
+    /// `/settle` request. The default is [`verify`](Self::verify): for most schemes the
+    /// requirements mean the same at both steps. A scheme whose settle-time requirements mean
+    /// something else overrides it — e.g. a metered scheme (`upto`) whose `amount` is the
+    /// authorised maximum at `/verify` but the actual charge at `/settle`: it verifies the
+    /// signature against the signed maximum and refuses a charge above it, instead of
+    /// demanding equality.
+    fn verify_settlement<'a>(
+        &'a self,
+        payment: &'a PaymentPayload,
+        requirements: &'a PaymentRequirements,
+    ) -> BoxFuture<'a, Result<Verified, SchemeError>> {
+        self.verify(payment, requirements)
+    }
+
+    /// The amount a successful settlement under the settle-time `requirements` moved, when the
+    /// scheme reports it in `SettleResponse.amount` (a metered scheme: the charge, possibly 0).
+    /// The default, `None`, leaves the field out, as `exact` does.
+    fn settled_amount(
+        &self,
+        payment: &PaymentPayload,
+        requirements: &PaymentRequirements,
+    ) -> Option<AtomicAmount> {
+        let _ = (payment, requirements);
+        None
+    }
+
+    /// Sends a verified payment; returns its transaction as soon as the chain took it. An
+    /// empty string means the settlement needed no transaction (a metered payment charged
+    /// nothing): [`await_settlement`](Self::await_settlement) is then asked about `""` and
+    /// the settle response carries `transaction: ""`.
     fn submit<'a>(&'a self, verified: &'a Verified) -> BoxFuture<'a, Result<String, SchemeError>>;
 
     /// Waits (up to [`receipt_timeout`](Self::receipt_timeout)) for `transaction`, which

@@ -19,4 +19,13 @@ pub trait SchemeServer: Send + Sync + 'static {
     fn enrich(&self, requirements: &mut PaymentRequirements, kind: &SupportedKind) {
         let _ = (requirements, kind);
     }
+
+    /// Whether a payment in this scheme authorises a **maximum** and the seller states the
+    /// amount actually charged when it settles (the requirements' `amount` is the maximum at
+    /// `/verify` and the charge at `/settle`, as in `upto`). Only then may a paywall settle for
+    /// less than the price it offered; for every other scheme the offered amount is the charge.
+    /// The default: not metered.
+    fn metered(&self) -> bool {
+        false
+    }
 }

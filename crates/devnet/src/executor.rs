@@ -46,6 +46,9 @@ pub fn cfg(chain_id: u64, mode: Mode) -> CfgEnv {
         cfg.disable_base_fee = true;
         // Calls may come "from" a contract (EIP-1271 wallets, Multicall3), as on geth.
         cfg.disable_eip3607 = true;
+        // A call is not a signed transaction: nothing to replay. Clients (viem) estimate typed
+        // transactions without a `chainId`, which geth and anvil fill in; revm would refuse.
+        cfg.tx_chain_id_check = false;
     }
     cfg
 }

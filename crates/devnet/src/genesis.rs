@@ -1,13 +1,14 @@
 //! The genesis state: dev accounts funded, Tollgate's contracts deployed by executing their
-//! committed creation code in revm, and test USDC minted.
+//! committed creation code in revm, test USDC, USDT and permit tokens minted, and Permit2 and
+//! the two x402 Permit2 proxies placed at their canonical addresses.
 
-use alloy_primitives::{Address, Bytes, TxKind, U256};
+use alloy_primitives::{address, Address, Bytes, TxKind, U256};
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{sol, SolCall};
 use revm::context::result::ExecutionResult;
 use revm::context::{BlockEnv, TxEnv};
 use revm::database::InMemoryDB;
-use revm::state::AccountInfo;
+use revm::state::{AccountInfo, Bytecode};
 
 use crate::executor::{self, Mode, BLOCK_GAS_LIMIT};
 use crate::DevnetError;
@@ -32,6 +33,23 @@ pub const INITIAL_ETH: u128 = 10_000 * 1_000_000_000_000_000_000;
 
 /// Test USDC each of dev accounts 1–9 holds at genesis: 1,000 USDC (6 decimals).
 pub const INITIAL_USDC: u64 = 1_000_000_000;
+
+/// The USDT-like test token (no EIP-3009, no EIP-2612) each of dev accounts 1–9 holds at
+/// genesis: 1,000 USDT (6 decimals).
+pub const INITIAL_USDT: u64 = 1_000_000_000;
+
+/// The EIP-2612 test token each of dev accounts 1–9 holds at genesis: 1,000 (6 decimals).
+pub const INITIAL_PERMIT_TOKEN: u64 = 1_000_000_000;
+
+/// Permit2's canonical address (the same on every chain). x402 clients sign Permit2 typed data
+/// for this verifying contract, so our Permit2 must live exactly here.
+pub const PERMIT2: Address = address!("0x000000000022D473030F116dDEE9F6B43aC78BA3");
+
+/// The canonical `x402ExactPermit2Proxy`: the `spender` of every `exact` Permit2 payment.
+pub const EXACT_PERMIT2_PROXY: Address = address!("0x402085c248EeA27D92E8b30b2C58ed07f9E20001");
+
+/// The canonical `x402UptoPermit2Proxy`: the `spender` of every `upto` payment.
+pub const UPTO_PERMIT2_PROXY: Address = address!("0x4020A4f3b7b90ccA423B9fabCc0CE57C6C240002");
 
 /// One funded account: its address and its (public, well-known test) private key.
 #[derive(Clone, PartialEq, Eq)]
@@ -91,6 +109,25 @@ pub const TEST_USDC: Artifact = artifact!("TestUSDC");
 /// Multicall3.
 pub const MULTICALL3: Artifact = artifact!("Multicall3");
 const WALLET_FACTORY: Artifact = artifact!("WalletFactory");
+/// The USDT-like test token ("Tether USD", 6 decimals; no EIP-3009, no EIP-2612).
+pub const TEST_USDT: Artifact = artifact!("TestUSDT");
+/// The EIP-2612 test token ("Permit USD", version "1", 6 decimals; no EIP-3009).
+pub const TEST_PERMIT_TOKEN: Artifact = artifact!("TestPermitToken");
+/// Permit2's signature transfers, for [`PERMIT2`].
+pub const PERMIT2_CONTRACT: Artifact = artifact!("Permit2");
+/// The x402 `exact` Permit2 proxy, for [`EXACT_PERMIT2_PROXY`].
+pub const EXACT_PERMIT2_PROXY_CONTRACT: Artifact = artifact!("x402ExactPermit2Proxy");
+/// The x402 `upto` Permit2 proxy, for [`UPTO_PERMIT2_PROXY`].
+pub const UPTO_PERMIT2_PROXY_CONTRACT: Artifact = artifact!("x402UptoPermit2Proxy");
+
+/// The contracts that live at fixed canonical addresses, with the artifact whose runtime code
+/// goes there. Their code has no constructor state and no immutables, so the runtime code alone
+/// is the whole contract (a rig copies it in with `anvil_setCode`; genesis writes it directly).
+pub const CANONICAL: [(Address, &Artifact); 3] = [
+    (PERMIT2, &PERMIT2_CONTRACT),
+    (EXACT_PERMIT2_PROXY, &EXACT_PERMIT2_PROXY_CONTRACT),
+    (UPTO_PERMIT2_PROXY, &UPTO_PERMIT2_PROXY_CONTRACT),
+];
 
 impl Artifact {
     /// The contract's name.
@@ -100,23 +137,37 @@ impl Artifact {
 
     /// The creation code.
     pub fn bytecode(&self) -> Result<Bytes, DevnetError> {
+        self.code("bytecode")
+    }
+
+    /// The runtime code, as it sits at the contract's address once deployed.
+    pub fn deployed_bytecode(&self) -> Result<Bytes, DevnetError> {
+        self.code("deployedBytecode")
+    }
+
+    fn code(&self, field: &str) -> Result<Bytes, DevnetError> {
         let bad = |reason: String| DevnetError::Artifact {
             name: self.name,
             reason,
         };
         let value: serde_json::Value =
             serde_json::from_str(self.json).map_err(|e| bad(e.to_string()))?;
-        value
-            .get("bytecode")
+        let code = value
+            .get(field)
             .and_then(|b| b.as_str())
-            .ok_or_else(|| bad("no `bytecode` string".into()))?
+            .ok_or_else(|| bad(format!("no `{field}` string")))?
             .parse::<Bytes>()
-            .map_err(|e| bad(format!("bytecode is not hex: {e}")))
+            .map_err(|e| bad(format!("{field} is not hex: {e}")))?;
+        if code.is_empty() {
+            return Err(bad(format!("empty `{field}`")));
+        }
+        Ok(code)
     }
 }
 
 sol! {
     function mint(address to, uint256 amount) external;
+    function mintBatch(address[] to, uint256 amount) external;
 }
 
 /// Where genesis put the contracts.
@@ -128,10 +179,17 @@ pub struct Contracts {
     pub multicall3: Address,
     /// The CREATE2 factory of EIP-1271 test wallets.
     pub wallet_factory: Address,
+    /// The USDT-like test token ("Tether USD", 6 decimals; Permit2 only).
+    pub usdt: Address,
+    /// The EIP-2612 test token ("Permit USD", version "1", 6 decimals).
+    pub permit_token: Address,
 }
 
 /// Builds the genesis state for `chain_id`: the dev accounts and `extra` accounts funded with
-/// ETH, then, from dev account 0, the three deployments and the nine mints, executed in revm.
+/// ETH, then, from dev account 0, the three deployments and the nine USDC mints (nonces 0–11),
+/// the USDT-like and EIP-2612 token deployments (12, 13) and one batch mint of each to accounts
+/// 1–9 (14, 15), executed in revm; last, Permit2 and the two x402 proxies written at their
+/// canonical addresses ([`CANONICAL`]).
 pub fn build(
     chain_id: u64,
     timestamp: u64,
@@ -197,23 +255,23 @@ pub fn build(
             }),
         }
     };
-    let mut deploy = |db: &mut InMemoryDB, artifact: &Artifact| {
-        let result = exec(
-            db,
-            format!("deploying {}", artifact.name),
-            TxKind::Create,
-            artifact.bytecode()?,
-        )?;
-        result
-            .created_address()
-            .ok_or_else(|| DevnetError::Genesis {
-                step: format!("deploying {}", artifact.name),
-                reason: "no contract created".into(),
-            })
-    };
-    let token = deploy(&mut db, &TEST_USDC)?;
-    let multicall3 = deploy(&mut db, &MULTICALL3)?;
-    let wallet_factory = deploy(&mut db, &WALLET_FACTORY)?;
+    // A macro rather than a closure: deployments and calls interleave, and two closures could
+    // not both borrow `exec` mutably.
+    macro_rules! deploy {
+        ($artifact:expr) => {{
+            let artifact: &Artifact = $artifact;
+            let step = format!("deploying {}", artifact.name);
+            exec(&mut db, step.clone(), TxKind::Create, artifact.bytecode()?)?
+                .created_address()
+                .ok_or_else(|| DevnetError::Genesis {
+                    step,
+                    reason: "no contract created".into(),
+                })
+        }};
+    }
+    let token = deploy!(&TEST_USDC)?;
+    let multicall3 = deploy!(&MULTICALL3)?;
+    let wallet_factory = deploy!(&WALLET_FACTORY)?;
     for account in &accounts[1..] {
         let data = mintCall {
             to: account.address,
@@ -227,6 +285,31 @@ pub fn build(
             data.into(),
         )?;
     }
+    // Appended after the original set-up, so the earlier contracts keep their addresses.
+    let usdt = deploy!(&TEST_USDT)?;
+    let permit_token = deploy!(&TEST_PERMIT_TOKEN)?;
+    let payers: Vec<Address> = accounts[1..].iter().map(|a| a.address).collect();
+    for (token, amount, what) in [
+        (usdt, INITIAL_USDT, "minting USDT"),
+        (
+            permit_token,
+            INITIAL_PERMIT_TOKEN,
+            "minting the permit token",
+        ),
+    ] {
+        let data = mintBatchCall {
+            to: payers.clone(),
+            amount: U256::from(amount),
+        }
+        .abi_encode();
+        exec(&mut db, what.to_owned(), TxKind::Call(token), data.into())?;
+    }
+    for (address, artifact) in CANONICAL {
+        // Nonce 0, like `anvil_setCode` leaves it, so both backends hold the same account.
+        let info =
+            AccountInfo::default().with_code(Bytecode::new_raw(artifact.deployed_bytecode()?));
+        db.insert_account_info(address, info);
+    }
     db.cache.logs.clear();
     Ok((
         db,
@@ -234,6 +317,8 @@ pub fn build(
             token,
             multicall3,
             wallet_factory,
+            usdt,
+            permit_token,
         },
     ))
 }

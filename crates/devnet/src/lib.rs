@@ -1,17 +1,22 @@
 //! An embedded EVM devnet: a real chain in your process, on a loopback port.
 //!
 //! [`Devnet::start`] builds a genesis state by executing Tollgate's compiled contracts
-//! (`contracts/out/`) in [revm](https://docs.rs/revm) — the EIP-3009 test token, Multicall3 and
-//! the EIP-1271 wallet factory — funds anvil's ten well-known dev accounts with ETH and test
-//! USDC, and serves standard Ethereum JSON-RPC over HTTP on `127.0.0.1` (never another
-//! interface). Every transaction is decoded from its signed envelope, its signer recovered, its
+//! (`contracts/out/`) in [revm](https://docs.rs/revm) — the EIP-3009 test token, Multicall3,
+//! the EIP-1271 wallet factory, a USDT-like token and an EIP-2612 token, plus Permit2 and the
+//! x402 Permit2 proxies at their canonical addresses — funds anvil's ten well-known dev
+//! accounts with ETH and the test tokens, and serves standard Ethereum JSON-RPC over HTTP on
+//! `127.0.0.1` (never another interface). Every transaction is decoded from its signed envelope, its signer recovered, its
 //! nonce, balance and gas checked, and its bytecode executed; nothing is mocked. Dropping the
 //! [`Devnet`] stops the server.
 //!
 //! The genesis state is the one the anvil test rig (`tollgate-testkit`) reaches after its
 //! set-up: dev account 0 deployed the token, Multicall3 and the wallet factory (nonces 0–2, so
 //! at the same addresses as on anvil) and minted 1,000 USDC to each of accounts 1–9 (nonces
-//! 3–11). Tests therefore run unchanged on either backend.
+//! 3–11), then deployed a USDT-like token and an EIP-2612 token (nonces 12–13) and minted
+//! 1,000 of each to accounts 1–9 (nonces 14–15). Permit2 and the x402 `exact` and `upto`
+//! Permit2 proxies sit at their canonical addresses ([`PERMIT2`], [`EXACT_PERMIT2_PROXY`],
+//! [`UPTO_PERMIT2_PROXY`]), as on every public chain. Tests therefore run unchanged on either
+//! backend.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -41,7 +46,10 @@ pub mod node;
 pub mod rpc;
 pub mod server;
 
-pub use genesis::{DevAccount, DEV_KEYS, INITIAL_ETH, INITIAL_USDC};
+pub use genesis::{
+    DevAccount, DEV_KEYS, EXACT_PERMIT2_PROXY, INITIAL_ETH, INITIAL_PERMIT_TOKEN, INITIAL_USDC,
+    INITIAL_USDT, PERMIT2, UPTO_PERMIT2_PROXY,
+};
 pub use node::{Devnet, DevnetBuilder};
 
 /// Why the devnet could not start.

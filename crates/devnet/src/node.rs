@@ -20,6 +20,16 @@ const USDC_DECIMALS: u8 = 6;
 const USDC_EIP712_NAME: &str = "USD Coin";
 /// The test token's EIP-712 domain version.
 const USDC_EIP712_VERSION: &str = "2";
+/// The USDT-like token's ticker (its `symbol()`).
+const USDT_SYMBOL: &str = "USDT";
+/// The EIP-2612 token's ticker (its `symbol()`).
+const PERMIT_TOKEN_SYMBOL: &str = "PUSD";
+/// The EIP-2612 token's EIP-712 domain name (its `name()`).
+const PERMIT_TOKEN_EIP712_NAME: &str = "Permit USD";
+/// The EIP-2612 token's EIP-712 domain version (its `version()`).
+const PERMIT_TOKEN_EIP712_VERSION: &str = "1";
+/// Decimals of both Permit2 test tokens.
+const PERMIT2_TOKENS_DECIMALS: u8 = 6;
 
 /// Configures a devnet before it starts. Defaults: chain id 31337, a free port, automine on,
 /// no interval mining.
@@ -199,6 +209,39 @@ impl Devnet {
         let account = self.accounts.get(index).ok_or_else(no_such)?;
         // The keys are anvil's published test keys, parsed once already in `dev_accounts`.
         account.key.parse().map_err(|_| no_such())
+    }
+
+    /// Where genesis put the deployed contracts (tokens, Multicall3, wallet factory). Permit2
+    /// and the x402 proxies are at their canonical addresses, [`crate::PERMIT2`],
+    /// [`crate::EXACT_PERMIT2_PROXY`] and [`crate::UPTO_PERMIT2_PROXY`].
+    pub fn contracts(&self) -> Contracts {
+        self.contracts
+    }
+
+    /// The USDT-like test token as a typed [`Token`]: symbol `USDT`, 6 decimals and no EIP-712
+    /// domain of its own (it has neither EIP-3009 nor EIP-2612: payments in it are Permit2
+    /// signatures, whose domain is Permit2's). Accounts 1–9 hold [`crate::INITIAL_USDT`] each.
+    pub fn usdt(&self) -> Token {
+        Token::new(
+            tollgate_proto::Network::eip155(self.chain_id),
+            &self.contracts.usdt.to_string(),
+            USDT_SYMBOL,
+            PERMIT2_TOKENS_DECIMALS,
+        )
+    }
+
+    /// The EIP-2612 test token as a typed [`Token`]: symbol `PUSD`, 6 decimals, EIP-712 domain
+    /// (`"Permit USD"`, `"1"`) — the domain its `permit` signatures use, which the
+    /// `eip2612GasSponsoring` extension needs as `extra.name`/`extra.version`. Accounts 1–9
+    /// hold [`crate::INITIAL_PERMIT_TOKEN`] each.
+    pub fn permit_token(&self) -> Token {
+        Token::new(
+            tollgate_proto::Network::eip155(self.chain_id),
+            &self.contracts.permit_token.to_string(),
+            PERMIT_TOKEN_SYMBOL,
+            PERMIT2_TOKENS_DECIMALS,
+        )
+        .eip712(PERMIT_TOKEN_EIP712_NAME, PERMIT_TOKEN_EIP712_VERSION)
     }
 
     /// Multicall3.

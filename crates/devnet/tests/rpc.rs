@@ -59,7 +59,10 @@ async fn refused_transactions_get_an_error_and_change_nothing() {
     let provider = ProviderBuilder::new().connect_http(url.parse().unwrap());
     let sender = devnet.accounts()[0].address;
     let nonce = provider.get_transaction_count(sender).await.unwrap();
-    assert_eq!(nonce, 12, "genesis: 3 deployments and 9 mints");
+    assert_eq!(
+        nonce, 16,
+        "genesis: 3 deployments, 9 mints, 2 token deployments, 2 batch mints"
+    );
     let balance = provider.get_balance(sender).await.unwrap();
     let block = provider.get_block_number().await.unwrap();
 
@@ -316,4 +319,52 @@ async fn interval_mining_makes_blocks_on_its_own() {
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(450)).await;
     assert!(devnet.block_number() >= 2, "{}", devnet.block_number());
+}
+
+/// viem estimates a typed (EIP-1559) transaction with its fee fields and no `chainId`, as the
+/// official x402 facilitator does before every settlement; geth and anvil fill the chain in.
+/// The devnet answers it too, while a signed transaction for another chain is still refused.
+#[tokio::test]
+async fn typed_calls_without_a_chain_id_are_estimated() {
+    let devnet = Devnet::builder().chain_id(84532).start().await.unwrap();
+    let url = devnet.url();
+    let token = devnet.usdt().address.clone();
+    let call = json!({
+        "from": "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720",
+        "to": token,
+        "data": "0x18160ddd", // totalSupply()
+        "maxFeePerGas": "0x83215600",
+        "maxPriorityFeePerGas": "0x3b9aca00",
+        "nonce": "0x0"
+    });
+    for method in ["eth_estimateGas", "eth_call"] {
+        let r = rpc(
+            &url,
+            json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": [call, "latest"] }),
+        )
+        .await;
+        assert!(r.get("error").is_none(), "{method}: {r}");
+        assert!(
+            r["result"].as_str().unwrap().starts_with("0x"),
+            "{method}: {r}"
+        );
+    }
+    // Replay protection stays where it matters: a signed transaction for another chain is
+    // refused.
+    let signer: PrivateKeySigner = tollgate_devnet::DEV_KEYS[9].parse().unwrap();
+    let tx = TransactionRequest::default()
+        .with_to(Address::ZERO)
+        .with_value(U256::from(1u8))
+        .with_nonce(0)
+        .with_chain_id(1)
+        .with_gas_limit(21_000)
+        .with_max_fee_per_gas(10_000_000_000)
+        .with_max_priority_fee_per_gas(1);
+    let raw = signed(signer, tx).await;
+    let r = rpc(
+        &url,
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "eth_sendRawTransaction", "params": [raw] }),
+    )
+    .await;
+    assert!(r.get("error").is_some(), "{r}");
 }

@@ -34,6 +34,10 @@ pub enum SignError {
     /// The signer refused or failed.
     #[error("signer failed: {0}")]
     Signer(#[from] alloy::signers::Error),
+    /// The requirements cannot be paid as stated (an unknown `extra.assetTransferMethod`, an
+    /// `upto` offer without `extra.facilitatorAddress`, a bad asset address…).
+    #[error("cannot pay these requirements: {0}")]
+    Requirements(String),
 }
 
 /// Signs `exact` EVM payments with any alloy [`Signer`] (a local key, a KMS, a hardware wallet).
@@ -92,19 +96,35 @@ impl<S: Signer + Send + Sync> ExactEvmClient<S> {
         self.signer.address()
     }
 
-    /// Whether this client can pay `requirements` at all (scheme `exact` on an `eip155` network).
+    /// Whether this client can pay `requirements` at all: scheme `exact` on an `eip155`
+    /// network, by a transfer method it implements (EIP-3009 or Permit2; not e.g. ERC-7710).
     pub fn supports(requirements: &PaymentRequirements) -> bool {
-        requirements.scheme == Scheme::Exact && requirements.network.eip155_chain_id().is_some()
+        requirements.scheme == Scheme::Exact
+            && requirements.network.eip155_chain_id().is_some()
+            && crate::permit2::AssetTransferMethod::of(requirements).is_ok()
     }
 
     /// Signs a payment for `requirements`, valid from a little in the past until
-    /// `maxTimeoutSeconds` from now, with a fresh random nonce.
+    /// `maxTimeoutSeconds` from now, with a fresh random nonce. The requirements'
+    /// `extra.assetTransferMethod` decides how: EIP-3009 (absent or `"eip3009"`) or Permit2
+    /// (`"permit2"`; the payer must have approved Permit2 for the token once, see
+    /// [`approve_permit2`](crate::permit2::approve_permit2)).
     pub async fn sign(
         &self,
         requirements: &PaymentRequirements,
         resource: Option<ResourceInfo>,
     ) -> Result<PaymentPayload, SignError> {
         let now = unix_now();
+        let method = crate::permit2::AssetTransferMethod::of(requirements)
+            .map_err(|e| SignError::Requirements(e.to_string()))?;
+        if method == crate::permit2::AssetTransferMethod::Permit2 {
+            let window = crate::permit2::Permit2Window {
+                valid_after: now.saturating_sub(self.valid_after_skew.as_secs()),
+                deadline: now.saturating_add(requirements.max_timeout_seconds.max(1)),
+                nonce: crate::permit2::random_nonce(),
+            };
+            return self.sign_permit2(requirements, resource, window).await;
+        }
         let window = AuthorizationWindow {
             valid_after: now.saturating_sub(self.valid_after_skew.as_secs()),
             valid_before: now.saturating_add(requirements.max_timeout_seconds.max(1)),
@@ -152,6 +172,39 @@ impl<S: Signer + Send + Sync> ExactEvmClient<S> {
             payload: payload.to_json_object(),
             extensions: None,
         })
+    }
+}
+
+impl<S: Signer + Send + Sync> ExactEvmClient<S> {
+    /// Signs an `exact` Permit2 payment (spender `x402ExactPermit2Proxy`) with an explicit
+    /// window and nonce, whatever the requirements' transfer method says.
+    pub async fn sign_permit2(
+        &self,
+        requirements: &PaymentRequirements,
+        resource: Option<ResourceInfo>,
+        window: crate::permit2::Permit2Window,
+    ) -> Result<PaymentPayload, SignError> {
+        if requirements.scheme != Scheme::Exact {
+            return Err(SignError::UnsupportedScheme(
+                requirements.scheme.to_string(),
+            ));
+        }
+        let to = crate::domain::parse_address(&requirements.pay_to).map_err(|reason| {
+            SignError::BadPayTo {
+                pay_to: requirements.pay_to.clone(),
+                reason,
+            }
+        })?;
+        let witness = crate::permit2::ExactWitness {
+            to,
+            valid_after: U256::from(window.valid_after),
+        };
+        crate::permit2::sign_payment(&self.signer, requirements, resource, witness, window).await
+    }
+
+    /// The signer.
+    pub fn signer(&self) -> &S {
+        &self.signer
     }
 }
 

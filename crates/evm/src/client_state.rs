@@ -109,3 +109,56 @@ pub async fn authorization_state(
         block_timestamp,
     })
 }
+
+/// Reads whether Permit2 has recorded `nonce` of `owner` as used, at the latest block of the
+/// chain behind `rpc_url` (checked to serve `chain_id`): the state of a Permit2 payment.
+pub async fn permit2_nonce_state(
+    rpc_url: &str,
+    chain_id: u64,
+    owner: Address,
+    nonce: alloy::primitives::U256,
+) -> Result<AuthorizationStatus, AuthorizationStateError> {
+    let url = rpc_url
+        .parse::<alloy::transports::http::reqwest::Url>()
+        .map_err(|e| AuthorizationStateError::BadUrl {
+            url: rpc_url.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let provider = ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .connect_http(url);
+    let rpc = |call: &'static str| {
+        move |e: &dyn std::fmt::Display| AuthorizationStateError::Rpc {
+            call,
+            reason: e.to_string(),
+        }
+    };
+    let actual = provider
+        .get_chain_id()
+        .await
+        .map_err(|e| rpc("eth_chainId")(&e))?;
+    if actual != chain_id {
+        return Err(AuthorizationStateError::WrongChain {
+            expected: chain_id,
+            actual,
+        });
+    }
+    let block = provider
+        .get_block_by_number(BlockNumberOrTag::Latest)
+        .await
+        .map_err(|e| rpc("eth_getBlockByNumber")(&e))?
+        .ok_or_else(|| rpc("eth_getBlockByNumber")(&"no latest block"))?;
+    let (block_number, block_timestamp) = (block.header.number, block.header.timestamp);
+    let (word, bit) = crate::permit2::nonce_position(nonce);
+    let bitmap = crate::permit2::abi::IPermit2::new(crate::permit2::PERMIT2_ADDRESS, &provider)
+        .nonceBitmap(owner, word)
+        .block(BlockId::number(block_number))
+        .call()
+        .await
+        .map_err(|e| rpc("nonceBitmap")(&e))?;
+    Ok(AuthorizationStatus {
+        used: bitmap.bit(bit),
+        block_number,
+        block_timestamp,
+    })
+}

@@ -149,6 +149,11 @@ pub struct ExactEvmSettings {
     /// Batch settlement (opt-in): payments arriving together share one Multicall3 transaction.
     #[serde(default)]
     pub batch: Option<BatchSettings>,
+    /// The Permit2 transfer method (`extra.assetTransferMethod: "permit2"`, for tokens
+    /// without EIP-3009): which gas-sponsoring extensions are accepted. Always served; the
+    /// seller's requirements decide per token which method a payment uses.
+    #[serde(default)]
+    pub permit2: Permit2Settings,
 }
 
 impl Default for ExactEvmSettings {
@@ -157,8 +162,136 @@ impl Default for ExactEvmSettings {
             valid_before_margin_secs: default_valid_before_margin(),
             eip6492_factories: Vec::new(),
             batch: None,
+            permit2: Permit2Settings::default(),
         }
     }
+}
+
+/// `permit2` of `exact`, and the sponsoring settings of `upto`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Permit2Settings {
+    /// Accept `eip2612GasSponsoring` (a permit for Permit2 submitted with the settlement).
+    #[serde(default = "yes")]
+    pub sponsor_eip2612: bool,
+    /// Accept `erc20ApprovalGasSponsoring`: pay for and relay the payer's signed approval
+    /// (and fund its gas). Off by default: it spends the facilitator's gas on a third party's
+    /// transaction.
+    #[serde(default)]
+    pub sponsor_erc20_approval: bool,
+}
+
+impl Default for Permit2Settings {
+    fn default() -> Self {
+        Self {
+            sponsor_eip2612: true,
+            sponsor_erc20_approval: false,
+        }
+    }
+}
+
+impl Permit2Settings {
+    fn engine_config(&self, deadline_margin_secs: u64) -> crate::permit2::engine::Permit2Config {
+        crate::permit2::engine::Permit2Config {
+            deadline_margin: Duration::from_secs(deadline_margin_secs),
+            sponsor_eip2612: self.sponsor_eip2612,
+            sponsor_erc20_approval: self.sponsor_erc20_approval,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `upto` on an EVM network (a `[[schemes]]` entry with `scheme = "upto"`, less `networks`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UptoEvmSettings {
+    /// Authorizations whose Permit2 deadline is closer than this are refused.
+    #[serde(default = "default_valid_before_margin")]
+    pub deadline_margin_secs: u64,
+    /// Accept `eip2612GasSponsoring`.
+    #[serde(default = "yes")]
+    pub sponsor_eip2612: bool,
+    /// Accept `erc20ApprovalGasSponsoring` (off by default, see [`Permit2Settings`]).
+    #[serde(default)]
+    pub sponsor_erc20_approval: bool,
+}
+
+impl Default for UptoEvmSettings {
+    fn default() -> Self {
+        Self {
+            deadline_margin_secs: default_valid_before_margin(),
+            sponsor_eip2612: true,
+            sponsor_erc20_approval: false,
+        }
+    }
+}
+
+impl UptoEvmSettings {
+    /// `upto` with these settings on `chain`, sharing its signer pool.
+    pub fn on_chain(&self, chain: &EvmChain) -> crate::upto::UptoEvmFacilitator {
+        let sponsoring = Permit2Settings {
+            sponsor_eip2612: self.sponsor_eip2612,
+            sponsor_erc20_approval: self.sponsor_erc20_approval,
+        };
+        crate::upto::UptoEvmFacilitator::on_chain(
+            chain,
+            sponsoring.engine_config(self.deadline_margin_secs),
+        )
+    }
+}
+
+/// The settings of an EVM scheme other than `exact` (whose [`ExactEvmSettings`] a facilitator
+/// types itself), chosen by the `scheme` key of its `[[schemes]]` table. A facilitator reads
+/// such a table (`networks` removed, `scheme` kept) into this type without naming the scheme.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "scheme")]
+pub enum EvmSchemeSettings {
+    /// `upto`.
+    #[serde(rename = "upto")]
+    Upto(UptoEvmSettings),
+}
+
+impl EvmSchemeSettings {
+    /// The schemes besides `exact` these settings can configure.
+    pub const SCHEMES: &'static [&'static str] = &["upto"];
+
+    /// The scheme configured.
+    pub fn scheme(&self) -> tollgate_proto::Scheme {
+        match self {
+            Self::Upto(_) => tollgate_proto::Scheme::Upto,
+        }
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        Ok(())
+    }
+
+    /// The scheme built on `chain`, sharing its signer pool.
+    pub fn on_chain(
+        &self,
+        chain: &EvmChain,
+    ) -> std::sync::Arc<dyn tollgate_core::SchemeFacilitator> {
+        match self {
+            Self::Upto(s) => std::sync::Arc::new(s.on_chain(chain)),
+        }
+    }
+}
+
+/// Every EVM scheme Tollgate serves, with default settings but `exact`'s, on `chain`: what a
+/// facilitator registers for an EVM network it is simply given (`exact`, with EIP-3009 and
+/// Permit2, and `upto`). All share the chain's signer pool.
+pub fn default_schemes(
+    chain: &EvmChain,
+    exact: FacilitatorConfig,
+) -> Vec<std::sync::Arc<dyn tollgate_core::SchemeFacilitator>> {
+    vec![
+        std::sync::Arc::new(ExactEvmFacilitator::on_chain(chain, exact)),
+        std::sync::Arc::new(UptoEvmSettings::default().on_chain(chain)),
+    ]
 }
 
 /// `batch` of `exact` on EVM.
@@ -380,6 +513,7 @@ impl ExactEvmSettings {
     /// `exact` with these settings on `chain`, sharing its signer pool.
     pub fn on_chain(&self, chain: &EvmChain) -> ExactEvmFacilitator {
         ExactEvmFacilitator::on_chain(chain, self.facilitator_config())
+            .with_permit2(self.permit2.engine_config(self.valid_before_margin_secs))
     }
 }
 
@@ -411,6 +545,37 @@ fn default_multicall3() -> Address {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn other_evm_schemes_are_typed_by_their_scheme_key() {
+        use super::{EvmSchemeSettings, UptoEvmSettings};
+        let upto: EvmSchemeSettings = serde_json::from_value(serde_json::json!({
+            "scheme": "upto", "deadline_margin_secs": 9, "sponsor_erc20_approval": true
+        }))
+        .unwrap();
+        assert_eq!(upto.scheme(), tollgate_proto::Scheme::Upto);
+        assert_eq!(
+            upto,
+            EvmSchemeSettings::Upto(UptoEvmSettings {
+                deadline_margin_secs: 9,
+                sponsor_eip2612: true,
+                sponsor_erc20_approval: true,
+            })
+        );
+        for bad in [
+            serde_json::json!({"scheme": "upto", "deadline_margn_secs": 9}),
+            serde_json::json!({"scheme": "exact"}),
+        ] {
+            assert!(
+                serde_json::from_value::<EvmSchemeSettings>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+        let exact: super::ExactEvmSettings =
+            serde_json::from_value(serde_json::json!({"permit2": {"sponsor_eip2612": false}}))
+                .unwrap();
+        assert!(!exact.permit2.sponsor_eip2612 && !exact.permit2.sponsor_erc20_approval);
+    }
+
     use serde_json::{json, Value};
 
     use super::*;

@@ -1,5 +1,6 @@
-//! The x402 `exact` scheme on EVM chains, EIP-3009 variant (`transferWithAuthorization`, as
-//! used by USDC).
+//! The x402 schemes on EVM chains: `exact` through EIP-3009 (`transferWithAuthorization`, as
+//! used by USDC) or through Permit2 (any ERC-20, e.g. USDT: `extra.assetTransferMethod:
+//! "permit2"`), and `upto` (authorise a maximum through Permit2, settle the actual charge).
 //!
 //! Everything EVM-specific in Tollgate lives here, so the protocol, server and client crates
 //! never learn what EIP-712 or EIP-3009 is. A payment flows through this crate twice:
@@ -20,6 +21,11 @@
 //! - [`contracts`] — the Solidity interfaces used.
 //! - [`reason`] — the EVM family's x402 error reason codes ([`EvmReason`]).
 //! - [`rpc`] — the JSON-RPC transport with failover across a network's endpoints.
+//! - [`permit2`] — Permit2 payments (`exact` with `assetTransferMethod: "permit2"`, and
+//!   `upto`): payload types, signing, the one-time approval, the gas-sponsoring extensions, and
+//!   the verification/settlement engine both schemes share.
+//! - [`upto`] — the `upto` scheme (authorise a maximum, settle the actual charge): its
+//!   facilitator, seller and payer sides.
 //! - [`config`] — a facilitator's settings of an EVM chain (`[[chains.eip155]]`) and of `exact` on it.
 
 pub mod browser;
@@ -31,11 +37,13 @@ pub mod domain;
 pub mod facilitator;
 pub mod payer;
 pub mod payload;
+pub mod permit2;
 pub mod plug;
 pub mod reason;
 pub mod rpc;
 pub mod server;
 pub mod signature;
+pub mod upto;
 
 pub use client::{AuthorizationWindow, ExactEvmClient, SignError};
 pub use config::{EvmChainSettings, ExactEvmSettings};
@@ -47,3 +55,4 @@ pub use facilitator::{
 pub use payload::{Authorization, ExactEvmPayload};
 pub use reason::EvmReason;
 pub use signature::PayerSignature;
+pub use upto::{UptoEvmClient, UptoEvmFacilitator, UptoEvmServer};

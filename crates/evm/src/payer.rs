@@ -16,7 +16,7 @@ use tollgate_core::{
 };
 use tollgate_proto::{PaymentRequirements, ResourceInfo};
 
-use crate::{ExactEvmClient, ExactEvmPayload};
+use crate::ExactEvmClient;
 
 impl<S> PaymentSigner for ExactEvmClient<S>
 where
@@ -40,9 +40,17 @@ where
             let payload = ExactEvmClient::sign(self, requirements, resource)
                 .await
                 .map_err(|e| SignerError(e.to_string()))?;
-            let auth = ExactEvmPayload::from_payment(&payload)
-                .map_err(|e| SignerError(e.to_string()))?
-                .authorization;
+            let typed = crate::payload::ExactPayload::from_payment(&payload, requirements)
+                .map_err(|e| SignerError(e.to_string()))?;
+            let auth = match typed {
+                crate::payload::ExactPayload::Eip3009(p) => p.authorization,
+                crate::payload::ExactPayload::Permit2(p) => {
+                    return Ok(SignedPayment {
+                        authorization: permit2_handle(requirements, &p),
+                        payload,
+                    })
+                }
+            };
             let authorization = AuthorizationHandle {
                 scheme: requirements.scheme.to_string(),
                 network: requirements.network.clone(),
@@ -74,6 +82,9 @@ where
                 .ok_or_else(|| bad("network", &handle.network))?;
             let asset: Address = handle.asset.parse().map_err(|e| bad("asset", &e))?;
             let payer: Address = handle.payer.parse().map_err(|e| bad("payer", &e))?;
+            if handle.id.starts_with(PERMIT2_ID_PREFIX) {
+                return permit2_state(handle, rpc_url).await;
+            }
             let nonce: B256 = handle.id.parse().map_err(|e| bad("nonce", &e))?;
             let status =
                 crate::client_state::authorization_state(rpc_url, chain_id, asset, payer, nonce)
@@ -88,6 +99,59 @@ where
             })
         })
     }
+}
+
+/// How a Permit2 authorization's handle id starts (`permit2:<decimal nonce>`), as the
+/// facilitator's ledger names the payment too.
+pub(crate) const PERMIT2_ID_PREFIX: &str = "permit2:";
+
+/// The handle of a signed Permit2 payment (`exact` with the Permit2 method, or `upto`): the
+/// payer's Permit2 nonce, valid until the deadline.
+pub(crate) fn permit2_handle<W: crate::permit2::Permit2Witness>(
+    requirements: &PaymentRequirements,
+    payload: &crate::permit2::Permit2Payload<W>,
+) -> AuthorizationHandle {
+    let auth = &payload.permit2_authorization;
+    AuthorizationHandle {
+        scheme: requirements.scheme.to_string(),
+        network: requirements.network.clone(),
+        asset: requirements.asset.clone(),
+        payer: auth.from.to_string(),
+        id: format!("{PERMIT2_ID_PREFIX}{}", auth.nonce),
+        // Saturates: a deadline beyond u64 seconds never expires in practice.
+        valid_before: u64::try_from(auth.deadline)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1),
+    }
+}
+
+/// Whether the Permit2 nonce of `handle` was used, read from Permit2's bitmap. (A zero `upto`
+/// charge never spends it: such an authorization stays "unused" until its deadline.)
+pub(crate) async fn permit2_state(
+    handle: &AuthorizationHandle,
+    rpc_url: &str,
+) -> Result<AuthorizationState, StateError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| StateError::BadHandle(format!("{what}: {e}"));
+    let chain_id = handle
+        .network
+        .eip155_chain_id()
+        .ok_or_else(|| bad("network", &handle.network))?;
+    let owner: Address = handle.payer.parse().map_err(|e| bad("payer", &e))?;
+    let nonce = handle
+        .id
+        .strip_prefix(PERMIT2_ID_PREFIX)
+        .and_then(|n| alloy::primitives::U256::from_str_radix(n, 10).ok())
+        .ok_or_else(|| bad("nonce", &handle.id))?;
+    let status = crate::client_state::permit2_nonce_state(rpc_url, chain_id, owner, nonce)
+        .await
+        .map_err(|e| StateError::Chain(e.to_string()))?;
+    Ok(if status.used {
+        AuthorizationState::Used
+    } else {
+        AuthorizationState::Unused {
+            chain_time: status.block_timestamp,
+        }
+    })
 }
 
 #[cfg(test)]

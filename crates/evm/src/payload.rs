@@ -93,11 +93,57 @@ impl ExactEvmPayload {
     }
 }
 
+/// The `payload` of an `exact` EVM payment, typed by the transfer method the requirements'
+/// `extra.assetTransferMethod` names (EIP-3009 when absent): which JSON shape is expected is
+/// decided here, once, and never by comparing strings later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExactPayload {
+    /// `transferWithAuthorization` (EIP-3009).
+    Eip3009(ExactEvmPayload),
+    /// Permit2 through `x402ExactPermit2Proxy`.
+    Permit2(crate::permit2::ExactPermit2Payload),
+}
+
+impl ExactPayload {
+    /// Reads `payment.payload` as the type `requirements` call for. The payment's own
+    /// `accepted.extra` must name the same method (a payload of one method presented for
+    /// requirements of the other is refused, not reinterpreted).
+    pub fn from_payment(
+        payment: &PaymentPayload,
+        requirements: &tollgate_proto::PaymentRequirements,
+    ) -> Result<Self, PayloadError> {
+        use crate::permit2::AssetTransferMethod as M;
+        let method = M::of(requirements).map_err(|e| PayloadError(e.to_string()))?;
+        let accepted = M::of(&payment.accepted).map_err(|e| PayloadError(e.to_string()))?;
+        if accepted != method {
+            return Err(PayloadError(format!(
+                "the payment uses transfer method {}, the requirements {}",
+                accepted.as_str(),
+                method.as_str()
+            )));
+        }
+        match method {
+            M::Eip3009 => ExactEvmPayload::from_payment(payment).map(Self::Eip3009),
+            M::Permit2 => crate::permit2::ExactPermit2Payload::from_payment(payment)
+                .map(Self::Permit2)
+                .map_err(|e| PayloadError(e.to_string())),
+        }
+    }
+
+    /// The payer.
+    pub fn payer(&self) -> Address {
+        match self {
+            Self::Eip3009(p) => p.authorization.from,
+            Self::Permit2(p) => p.permit2_authorization.from,
+        }
+    }
+}
+
 /// Serde for `U256` as a decimal string, strict on input: canonical decimal only — digits, no
 /// sign, no hex, no exponent, no whitespace, and no leading zero (`"0"` itself excepted). One
 /// value has exactly one spelling, so a signed authorization cannot be presented in several
 /// textual forms that a byte-keyed guard somewhere would count as different payments.
-mod decimal {
+pub(crate) mod decimal {
     use alloy::primitives::U256;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
@@ -137,6 +183,69 @@ mod tests {
                 "nonce": "0xf3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480"
             }
         })
+    }
+
+    /// The spec's Permit2 `exact` example (`scheme_exact_evm.md` §2), as a whole payment: the
+    /// requirements' transfer method picks the Permit2 type, and it round-trips unchanged.
+    #[test]
+    fn the_specs_permit2_example_is_read_by_its_transfer_method() {
+        let accepted = serde_json::json!({
+            "scheme": "exact",
+            "network": "eip155:84532",
+            "amount": "10000",
+            "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+            "maxTimeoutSeconds": 60,
+            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            "extra": { "assetTransferMethod": "permit2", "name": "USDC", "version": "2" }
+        });
+        let payload = serde_json::json!({
+            "signature": "0x2d6a7588d6acca505cbf0d9a4a227e0c52c6c34008c8e8986a1283259764173608a2ce6496642e377d6da8dbbf5836e9bd15092f9ecab05ded3d6293af148b571c",
+            "permit2Authorization": {
+                "permitted": { "token": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "amount": "10000" },
+                "from": "0x857b06519E91e3A54538791bDbb0E22373e36b66",
+                "spender": "0x402085c248EeA27D92E8b30b2C58ed07f9E20001",
+                "nonce": "33247007178036348590600198031289925668252061821958005840077069883511451257277",
+                "deadline": "1740672154",
+                "witness": { "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "validAfter": "1740672089" }
+            }
+        });
+        let payment: PaymentPayload = serde_json::from_value(serde_json::json!({
+            "x402Version": 2, "accepted": accepted, "payload": payload
+        }))
+        .unwrap();
+        let typed = ExactPayload::from_payment(&payment, &payment.accepted).unwrap();
+        let ExactPayload::Permit2(p) = &typed else {
+            panic!("{typed:?}")
+        };
+        assert_eq!(
+            p.permit2_authorization.spender,
+            crate::permit2::EXACT_PERMIT2_PROXY
+        );
+        // The same values written back (addresses in lower-case hex, as alloy writes them).
+        assert_eq!(
+            serde_json::to_value(p).unwrap().to_string().to_lowercase(),
+            payload.to_string().to_lowercase()
+        );
+        // The same payload under EIP-3009 requirements is not an EIP-3009 payload.
+        let mut eip3009 = payment.accepted.clone();
+        eip3009
+            .extra
+            .as_mut()
+            .unwrap()
+            .remove("assetTransferMethod");
+        assert!(ExactPayload::from_payment(&payment, &eip3009).is_err());
+        // And an EIP-3009 payload under Permit2 requirements is refused too.
+        let mut eip3009_payment = payment.clone();
+        eip3009_payment.accepted = eip3009.clone();
+        eip3009_payment.payload = match with_value("10000") {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        assert!(matches!(
+            ExactPayload::from_payment(&eip3009_payment, &eip3009),
+            Ok(ExactPayload::Eip3009(_))
+        ));
+        assert!(ExactPayload::from_payment(&eip3009_payment, &payment.accepted).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, U256};
 use tollgate_core::{
     BoxFuture, PaymentIdentity, SchemeError, SchemeFacilitator, SchemeFault, Settled, Verified,
 };
@@ -20,7 +20,9 @@ use crate::domain::parse_address;
 use crate::facilitator::{
     ExactEvmFacilitator, SettleError, Settlement, VerifiedPayment, VerifyError,
 };
-use crate::payload::{Authorization, ExactEvmPayload};
+use crate::payload::{Authorization, ExactPayload};
+use crate::permit2::engine::{AmountRule, VerifiedPermit2};
+use crate::permit2::{ExactWitness, Permit2Payload, Permit2Witness};
 
 impl From<VerifyError> for SchemeError {
     fn from(e: VerifyError) -> Self {
@@ -55,19 +57,20 @@ impl From<SettleError> for SchemeError {
     }
 }
 
-fn settled(s: Settlement) -> Settled {
+pub(crate) fn settled(s: Settlement) -> Settled {
     Settled {
         transaction: s.tx_hash.to_string(),
         payer: s.payer.to_string(),
     }
 }
 
-/// The payload and the token of a payment, parsed.
+/// The payload and the token of a payment, parsed: the requirements' transfer method decides
+/// the payload's type.
 fn parse(
     payment: &PaymentPayload,
     requirements: &PaymentRequirements,
-) -> Result<(ExactEvmPayload, Address), SchemeError> {
-    let evm = ExactEvmPayload::from_payment(payment)
+) -> Result<(ExactPayload, Address), SchemeError> {
+    let evm = ExactPayload::from_payment(payment, requirements)
         .map_err(|e| SchemeError::payment(ErrorReason::InvalidPayload, e.to_string()))?;
     let asset = parse_address(&requirements.asset).map_err(|e| {
         SchemeError::payment(
@@ -76,6 +79,27 @@ fn parse(
         )
     })?;
     Ok((evm, asset))
+}
+
+/// A Permit2 payment's identity: `(token, payer, "permit2:" nonce)`. Permit2 nonces are the
+/// owner's across all tokens, and the prefix keeps them apart from EIP-3009 nonces in the
+/// ledger.
+pub(crate) fn permit2_identity<W: Permit2Witness>(
+    asset: Address,
+    payload: &Permit2Payload<W>,
+) -> PaymentIdentity {
+    let auth = &payload.permit2_authorization;
+    PaymentIdentity {
+        asset: asset.to_string(),
+        payer: auth.from.to_string(),
+        id: format!("permit2:{}", auth.nonce),
+        // Permit2 accepts the signature while `block.timestamp <= deadline`.
+        valid_before: Some(
+            u64::try_from(auth.deadline)
+                .unwrap_or(u64::MAX)
+                .saturating_add(1),
+        ),
+    }
 }
 
 /// A payment's identity: the EIP-3009 `(token, payer, nonce)`, from the typed authorization.
@@ -88,7 +112,7 @@ fn identity_of(asset: Address, authorization: &Authorization) -> PaymentIdentity
     }
 }
 
-fn tx_hash(transaction: &str) -> Result<B256, SchemeError> {
+pub(crate) fn tx_hash(transaction: &str) -> Result<B256, SchemeError> {
     transaction.parse::<B256>().map_err(|e| {
         SchemeError::unavailable(
             ErrorReason::UnexpectedSettleError,
@@ -143,7 +167,10 @@ impl SchemeFacilitator for ExactEvmFacilitator {
         requirements: &PaymentRequirements,
     ) -> Result<PaymentIdentity, SchemeError> {
         let (evm, asset) = parse(payment, requirements)?;
-        Ok(identity_of(asset, &evm.authorization))
+        Ok(match &evm {
+            ExactPayload::Eip3009(p) => identity_of(asset, &p.authorization),
+            ExactPayload::Permit2(p) => permit2_identity(asset, p),
+        })
     }
 
     fn verify<'a>(
@@ -152,6 +179,19 @@ impl SchemeFacilitator for ExactEvmFacilitator {
         requirements: &'a PaymentRequirements,
     ) -> BoxFuture<'a, Result<Verified, SchemeError>> {
         Box::pin(async move {
+            let method = crate::permit2::AssetTransferMethod::of(requirements).map_err(|e| {
+                SchemeError::payment(ErrorReason::InvalidPaymentRequirements, e.to_string())
+            })?;
+            if method == crate::permit2::AssetTransferMethod::Permit2 {
+                let verified = self
+                    .permit2()
+                    .verify::<ExactWitness>(payment, requirements, AmountRule::Equal)
+                    .await?;
+                return Ok(Verified {
+                    identity: permit2_identity(verified.asset, &verified.payload),
+                    proof: Box::new(verified),
+                });
+            }
             let verified = ExactEvmFacilitator::verify(self, payment, requirements).await?;
             let identity = identity_of(verified.asset, &verified.authorization);
             Ok(Verified {
@@ -170,8 +210,8 @@ impl SchemeFacilitator for ExactEvmFacilitator {
     ) -> BoxFuture<'a, Result<bool, SchemeError>> {
         Box::pin(async move {
             let (Ok(stored_evm), Ok(presented_evm)) = (
-                ExactEvmPayload::from_payment(stored),
-                ExactEvmPayload::from_payment(presented),
+                ExactPayload::from_payment(stored, requirements),
+                ExactPayload::from_payment(presented, requirements),
             ) else {
                 return Ok(false);
             };
@@ -179,20 +219,32 @@ impl SchemeFacilitator for ExactEvmFacilitator {
                 Ok(stored) => parse_address(&requirements.pay_to) == Ok(stored),
                 Err(_) => false,
             };
-            if stored_evm.authorization != presented_evm.authorization
-                || stored_evm.signature != presented_evm.signature
-                || requirements.scheme != Scheme::Exact
-                || !same_payee
-            {
+            if stored_evm != presented_evm || requirements.scheme != Scheme::Exact || !same_payee {
                 return Ok(false);
             }
-            self.verify_signature(presented, requirements).await?;
+            match presented_evm {
+                ExactPayload::Eip3009(_) => self.verify_signature(presented, requirements).await?,
+                ExactPayload::Permit2(_) => {
+                    self.permit2()
+                        .verify_signature::<ExactWitness>(presented, requirements)
+                        .await?
+                }
+            }
             Ok(true)
         })
     }
 
     fn submit<'a>(&'a self, verified: &'a Verified) -> BoxFuture<'a, Result<String, SchemeError>> {
         Box::pin(async move {
+            if let Some(permit2) = verified
+                .proof
+                .downcast_ref::<VerifiedPermit2<ExactWitness>>()
+            {
+                return match self.permit2().submit(permit2).await? {
+                    Some(tx) => Ok(tx.to_string()),
+                    None => Ok(String::new()),
+                };
+            }
             let Some(payment) = verified.proof.downcast_ref::<VerifiedPayment>() else {
                 return Err(SchemeError::unavailable(
                     ErrorReason::UnexpectedSettleError,
@@ -213,10 +265,17 @@ impl SchemeFacilitator for ExactEvmFacilitator {
         Box::pin(async move {
             let (evm, asset) = parse(payment, requirements)?;
             let tx = tx_hash(transaction)?;
-            ExactEvmFacilitator::await_settlement(self, asset, &evm.authorization, tx)
-                .await
-                .map(settled)
-                .map_err(Into::into)
+            match &evm {
+                ExactPayload::Eip3009(p) => {
+                    ExactEvmFacilitator::await_settlement(self, asset, &p.authorization, tx).await
+                }
+                ExactPayload::Permit2(p) => {
+                    let amount: U256 = p.permit2_authorization.permitted.amount;
+                    self.permit2().await_settlement(p, amount, tx).await
+                }
+            }
+            .map(settled)
+            .map_err(Into::into)
         })
     }
 
@@ -227,10 +286,12 @@ impl SchemeFacilitator for ExactEvmFacilitator {
     ) -> BoxFuture<'a, Result<Option<Settled>, SchemeError>> {
         Box::pin(async move {
             let (evm, asset) = parse(payment, requirements)?;
-            self.find_settlement_tx(asset, &evm.authorization)
-                .await
-                .map(|s| s.map(settled))
-                .map_err(Into::into)
+            match &evm {
+                ExactPayload::Eip3009(p) => self.find_settlement_tx(asset, &p.authorization).await,
+                ExactPayload::Permit2(p) => self.permit2().find_settlement(p).await,
+            }
+            .map(|s| s.map(settled))
+            .map_err(Into::into)
         })
     }
 }

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use tollgate_core::{ChainOps, NetworkPattern, Registry, SchemeFacilitator};
-use tollgate_evm::{ChainConfig, ConnectError, EvmChain, ExactEvmFacilitator, FacilitatorConfig};
-use tollgate_proto::{Network, Scheme};
+use tollgate_evm::{ChainConfig, ConnectError, EvmChain, FacilitatorConfig};
+use tollgate_proto::Network;
 
 use crate::ledger::{Ledger, LedgerError};
 use crate::service::{Facilitator, DEFAULT_MIN_SIGNER_BALANCE};
@@ -227,12 +227,15 @@ impl FacilitatorBuilder {
                 });
             }
             tracing::info!(network = %chain.network(), signers = ?chain.signer_addresses(), "network ready");
-            let exact = ExactEvmFacilitator::on_chain(&chain, spec.config);
-            registry.register_arc(
-                NetworkPattern::One(chain.network().clone()),
-                Scheme::Exact,
-                Arc::new(exact),
-            )?;
+            // Every EVM scheme the chain crate serves (`exact` with these settings, and the
+            // others with their defaults), all on this one chain and its signer pool.
+            for scheme in tollgate_evm::config::default_schemes(&chain, spec.config) {
+                registry.register_arc(
+                    NetworkPattern::One(chain.network().clone()),
+                    scheme.scheme(),
+                    scheme,
+                )?;
+            }
             urls.push((chain.network().clone(), spec.rpc_url));
             chains.push(Arc::new(chain));
         }

@@ -26,7 +26,9 @@ use tollgate_evm::config::SettingsError;
 use tollgate_evm::FacilitatorConfig;
 use tollgate_proto::{Network, Scheme};
 
-pub use tollgate_evm::config::{BatchSettings, EvmChainSettings, ExactEvmSettings, SignerSource};
+pub use tollgate_evm::config::{
+    BatchSettings, EvmChainSettings, EvmSchemeSettings, ExactEvmSettings, SignerSource,
+};
 
 /// Environment variable overriding `server.listen`.
 pub const ENV_LISTEN: &str = "TOLLGATE_LISTEN";
@@ -54,6 +56,9 @@ pub struct Config {
     pub networks: Vec<NetworkConfig>,
     /// `[identity]`: what `POST /assess` knows besides the ledger.
     pub identity: IdentityConfig,
+    /// `[telemetry]`: OpenTelemetry spans of every request, verify and settle, exported over
+    /// OTLP/HTTP when an endpoint is set (see `tollgate_telemetry::TelemetryConfig`).
+    pub telemetry: tollgate_telemetry::TelemetryConfig,
 }
 
 /// `[identity]`: the reputation service's sources besides the ledger.
@@ -84,6 +89,8 @@ struct RawConfig {
     networks: Vec<NetworkConfig>,
     #[serde(default)]
     identity: IdentityConfig,
+    #[serde(default)]
+    telemetry: tollgate_telemetry::TelemetryConfig,
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -103,6 +110,7 @@ impl TryFrom<RawConfig> for Config {
             schemes,
             networks: raw.networks,
             identity: raw.identity,
+            telemetry: raw.telemetry,
         })
     }
 }
@@ -131,6 +139,9 @@ pub struct SchemeConfig {
 pub enum SchemeSettings {
     /// `exact` on EVM chains.
     ExactEvm(ExactEvmSettings),
+    /// Any other scheme the EVM chain crate serves, typed by that crate from the table's
+    /// `scheme` key ([`EvmSchemeSettings::SCHEMES`]); built on the network's one chain.
+    Evm(EvmSchemeSettings),
 }
 
 impl SchemeSettings {
@@ -138,18 +149,26 @@ impl SchemeSettings {
     pub fn scheme(&self) -> Scheme {
         match self {
             Self::ExactEvm(_) => Scheme::Exact,
+            Self::Evm(s) => s.scheme(),
         }
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
         match self {
             Self::ExactEvm(s) => s.validate(),
+            Self::Evm(s) => s.validate(),
         }
     }
 }
 
 /// The schemes a `[[schemes]]` entry may name, for error messages.
-const SERVED_SCHEMES: &str = "`exact`";
+fn served_schemes() -> String {
+    std::iter::once("exact")
+        .chain(EvmSchemeSettings::SCHEMES.iter().copied())
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl SchemeConfig {
     /// Types the `i`-th `[[schemes]]` table: `scheme` picks the settings type, which then
@@ -185,10 +204,22 @@ impl SchemeConfig {
                     e.to_string().trim()
                 ))
             })?),
+            other if EvmSchemeSettings::SCHEMES.contains(&other.as_str()) => {
+                table.insert("scheme".into(), toml::Value::String(other.to_string()));
+                SchemeSettings::Evm(table.try_into().map_err(|e| {
+                    ConfigError::Parse(format!(
+                        "schemes[{i}] (scheme {other}): {}",
+                        e.to_string().trim()
+                    ))
+                })?)
+            }
             other => {
                 return Err(invalid(
                     key("scheme"),
-                    format!("unknown scheme `{other}`: this facilitator serves {SERVED_SCHEMES}"),
+                    format!(
+                        "unknown scheme `{other}`: this facilitator serves {}",
+                        served_schemes()
+                    ),
                 ))
             }
         };
@@ -863,6 +894,15 @@ eip6492_factories = []
 # Files of the earlier layout, one [[networks]] table per network holding both its chain's keys
 # and exact's (valid_before_margin_secs, eip6492_factories, [networks.batch]), still load: each
 # entry is one chain with exact on it. The two layouts cannot be mixed in one file.
+
+# Tracing (OpenTelemetry): a span per request, verify and settle (network, scheme, payer, tx
+# hash), joined to the paywall's trace, exported over OTLP/HTTP to a collector (an OTel
+# collector or Jaeger, port 4318). Off unless an endpoint is set here or in
+# OTEL_EXPORTER_OTLP_ENDPOINT (which wins). See docs/operations.md.
+# [telemetry]
+# otlp_endpoint = "http://127.0.0.1:4318"
+# service_name = "tollgate-facilitator"
+# sample_ratio = 1.0     # share of traces started here; a paywall's decision is followed
 "#;
 
 #[cfg(test)]
@@ -1170,6 +1210,7 @@ min_signer_balance_wei = "1000000000000000"
     fn exact(settings: &SchemeSettings) -> &ExactEvmSettings {
         match settings {
             SchemeSettings::ExactEvm(s) => s,
+            other => panic!("not exact: {other:?}"),
         }
     }
 
@@ -1387,8 +1428,8 @@ networks = "eip155:84532"
         let scheme_after = |text: &str| format!("{one}{text}");
         let cases = [
             (
-                "[[schemes]]\nscheme = \"upto\"\nnetworks = \"eip155:*\"\n".to_string(),
-                vec!["schemes[0].scheme", "upto", "exact"],
+                "[[schemes]]\nscheme = \"batch-settlement\"\nnetworks = \"eip155:*\"\n".to_string(),
+                vec!["schemes[0].scheme", "batch-settlement", "exact"],
             ),
             (
                 "[[schemes]]\nscheme = \"Exact!\"\nnetworks = \"eip155:*\"\n".to_string(),
@@ -1442,7 +1483,7 @@ networks = "eip155:84532"
         }
 
         match parse(&format!(
-            "{one}[[schemes]]\nscheme = \"upto\"\nnetworks = \"eip155:*\"\n"
+            "{one}[[schemes]]\nscheme = \"batch-settlement\"\nnetworks = \"eip155:*\"\n"
         )) {
             Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "schemes[0].scheme"),
             other => panic!("{other:?}"),

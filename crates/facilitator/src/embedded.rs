@@ -37,7 +37,16 @@ impl tollgate_core::Facilitator for Facilitator {
         attempt: Option<&'a IdempotencyKey>,
     ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
         Box::pin(async move {
-            match Facilitator::settle_attempt(self, request, attempt).await {
+            let outcome = Facilitator::settle_attempt(self, request, attempt).await;
+            // Settled payments' bazaar descriptions are catalogued as over HTTP (there is no
+            // header to answer in; a rejection is logged by the catalogue).
+            if let (FacilitatorRequest::V2 { .. }, Outcome::Ok(settled)) = (request, &outcome) {
+                let (payment, requirements) = request.to_v2();
+                crate::discovery::Catalogue::new(self.ledger())
+                    .record_settlement(&payment, &requirements, settled)
+                    .await;
+            }
+            match outcome {
                 Outcome::Unavailable(body) => Err(FacilitatorError::Unavailable(
                     body.error_message.unwrap_or_default(),
                 )),

@@ -1,6 +1,9 @@
-//! The HTTP API: `POST /verify`, `POST /settle`, `GET /supported`, `GET /health`, and the
+//! The HTTP API: `POST /verify`, `POST /settle`, `GET /supported`, `GET /health`, the
 //! reputation service's `GET /reputation/{address}` and `POST /assess`
-//! ([`crate::reputation`]).
+//! ([`crate::reputation`]), and Bazaar discovery's `GET /discovery/resources` and
+//! `GET /discovery/search` ([`crate::discovery`]; public, behind the rate limit). A settlement
+//! whose payment carries a bazaar extension answers whether it was catalogued in the
+//! `EXTENSION-RESPONSES` header.
 //!
 //! Bodies are exactly the spec's. Status codes: 200 for a valid / settled payment, 202 for a
 //! settlement sent but not yet confirmed, 400 for a payment at fault or a malformed body (with
@@ -23,12 +26,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
+use tollgate_proto::bazaar::{BazaarResponse, EXTENSION_RESPONSES};
+use tollgate_proto::discovery::{
+    RawDiscoveryParams, ResourcesQuery, SearchQuery, RESOURCES_PATH, SEARCH_PATH,
+};
 use tollgate_proto::idempotency::{IdempotencyKey, IDEMPOTENCY_KEY};
 use tollgate_proto::{
     ErrorReason, FacilitatorRequest, Network, SettleResponse, SettleResponseV1, VerifyResponse,
     X402Version,
 };
 
+use crate::discovery::Catalogue;
 use crate::metrics::{Metrics, ScrapeState, SignerGauges};
 use crate::rate_limit::{Limiter, RateLimit};
 use crate::reputation::ReputationService;
@@ -73,6 +81,7 @@ impl Default for HttpLimits {
 #[derive(Clone)]
 struct AppState {
     facilitator: Facilitator,
+    catalogue: Catalogue,
     reputation: ReputationService,
     limits: Arc<HttpLimits>,
     metrics: Arc<Metrics>,
@@ -98,7 +107,9 @@ pub fn router_with_reputation(
         .route("/settle", post(settle))
         .route("/supported", get(supported))
         .route("/reputation/{address}", get(reputation_of))
-        .route("/assess", post(assess));
+        .route("/assess", post(assess))
+        .route(RESOURCES_PATH, get(discovery_resources))
+        .route(SEARCH_PATH, get(discovery_search));
     if let Some(rate) = limits.rate_limit {
         // Health checks and scrapes are exempt: a load balancer must always see the truth.
         api = api.layer(axum::middleware::from_fn_with_state(
@@ -110,11 +121,15 @@ pub fn router_with_reputation(
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
         .with_state(AppState {
+            catalogue: Catalogue::new(facilitator.ledger()),
             facilitator,
             reputation,
             limits: Arc::new(limits),
             metrics: Arc::new(Metrics::default()),
         })
+        // Outermost: one span per request, a child of the paywall's span when the request
+        // carries its `traceparent`, so verify and settle join the paid request's trace.
+        .layer(tollgate_telemetry::HttpTraceLayer::continue_incoming())
 }
 
 /// Checks the bearer key in constant time (no early exit on the first differing byte).
@@ -230,7 +245,26 @@ async fn verify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         reason.as_deref().unwrap_or(""),
         started.elapsed(),
     );
-    respond(outcome)
+    let precondition = rejection_status(&outcome, outcome.body().invalid_reason.as_ref());
+    with_status(respond(outcome), precondition)
+}
+
+/// `412` when a rejection's reason is a missing precondition of the payer's (the spec's
+/// `PERMIT2_ALLOWANCE_REQUIRED`): the body is the same as a `400`'s.
+fn rejection_status<T>(outcome: &Outcome<T>, reason: Option<&ErrorReason>) -> Option<StatusCode> {
+    match (outcome, reason) {
+        (Outcome::Rejected(_), Some(reason)) => StatusCode::from_u16(reason.rejection_status())
+            .ok()
+            .filter(|s| *s != StatusCode::BAD_REQUEST),
+        _ => None,
+    }
+}
+
+fn with_status(mut response: Response, status: Option<StatusCode>) -> Response {
+    if let Some(status) = status {
+        *response.status_mut() = status;
+    }
+    response
 }
 
 async fn settle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -238,6 +272,7 @@ async fn settle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         return unauthorized();
     }
     let started = Instant::now();
+    let mut catalogued: Option<BazaarResponse> = None;
     let (version, outcome) = match (parse(&body), attempt_key(&headers)) {
         (Err(message), _) => (
             X402Version::V2,
@@ -274,6 +309,14 @@ async fn settle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
                     None,
                 )),
             };
+            // Only what settled is catalogued (a v1 payment carries no extensions).
+            if let (FacilitatorRequest::V2 { .. }, Outcome::Ok(settled)) = (&request, &outcome) {
+                let (payment, requirements) = request.to_v2();
+                catalogued = state
+                    .catalogue
+                    .record_settlement(&payment, &requirements, settled)
+                    .await;
+            }
             (request.version(), outcome)
         }
     };
@@ -284,7 +327,8 @@ async fn settle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         reason.as_deref().unwrap_or(""),
         started.elapsed(),
     );
-    match version {
+    let precondition = rejection_status(&outcome, outcome.body().error_reason.as_ref());
+    let mut response = match version {
         X402Version::V2 => respond(outcome),
         X402Version::V1 => respond(match outcome {
             Outcome::Ok(b) => Outcome::Ok(SettleResponseV1::from(b)),
@@ -293,7 +337,14 @@ async fn settle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             Outcome::Unavailable(b) => Outcome::Unavailable(SettleResponseV1::from(b)),
             Outcome::Conflict(b) => Outcome::Conflict(SettleResponseV1::from(b)),
         }),
+    };
+    response = with_status(response, precondition);
+    if let Some(answer) = catalogued {
+        response
+            .headers_mut()
+            .insert(EXTENSION_RESPONSES, answer.header_value());
     }
+    response
 }
 
 /// `SettleResponse.network` is required even when the body is garbage; use the requirements'
@@ -341,8 +392,97 @@ async fn assess(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     state.reputation.assess_response(&body).await
 }
 
+/// `GET /supported`, with the extensions this API implements: `bazaar` (settled payments'
+/// discovery data catalogued, `/discovery/*` served).
 async fn supported(State(state): State<AppState>) -> Response {
-    Json(state.facilitator.supported()).into_response()
+    let mut supported = state.facilitator.supported();
+    if !supported
+        .extensions
+        .iter()
+        .any(|e| e == tollgate_proto::bazaar::BAZAAR)
+    {
+        supported
+            .extensions
+            .push(tollgate_proto::bazaar::BAZAAR.to_owned());
+    }
+    Json(supported).into_response()
+}
+
+/// A discovery request's parameters, or why the query string cannot be read (a 400).
+fn discovery_params(
+    query: Result<
+        axum::extract::Query<RawDiscoveryParams>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<RawDiscoveryParams, String> {
+    query
+        .map(|q| q.0)
+        .map_err(|e| format!("malformed query string: {}", e.body_text()))
+}
+
+fn discovery_error(status: StatusCode, parameter: Option<&str>, message: String) -> Response {
+    let mut body = serde_json::json!({ "error": message });
+    if let Some(parameter) = parameter {
+        body["parameter"] = parameter.into();
+    }
+    (status, Json(body)).into_response()
+}
+
+fn catalogue_unavailable(e: crate::discovery::CatalogueError) -> Response {
+    tracing::warn!(error = %e, "discovery catalogue read failed");
+    discovery_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "the discovery catalogue cannot be read right now".into(),
+    )
+}
+
+/// `GET /discovery/resources`: see [`crate::discovery`].
+async fn discovery_resources(
+    State(state): State<AppState>,
+    query: Result<
+        axum::extract::Query<RawDiscoveryParams>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    let raw = match discovery_params(query) {
+        Ok(raw) => raw,
+        Err(message) => return discovery_error(StatusCode::BAD_REQUEST, None, message),
+    };
+    let query = match ResourcesQuery::from_raw(&raw) {
+        Ok(q) => q,
+        Err(e) => {
+            return discovery_error(StatusCode::BAD_REQUEST, Some(e.parameter()), e.to_string())
+        }
+    };
+    match state.catalogue.list(&query).await {
+        Ok(page) => Json(page).into_response(),
+        Err(e) => catalogue_unavailable(e),
+    }
+}
+
+/// `GET /discovery/search`: see [`crate::discovery`].
+async fn discovery_search(
+    State(state): State<AppState>,
+    query: Result<
+        axum::extract::Query<RawDiscoveryParams>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    let raw = match discovery_params(query) {
+        Ok(raw) => raw,
+        Err(message) => return discovery_error(StatusCode::BAD_REQUEST, None, message),
+    };
+    let query = match SearchQuery::from_raw(&raw) {
+        Ok(q) => q,
+        Err(e) => {
+            return discovery_error(StatusCode::BAD_REQUEST, Some(e.parameter()), e.to_string())
+        }
+    };
+    match state.catalogue.search(&query).await {
+        Ok(page) => Json(page).into_response(),
+        Err(e) => catalogue_unavailable(e),
+    }
 }
 
 #[derive(Serialize)]

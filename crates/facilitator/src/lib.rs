@@ -9,6 +9,7 @@
 //! - [`http`] — the spec's HTTP API over a [`Facilitator`], with bearer-key auth and limits.
 //! - [`metrics`] — Prometheus counters, histograms and gauges for `GET /metrics` (`prometheus-client`).
 //! - [`reputation`] — `GET /reputation/{address}` and `POST /assess`: the ledger as an identity provider.
+//! - [`discovery`] — the Bazaar catalogue of settled resources (`/discovery/resources`, `/discovery/search`).
 //! - [`rate_limit`] — per-client (IPv4 address, IPv6 `/64`) rate limits in front of the API (`governor`).
 //!
 //! ```no_run
@@ -24,6 +25,7 @@
 
 pub mod builder;
 pub mod config;
+pub mod discovery;
 mod embedded;
 pub mod http;
 pub mod ledger;

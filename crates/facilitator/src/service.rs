@@ -300,6 +300,7 @@ impl Facilitator {
                 let scheme = planned.settings.scheme();
                 let built: Arc<dyn SchemeFacilitator> = match &planned.settings {
                     SchemeSettings::ExactEvm(exact) => Arc::new(exact.on_chain(&chain)),
+                    SchemeSettings::Evm(other) => other.on_chain(&chain),
                 };
                 registry
                     .register_arc(NetworkPattern::One(network.clone()), scheme.clone(), built)
@@ -408,6 +409,11 @@ impl Facilitator {
     /// being settled or was settled is invalid (`invalid_exact_evm_nonce_already_used`) for
     /// everyone, whatever the chain says yet. An attempt name already used for another payment
     /// is a [`Outcome::Conflict`].
+    #[tracing::instrument(
+        name = "facilitator.verify",
+        skip_all,
+        fields(network, scheme, payer, outcome)
+    )]
     pub async fn verify_attempt(
         &self,
         request: &FacilitatorRequest,
@@ -415,6 +421,9 @@ impl Facilitator {
     ) -> Outcome<VerifyResponse> {
         let (payment, requirements) = request.to_v2();
         let network = requirements.network.to_string();
+        let span = tracing::Span::current();
+        span.record("network", network.as_str());
+        span.record("scheme", requirements.scheme.as_str());
         let scheme = match self.scheme_for(&requirements) {
             Ok(s) => s.as_ref(),
             Err((reason, message)) => {
@@ -425,6 +434,9 @@ impl Facilitator {
         let identity = scheme.identify(&payment, &requirements).ok();
         let key = identity.as_ref().map(|id| key_of(&requirements, id));
         let payer = identity.as_ref().map(|id| id.payer.clone());
+        if let Some(payer) = &payer {
+            span.record("payer", payer.as_str());
+        }
         let outcome = self
             .verify_checked(
                 scheme,
@@ -441,6 +453,7 @@ impl Facilitator {
             Outcome::Conflict(_) => "conflict",
             _ => "invalid",
         };
+        span.record("outcome", label);
         let reason = outcome
             .body()
             .invalid_reason
@@ -595,6 +608,11 @@ impl Facilitator {
     /// any instance sharing the ledger. Everyone else is refused: `payment_in_use` while the
     /// settlement is in flight, `invalid_exact_evm_nonce_already_used` once it is done. A
     /// settlement without an attempt can therefore never be repeated.
+    #[tracing::instrument(
+        name = "facilitator.settle",
+        skip_all,
+        fields(network, scheme, payer, tx_hash, outcome)
+    )]
     pub async fn settle_attempt(
         &self,
         request: &FacilitatorRequest,
@@ -602,6 +620,9 @@ impl Facilitator {
     ) -> Outcome<SettleResponse> {
         let (payment, requirements) = request.to_v2();
         let network = requirements.network.clone();
+        let span = tracing::Span::current();
+        span.record("network", network.as_str());
+        span.record("scheme", requirements.scheme.as_str());
         let scheme = match self.scheme_for(&requirements) {
             Ok(s) => s.as_ref(),
             Err((reason, message)) => {
@@ -627,8 +648,9 @@ impl Facilitator {
             }
         };
         let payer = identity.payer.clone();
+        span.record("payer", payer.as_str());
         let key = key_of(&requirements, &identity);
-        let outcome = match AttemptNames::resolve(&payment, attempt) {
+        let mut outcome = match AttemptNames::resolve(&payment, attempt) {
             Err(message) => Outcome::Rejected(settle_failure(
                 ErrorReason::InvalidPaymentIdentifier,
                 message,
@@ -640,6 +662,10 @@ impl Facilitator {
                     .await
             }
         };
+        if let Outcome::Ok(body) = &mut outcome {
+            // Schemes whose charge is decided at settlement report it (`amount`).
+            body.amount = scheme.settled_amount(&payment, &requirements);
+        }
         let (label, body) = match &outcome {
             Outcome::Ok(b) => ("success", b),
             Outcome::Pending(b) => ("pending", b),
@@ -649,6 +675,10 @@ impl Facilitator {
         };
         let reason = body.error_reason.as_ref().map(|r| r.to_string());
         let tx = Some(body.transaction.as_str()).filter(|t| !t.is_empty());
+        span.record("outcome", label);
+        if let Some(tx) = tx {
+            span.record("tx_hash", tx);
+        }
         if let Err(e) = self
             .inner
             .ledger
@@ -882,14 +912,16 @@ impl Facilitator {
                     {
                         return refusal;
                     }
+                    if let (SettlementState::Confirmed, Some(tx)) = (e.state, tx) {
+                        // An empty transaction is a settlement that moved nothing (a metered
+                        // charge of zero): confirmed without one.
+                        return Outcome::Ok(SettleResponse::success(tx.to_owned(), network, payer));
+                    }
                     let Some(tx) = tx.filter(|t| !t.is_empty()) else {
                         return unavailable(
                             "the ledger holds a settlement without its transaction".into(),
                         );
                     };
-                    if e.state == SettlementState::Confirmed {
-                        return Outcome::Ok(SettleResponse::success(tx.to_owned(), network, payer));
-                    }
                     let result = scheme.await_settlement(payment, requirements, tx).await;
                     let tx = tx.to_owned();
                     return self
@@ -936,7 +968,9 @@ impl Facilitator {
             }
         }
 
-        let verified = match scheme.verify(payment, requirements).await {
+        // The scheme's settle-time check: the same as `/verify` unless the scheme's
+        // requirements mean something else at settlement (a metered charge).
+        let verified = match scheme.verify_settlement(payment, requirements).await {
             Ok(v) => v,
             Err(e) => return unverified_settle(&e, &network, &payer),
         };

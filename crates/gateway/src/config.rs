@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
-use tollgate_proto::{AtomicAmount, Network};
+use tollgate_proto::{AtomicAmount, Network, Scheme};
 use tollgate_server::{IdentityPolicy, PaymentOption, PendingConfig, RoutePrice, SettlementMode};
 
 /// Environment variable overriding `listen`.
@@ -60,6 +60,11 @@ pub struct GatewayConfig {
     /// ([`app_with`](crate::app_with)), or the gateway refuses to start.
     #[serde(default)]
     pub identity: Option<IdentitySettings>,
+    /// `[telemetry]`: OpenTelemetry spans of each request (the paywall's facilitator calls
+    /// carry its trace to the facilitator), exported over OTLP/HTTP when an endpoint is set
+    /// (see `tollgate_telemetry::TelemetryConfig`).
+    #[serde(default)]
+    pub telemetry: tollgate_telemetry::TelemetryConfig,
 }
 
 /// `[identity]`: the identity gate of every priced route.
@@ -472,6 +477,10 @@ pub struct PaymentDefaults {
 pub struct RouteConfig {
     /// `"METHOD /path"`, or `"METHOD /prefix/*"` for everything under a prefix.
     pub route: String,
+    /// The payment scheme (default `exact`). A metered scheme (`upto`) makes `amount`/`price`
+    /// the maximum a buyer authorises; the upstream states the charge in `X-Tollgate-Charge`.
+    #[serde(default)]
+    pub scheme: Option<Scheme>,
     /// A dollar price (`"$0.001"`) in the network's known stablecoin...
     #[serde(default)]
     pub price: Option<String>,
@@ -496,6 +505,139 @@ pub struct RouteConfig {
     /// MIME type of the response, shown to buyers.
     #[serde(default)]
     pub mime_type: Option<String>,
+    /// `[routes.discovery]`: describe the route for Bazaar discovery (see
+    /// [`DiscoverySettings`]); facilitators list it once it is paid.
+    #[serde(default)]
+    pub discovery: Option<DiscoverySettings>,
+}
+
+/// `[routes.discovery]`: a route's Bazaar description (`extensions.bazaar` of its 402) and the
+/// service metadata on its `resource`. Checked at start-up: a description that does not
+/// validate against its schema, or metadata beyond the spec's limits, stops the gateway.
+///
+/// ```toml
+/// [[routes]]
+/// route = "GET /weather"
+/// price = "$0.001"
+/// description = "Current weather for a city"
+/// [routes.discovery]
+/// service_name = "Example Weather"
+/// tags = ["weather", "forecast"]
+/// icon_url = "https://example.com/icon.png"
+/// input = { type = "http", method = "GET", queryParams = { city = "Paris" } }
+/// output = { type = "json", example = { city = "Paris", temperature = 21 } }
+/// query_schema = { properties = { city = { type = "string" } }, required = ["city"] }
+/// ```
+///
+/// `input` is the spec's `info.input` as written in JSON (`type` `http` with `method`,
+/// `queryParams`, `headers`, or `bodyType` and `body`; or `type` `mcp`). Without it, a `GET`,
+/// `HEAD` or `DELETE` route is described by its method alone. The schema is generated from the
+/// description; `query_schema`, `body_schema` and `output_schema` refine it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySettings {
+    /// `resource.serviceName` (1–32 printable ASCII characters).
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// `resource.tags` (at most 5 distinct, each 1–32 printable ASCII characters).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// `resource.iconUrl` (an `http(s)` URL on a public host name).
+    #[serde(default)]
+    pub icon_url: Option<String>,
+    /// `info.input`.
+    #[serde(default)]
+    pub input: Option<tollgate_server::bazaar::DiscoveryInput>,
+    /// `info.output`.
+    #[serde(default)]
+    pub output: Option<tollgate_server::bazaar::DiscoveryOutput>,
+    /// JSON Schema of the query parameters.
+    #[serde(default)]
+    pub query_schema: Option<Value>,
+    /// JSON Schema of the request body.
+    #[serde(default)]
+    pub body_schema: Option<Value>,
+    /// JSON Schema of the example response.
+    #[serde(default)]
+    pub output_schema: Option<Value>,
+    /// `routeTemplate` for a parameterised path (`/users/:id`).
+    #[serde(default)]
+    pub route_template: Option<String>,
+}
+
+impl DiscoverySettings {
+    /// The route's bazaar description and service metadata, for the route `route`
+    /// (`"METHOD /path"`); `key` names the table in errors.
+    fn build(
+        &self,
+        route: &str,
+        key: &str,
+    ) -> Result<
+        (
+            tollgate_server::bazaar::BazaarExtension,
+            tollgate_server::bazaar::ServiceMetadata,
+        ),
+        ConfigError,
+    > {
+        use tollgate_server::bazaar::{
+            Bazaar, DiscoveryInfo, DiscoveryInput, HttpInput, QueryInput, QueryMethod,
+            ServiceMetadata,
+        };
+        let query = |m| DiscoveryInput::Http(HttpInput::Query(QueryInput::new(m)));
+        let method = route.split_whitespace().next().unwrap_or("");
+        let input = match (&self.input, method) {
+            (Some(input), _) => input.clone(),
+            (None, "GET") => query(QueryMethod::Get),
+            (None, "HEAD") => query(QueryMethod::Head),
+            (None, "DELETE") => query(QueryMethod::Delete),
+            (None, _) => {
+                return Err(invalid(
+                    format!("{key}.input"),
+                    format!(
+                    "route {route:?} needs its input described: give `input = {{ type = \"http\", \
+                         method = ..., bodyType = ..., body = ... }}`"
+                ),
+                ))
+            }
+        };
+        if let DiscoveryInput::Http(http) = &input {
+            if method != "*" && !method.eq_ignore_ascii_case(http.method()) {
+                return Err(invalid(
+                    format!("{key}.input.method"),
+                    format!(
+                        "{} does not match the route's method {method}",
+                        http.method()
+                    ),
+                ));
+            }
+        }
+        let mut bazaar = Bazaar::from_info(DiscoveryInfo {
+            input,
+            output: self.output.clone(),
+        });
+        if let Some(schema) = &self.query_schema {
+            bazaar = bazaar.query_schema(schema.clone());
+        }
+        if let Some(schema) = &self.body_schema {
+            bazaar = bazaar.body_schema(schema.clone());
+        }
+        if let Some(schema) = &self.output_schema {
+            bazaar = bazaar.output_schema(schema.clone());
+        }
+        if let Some(template) = &self.route_template {
+            bazaar = bazaar.route_template(template.clone());
+        }
+        let extension = bazaar
+            .build()
+            .map_err(|e| invalid(key.to_owned(), e.to_string()))?;
+        let service = ServiceMetadata::new(
+            self.service_name.as_deref(),
+            &self.tags,
+            self.icon_url.as_deref(),
+        )
+        .map_err(|e| invalid(key.to_owned(), e.to_string()))?;
+        Ok((extension, service))
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -731,12 +873,20 @@ impl GatewayConfig {
             }
         };
         option.max_timeout_seconds = self.payment.max_timeout_seconds;
+        if let Some(scheme) = &route.scheme {
+            option.scheme = scheme.clone();
+        }
         let mut price = RoutePrice::new(option);
         if let Some(d) = &route.description {
             price = price.description(d.clone());
         }
         if let Some(m) = &route.mime_type {
             price = price.mime_type(m.clone());
+        }
+        if let Some(discovery) = &route.discovery {
+            let (bazaar, service) = discovery.build(&route.route, &key("discovery"))?;
+            price.bazaar = Some(Box::new(bazaar));
+            price.service = service;
         }
         Ok(price)
     }
@@ -1232,5 +1382,117 @@ mod tests {
         let text = starter_text().replace("[limits]", "[limits]\nmax_conns = 5");
         let err = GatewayConfig::parse(&text).unwrap_err().to_string();
         assert!(err.contains("max_conns"), "{err}");
+    }
+
+    /// A minimal gateway whose one route ends with `route_tail` (e.g. a `[routes.discovery]`
+    /// table).
+    fn with_route(route: &str, route_tail: &str) -> Result<GatewayConfig, ConfigError> {
+        let text = format!(
+            r#"
+upstream = "http://127.0.0.1:3000"
+[facilitator]
+url = "http://127.0.0.1:4020"
+[payment]
+network = "{BASE}"
+pay_to = "{PAYEE}"
+[[routes]]
+route = "{route}"
+price = "$0.001"
+{route_tail}
+"#
+        );
+        let config = GatewayConfig::parse(&text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn a_route_is_described_for_discovery_or_the_gateway_refuses_to_start() {
+        let config = with_route(
+            "GET /weather",
+            r#"
+[routes.discovery]
+service_name = "Example Weather"
+tags = ["weather", "forecast"]
+icon_url = "https://cdn.example.com/icon.png"
+input = { type = "http", method = "GET", queryParams = { city = "Paris" } }
+output = { type = "json", example = { city = "Paris", temperature = 21 } }
+query_schema = { properties = { city = { type = "string" } }, required = ["city"] }
+"#,
+        )
+        .unwrap();
+        let price = config.route_price(0).unwrap();
+        let bazaar = price.bazaar.as_ref().expect("described").to_value();
+        assert_eq!(bazaar["info"]["input"]["queryParams"]["city"], "Paris");
+        assert_eq!(
+            bazaar["schema"]["properties"]["input"]["properties"]["queryParams"]["required"],
+            serde_json::json!(["city"])
+        );
+        assert_eq!(
+            price.service.service_name.as_deref(),
+            Some("Example Weather")
+        );
+        assert_eq!(price.service.tags, ["weather", "forecast"]);
+        assert!(price.offered_extensions().contains_key("bazaar"));
+
+        // Without `input`, a GET route is described by its method.
+        let bare = with_route("GET /weather", "[routes.discovery]\ntags = [\"weather\"]").unwrap();
+        assert_eq!(
+            bare.route_price(0).unwrap().bazaar.unwrap().to_value()["info"]["input"]["method"],
+            "GET"
+        );
+
+        let refused = |route: &str, tail: &str| with_route(route, tail).unwrap_err().to_string();
+        // A body route must say what its body is.
+        let e = refused("POST /search", "[routes.discovery]");
+        assert!(e.contains("routes[0].discovery.input"), "{e}");
+        // The example breaks the schema given for it.
+        let e = refused(
+            "GET /weather",
+            "[routes.discovery]\ninput = { type = \"http\", method = \"GET\", queryParams = { city = 7 } }\nquery_schema = { properties = { city = { type = \"string\" } } }",
+        );
+        assert!(
+            e.contains("routes[0].discovery") && e.contains("does not match its schema"),
+            "{e}"
+        );
+        // The input's method is not the route's.
+        let e = refused(
+            "GET /weather",
+            "[routes.discovery]\ninput = { type = \"http\", method = \"DELETE\" }",
+        );
+        assert!(e.contains("routes[0].discovery.input.method"), "{e}");
+        // A wrong `type` tag, a body method without `bodyType`: refused when parsed.
+        assert!(refused(
+            "GET /w",
+            "[routes.discovery]\ninput = { type = \"grpc\", method = \"GET\" }"
+        )
+        .contains("grpc"));
+        assert!(refused(
+            "POST /w",
+            "[routes.discovery]\ninput = { type = \"http\", method = \"POST\" }"
+        )
+        .contains("bodyType"));
+        // Service metadata beyond the spec's limits.
+        let e = refused(
+            "GET /w",
+            &format!("[routes.discovery]\nservice_name = \"{}\"", "x".repeat(33)),
+        );
+        assert!(e.contains("serviceName"), "{e}");
+        let e = refused(
+            "GET /w",
+            "[routes.discovery]\nicon_url = \"http://127.0.0.1/i.png\"",
+        );
+        assert!(e.contains("iconUrl"), "{e}");
+        let e = refused(
+            "GET /w",
+            "[routes.discovery]\ntags = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\"]",
+        );
+        assert!(e.contains("tags"), "{e}");
+        let e = refused(
+            "GET /w",
+            "[routes.discovery]\nroute_template = \"/../admin\"",
+        );
+        assert!(e.contains("routeTemplate"), "{e}");
+        assert!(refused("GET /w", "[routes.discovery]\nsurprise = 1").contains("surprise"));
     }
 }

@@ -27,6 +27,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tollgate_core::{Registry, SchemeServer};
 use tollgate_proto::{Network, Scheme, X402Version};
 use tollgate_server::{
     DecisionSink, Facilitator as _, IdentityProvider, PaywallLayer, RemoteFacilitator,
@@ -50,10 +51,12 @@ pub enum GatewayError {
         reason: String,
     },
     /// A route is priced on a network the facilitator cannot settle.
-    #[error("facilitator {url} does not settle `exact` payments on {network} (needed by route {route:?})")]
+    #[error("facilitator {url} does not settle `{scheme}` payments on {network} (needed by route {route:?})")]
     Unsupported {
         /// The facilitator.
         url: String,
+        /// The scheme.
+        scheme: Scheme,
         /// The network.
         network: Network,
         /// The route that needs it.
@@ -78,6 +81,10 @@ pub struct Plugins {
     pub identity: Option<Arc<dyn IdentityProvider>>,
     /// Receives every identity decision (a durable store), beside the log.
     pub decisions: Option<Arc<dyn DecisionSink>>,
+    /// Scheme servers (payee checks, requirements completed from the facilitator's
+    /// `/supported`, whether a scheme is metered), by scheme and network. Empty: prices are
+    /// offered as configured, and no route is metered.
+    pub schemes: Registry<dyn SchemeServer>,
 }
 
 impl std::fmt::Debug for Plugins {
@@ -88,6 +95,7 @@ impl std::fmt::Debug for Plugins {
                 &self.identity.as_ref().map(|p| p.name().to_owned()),
             )
             .field("decisions", &self.decisions.is_some())
+            .field("schemes", &self.schemes)
             .finish()
     }
 }
@@ -127,14 +135,19 @@ pub async fn app_with(
             url: config.facilitator.url.clone(),
             reason: e.to_string(),
         })?;
-    let settled: BTreeSet<&Network> = supported
+    let settled: BTreeSet<(&Scheme, &Network)> = supported
         .kinds
         .iter()
-        .filter(|k| k.scheme == Scheme::Exact && k.x402_version == X402Version::V2)
-        .map(|k| &k.network)
+        .filter(|k| k.x402_version == X402Version::V2)
+        .map(|k| (&k.scheme, &k.network))
         .collect();
 
     let mut layer = PaywallLayer::new(facilitator)
+        .schemes(plugins.schemes)
+        .map_err(|e| ConfigError::Invalid {
+            key: "routes".into(),
+            reason: e.to_string(),
+        })?
         .settlement_mode(config.settlement.mode.into())
         .settle_retries(config.settlement.retries)
         .pending_responses(config.settlement.pending())
@@ -153,9 +166,14 @@ pub async fn app_with(
     }
     for (i, route) in config.routes.iter().enumerate() {
         let price = config.route_price(i)?;
-        if let Some(missing) = price.options.iter().find(|o| !settled.contains(&o.network)) {
+        if let Some(missing) = price
+            .options
+            .iter()
+            .find(|o| !settled.contains(&(&o.scheme, &o.network)))
+        {
             return Err(GatewayError::Unsupported {
                 url: config.facilitator.url.clone(),
+                scheme: missing.scheme.clone(),
                 network: missing.network.clone(),
                 route: route.route.clone(),
             });

@@ -27,8 +27,9 @@ use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use tollgate_proto::header as x402;
+use tollgate_proto::AtomicAmount;
 use tollgate_server::paywall::target::canonical_path;
-use tollgate_server::PaymentInfo;
+use tollgate_server::{Meter, PaymentInfo};
 use tracing::Instrument;
 
 /// Forwards requests to one upstream base URL.
@@ -170,6 +171,36 @@ fn payment_headers(info: &PaymentInfo) -> Vec<(HeaderName, String)> {
     out
 }
 
+/// The response header in which an upstream behind a metered route (a scheme such as `upto`,
+/// where the buyer authorises a maximum) states what the request cost, in atomic units of the
+/// payment's asset. Removed before the buyer sees the response. Absent: the maximum is
+/// charged. Malformed or above the maximum: `502`, and nothing is charged.
+pub const CHARGE_HEADER: &str = "x-tollgate-charge";
+
+/// The request header telling the upstream the most a metered request may be charged.
+pub const MAXIMUM_HEADER: &str = "x-tollgate-maximum";
+
+/// Records the upstream's `X-Tollgate-Charge` on the payment's meter, or says why it cannot.
+fn record_charge(meter: &Meter, charge: Option<&HeaderValue>) -> Result<(), String> {
+    let Some(value) = charge else {
+        return Ok(());
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| "X-Tollgate-Charge is not text".to_owned())?
+        .trim();
+    // Digits only: no sign, no decimals, no exponent, no units — atomic units, exactly.
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "X-Tollgate-Charge must be a whole number of atomic units, got {text:?}"
+        ));
+    }
+    let amount: AtomicAmount = text
+        .parse()
+        .map_err(|e| format!("X-Tollgate-Charge {text:?}: {e}"))?;
+    meter.charge(amount).map_err(|e| e.to_string())
+}
+
 /// The handler: forward `request` upstream and stream the answer back.
 pub async fn forward(State(upstream): State<Upstream>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -205,6 +236,14 @@ pub async fn forward(State(upstream): State<Upstream>, request: Request) -> Resp
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(name, value);
             }
+        }
+    }
+    let meter = parts.extensions.get::<Meter>().cloned();
+    if let Some(meter) = &meter {
+        // A metered payment: the upstream learns the most it may charge, and reports its charge
+        // in `X-Tollgate-Charge` on the response.
+        if let Ok(value) = HeaderValue::from_str(&meter.maximum().to_string()) {
+            headers.insert(HeaderName::from_static(MAXIMUM_HEADER), value);
         }
     }
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
@@ -253,6 +292,23 @@ pub async fn forward(State(upstream): State<Upstream>, request: Request) -> Resp
     let status = response.status();
     let mut headers = response.headers().clone();
     strip_hop_by_hop(&mut headers);
+    // The upstream's charge is for the gateway only, metered route or not.
+    let charge = headers.remove(CHARGE_HEADER);
+    if let Some(meter) = &meter {
+        if let Err(detail) = record_charge(meter, charge.as_ref()) {
+            // A 5xx: the paywall settles nothing for it, and the buyer is not charged for an
+            // upstream that cannot say what it used.
+            tracing::error!(%detail, "the upstream's charge is unusable");
+            return (
+                StatusCode::BAD_GATEWAY,
+                axum::Json(serde_json::json!({
+                    "error": "the upstream reported an unusable charge",
+                    "detail": detail,
+                })),
+            )
+                .into_response();
+        }
+    }
     let mut out = Response::new(Body::from_stream(response.bytes_stream()));
     *out.status_mut() = status;
     *out.headers_mut() = headers;
@@ -262,6 +318,42 @@ pub async fn forward(State(upstream): State<Upstream>, request: Request) -> Resp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upstream_charge_is_whole_atomic_units_within_the_maximum() {
+        let meter = || Meter::new(AtomicAmount::from(50_000u64));
+        let value = |s: &str| HeaderValue::from_str(s).unwrap();
+        // Absent: nothing recorded (the maximum is charged).
+        let m = meter();
+        record_charge(&m, None).unwrap();
+        assert_eq!(m.charged(), None);
+        for ok in ["18500", " 0 ", "50000", "00042"] {
+            let m = meter();
+            record_charge(&m, Some(&value(ok))).unwrap();
+            assert_eq!(
+                m.charged(),
+                Some(ok.trim().parse::<AtomicAmount>().unwrap()),
+                "{ok:?}"
+            );
+        }
+        for bad in [
+            "50001",
+            "-1",
+            "+5",
+            "1.5",
+            "1e3",
+            "0x10",
+            "18500 USDT",
+            "",
+            "99999999999999999999999999999999999999999999999999999999999999999999999999999999",
+        ] {
+            let m = meter();
+            assert!(record_charge(&m, Some(&value(bad))).is_err(), "{bad:?}");
+            assert_eq!(m.charged(), None, "{bad:?} recorded nothing");
+        }
+        let not_text = HeaderValue::from_bytes(b"\xff").unwrap();
+        assert!(record_charge(&meter(), Some(&not_text)).is_err());
+    }
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_dropped() {

@@ -187,6 +187,7 @@ async fn a_sanctioned_payer_is_refused_before_the_upstream_and_never_charged() {
         Plugins {
             identity: Some(provider.clone()),
             decisions: Some(decisions.clone()),
+            ..Plugins::default()
         },
     )
     .await

@@ -104,6 +104,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../sql/0003_payer_indexes.sqlite.sql"),
         postgres: include_str!("../sql/0003_payer_indexes.postgres.sql"),
     },
+    Migration {
+        version: 4,
+        name: "discovery_catalogue",
+        sqlite: include_str!("../sql/0004_discovery_catalogue.sqlite.sql"),
+        postgres: include_str!("../sql/0004_discovery_catalogue.postgres.sql"),
+    },
 ];
 
 /// The version a database written by release 0.1.0 (no `schema_migrations`) is at.

@@ -40,6 +40,8 @@
 #![warn(missing_docs)]
 
 pub mod asset;
+pub mod bazaar;
+pub mod discovery;
 pub mod facilitator;
 pub mod header;
 pub mod idempotency;
@@ -54,6 +56,11 @@ pub mod version;
 pub mod versioned;
 
 pub use asset::{Eip712Info, KnownAsset};
+pub use bazaar::{BazaarExtension, BazaarResponse, DiscoveryInfo, DiscoveryInput, ServiceMetadata};
+pub use discovery::{
+    DiscoveryQueryError, DiscoveryResource, LastUpdated, ResourceType, ResourcesQuery,
+    ResourcesResponse, SearchQuery, SearchResponse,
+};
 pub use facilitator::{
     FacilitatorRequest, SettleRequest, SettleResponse, SettleResponseV1, SupportedKind,
     SupportedResponse, VerifyRequest, VerifyResponse,

@@ -107,6 +107,29 @@ reasons! {
     MissingFacilitator => "missing_facilitator", "No facilitator supports this scheme and network.";
 }
 
+/// The codes the spec answers with `412 Precondition Failed` instead of `400`: the payment is
+/// sound but a one-time step of the payer's is missing (EVM and Tron `exact`/`upto` over
+/// Permit2: the payer must approve Permit2 before any payment can be settled).
+pub const PRECONDITION_CODES: &[&str] = &["permit2_allowance_required"];
+
+impl ErrorReason {
+    /// The HTTP status a facilitator answers a rejection with this reason: `412` for a
+    /// missing precondition of the payer's ([`PRECONDITION_CODES`]), `400` otherwise.
+    ///
+    /// ```
+    /// use tollgate_proto::ErrorReason;
+    /// assert_eq!(ErrorReason::from("permit2_allowance_required").rejection_status(), 412);
+    /// assert_eq!(ErrorReason::InsufficientFunds.rejection_status(), 400);
+    /// ```
+    pub fn rejection_status(&self) -> u16 {
+        if PRECONDITION_CODES.contains(&self.as_str()) {
+            412
+        } else {
+            400
+        }
+    }
+}
+
 impl fmt::Display for ErrorReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

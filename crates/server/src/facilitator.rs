@@ -27,6 +27,8 @@ use tollgate_core::BoxFuture;
 use tollgate_proto::{
     FacilitatorRequest, IdempotencyKey, SettleResponse, SupportedResponse, VerifyResponse,
 };
+#[cfg(feature = "remote")]
+use tracing::Instrument;
 
 pub use tollgate_core::{Facilitator, FacilitatorError};
 
@@ -148,18 +150,50 @@ impl RemoteFacilitator {
                 builder = builder.header(tollgate_proto::idempotency::IDEMPOTENCY_KEY, value);
             }
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
-        // 200 valid/settled, 202 pending, 400 rejected, 409 refused (the payment belongs to
-        // another attempt, or its identifier names another payment): all carry a spec body.
-        if !matches!(status, 200 | 202 | 400 | 409) {
+        // A client span per call; with `otel`, its W3C trace context goes along so the
+        // facilitator's spans are children of this one, in the paid request's trace.
+        let span = tracing::info_span!(
+            "facilitator.call",
+            otel.name = %format_args!("POST /{endpoint}"),
+            otel.kind = "client",
+            server.address = %self.base,
+            http.response.status_code = tracing::field::Empty,
+        );
+        #[cfg(feature = "otel")]
+        {
+            builder = builder.headers(tollgate_telemetry::propagation::headers_for(&span));
+        }
+        let (status, bytes) = async {
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
+            let status = response.status().as_u16();
+            tracing::Span::current().record("http.response.status_code", status);
+            // The facilitator's word on the route's Bazaar description (`EXTENSION-RESPONSES`;
+            // kept from the buyer, as in the official SDK): a rejection is the seller's to fix.
+            if let Some(answer) =
+                tollgate_proto::bazaar::BazaarResponse::from_headers(response.headers())
+            {
+                if answer.status == tollgate_proto::bazaar::BazaarStatus::Rejected {
+                    tracing::warn!(
+                        reason = answer.rejected_reason.as_deref().unwrap_or(""),
+                        "the facilitator did not catalogue this route's bazaar description"
+                    );
+                }
+            }
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
+            Ok::<_, FacilitatorError>((status, bytes))
+        }
+        .instrument(span)
+        .await?;
+        // 200 valid/settled, 202 pending, 400 rejected, 412 rejected for a missing step of the
+        // payer's (Permit2 approval), 409 refused (the payment belongs to another attempt, or
+        // its identifier names another payment): all carry a spec body.
+        if !matches!(status, 200 | 202 | 400 | 409 | 412) {
             return Err(FacilitatorError::Unavailable(format!(
                 "HTTP {status}: {}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(200)])

@@ -7,6 +7,7 @@
 //! payload is passed through to the facilitator untouched.
 //!
 //! - [`price`] — payment options, route prices and the route table.
+//! - [`bazaar`] — a route's Bazaar discovery description, offered in its 402.
 //! - [`gate`] — the payment flow without HTTP (challenge, claim, verify, settle, receipt), which
 //!   the paywall adapts to HTTP and other transports can reuse.
 //! - [`paywall`] — the tower layer and service.
@@ -14,6 +15,7 @@
 //!   `tollgate_facilitator::Facilitator` implements it) and `RemoteFacilitator` over HTTP
 //!   (feature `remote`).
 
+pub mod bazaar;
 pub mod facilitator;
 pub mod gate;
 pub mod paywall;
@@ -22,7 +24,7 @@ pub mod price;
 #[cfg(feature = "remote")]
 pub use facilitator::RemoteFacilitator;
 pub use facilitator::{Facilitator, FacilitatorClient, FacilitatorError};
-pub use gate::{Admission, Gate, GateBuilder, Offer, Presented, Settlement};
+pub use gate::{Admission, ChargeError, Gate, GateBuilder, Meter, Offer, Presented, Settlement};
 pub use gate::{Decision, DecisionResult, DecisionSink, IdentityRefusal};
 pub use paywall::{
     PaymentInfo, Paywall, PaywallLayer, PendingConfig, PendingConfigError, PriceLayer,

@@ -321,6 +321,12 @@ pub struct RoutePrice {
     pub description: Option<String>,
     /// MIME type of the response.
     pub mime_type: Option<String>,
+    /// The route's Bazaar discovery description, offered in its 402 as `extensions.bazaar`
+    /// (see [`crate::bazaar`]).
+    /// (Boxed: most routes have none, and a price is copied into every route table entry.)
+    pub bazaar: Option<Box<crate::bazaar::BazaarExtension>>,
+    /// Service metadata (`serviceName`, `tags`, `iconUrl`) shown on the 402's `resource`.
+    pub service: crate::bazaar::ServiceMetadata,
 }
 
 impl RoutePrice {
@@ -330,7 +336,41 @@ impl RoutePrice {
             options: vec![option],
             description: None,
             mime_type: None,
+            bazaar: None,
+            service: crate::bazaar::ServiceMetadata::default(),
         }
+    }
+
+    /// Describes the route for Bazaar discovery: `bazaar` is built (and validated against its
+    /// schema) now, and offered in every 402 of the route.
+    pub fn discoverable(
+        mut self,
+        bazaar: crate::bazaar::Bazaar,
+    ) -> Result<Self, crate::bazaar::BazaarError> {
+        self.bazaar = Some(Box::new(bazaar.build()?));
+        Ok(self)
+    }
+
+    /// Sets the service metadata shown on the 402's `resource`, checked against the spec's
+    /// limits (a name of at most 32 printable ASCII characters, at most 5 distinct tags of at
+    /// most 32, an `http(s)` icon URL on a public host name).
+    pub fn service(
+        mut self,
+        name: &str,
+        tags: &[&str],
+        icon_url: Option<&str>,
+    ) -> Result<Self, crate::bazaar::MetadataError> {
+        self.service = crate::bazaar::service_metadata(Some(name), tags, icon_url)?;
+        Ok(self)
+    }
+
+    /// What the route offers in its 402's `extensions` (its bazaar description, if any).
+    pub fn offered_extensions(&self) -> tollgate_proto::Extensions {
+        let mut extensions = tollgate_proto::Extensions::new();
+        if let Some(bazaar) = &self.bazaar {
+            bazaar.insert_into(&mut extensions);
+        }
+        extensions
     }
 
     /// Adds another accepted option (e.g. the same price on another network).

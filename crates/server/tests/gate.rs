@@ -147,6 +147,7 @@ async fn offer(gate: &Gate<Double, String>, target: &str) -> Offer {
         resource: ResourceInfo::new("toy://report"),
         accepts: gate.accepts(&price()).await.unwrap(),
         target: target.into(),
+        extensions: Default::default(),
     }
 }
 
@@ -570,6 +571,7 @@ async fn a_buyer_who_hangs_up_during_settlement_still_gets_the_delivery() {
         resource: ResourceInfo::new("toy://report"),
         accepts: gate.accepts(&price()).await.unwrap(),
         target: "GET /report".into(),
+        extensions: Default::default(),
     };
     let p = payment(&offer.accepts[0], "0x09");
     let handle = match gate.admit(offer.clone(), p.clone()).await {

@@ -39,25 +39,64 @@ pub const WALLET_1271: Artifact = artifact!("TestWallet1271");
 pub const WALLET_FACTORY: Artifact = artifact!("WalletFactory");
 /// Deployless EIP-6492 universal signature validator.
 pub const EIP6492_VALIDATOR: Artifact = artifact!("Eip6492Validator");
+/// USDT-like ERC-20 ("Tether USD", 6 decimals) with neither EIP-3009 nor EIP-2612: reachable
+/// by x402 only through Permit2.
+pub const TEST_USDT: Artifact = artifact!("TestUSDT");
+/// ERC-20 with EIP-2612 `permit` ("Permit USD", EIP-712 version "1", 6 decimals), for the
+/// `eip2612GasSponsoring` extension.
+pub const TEST_PERMIT_TOKEN: Artifact = artifact!("TestPermitToken");
+/// Permit2's signature transfers; its runtime code goes to [`crate::chain::PERMIT2`].
+pub const PERMIT2: Artifact = artifact!("Permit2");
+/// `x402ExactPermit2Proxy`; its runtime code goes to [`crate::chain::EXACT_PERMIT2_PROXY`].
+pub const EXACT_PERMIT2_PROXY: Artifact = artifact!("x402ExactPermit2Proxy");
+/// `x402UptoPermit2Proxy`; its runtime code goes to [`crate::chain::UPTO_PERMIT2_PROXY`].
+pub const UPTO_PERMIT2_PROXY: Artifact = artifact!("x402UptoPermit2Proxy");
 
 impl Artifact {
     /// The creation bytecode.
     pub fn bytecode(&self) -> Result<Bytes, TestkitError> {
+        self.code("bytecode")
+    }
+
+    /// The runtime bytecode (what `eth_getCode` returns once deployed).
+    pub fn deployed_bytecode(&self) -> Result<Bytes, TestkitError> {
+        self.code("deployedBytecode")
+    }
+
+    /// The contract's ABI, as the JSON array solc wrote.
+    pub fn abi(&self) -> Result<serde_json::Value, TestkitError> {
         let value: serde_json::Value =
             serde_json::from_str(self.json).map_err(|e| TestkitError::Artifact {
                 name: self.name,
                 reason: e.to_string(),
             })?;
-        let hex = value
-            .get("bytecode")
-            .and_then(|b| b.as_str())
+        value
+            .get("abi")
+            .filter(|abi| abi.is_array())
+            .cloned()
             .ok_or_else(|| TestkitError::Artifact {
                 name: self.name,
-                reason: "no `bytecode` string".into(),
+                reason: "no `abi` array".into(),
+            })
+    }
+
+    fn code(&self, field: &'static str) -> Result<Bytes, TestkitError> {
+        let value: serde_json::Value =
+            serde_json::from_str(self.json).map_err(|e| TestkitError::Artifact {
+                name: self.name,
+                reason: e.to_string(),
             })?;
+        let hex =
+            value
+                .get(field)
+                .and_then(|b| b.as_str())
+                .ok_or_else(|| TestkitError::Artifact {
+                    name: self.name,
+                    reason: format!("no `{field}` string"),
+                })?;
         hex.parse::<Bytes>().map_err(|e| TestkitError::Artifact {
             name: self.name,
-            reason: format!("bytecode is not hex: {e}"),
+            reason: format!("{field} is not hex: {e}"),
         })
     }
 }

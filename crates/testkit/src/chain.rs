@@ -7,7 +7,11 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 
-use crate::artifacts::{Artifact, MULTICALL3, TEST_USDC, WALLET_1271, WALLET_FACTORY};
+use crate::artifacts::{
+    self, Artifact, MULTICALL3, TEST_PERMIT_TOKEN, TEST_USDC, TEST_USDT, WALLET_1271,
+    WALLET_FACTORY,
+};
+use crate::permit2::{IPermit2, ITestToken};
 use crate::{Anvil, TestkitError};
 
 /// Private keys of anvil's ten deterministic dev accounts (public test keys: never use with
@@ -22,6 +26,26 @@ pub const CANONICAL_MULTICALL3: Address =
 /// Test USDC (atomic units) minted to accounts 1..=9 at set-up: the devnet's genesis amount,
 /// so both backends start alike.
 pub use tollgate_devnet::INITIAL_USDC;
+
+/// USDT-like tokens (atomic units, 6 decimals) minted to accounts 1..=9 at set-up.
+pub use tollgate_devnet::INITIAL_USDT;
+
+/// EIP-2612 test tokens (atomic units, 6 decimals) minted to accounts 1..=9 at set-up.
+pub use tollgate_devnet::INITIAL_PERMIT_TOKEN;
+
+/// The canonical addresses of Permit2 and the x402 Permit2 proxies; both backends have the
+/// contracts there.
+pub use crate::permit2::{EXACT_PERMIT2_PROXY, PERMIT2, UPTO_PERMIT2_PROXY};
+
+/// The EIP-712 domain (name, version) of [`TestChain::permit_token`].
+pub const PERMIT_TOKEN_EIP712: (&str, &str) = ("Permit USD", "1");
+
+/// The contracts at canonical addresses and the artifact whose runtime code sits there.
+const CANONICAL: [(Address, &Artifact); 3] = [
+    (PERMIT2, &artifacts::PERMIT2),
+    (EXACT_PERMIT2_PROXY, &artifacts::EXACT_PERMIT2_PROXY),
+    (UPTO_PERMIT2_PROXY, &artifacts::UPTO_PERMIT2_PROXY),
+];
 
 sol! {
     #[sol(rpc)]
@@ -82,6 +106,13 @@ pub struct TestChain {
     pub multicall3: Address,
     /// The CREATE2 factory for EIP-1271 test wallets.
     pub wallet_factory: Address,
+    /// The USDT-like token ("Tether USD", `USDT`, 6 decimals): no EIP-3009, no EIP-2612, so
+    /// x402 pays in it only through Permit2. Accounts 1..=9 hold [`INITIAL_USDT`]; nobody has
+    /// approved Permit2 yet.
+    pub usdt: Address,
+    /// The EIP-2612 token ("Permit USD", `PUSD`, version "1", 6 decimals; no EIP-3009), for
+    /// `eip2612GasSponsoring`. Accounts 1..=9 hold [`INITIAL_PERMIT_TOKEN`].
+    pub permit_token: Address,
 }
 
 impl std::fmt::Debug for TestChain {
@@ -95,8 +126,11 @@ impl std::fmt::Debug for TestChain {
 
 impl TestChain {
     /// Starts the backend `TOLLGATE_TEST_CHAIN` names (anvil by default); either way the chain
-    /// id is 31337, account 0 has deployed the contracts (nonces 0–2) and minted
-    /// [`INITIAL_USDC`] to accounts 1..=9 (nonces 3–11).
+    /// id is 31337, account 0 has deployed the contracts (nonces 0–2), minted [`INITIAL_USDC`]
+    /// to accounts 1..=9 (nonces 3–11), deployed the USDT-like and EIP-2612 tokens (12–13) and
+    /// minted [`INITIAL_USDT`] and [`INITIAL_PERMIT_TOKEN`] to accounts 1..=9 (14–15); Permit2
+    /// and the two x402 proxies are at [`PERMIT2`], [`EXACT_PERMIT2_PROXY`] and
+    /// [`UPTO_PERMIT2_PROXY`].
     pub async fn start() -> Result<Self, TestkitError> {
         match Backend::from_env()? {
             Backend::Anvil => Self::start_anvil().await,
@@ -119,10 +153,13 @@ impl TestChain {
                     .map_err(|e| TestkitError::chain("parse url", e))?,
             )
             .erased();
+        let contracts = devnet.contracts();
         Ok(Self {
-            usdc: devnet.token(),
-            multicall3: devnet.multicall3(),
-            wallet_factory: devnet.wallet_factory(),
+            usdc: contracts.token,
+            multicall3: contracts.multicall3,
+            wallet_factory: contracts.wallet_factory,
+            usdt: contracts.usdt,
+            permit_token: contracts.permit_token,
             node: Node::Devnet(devnet),
             provider,
         })
@@ -167,16 +204,41 @@ impl TestChain {
         let usdc = deploy(&provider, &TEST_USDC, Bytes::new()).await?;
         let multicall3 = deploy(&provider, &MULTICALL3, Bytes::new()).await?;
         let wallet_factory = deploy(&provider, &WALLET_FACTORY, Bytes::new()).await?;
-        let chain = Self {
+        let mut chain = Self {
             node: Node::Anvil(anvil),
             provider,
             usdc,
             multicall3,
             wallet_factory,
+            usdt: Address::ZERO,
+            permit_token: Address::ZERO,
         };
         for i in 1..DEV_KEYS.len() {
             chain
                 .mint(Self::address(i), U256::from(INITIAL_USDC))
+                .await?;
+        }
+        // After the original set-up, in the devnet genesis's order, so every address matches.
+        chain.usdt = deploy(&chain.provider, &TEST_USDT, Bytes::new()).await?;
+        chain.permit_token = deploy(&chain.provider, &TEST_PERMIT_TOKEN, Bytes::new()).await?;
+        let payers: Vec<Address> = (1..DEV_KEYS.len()).map(Self::address).collect();
+        for (token, amount) in [
+            (chain.usdt, INITIAL_USDT),
+            (chain.permit_token, INITIAL_PERMIT_TOKEN),
+        ] {
+            let call = ITestToken::new(token, &chain.provider);
+            let mint = call.mintBatch(payers.clone(), U256::from(amount));
+            confirm("mintBatch", mint.send().await).await?;
+        }
+        for (address, artifact) in CANONICAL {
+            chain
+                .rpc(
+                    "anvil_setCode",
+                    serde_json::json!([
+                        address.to_string(),
+                        artifact.deployed_bytecode()?.to_string()
+                    ]),
+                )
                 .await?;
         }
         Ok(chain)
@@ -354,11 +416,114 @@ impl TestChain {
         Ok(CANONICAL_MULTICALL3)
     }
 
+    /// A provider that signs with dev account `index` (e.g. a payer approving Permit2, or a
+    /// facilitator other than account 0).
+    ///
+    /// # Panics
+    /// If `index` is 10 or more (a test bug, not input).
+    pub fn provider_for(&self, index: usize) -> Result<DynProvider, TestkitError> {
+        Ok(ProviderBuilder::new()
+            .wallet(EthereumWallet::from(Self::signer(index)))
+            .connect_http(
+                self.endpoint()
+                    .parse()
+                    .map_err(|e| TestkitError::chain("parse url", e))?,
+            )
+            .erased())
+    }
+
+    /// The balance of `who` in any ERC-20 `token` (atomic units).
+    pub async fn token_balance(&self, token: Address, who: Address) -> Result<U256, TestkitError> {
+        ITestToken::new(token, &self.provider)
+            .balanceOf(who)
+            .call()
+            .await
+            .map_err(|e| TestkitError::chain("balanceOf", e))
+    }
+
+    /// The USDT-like token's balance of `who`.
+    pub async fn usdt_balance(&self, who: Address) -> Result<U256, TestkitError> {
+        self.token_balance(self.usdt, who).await
+    }
+
+    /// Mints `amount` of one of the rig's test tokens (`usdc`, `usdt`, `permit_token`; account
+    /// 0 owns them all) to `to`, waiting for the receipt.
+    pub async fn mint_token(
+        &self,
+        token: Address,
+        to: Address,
+        amount: U256,
+    ) -> Result<(), TestkitError> {
+        let call = ITestToken::new(token, &self.provider);
+        confirm("mint", call.mint(to, amount).send().await).await
+    }
+
+    /// Dev account `owner`'s one-time approval of Permit2 on `token` (`approve(PERMIT2,
+    /// amount)`, usually `U256::MAX`), sent and paid by that account, waiting for the receipt.
+    ///
+    /// # Panics
+    /// If `owner` is 10 or more (a test bug, not input).
+    pub async fn approve_permit2(
+        &self,
+        owner: usize,
+        token: Address,
+        amount: U256,
+    ) -> Result<(), TestkitError> {
+        let provider = self.provider_for(owner)?;
+        let call = ITestToken::new(token, &provider);
+        confirm("approve", call.approve(PERMIT2, amount).send().await).await
+    }
+
+    /// `token.allowance(owner, PERMIT2)`: what Permit2 may move for `owner`.
+    pub async fn permit2_allowance(
+        &self,
+        token: Address,
+        owner: Address,
+    ) -> Result<U256, TestkitError> {
+        ITestToken::new(token, &self.provider)
+            .allowance(owner, PERMIT2)
+            .call()
+            .await
+            .map_err(|e| TestkitError::chain("allowance", e))
+    }
+
+    /// Whether `owner` has used (or invalidated) Permit2 `nonce`: bit `nonce & 0xff` of
+    /// `nonceBitmap(owner, nonce >> 8)`.
+    pub async fn permit2_nonce_used(
+        &self,
+        owner: Address,
+        nonce: U256,
+    ) -> Result<bool, TestkitError> {
+        let word = IPermit2::new(PERMIT2, &self.provider)
+            .nonceBitmap(owner, nonce >> 8)
+            .call()
+            .await
+            .map_err(|e| TestkitError::chain("nonceBitmap", e))?;
+        let bit = U256::from(1u8) << (nonce & U256::from(0xffu8)).to::<usize>();
+        Ok(word & bit != U256::ZERO)
+    }
+
     /// Mines one block now.
     pub async fn mine(&self) -> Result<(), TestkitError> {
         self.rpc("evm_mine", serde_json::json!([])).await?;
         Ok(())
     }
+}
+
+/// Waits for a sent transaction's receipt and requires success.
+async fn confirm<E: std::fmt::Display>(
+    context: &'static str,
+    sent: Result<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>, E>,
+) -> Result<(), TestkitError> {
+    let receipt = sent
+        .map_err(|e| TestkitError::chain(context, e))?
+        .get_receipt()
+        .await
+        .map_err(|e| TestkitError::chain(context, e))?;
+    if !receipt.status() {
+        return Err(TestkitError::chain(context, "reverted"));
+    }
+    Ok(())
 }
 
 async fn deploy(

@@ -4,21 +4,26 @@
 //! [anvil](Anvil) node on a free loopback port (or, with `TOLLGATE_TEST_CHAIN=devnet`, the
 //! embedded revm devnet of `tollgate-devnet`, whose genesis is the same set-up), deploys the project's own contracts from the
 //! committed artifacts in `contracts/out/` (a USDC-compatible EIP-3009 token, Multicall3, an
-//! EIP-1271 wallet factory), funds the dev accounts with test USDC, and stops the node when the
-//! value is dropped.
+//! EIP-1271 wallet factory, a USDT-like token and an EIP-2612 token), funds the dev accounts
+//! with all three tokens, puts Permit2 and the x402 Permit2 proxies at their canonical
+//! addresses, and stops the node when the value is dropped.
 //!
 //! - [`anvil`] — spawning and reaping the node.
 //! - [`artifacts`] — the compiled contracts.
 //! - [`chain`] — the deployed rig and helpers to read balances, mint and deploy wallets.
+//! - [`permit2`] — Permit2 and the x402 `exact`/`upto` Permit2 proxies at their canonical
+//!   addresses (present on both backends): ABIs and the EIP-712 hashes payers sign.
 //! - [`postgres`] — a throwaway PostgreSQL server, for tests of instances sharing a ledger.
 
 pub mod anvil;
 pub mod artifacts;
 pub mod chain;
+pub mod permit2;
 pub mod postgres;
 
 pub use anvil::Anvil;
 pub use chain::{Backend, TestChain, BACKEND_ENV, DEV_KEYS};
+pub use permit2::{EXACT_PERMIT2_PROXY, PERMIT2, UPTO_PERMIT2_PROXY};
 pub use postgres::Postgres;
 
 /// Why the rig could not be set up.

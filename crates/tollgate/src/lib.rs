@@ -13,6 +13,7 @@
 //! | `gateway` | `tollgate-gateway` | `gateway` | a paying reverse proxy in front of any HTTP API |
 //! | `client` | `tollgate-client` | `client` | the paying client for agents: `reqwest-middleware` middleware under a spending policy; plus `reqwest` 0.13 and `reqwest-middleware` 0.5 |
 //! | `devnet` | `tollgate-devnet` | `devnet` (not in `full`) | an embedded EVM chain on a loopback port, for development and tests |
+//! | `mcp` | `tollgate-mcp` | `mcp` (not in `full`) | x402 over MCP: paid tools on an `rmcp` server, and an `rmcp` client that pays them under a spending policy |
 //!
 //! The README's feature table gives the number of crates each feature set compiles (checked
 //! against `cargo tree` by this crate's `feature_deps` test).
@@ -71,6 +72,10 @@ pub use tollgate_server as server;
 #[doc(inline)]
 pub use tollgate_gateway as gateway;
 
+#[cfg(feature = "mcp")]
+#[doc(inline)]
+pub use tollgate_mcp as mcp;
+
 /// The paying client for agents (`tollgate-client`): [`X402Middleware`](client::X402Middleware)
 /// pays `402` answers under a [`SpendingPolicy`](client::SpendingPolicy) and records every
 /// attempt in a [`SpendLedger`](client::SpendLedger).
@@ -80,6 +85,9 @@ pub use tollgate_gateway as gateway;
 /// the one the middleware implements. With the `evm` feature (default), the `exact` EVM payer
 /// [`ExactEvmClient`](client::ExactEvmClient) and its key type
 /// [`PrivateKeySigner`](client::PrivateKeySigner) are here too.
+///
+/// [`DiscoveryClient`](client::DiscoveryClient) (module [`discovery`](client::discovery)) reads
+/// a facilitator's Bazaar catalogue: `GET /discovery/resources` and `GET /discovery/search`.
 #[cfg(feature = "client")]
 pub mod client {
     #[doc(inline)]

@@ -247,6 +247,29 @@ impl EvmChain {
         self.pool.send(&self.provider, tx, gas_margin_percent).await
     }
 
+    /// Like [`send`](Self::send), from the pool's signer `from`: for a transaction only one
+    /// key may send (an `upto` settlement must come from the facilitator its payer named).
+    /// Nonces still come from that signer's one sequence. An error when `from` is not one of
+    /// this chain's signers.
+    pub async fn send_from(
+        &self,
+        from: Address,
+        tx: TransactionRequest,
+        gas_margin_percent: u64,
+    ) -> Result<B256, SettleError> {
+        match self
+            .pool
+            .send_from(&self.provider, from, tx, gas_margin_percent)
+            .await
+        {
+            Some(result) => result,
+            None => Err(SettleError::WouldRevert(format!(
+                "{from} is not a settlement signer of {}",
+                self.network
+            ))),
+        }
+    }
+
     /// Polls for the receipt of `tx_hash` (or of a fee-bumped replacement of it) until the
     /// receipt timeout. Once a transaction has been accepted, every failure to see its
     /// receipt is [`SettleError::ReceiptTimeout`] with the hash: it may still land, so the

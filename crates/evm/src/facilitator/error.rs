@@ -153,6 +153,118 @@ pub enum VerifyError {
     /// A dry run of the transfer reverted for a reason no other check explains.
     #[error("transfer simulation failed: {0}")]
     SimulationFailed(String),
+    /// The Permit2 `spender` is not the scheme's x402 proxy.
+    #[error("Permit2 spender is {got}, but this scheme's proxy is {expected}")]
+    Permit2Spender {
+        /// The scheme's proxy.
+        expected: Address,
+        /// The signed spender.
+        got: Address,
+    },
+    /// The Permit2 witness (or `accepted.payTo`) pays someone other than `payTo`.
+    #[error("Permit2 recipient mismatch: payment goes to {got}, requirements say {expected}")]
+    Permit2Recipient {
+        /// The requirements' `payTo`.
+        expected: String,
+        /// Where the payment would go.
+        got: String,
+    },
+    /// The Permit2 signature does not recover to (or is not accepted by) the payer.
+    #[error("Permit2 signature is not valid for payer {payer}")]
+    Permit2Signature {
+        /// The claimed payer.
+        payer: Address,
+    },
+    /// The payer has not approved Permit2 for enough of the token, and the payment brings no
+    /// gas-sponsoring extension that would (HTTP 412 `PERMIT2_ALLOWANCE_REQUIRED`: the payer
+    /// must send the one-time approval, then retry).
+    #[error("PERMIT2_ALLOWANCE_REQUIRED: {payer} allows Permit2 {allowance} of the token, the payment needs {required}; approve Permit2 once, then retry")]
+    Permit2AllowanceRequired {
+        /// The payer.
+        payer: Address,
+        /// Their allowance for Permit2.
+        allowance: U256,
+        /// The amount.
+        required: U256,
+    },
+    /// The payer holds less than the Permit2 amount.
+    #[error("insufficient balance: payer {payer} holds {balance}, needs {required}")]
+    Permit2InsufficientBalance {
+        /// The payer.
+        payer: Address,
+        /// Their balance.
+        balance: U256,
+        /// The amount.
+        required: U256,
+    },
+    /// The permitted amount (or `accepted.amount`) is not the required amount.
+    #[error("Permit2 amount mismatch: payment permits {got}, requirements ask exactly {expected}")]
+    Permit2AmountMismatch {
+        /// The required amount.
+        expected: U256,
+        /// The offered amount.
+        got: U256,
+    },
+    /// An `upto` settlement asks for more than the payer authorised.
+    #[error("settlement of {requested} exceeds the authorised maximum {maximum}")]
+    SettlementExceedsAmount {
+        /// The signed maximum.
+        maximum: U256,
+        /// The settle-time amount.
+        requested: U256,
+    },
+    /// The Permit2 `deadline` has passed or is too close.
+    #[error("Permit2 deadline {deadline} is not after now ({now}) + {margin_secs}s margin")]
+    Permit2DeadlineExpired {
+        /// The signed deadline.
+        deadline: U256,
+        /// The facilitator's clock.
+        now: u64,
+        /// The safety margin.
+        margin_secs: u64,
+    },
+    /// The witness' `validAfter` is still in the future.
+    #[error("Permit2 payment is valid only after {valid_after}; now is {now}")]
+    Permit2NotYetValid {
+        /// The witness' `validAfter`.
+        valid_after: U256,
+        /// The facilitator's clock.
+        now: u64,
+    },
+    /// The permitted token is not the requirements' asset.
+    #[error("Permit2 token {got} is not the required asset {expected}")]
+    Permit2TokenMismatch {
+        /// The asset.
+        expected: Address,
+        /// The signed token.
+        got: Address,
+    },
+    /// This Permit2 nonce of the payer was already used (or invalidated).
+    #[error("Permit2 nonce {nonce} of {payer} was already used")]
+    Permit2NonceUsed {
+        /// The payer.
+        payer: Address,
+        /// The nonce.
+        nonce: U256,
+    },
+    /// The x402 proxy has no code on this chain.
+    #[error("the x402 Permit2 proxy {proxy} is not deployed on this chain")]
+    Permit2ProxyNotDeployed {
+        /// The proxy.
+        proxy: Address,
+    },
+    /// A dry run of the proxy settlement reverted for a reason no other check explains.
+    #[error("Permit2 settlement simulation failed: {0}")]
+    Permit2SimulationFailed(String),
+    /// Another check of the EVM family failed, with its own reason code (the `upto` scheme's
+    /// scheme/network/facilitator checks, the gas-sponsoring extensions' fields).
+    #[error("{message}")]
+    Refused {
+        /// The reason code.
+        reason: EvmReason,
+        /// What is wrong.
+        message: String,
+    },
     /// The chain could not be asked (RPC down, timeout). Not the payer's fault.
     #[error("chain RPC failed during {context}: {message}")]
     Rpc {
@@ -193,6 +305,22 @@ impl VerifyError {
             Self::TokenVersionMismatch { .. } => E::InvalidExactEvmTokenVersionMismatch.into(),
             Self::InsufficientBalance { .. } => E::InvalidExactEvmInsufficientBalance.into(),
             Self::SimulationFailed(_) => E::InvalidExactEvmTransactionSimulationFailed.into(),
+            Self::Permit2Spender { .. } => E::InvalidPermit2Spender.into(),
+            Self::Permit2Recipient { .. } => E::InvalidPermit2RecipientMismatch.into(),
+            Self::Permit2Signature { .. } => E::InvalidPermit2Signature.into(),
+            Self::Permit2AllowanceRequired { .. } => E::Permit2AllowanceRequired.into(),
+            Self::Permit2InsufficientBalance { .. } => E::Permit2InsufficientBalance.into(),
+            Self::Permit2AmountMismatch { .. } => E::Permit2AmountMismatch.into(),
+            Self::SettlementExceedsAmount { .. } => {
+                E::InvalidUptoEvmPayloadSettlementExceedsAmount.into()
+            }
+            Self::Permit2DeadlineExpired { .. } => E::Permit2DeadlineExpired.into(),
+            Self::Permit2NotYetValid { .. } => E::Permit2NotYetValid.into(),
+            Self::Permit2TokenMismatch { .. } => E::Permit2TokenMismatch.into(),
+            Self::Permit2NonceUsed { .. } => E::Permit2InvalidNonce.into(),
+            Self::Permit2ProxyNotDeployed { .. } => E::Permit2ProxyNotDeployed.into(),
+            Self::Permit2SimulationFailed(_) => E::Permit2SimulationFailed.into(),
+            Self::Refused { reason, .. } => (*reason).into(),
             Self::Rpc { .. } => R::UnexpectedVerifyError,
         }
     }
@@ -253,6 +381,10 @@ pub enum SettleError {
         /// The batch transaction.
         tx_hash: B256,
     },
+    /// A sponsored step before a Permit2 settlement (funding the payer's gas, relaying the
+    /// payer's signed approval) failed. The settlement itself was not sent.
+    #[error("sponsored Permit2 approval failed: {0}")]
+    Sponsorship(String),
     /// Deploying the payer's counterfactual (EIP-6492) wallet failed.
     #[error("could not deploy the payer's smart wallet: {0}")]
     WalletDeployment(String),
@@ -274,6 +406,7 @@ impl SettleError {
                 EvmReason::InvalidExactEvmTransferEventMismatch.into()
             }
             Self::WalletDeployment(_) => EvmReason::SmartWalletDeploymentFailed.into(),
+            Self::Sponsorship(_) => EvmReason::Erc20ApprovalTxFailed.into(),
         }
     }
 

@@ -107,6 +107,8 @@ pub struct ExactEvmFacilitator {
     /// Assets seen with contract code. Code does not disappear, so one `eth_getCode` per asset
     /// suffices; assets without code are not cached (a token may be deployed later).
     deployed_assets: Arc<std::sync::Mutex<std::collections::HashSet<Address>>>,
+    /// The Permit2 transfer method (`extra.assetTransferMethod: "permit2"`), on the same chain.
+    permit2: crate::permit2::engine::Permit2Engine,
 }
 
 impl std::fmt::Debug for ExactEvmFacilitator {
@@ -215,12 +217,32 @@ impl ExactEvmFacilitator {
         config.selection = chain.config().selection;
         config.replacement = chain.config().replacement;
         config.receipt_timeout = chain.config().receipt_timeout;
+        let permit2 = crate::permit2::engine::Permit2Engine::new(
+            chain,
+            crate::permit2::engine::Permit2Config {
+                deadline_margin: config.valid_before_margin,
+                ..Default::default()
+            },
+        );
         Self {
             chain: chain.clone(),
             config,
             batcher: Default::default(),
             deployed_assets: Default::default(),
+            permit2,
         }
+    }
+
+    /// The same facilitator with its Permit2 transfer method configured (which gas-sponsoring
+    /// extensions it accepts, the deadline margin).
+    pub fn with_permit2(mut self, config: crate::permit2::engine::Permit2Config) -> Self {
+        self.permit2 = crate::permit2::engine::Permit2Engine::new(&self.chain, config);
+        self
+    }
+
+    /// The Permit2 transfer method's verification and settlement.
+    pub fn permit2(&self) -> &crate::permit2::engine::Permit2Engine {
+        &self.permit2
     }
 
     /// The chain this facilitator settles on (shared with other schemes built on it).

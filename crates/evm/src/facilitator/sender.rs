@@ -154,6 +154,34 @@ impl SignerPool {
         gas_margin_percent: u64,
     ) -> Result<B256, SettleError> {
         let index = self.pick();
+        self.send_slot(provider, tx, gas_margin_percent, index)
+            .await
+    }
+
+    /// Like [`send`](Self::send), from the pool's signer `from` (a transaction only one key
+    /// may send, e.g. an `upto` settlement naming its facilitator). `None` when `from` is not
+    /// in the pool.
+    pub(crate) async fn send_from(
+        &self,
+        provider: &DynProvider,
+        from: Address,
+        tx: TransactionRequest,
+        gas_margin_percent: u64,
+    ) -> Option<Result<B256, SettleError>> {
+        let index = self.slots.iter().position(|s| s.address == from)?;
+        Some(
+            self.send_slot(provider, tx, gas_margin_percent, index)
+                .await,
+        )
+    }
+
+    async fn send_slot(
+        &self,
+        provider: &DynProvider,
+        tx: TransactionRequest,
+        gas_margin_percent: u64,
+        index: usize,
+    ) -> Result<B256, SettleError> {
         let slot = &self.slots[index];
         let _one_at_a_time = slot.lock.lock().await;
         let mut tx = tx.with_from(slot.address);

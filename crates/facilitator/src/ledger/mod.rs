@@ -316,6 +316,15 @@ pub struct Ledger {
     recorded: Arc<AtomicU64>,
 }
 
+/// A handle on the ledger's database ([`Ledger::database`]).
+#[derive(Clone)]
+pub(crate) enum Database {
+    /// The SQLite connection (one, shared, used from blocking tasks).
+    Sqlite(Arc<std::sync::Mutex<rusqlite::Connection>>),
+    /// The PostgreSQL pool.
+    Postgres(deadpool_postgres::Pool),
+}
+
 #[derive(Clone)]
 enum Backend {
     Sqlite(SqliteLedger),
@@ -395,6 +404,15 @@ impl Ledger {
     /// The retention limits in force.
     pub fn retention(&self) -> Retention {
         self.retention
+    }
+
+    /// The database under the ledger, for tables kept beside it in the same schema (the
+    /// discovery catalogue, `crate::discovery`).
+    pub(crate) fn database(&self) -> Database {
+        match &self.backend {
+            Backend::Sqlite(l) => Database::Sqlite(l.conn.clone()),
+            Backend::Postgres(l) => Database::Postgres(l.pool.clone()),
+        }
     }
 
     /// The row of `key`, if any.

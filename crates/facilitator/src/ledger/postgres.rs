@@ -34,7 +34,7 @@ const DB_NOW_MILLIS: &str = "(extract(epoch from clock_timestamp()) * 1000)::big
 
 #[derive(Clone)]
 pub(crate) struct PostgresLedger {
-    pool: Pool,
+    pub(crate) pool: Pool,
 }
 
 impl PostgresLedger {

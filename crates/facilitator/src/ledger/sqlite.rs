@@ -14,7 +14,7 @@ use super::{
 /// The SQLite backend: one connection, used from blocking tasks.
 #[derive(Clone)]
 pub(crate) struct SqliteLedger {
-    conn: Arc<Mutex<Connection>>,
+    pub(crate) conn: Arc<Mutex<Connection>>,
 }
 
 /// The columns of a payment's key, in [`key_params`] order (schema version 2: see

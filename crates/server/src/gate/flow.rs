@@ -12,7 +12,7 @@ use tollgate_proto::{
 
 use super::identity::Verdict;
 use super::{
-    canonical, Admission, Challenge, Delivery, Gate, Offer, Paid, PaymentInfo, PendingEntry,
+    canonical, Admission, Challenge, Delivery, Gate, Meter, Offer, Paid, PaymentInfo, PendingEntry,
     Presented, Receipt, Settlement, SettlementMode, Unavailable, NO_PAYMENT,
 };
 use crate::facilitator::FacilitatorError;
@@ -64,6 +64,9 @@ struct State<F, D: Delivery> {
     info: PaymentInfo,
     max_timeout: Duration,
     deadline: Instant,
+    /// For a payment in a metered scheme settled after the handler: the charge the handler
+    /// records, settled in place of the maximum.
+    meter: Option<Meter>,
 }
 
 impl<F, D: Delivery> std::fmt::Debug for VerifiedPayment<F, D> {
@@ -135,6 +138,15 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
             }
             Presented::Payment(p) => p,
         };
+        if let Some(key) = self.echo_mismatch(offer, &payment) {
+            return Err(self.refuse(
+                offer,
+                format!(
+                    "{}: the payment's `{key}` extension is not the one this resource offered",
+                    ErrorReason::ExtensionEchoMismatch
+                ),
+            ));
+        }
         if self.inner.payment_identifier == Some(true) {
             // Required: a payment without a well-formed id could not be told apart from its
             // own retry, which is what the seller asked the extension for. (v1 payments carry
@@ -157,6 +169,31 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
             }
         }
         Ok(payment)
+    }
+
+    /// The first extension the payment must echo verbatim and does not: for the keys of
+    /// [`ECHOED_VERBATIM`], a payment carrying one must carry exactly the value this
+    /// resource offered (compared as JSON values, so key order and spacing do not matter) and
+    /// may not carry one the resource did not offer. The facilitator acts on these echoes
+    /// after settlement — it catalogues a paid resource from its `bazaar` description — so a
+    /// buyer who could edit them (or add one to an undescribed route) would rewrite the
+    /// seller's catalogue entry with one payment. A payment that leaves them out is fine: it
+    /// is merely not catalogued. (The official SDK accepts an echo that adds fields to the
+    /// offered `info`; this gate accepts only the offer itself, which its clients — and the
+    /// official client, which copies the offer — send.)
+    fn echo_mismatch(&self, offer: &Offer, payment: &AnyPaymentPayload) -> Option<&'static str> {
+        let AnyPaymentPayload::V2(payment) = payment else {
+            return None;
+        };
+        let echoed = payment.extensions.as_ref()?;
+        let offered = self.offered_extensions(offer).unwrap_or_default();
+        ECHOED_VERBATIM
+            .iter()
+            .copied()
+            .find(|key| match echoed.get(*key) {
+                None => false,
+                Some(value) => offered.get(*key) != Some(value),
+            })
     }
 
     /// The requirement the payment answers, the facilitator request for it, and the payment's
@@ -347,6 +384,17 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
                 }
             }
         }
+        // Metered only where the scheme says the settle-time amount is the charge, only in v2
+        // (whose requirements carry `amount`), and only when settlement follows the handler:
+        // settled first, the charge cannot be known, and the maximum is charged.
+        let metered = matches!(request, FacilitatorRequest::V2 { .. })
+            && self.inner.mode == SettlementMode::AfterHandler
+            && self
+                .inner
+                .schemes
+                .get(&info.scheme, &info.network)
+                .is_some_and(|s| s.metered());
+        let meter = metered.then(|| Meter::new(info.amount));
         Admission::Verified(VerifiedPayment {
             state: Box::new(State {
                 gate: self.clone(),
@@ -357,6 +405,7 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
                 info,
                 max_timeout,
                 deadline,
+                meter,
             }),
         })
     }
@@ -479,6 +528,10 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
     }
 }
 
+/// Extensions a payment echoes from the offer and the facilitator acts on, so the echo must
+/// be the offer itself (see `Gate::echo_mismatch`).
+const ECHOED_VERBATIM: &[&str] = &[tollgate_proto::bazaar::BAZAAR];
+
 /// The first delay between two tries; doubled each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest delay between two tries.
@@ -503,6 +556,13 @@ impl<F: FacilitatorClient, D: Delivery> VerifiedPayment<F, D> {
     /// This exchange's attempt key with the facilitator.
     pub fn attempt(&self) -> &IdempotencyKey {
         &self.state.attempt
+    }
+
+    /// For a payment in a metered scheme (settled after the handler), the meter on which the
+    /// handler records what it charges, at most the authorised maximum; `None` for every other
+    /// payment, whose charge is the price.
+    pub fn meter(&self) -> Option<&Meter> {
+        self.state.meter.as_ref()
     }
 
     /// The handler failed (or will not run): nothing is settled, the buyer is not charged, and
@@ -580,7 +640,22 @@ impl<F: FacilitatorClient, D: Delivery> VerifiedPayment<F, D> {
     /// [`Settlement::Paid`], deliver it with the receipt. A refused settlement drops it —
     /// nothing is delivered unpaid; one whose outcome is not known yet keeps it for the buyer's
     /// retry.
-    pub async fn settle_delivery(self, delivery: D) -> Settlement<D> {
+    pub async fn settle_delivery(mut self, delivery: D) -> Settlement<D> {
+        let charged = self.state.meter.as_ref().map(Meter::settled_amount);
+        if let (
+            Some(amount),
+            FacilitatorRequest::V2 {
+                payment_requirements,
+                ..
+            },
+        ) = (charged, &mut self.state.request)
+        {
+            // The settle-time amount of a metered scheme is the charge (never above the
+            // maximum: the meter refuses that, and the facilitator checks it against the
+            // signed maximum again).
+            payment_requirements.amount = amount;
+            self.state.info.amount = amount;
+        }
         let entry = self.entry(None);
         let State {
             gate,
@@ -662,7 +737,7 @@ async fn settle_detached<F: FacilitatorClient, D: Delivery>(
 ) -> Option<HandedBack<D>> {
     let (mut tx, rx) = tokio::sync::oneshot::channel::<HandedBack<D>>();
     let gate = gate.clone();
-    tokio::spawn(async move {
+    let task = async move {
         let (request, attempt) = (entry.request.clone(), entry.attempt.clone());
         let settle = gate.settle_with_retries(&request, &attempt, deadline);
         tokio::pin!(settle);
@@ -685,6 +760,9 @@ async fn settle_detached<F: FacilitatorClient, D: Delivery>(
                 gate.keep_for_retry(&claim.key, entry, delivery).await;
             }
         }
-    });
+    };
+    // In the request's span: its logs, and the facilitator call's trace context, stay with
+    // the paid request although the settlement runs in a task of its own.
+    tokio::spawn(tracing::Instrument::in_current_span(task));
     rx.await.ok()
 }

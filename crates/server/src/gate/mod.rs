@@ -44,6 +44,7 @@
 mod canonical;
 mod flow;
 mod identity;
+mod meter;
 mod pending;
 
 use std::collections::HashSet;
@@ -68,6 +69,7 @@ pub use identity::{
     Decision, DecisionResult, DecisionSink, IdentityRefusal, DEFAULT_IDENTITY_CACHE_TTL,
     IDENTITY_CHECK_FAILED, OPERATOR_TOKEN,
 };
+pub use meter::{ChargeError, Meter};
 pub use pending::{PendingConfig, PendingConfigError};
 pub(crate) use pending::{PendingEntry, PendingStore};
 
@@ -146,6 +148,9 @@ pub struct Offer {
     /// The exchange's identity (`"GET /weather?city=x"`, `"tools/call weather"`): a payment
     /// whose delivery is kept for a retry is delivered only to a retry of the same target.
     pub target: String,
+    /// The route's own extensions, offered in its 402 beside the gate's (e.g. its Bazaar
+    /// description, [`RoutePrice::offered_extensions`]); empty for none.
+    pub extensions: tollgate_proto::Extensions,
 }
 
 /// A `402`: the v2 challenge, its `error` saying why.
@@ -242,7 +247,8 @@ pub struct PaymentInfo {
     pub network: Network,
     /// Asset.
     pub asset: String,
-    /// Amount in atomic units.
+    /// Amount in atomic units: the price; for a metered payment the authorised maximum until
+    /// it is settled, and then the amount charged (see [`Meter`]).
     pub amount: AtomicAmount,
     /// The payer, as the facilitator reported it.
     pub payer: Option<String>,
@@ -679,20 +685,22 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
                 error: Some(error.into()),
                 resource: offer.resource.clone(),
                 accepts: offer.accepts.clone(),
-                extensions: self.offered_extensions(),
+                extensions: self.offered_extensions(offer),
             },
             retry_after: None,
         }
     }
 
-    /// The 402's `extensions`: what the paywall offers beyond the requirements.
-    fn offered_extensions(&self) -> Option<tollgate_proto::Extensions> {
-        let required = self.inner.payment_identifier?;
-        let mut extensions = tollgate_proto::Extensions::new();
-        extensions.insert(
-            tollgate_proto::idempotency::PAYMENT_IDENTIFIER.to_owned(),
-            tollgate_proto::PaymentIdentifier::offer(required),
-        );
-        Some(extensions)
+    /// The 402's `extensions`: what the paywall offers beyond the requirements, and the
+    /// route's own (its Bazaar description). `None` when there are none.
+    fn offered_extensions(&self, offer: &Offer) -> Option<tollgate_proto::Extensions> {
+        let mut extensions = offer.extensions.clone();
+        if let Some(required) = self.inner.payment_identifier {
+            extensions.insert(
+                tollgate_proto::idempotency::PAYMENT_IDENTIFIER.to_owned(),
+                tollgate_proto::PaymentIdentifier::offer(required),
+            );
+        }
+        (!extensions.is_empty()).then_some(extensions)
     }
 }

@@ -218,6 +218,7 @@ where
         resource: resource_info(&request, price),
         accepts,
         target: target_of(&request),
+        extensions: price.offered_extensions(),
     };
 
     if browser {
@@ -274,6 +275,10 @@ where
             },
             SettlementMode::AfterHandler => {
                 request.extensions_mut().insert(payment.info().clone());
+                if let Some(meter) = payment.meter() {
+                    // A metered payment: the handler records its charge here (`Meter::charge`).
+                    request.extensions_mut().insert(meter.clone());
+                }
                 let mut response = inner.call(request).await?;
                 if response.status().as_u16() >= 400 {
                     // The handler failed: the buyer is not charged.
@@ -333,6 +338,7 @@ fn cached_challenge<F: FacilitatorClient>(
                 resource: resource_info(request, price),
                 accepts,
                 target: target_of(request),
+                extensions: price.offered_extensions(),
             };
             let challenge = shared.gate.challenge(&offer, NO_PAYMENT);
             let Ok(header_value) = HeaderValue::from_str(&header::encode(&challenge.required))
@@ -362,12 +368,14 @@ fn resource_info(request: &Request<Body>, price: &RoutePrice) -> ResourceInfo {
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    ResourceInfo {
+    let mut resource = ResourceInfo {
         url: format!("http://{host}{path}"),
         description: price.description.clone(),
         mime_type: price.mime_type.clone(),
         ..ResourceInfo::default()
-    }
+    };
+    price.service.apply_to(&mut resource);
+    resource
 }
 
 /// The v1 form of a challenge, the 402's JSON body.
