@@ -28,7 +28,7 @@ fn server_binary() -> PathBuf {
         .join(format!("paid_tool_server{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo test -p tollgate-mcp` (it builds the examples)",
+        "{} is missing: run `cargo build -p tollgate-mcp --examples` (./scripts/test does)",
         bin.display()
     );
     bin
