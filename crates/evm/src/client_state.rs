@@ -56,15 +56,13 @@ pub enum AuthorizationStateError {
     },
 }
 
-/// Reads `authorizationState(authorizer, nonce)` on `asset` at the latest block of the chain
-/// behind `rpc_url`, checking first that the endpoint serves `chain_id`.
-pub async fn authorization_state(
+/// A provider for `rpc_url`, checked to serve `chain_id`, and the number and timestamp of its
+/// latest block — at which an authorization's state is then read, so that the timestamp and
+/// the state belong together.
+async fn latest_block(
     rpc_url: &str,
     chain_id: u64,
-    asset: Address,
-    authorizer: Address,
-    nonce: B256,
-) -> Result<AuthorizationStatus, AuthorizationStateError> {
+) -> Result<(impl Provider, u64, u64), AuthorizationStateError> {
     let url = rpc_url
         .parse::<alloy::transports::http::reqwest::Url>()
         .map_err(|e| AuthorizationStateError::BadUrl {
@@ -74,16 +72,10 @@ pub async fn authorization_state(
     let provider = ProviderBuilder::new()
         .disable_recommended_fillers()
         .connect_http(url);
-    let rpc = |call: &'static str| {
-        move |e: &dyn std::fmt::Display| AuthorizationStateError::Rpc {
-            call,
-            reason: e.to_string(),
-        }
-    };
     let actual = provider
         .get_chain_id()
         .await
-        .map_err(|e| rpc("eth_chainId")(&e))?;
+        .map_err(|e| rpc_error("eth_chainId", &e))?;
     if actual != chain_id {
         return Err(AuthorizationStateError::WrongChain {
             expected: chain_id,
@@ -93,16 +85,35 @@ pub async fn authorization_state(
     let block = provider
         .get_block_by_number(BlockNumberOrTag::Latest)
         .await
-        .map_err(|e| rpc("eth_getBlockByNumber")(&e))?
-        .ok_or_else(|| rpc("eth_getBlockByNumber")(&"no latest block"))?;
-    let (block_number, block_timestamp) = (block.header.number, block.header.timestamp);
+        .map_err(|e| rpc_error("eth_getBlockByNumber", &e))?
+        .ok_or_else(|| rpc_error("eth_getBlockByNumber", &"no latest block"))?;
+    Ok((provider, block.header.number, block.header.timestamp))
+}
+
+fn rpc_error(call: &'static str, e: &dyn std::fmt::Display) -> AuthorizationStateError {
+    AuthorizationStateError::Rpc {
+        call,
+        reason: e.to_string(),
+    }
+}
+
+/// Reads `authorizationState(authorizer, nonce)` on `asset` at the latest block of the chain
+/// behind `rpc_url`, checking first that the endpoint serves `chain_id`.
+pub async fn authorization_state(
+    rpc_url: &str,
+    chain_id: u64,
+    asset: Address,
+    authorizer: Address,
+    nonce: B256,
+) -> Result<AuthorizationStatus, AuthorizationStateError> {
+    let (provider, block_number, block_timestamp) = latest_block(rpc_url, chain_id).await?;
     // Read at that very block, so the timestamp and the state belong together.
     let used = IEip3009Token::new(asset, &provider)
         .authorizationState(authorizer, nonce)
         .block(BlockId::number(block_number))
         .call()
         .await
-        .map_err(|e| rpc("authorizationState")(&e))?;
+        .map_err(|e| rpc_error("authorizationState", &e))?;
     Ok(AuthorizationStatus {
         used,
         block_number,
@@ -118,44 +129,14 @@ pub async fn permit2_nonce_state(
     owner: Address,
     nonce: alloy::primitives::U256,
 ) -> Result<AuthorizationStatus, AuthorizationStateError> {
-    let url = rpc_url
-        .parse::<alloy::transports::http::reqwest::Url>()
-        .map_err(|e| AuthorizationStateError::BadUrl {
-            url: rpc_url.to_owned(),
-            reason: e.to_string(),
-        })?;
-    let provider = ProviderBuilder::new()
-        .disable_recommended_fillers()
-        .connect_http(url);
-    let rpc = |call: &'static str| {
-        move |e: &dyn std::fmt::Display| AuthorizationStateError::Rpc {
-            call,
-            reason: e.to_string(),
-        }
-    };
-    let actual = provider
-        .get_chain_id()
-        .await
-        .map_err(|e| rpc("eth_chainId")(&e))?;
-    if actual != chain_id {
-        return Err(AuthorizationStateError::WrongChain {
-            expected: chain_id,
-            actual,
-        });
-    }
-    let block = provider
-        .get_block_by_number(BlockNumberOrTag::Latest)
-        .await
-        .map_err(|e| rpc("eth_getBlockByNumber")(&e))?
-        .ok_or_else(|| rpc("eth_getBlockByNumber")(&"no latest block"))?;
-    let (block_number, block_timestamp) = (block.header.number, block.header.timestamp);
+    let (provider, block_number, block_timestamp) = latest_block(rpc_url, chain_id).await?;
     let (word, bit) = crate::permit2::nonce_position(nonce);
     let bitmap = crate::permit2::abi::IPermit2::new(crate::permit2::PERMIT2_ADDRESS, &provider)
         .nonceBitmap(owner, word)
         .block(BlockId::number(block_number))
         .call()
         .await
-        .map_err(|e| rpc("nonceBitmap")(&e))?;
+        .map_err(|e| rpc_error("nonceBitmap", &e))?;
     Ok(AuthorizationStatus {
         used: bitmap.bit(bit),
         block_number,
