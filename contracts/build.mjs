@@ -36,6 +36,7 @@ const CONTRACTS = [
   "Permit2",
   "x402ExactPermit2Proxy",
   "x402UptoPermit2Proxy",
+  "AuthorizationProbe",
 ];
 
 const sources = {};

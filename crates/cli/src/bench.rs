@@ -35,6 +35,13 @@ mod discovery;
 #[path = "bench_permit2.rs"]
 mod permit2;
 
+/// The verification section: `/verify` against the node's `eth_call` rate and other
+/// facilitators (`--peer`).
+#[path = "bench_peers.rs"]
+mod peers;
+
+pub use peers::Peer;
+
 /// Options of `tollgate bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -42,6 +49,19 @@ pub struct BenchArgs {
     /// real anvil node (installed by `npm ci`, or named by `TOLLGATE_ANVIL`).
     #[arg(long, value_enum, default_value_t = ChainKind::Devnet)]
     chain: ChainKind,
+    /// Use a running anvil (with its dev accounts) instead of starting a node, so that the
+    /// facilitators named by `--peer` can be pointed at it first. Overrides `--chain`.
+    #[arg(long, value_name = "URL")]
+    rpc_url: Option<String>,
+    /// Another x402 facilitator to measure with the same payments on the same node, as
+    /// `NAME=URL` (its `/verify`, and `/settle` with `--peer-settle`); repeatable. It must
+    /// serve the node of `--rpc-url`.
+    #[arg(long = "peer", value_name = "NAME=URL")]
+    peers: Vec<Peer>,
+    /// Payments settled through Tollgate and each peer in the verification section (0: only
+    /// `/verify` is compared).
+    #[arg(long, default_value_t = 0)]
+    peer_settle: usize,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -173,11 +193,21 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
             discovery::MIN_RESOURCES
         )));
     }
-    let chain = BenchChain::start(args.chain).await.map_err(err)?;
+    if !args.peers.is_empty() && args.rpc_url.is_none() {
+        return Err(err(
+            "--peer needs --rpc-url: the peers must verify against the benchmark's node \
+             (scripts/bench-peers starts one, the peers and the benchmark)",
+        ));
+    }
+    let chain = match &args.rpc_url {
+        Some(url) => BenchChain::attach(url).await.map_err(err)?,
+        None => BenchChain::start(args.chain).await.map_err(err)?,
+    };
     let scheme =
         ExactEvmFacilitator::connect(chain.endpoint(), signer(0), FacilitatorConfig::default())
             .await
             .map_err(err)?;
+    let probed = scheme.clone();
     let dir = tempfile_dir()?;
     let facilitator = Facilitator::new(
         vec![scheme],
@@ -423,6 +453,24 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         settle_batched.per_sec() / settle.per_sec(),
         args.batch_window_ms
     );
+    if let Some(stats) = probed.probe_stats() {
+        println!(
+            "coalesced verification reads: {} payments in {} eth_calls ({:.1} per call, largest {})",
+            stats.payments,
+            stats.calls,
+            stats.payments as f64 / stats.calls.max(1) as f64,
+            stats.largest
+        );
+    }
+    let section = peers::PeersArgs {
+        requests: args.requests,
+        concurrency: c,
+        settle_payments: args.peer_settle,
+        peers: &args.peers,
+        tollgate_url: &facilitator_url,
+    };
+    peers::run(&chain, &requirements, &section).await?;
+
     let section = permit2::Permit2Args {
         payments: args.payments,
         concurrency: c,

@@ -74,8 +74,14 @@ sol! {
 
 /// The node, held so that dropping the chain stops it.
 enum Node {
-    Devnet { _running: Devnet },
-    Anvil { _running: AnvilProcess },
+    Devnet {
+        _running: Devnet,
+    },
+    Anvil {
+        _running: AnvilProcess,
+    },
+    /// Started and stopped by someone else.
+    External,
 }
 
 /// A running chain with the token and Multicall3 deployed and dev accounts 1–9 holding
@@ -114,9 +120,19 @@ impl BenchChain {
     }
 
     async fn start_anvil() -> Result<Self, RigError> {
-        let chain_id = 31337;
-        let anvil = AnvilProcess::start(chain_id)?;
+        let anvil = AnvilProcess::start(31337)?;
         let endpoint = anvil.endpoint();
+        Self::set_up(Node::Anvil { _running: anvil }, endpoint).await
+    }
+
+    /// Uses an anvil node someone else started (at `endpoint`, with anvil's dev accounts), so
+    /// that other facilitators can be pointed at the same node before the benchmark starts
+    /// (`--rpc-url`, for `--peer`). The contracts are deployed there as on a fresh node.
+    pub async fn attach(endpoint: &str) -> Result<Self, RigError> {
+        Self::set_up(Node::External, endpoint.to_owned()).await
+    }
+
+    async fn set_up(node: Node, endpoint: String) -> Result<Self, RigError> {
         let provider = ProviderBuilder::new()
             .wallet(EthereumWallet::from(signer(0)))
             .connect_http(endpoint.parse().map_err(|e| chain_err("parse url", e))?)
@@ -134,6 +150,10 @@ impl BenchChain {
                 ));
             }
         }
+        let chain_id = provider
+            .get_chain_id()
+            .await
+            .map_err(|e| chain_err("eth_chainId", e))?;
         let usdc = deploy(&provider, &TEST_USDC).await?;
         let multicall3 = deploy(&provider, &MULTICALL3).await?;
         let token = IBenchToken::new(usdc, &provider);
@@ -152,7 +172,7 @@ impl BenchChain {
         }
         let usdt = place_permit2(&provider, &endpoint).await?;
         Ok(Self {
-            node: Node::Anvil { _running: anvil },
+            node,
             endpoint,
             chain_id,
             usdc,
@@ -176,6 +196,7 @@ impl BenchChain {
         match self.node {
             Node::Devnet { .. } => "devnet",
             Node::Anvil { .. } => "anvil",
+            Node::External => "anvil (external)",
         }
     }
 }

@@ -15,6 +15,7 @@ use alloy_eips::eip1559::{calc_next_block_base_fee, BaseFeeParams};
 use alloy_eips::eip2718::{Decodable2718, Encodable2718};
 use alloy_eips::BlockNumberOrTag;
 use alloy_primitives::{keccak256, logs_bloom, Address, Bytes, B256, U256};
+use alloy_rpc_types_eth::state::StateOverride;
 use alloy_rpc_types_eth::{
     Filter, FilterBlockOption, Log, Transaction, TransactionReceipt, TransactionRequest,
 };
@@ -336,7 +337,19 @@ impl Chain {
 
     /// Runs `req` as `eth_call` on the state of block `n`; changes nothing.
     pub fn call(&self, req: &TransactionRequest, n: u64) -> Result<Bytes, ChainError> {
-        let result = self.simulate(req, n, BLOCK_GAS_LIMIT)?;
+        self.call_with_overrides(req, n, None)
+    }
+
+    /// `eth_call` with geth's state override set: the accounts' balance, nonce, code and
+    /// storage are replaced for this call only. Facilitators run helper contracts this way
+    /// (code that is never deployed), so the devnet must answer as geth and anvil do.
+    pub fn call_with_overrides(
+        &self,
+        req: &TransactionRequest,
+        n: u64,
+        overrides: Option<&StateOverride>,
+    ) -> Result<Bytes, ChainError> {
+        let result = self.simulate_with(req, n, BLOCK_GAS_LIMIT, overrides)?;
         outcome(result).map(|(_, out)| out)
     }
 
@@ -346,8 +359,21 @@ impl Chain {
         n: u64,
         gas: u64,
     ) -> Result<ExecutionResult, ChainError> {
+        self.simulate_with(req, n, gas, None)
+    }
+
+    fn simulate_with(
+        &self,
+        req: &TransactionRequest,
+        n: u64,
+        gas: u64,
+        overrides: Option<&StateOverride>,
+    ) -> Result<ExecutionResult, ChainError> {
         let snapshot = self.state(n)?;
-        let db = CacheDB::new(&*snapshot);
+        let mut db = CacheDB::new(&*snapshot);
+        if let Some(overrides) = overrides {
+            apply_overrides(&mut db, overrides)?;
+        }
         let mut tx = executor::call_env(req, BLOCK_GAS_LIMIT);
         tx.gas_limit = tx.gas_limit.min(gas);
         Ok(executor::run(
@@ -808,4 +834,67 @@ fn decode_revert_reason(data: &[u8]) -> Option<String> {
 /// Encodes a transaction for `eth_getRawTransactionByHash`-style uses and tests.
 pub fn encode(tx: &TxEnvelope) -> Bytes {
     tx.encoded_2718().into()
+}
+
+/// Applies a state override set to a call's throw-away state.
+fn apply_overrides<DB: DatabaseRef>(
+    db: &mut CacheDB<DB>,
+    overrides: &StateOverride,
+) -> Result<(), ChainError>
+where
+    DB::Error: std::fmt::Display,
+{
+    for (address, o) in overrides {
+        if o.move_precompile_to.is_some() {
+            return Err(ChainError::InvalidParams(
+                "state override movePrecompileToAddress is not supported".into(),
+            ));
+        }
+        if o.state.is_some() && o.state_diff.is_some() {
+            return Err(ChainError::InvalidParams(format!(
+                "state override of {address}: state and stateDiff are exclusive"
+            )));
+        }
+        let mut info = db
+            .basic_ref(*address)
+            .map_err(|e| ChainError::Internal(e.to_string()))?
+            .unwrap_or_default();
+        if let Some(balance) = o.balance {
+            info.balance = balance;
+        }
+        if let Some(nonce) = o.nonce {
+            info.nonce = nonce;
+        }
+        if let Some(code) = &o.code {
+            let bytecode = Bytecode::new_raw(code.clone());
+            info.code_hash = bytecode.hash_slow();
+            info.code = Some(bytecode);
+        } else if info.code.is_none() && info.code_hash != revm::primitives::KECCAK_EMPTY {
+            // Keep the account's own code when only its balance or storage is overridden.
+            info.code = Some(
+                db.code_by_hash_ref(info.code_hash)
+                    .map_err(|e| ChainError::Internal(e.to_string()))?,
+            );
+        }
+        db.insert_account_info(*address, info);
+        if let Some(state) = &o.state {
+            let slots = state
+                .iter()
+                .map(|(k, v)| (U256::from_be_bytes(k.0), U256::from_be_bytes(v.0)))
+                .collect();
+            db.replace_account_storage(*address, slots)
+                .map_err(|e| ChainError::Internal(e.to_string()))?;
+        }
+        if let Some(diff) = &o.state_diff {
+            for (k, v) in diff {
+                db.insert_account_storage(
+                    *address,
+                    U256::from_be_bytes(k.0),
+                    U256::from_be_bytes(v.0),
+                )
+                .map_err(|e| ChainError::Internal(e.to_string()))?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, Bytes, B256, U256, U64};
+use alloy_rpc_types_eth::state::StateOverride;
 use alloy_rpc_types_eth::{
     Block, BlockTransactions, FeeHistory, Filter, Transaction, TransactionRequest,
 };
@@ -256,12 +257,13 @@ fn dispatch(chain: &Mutex<Chain>, accounts: &[Address], method: &str, p: &Value)
         }
         "eth_call" => {
             let req: TransactionRequest = param(p, 0)?;
-            if opt_param::<Value>(p, 2)?.is_some() {
-                return Err(RpcError::params("state overrides are not supported"));
+            let overrides: Option<StateOverride> = opt_param(p, 2)?;
+            if opt_param::<Value>(p, 3)?.is_some() {
+                return Err(RpcError::params("block overrides are not supported"));
             }
             let c = lock(chain);
             let n = block_number(&c, opt_param(p, 1)?)?;
-            to_json(c.call(&req, n)?)
+            to_json(c.call_with_overrides(&req, n, overrides.as_ref())?)
         }
         "eth_estimateGas" => {
             let req: TransactionRequest = param(p, 0)?;

@@ -368,3 +368,52 @@ async fn typed_calls_without_a_chain_id_are_estimated() {
     .await;
     assert!(r.get("error").is_some(), "{r}");
 }
+
+/// `eth_call` takes geth's state override set, as anvil does: code placed at an empty address
+/// runs, a storage slot and a balance read back as overridden, for that call only.
+#[tokio::test]
+async fn eth_call_applies_state_overrides_for_that_call_only() {
+    let devnet = Devnet::start().await.unwrap();
+    let url = devnet.url();
+    let at = "0x00000000000000000000000000000000000fe11a";
+    // Runtime code: return SLOAD(0) ++ BALANCE(ADDRESS) as two words.
+    //   PUSH1 0 SLOAD PUSH1 0 MSTORE ADDRESS BALANCE PUSH1 32 MSTORE PUSH1 64 PUSH1 0 RETURN
+    let code = "0x5f545f52303160205260405ff3";
+    let slot0 = format!("0x{:064x}", 7);
+    let call = |overrides: Value| {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call",
+               "params": [{"to": at, "data": "0x"}, "latest", overrides]})
+    };
+    let answer = rpc(
+        &url,
+        call(json!({ at: {"code": code, "balance": "0x2a", "stateDiff": {format!("0x{:064x}", 0): slot0}} })),
+    )
+    .await;
+    let expected = format!("0x{:064x}{:064x}", 7, 42);
+    assert_eq!(answer["result"], json!(expected), "{answer}");
+    // `state` replaces the whole storage (slot 0 reads 0 when not listed).
+    let answer = rpc(&url, call(json!({ at: {"code": code, "state": {}} }))).await;
+    assert_eq!(
+        answer["result"],
+        json!(format!("0x{:064x}{:064x}", 0, 0)),
+        "{answer}"
+    );
+    // Nothing stayed: the address has no code afterwards.
+    let code_after = rpc(
+        &url,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getCode", "params": [at, "latest"]}),
+    )
+    .await;
+    assert_eq!(code_after["result"], json!("0x"));
+    // Malformed or unsupported overrides are refused with a JSON-RPC error, not a panic.
+    let both = rpc(&url, call(json!({ at: {"state": {}, "stateDiff": {}} }))).await;
+    assert!(
+        both["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exclusive"),
+        "{both}"
+    );
+    let bad = rpc(&url, call(json!({ at: {"code": 5} }))).await;
+    assert!(bad["error"].is_object(), "{bad}");
+}

@@ -40,7 +40,7 @@ use tollgate_proto::Network;
 
 use crate::facilitator::{
     BatchConfig, ChainConfig, ConnectError, EvmChain, ExactEvmFacilitator, FacilitatorConfig,
-    Replacement, SignerSelection, DEFAULT_MIN_SIGNER_BALANCE,
+    ProbeConfig, Replacement, SignerSelection, DEFAULT_MIN_SIGNER_BALANCE,
 };
 
 /// A well-typed setting whose value is not acceptable. `key` is relative to the table it was
@@ -154,6 +154,10 @@ pub struct ExactEvmSettings {
     /// seller's requirements decide per token which method a payment uses.
     #[serde(default)]
     pub permit2: Permit2Settings,
+    /// Coalesced verification reads (on by default): concurrent verifications share one
+    /// `eth_call` (a helper run from a state override) instead of two round trips each.
+    #[serde(default)]
+    pub coalesce: CoalesceSettings,
 }
 
 impl Default for ExactEvmSettings {
@@ -163,8 +167,47 @@ impl Default for ExactEvmSettings {
             eip6492_factories: Vec::new(),
             batch: None,
             permit2: Permit2Settings::default(),
+            coalesce: CoalesceSettings::default(),
         }
     }
+}
+
+/// `coalesce` of `exact`: how verifications share chain reads ([`ProbeConfig`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoalesceSettings {
+    /// Off reads the chain for each payment on its own (two round trips).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Most payments judged by one call.
+    #[serde(default = "default_coalesce_batch")]
+    pub max_batch: usize,
+    /// Calls in flight at once.
+    #[serde(default = "default_coalesce_in_flight")]
+    pub max_in_flight: usize,
+    /// How long the first payment of a call waits for others, in milliseconds (0: none).
+    #[serde(default)]
+    pub window_ms: u64,
+}
+
+impl Default for CoalesceSettings {
+    fn default() -> Self {
+        let probe = ProbeConfig::default();
+        Self {
+            enabled: true,
+            max_batch: probe.max_batch,
+            max_in_flight: probe.max_in_flight,
+            window_ms: probe.window.as_millis() as u64,
+        }
+    }
+}
+
+fn default_coalesce_batch() -> usize {
+    ProbeConfig::default().max_batch
+}
+
+fn default_coalesce_in_flight() -> usize {
+    ProbeConfig::default().max_in_flight
 }
 
 /// `permit2` of `exact`, and the sponsoring settings of `upto`.
@@ -492,6 +535,22 @@ impl ExactEvmSettings {
                 ));
             }
         }
+        let c = &self.coalesce;
+        if c.max_batch == 0 || c.max_batch > 256 {
+            return Err(invalid("coalesce.max_batch", "must be between 1 and 256"));
+        }
+        if c.max_in_flight == 0 || c.max_in_flight > 64 {
+            return Err(invalid(
+                "coalesce.max_in_flight",
+                "must be between 1 and 64",
+            ));
+        }
+        if c.window_ms > 1_000 {
+            return Err(invalid(
+                "coalesce.window_ms",
+                "must be at most 1000 milliseconds (it delays every verification)",
+            ));
+        }
         Ok(())
     }
 
@@ -505,6 +564,11 @@ impl ExactEvmSettings {
                 window: Duration::from_millis(b.window_ms),
                 max_size: b.max_size,
                 multicall3: b.multicall3,
+            }),
+            probe: self.coalesce.enabled.then(|| ProbeConfig {
+                max_batch: self.coalesce.max_batch,
+                max_in_flight: self.coalesce.max_in_flight,
+                window: Duration::from_millis(self.coalesce.window_ms),
             }),
             ..FacilitatorConfig::default()
         }
@@ -691,6 +755,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("rpc_urls"), "{err}");
+    }
+
+    #[test]
+    fn coalescing_is_on_by_default_and_configurable() {
+        let default = ExactEvmSettings::default().facilitator_config();
+        assert_eq!(default.probe, Some(ProbeConfig::default()));
+        let s: ExactEvmSettings = serde_json::from_value(
+            json!({"coalesce": {"max_batch": 16, "max_in_flight": 1, "window_ms": 2}}),
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(
+            s.facilitator_config().probe,
+            Some(ProbeConfig {
+                max_batch: 16,
+                max_in_flight: 1,
+                window: Duration::from_millis(2)
+            })
+        );
+        let off: ExactEvmSettings =
+            serde_json::from_value(json!({"coalesce": {"enabled": false}})).unwrap();
+        assert_eq!(off.facilitator_config().probe, None);
+        for (bad, key) in [
+            (json!({"max_batch": 0}), "coalesce.max_batch"),
+            (json!({"max_batch": 1000}), "coalesce.max_batch"),
+            (json!({"max_in_flight": 0}), "coalesce.max_in_flight"),
+            (json!({"window_ms": 5000}), "coalesce.window_ms"),
+        ] {
+            let s: ExactEvmSettings = serde_json::from_value(json!({ "coalesce": bad })).unwrap();
+            assert_eq!(s.validate().unwrap_err().key, key);
+        }
+        assert!(
+            serde_json::from_value::<ExactEvmSettings>(json!({"coalesce": {"size": 3}}))
+                .unwrap_err()
+                .to_string()
+                .contains("size")
+        );
     }
 
     #[test]

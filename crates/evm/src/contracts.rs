@@ -62,6 +62,22 @@ mod bindings {
             function aggregate3(Call3[] calldata calls) external payable returns (Result[] memory returnData);
         }
 
+        /// Tollgate's `AuthorizationProbe` (`contracts/src`): many dry runs in one `eth_call`,
+        /// each rolled back before the next, run from a state override.
+        interface IAuthorizationProbe {
+            struct Probe {
+                address token;
+                address payer;
+                bytes data;
+            }
+            struct Verdict {
+                uint256 payerCodeSize;
+                uint8 status;
+                bytes output;
+            }
+            function probe(Probe[] calldata probes) external returns (Verdict[] memory verdicts);
+        }
+
         /// EIP-1271: signature validation by a contract account.
         #[sol(rpc)]
         interface IErc1271 {
@@ -81,6 +97,7 @@ mod bindings {
     }
 }
 
+pub(crate) use bindings::IAuthorizationProbe;
 pub use bindings::{IEip3009Token, IErc1271, IMulticall3, TransferWithAuthorization};
 
 /// The value EIP-1271's `isValidSignature` returns for a valid signature.
@@ -105,4 +122,28 @@ pub(crate) fn eip6492_validator_code() -> Result<alloy::primitives::Bytes, Strin
         .ok_or_else(|| "validator artifact has no bytecode".to_string())?
         .parse()
         .map_err(|e| format!("validator bytecode is not hex: {e}"))
+}
+
+/// Runtime code of the project's `AuthorizationProbe` (`contracts/src/AuthorizationProbe.sol`),
+/// which the facilitator places at an unused address through an `eth_call` state override.
+pub(crate) fn authorization_probe_code() -> alloy::primitives::Bytes {
+    static CODE: std::sync::OnceLock<alloy::primitives::Bytes> = std::sync::OnceLock::new();
+    CODE.get_or_init(|| {
+        const ARTIFACT: &str = include_str!("../../../contracts/out/AuthorizationProbe.json");
+        // The artifact is committed and checked by a unit test: it always parses.
+        serde_json::from_str::<serde_json::Value>(ARTIFACT)
+            .ok()
+            .and_then(|v| v.get("deployedBytecode")?.as_str()?.parse().ok())
+            .unwrap_or_default()
+    })
+    .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_probe_artifact_has_runtime_code() {
+        let code = super::authorization_probe_code();
+        assert!(code.len() > 1000, "{} bytes", code.len());
+    }
 }

@@ -50,7 +50,8 @@ pub use config::{EvmChainSettings, ExactEvmSettings};
 pub use domain::TokenDomain;
 pub use facilitator::{
     BatchConfig, ChainConfig, ConnectError, EvmChain, ExactEvmFacilitator, FacilitatorConfig,
-    Replacement, SettleError, Settlement, SignerSelection, VerifiedPayment, VerifyError,
+    ProbeConfig, ProbeStats, Replacement, SettleError, Settlement, SignerSelection,
+    VerifiedPayment, VerifyError,
 };
 pub use payload::{Authorization, ExactEvmPayload};
 pub use reason::EvmReason;

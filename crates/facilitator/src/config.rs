@@ -369,7 +369,12 @@ pub struct NetworkConfig {
 }
 
 /// The keys of a `[[networks]]` entry that belong to `exact` rather than to the chain.
-const EXACT_KEYS: [&str; 3] = ["valid_before_margin_secs", "eip6492_factories", "batch"];
+const EXACT_KEYS: [&str; 4] = [
+    "valid_before_margin_secs",
+    "eip6492_factories",
+    "batch",
+    "coalesce",
+];
 
 impl<'de> Deserialize<'de> for NetworkConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

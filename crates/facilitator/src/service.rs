@@ -463,10 +463,12 @@ impl Facilitator {
             Some(k) => (Some(k.payer.as_str()), Some(k.id.as_str())),
             None => (None, None),
         };
+        // A verification's audit event backs nobody's answer: written behind (see
+        // `Ledger::record_behind`), as the verified row of a plain verification is.
         if let Err(e) = self
             .inner
             .ledger
-            .record(Event {
+            .record_behind(Event {
                 kind: "verify",
                 network: &network,
                 scheme: Some(requirements.scheme.as_str()),
@@ -554,7 +556,7 @@ impl Facilitator {
         );
         let Some(owner) = names.attempt_str() else {
             // No attempt: valid, and nobody's reservation.
-            return match ledger.insert_verified(&row).await {
+            return match ledger.insert_verified_behind(&row).await {
                 Ok(()) => Outcome::Ok(VerifyResponse::valid(valid_payer)),
                 Err(e) => unavailable_verify(e.to_string(), payer),
             };

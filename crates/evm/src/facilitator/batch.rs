@@ -205,7 +205,7 @@ async fn why_call_fails(
 }
 
 /// A Solidity `Error(string)` revert as its message; other data as hex.
-fn revert_message(data: &Bytes) -> String {
+pub(super) fn revert_message(data: &Bytes) -> String {
     const ERROR_SELECTOR: [u8; 4] = [0x08, 0xc3, 0x79, 0xa0];
     if data.len() > 4 && data[..4] == ERROR_SELECTOR {
         if let Ok(message) =

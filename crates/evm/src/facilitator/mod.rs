@@ -10,6 +10,7 @@
 mod batch;
 mod chain;
 mod error;
+mod probe;
 mod sender;
 mod settle;
 mod verify;
@@ -27,9 +28,11 @@ use tollgate_proto::{
 pub use batch::BatchConfig;
 pub use chain::{ChainConfig, EvmChain, DEFAULT_MIN_SIGNER_BALANCE};
 pub use error::{SettleError, VerifyError};
+pub use probe::{ProbeConfig, ProbeStats};
 pub use sender::{Replacement, SignerSelection};
 
 use batch::Batcher;
+use probe::Prober;
 
 use crate::payload::Authorization;
 use crate::signature::PayerSignature;
@@ -51,6 +54,11 @@ pub struct FacilitatorConfig {
     pub replacement: Option<Replacement>,
     /// Settling payments together in Multicall3 batches; `None` sends one transaction each.
     pub batch: Option<BatchConfig>,
+    /// Verifying concurrent payments with one `eth_call` between them (an `eth_call` state
+    /// override runs a helper contract; see [`ProbeConfig`]). `None` reads the chain for each
+    /// payment on its own — for a node that refuses state overrides, although the facilitator
+    /// also notices that by itself and falls back for a while.
+    pub probe: Option<ProbeConfig>,
 }
 
 impl Default for FacilitatorConfig {
@@ -62,6 +70,7 @@ impl Default for FacilitatorConfig {
             selection: SignerSelection::default(),
             replacement: Some(Replacement::default()),
             batch: None,
+            probe: Some(ProbeConfig::default()),
         }
     }
 }
@@ -104,6 +113,8 @@ pub struct ExactEvmFacilitator {
     config: FacilitatorConfig,
     /// Started on the first batched settlement (it needs a running runtime).
     batcher: Arc<OnceLock<Batcher>>,
+    /// Started on the first verification (it needs a running runtime).
+    prober: Arc<OnceLock<Prober>>,
     /// Assets seen with contract code. Code does not disappear, so one `eth_getCode` per asset
     /// suffices; assets without code are not cached (a token may be deployed later).
     deployed_assets: Arc<std::sync::Mutex<std::collections::HashSet<Address>>>,
@@ -228,6 +239,7 @@ impl ExactEvmFacilitator {
             chain: chain.clone(),
             config,
             batcher: Default::default(),
+            prober: Default::default(),
             deployed_assets: Default::default(),
             permit2,
         }
@@ -278,6 +290,21 @@ impl ExactEvmFacilitator {
     /// The RPC provider.
     pub fn provider(&self) -> &DynProvider {
         &self.chain.provider
+    }
+
+    /// How the coalesced verification reads went so far; `None` when they are off
+    /// ([`FacilitatorConfig::probe`]) or nothing was verified yet.
+    pub fn probe_stats(&self) -> Option<ProbeStats> {
+        self.prober.get().map(Prober::stats)
+    }
+
+    /// The coalescing prober, started on first use; `None` when configured off.
+    fn prober(&self) -> Option<&Prober> {
+        let config = self.config.probe?;
+        Some(
+            self.prober
+                .get_or_init(|| Prober::spawn(self.chain.provider.clone(), config)),
+        )
     }
 
     /// [`verify`](Self::verify), shaped as the wire's `VerifyResponse`.

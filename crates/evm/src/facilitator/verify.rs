@@ -12,6 +12,8 @@ use alloy::transports::{RpcError, TransportError};
 use tollgate_proto::{PaymentPayload, PaymentRequirements, Scheme};
 use tracing::Instrument;
 
+use super::batch::revert_message;
+use super::probe::{DryRun, ProbeError, ProbeRequest, Probed};
 use super::{ExactEvmFacilitator, VerifiedPayment, VerifyError};
 use crate::client::{authorization_digest, unix_now};
 use crate::contracts::{eip6492_validator_code, IEip3009Token, IErc1271, ERC1271_MAGIC_VALUE};
@@ -94,9 +96,16 @@ impl ExactEvmFacilitator {
 
         self.check_asset_deployed(asset).await?;
 
-        let signature = self
-            .classify_signature(auth.from, &payload.signature)
-            .await?;
+        // The payer's code and the dry run in one read shared with concurrent verifications,
+        // when the signature has an EOA's shape; otherwise (or without a verdict) one by one.
+        let (signature, dry_run) = match self.probe_eoa(auth, &payload.signature, asset).await? {
+            Some((signature, dry_run)) => (signature, Some(dry_run)),
+            None => (
+                self.classify_signature(auth.from, &payload.signature)
+                    .await?,
+                None,
+            ),
+        };
         let digest = authorization_digest(auth, &domain);
         self.check_signature(auth.from, digest, &signature).await?;
 
@@ -163,6 +172,13 @@ impl ExactEvmFacilitator {
                     return Err(err);
                 }
             }
+            _ if dry_run.is_some() => {
+                if let Some(DryRun::Reverted(data)) = dry_run {
+                    return Err(diagnose(&self.chain.provider, asset, auth, Some(&domain))
+                        .await?
+                        .unwrap_or_else(|| VerifyError::SimulationFailed(revert_message(&data))));
+                }
+            }
             _ => {
                 let call = transfer_calldata(auth, &signature);
                 let tx = TransactionRequest::default()
@@ -214,6 +230,44 @@ impl ExactEvmFacilitator {
             .await?;
         let digest = authorization_digest(auth, &domain);
         self.check_signature(auth.from, digest, &signature).await
+    }
+
+    /// The payer's code size and the transfer's dry run from the coalescing prober, for a
+    /// signature shaped like an EOA's (65 bytes, not EIP-6492 wrapped) from a payer without
+    /// code. `None` sends the verification the one-by-one way: the prober is off or refused,
+    /// the signature is another kind, the payer has code (EIP-1271 decides, not `ecrecover`),
+    /// or the batch could not judge this payment.
+    async fn probe_eoa(
+        &self,
+        auth: &Authorization,
+        signature: &Bytes,
+        asset: Address,
+    ) -> Result<Option<(PayerSignature, DryRun)>, VerifyError> {
+        let Some(prober) = self.prober() else {
+            return Ok(None);
+        };
+        if !matches!(unwrap_eip6492(signature), Ok(None)) {
+            return Ok(None);
+        }
+        let Ok(ecdsa) = parse_ecdsa(signature) else {
+            return Ok(None);
+        };
+        let eoa = PayerSignature::Eoa(ecdsa);
+        let request = ProbeRequest {
+            token: asset,
+            payer: auth.from,
+            data: transfer_calldata(auth, &eoa).into(),
+        };
+        match prober.probe(request).await {
+            Ok(Probed {
+                payer_has_code: false,
+                outcome: outcome @ (DryRun::Succeeded | DryRun::Reverted(_)),
+            }) => Ok(Some((eoa, outcome))),
+            Ok(_) | Err(ProbeError::Refused) => Ok(None),
+            Err(ProbeError::Transport(message)) => {
+                Err(VerifyError::rpc("coalesced transfer simulation", message))
+            }
+        }
     }
 
     /// Refuses an asset address without contract code before any gas can be spent on it. A
@@ -292,8 +346,8 @@ impl ExactEvmFacilitator {
                 if sig.normalize_s().is_some() {
                     return Err(invalid);
                 }
-                match sig.recover_address_from_prehash(&digest) {
-                    Ok(recovered) if recovered == from => Ok(()),
+                match crate::signature::recover_signer(sig, &digest) {
+                    Some(recovered) if recovered == from => Ok(()),
                     _ => Err(invalid),
                 }
             }

@@ -431,6 +431,37 @@ impl Ledger {
         dispatch!(self.insert_verified(entry))
     }
 
+    /// [`insert_verified`](Self::insert_verified) for a plain verification, whose answer does
+    /// not depend on the row being durable: nothing is refused, reserved or settled on its
+    /// strength (a settlement writes its own row), so losing it to a crash loses no record of
+    /// money. On SQLite the write is queued in order and committed with the next group without
+    /// waiting for its `fsync` (a failure is logged); on PostgreSQL it is awaited as usual.
+    pub async fn insert_verified_behind(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
+        match &self.backend {
+            Backend::Sqlite(l) => {
+                l.insert_verified_behind(entry);
+                Ok(())
+            }
+            Backend::Postgres(l) => l.insert_verified(entry).await,
+        }
+    }
+
+    /// [`record`](Self::record) of an audit event nobody's answer depends on (a verification),
+    /// queued like [`insert_verified_behind`](Self::insert_verified_behind).
+    pub async fn record_behind(&self, event: Event<'_>) -> Result<(), LedgerError> {
+        let Backend::Sqlite(l) = &self.backend else {
+            return self.record(event).await;
+        };
+        let max_rows = i64::try_from(self.retention.events_max_rows).unwrap_or(i64::MAX);
+        l.record_behind(event, max_rows);
+        if self.recorded.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            if let Err(e) = self.prune().await {
+                tracing::warn!(error = %e, "ledger retention pass failed");
+            }
+        }
+        Ok(())
+    }
+
     /// Rows still in flight (`verified` or `submitted`), oldest first: what a restarted
     /// facilitator must reconcile.
     pub async fn unfinished(&self) -> Result<Vec<LedgerEntry>, LedgerError> {

@@ -1,0 +1,228 @@
+//! The verification section: Tollgate's `POST /verify` against the node's own `eth_call` rate
+//! and against other x402 facilitators (`--peer NAME=URL`), on the same node, with the same
+//! signed payments, in the same run.
+//!
+//! A peer is any running facilitator speaking x402 v2's `/verify` and `/settle` (x402-rs, the
+//! official TypeScript facilitator, …) pointed at the node the benchmark uses: start an anvil,
+//! start the peers against it, then `tollgate bench --rpc-url <anvil> --peer name=<url>`.
+//! `scripts/bench-peers` does all of that in one command.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tollgate::proto::{PaymentPayload, PaymentRequirements};
+
+use super::timed::{timed, Timed};
+use super::{err, BenchError};
+use crate::bench_rig::BenchChain;
+
+/// One `--peer NAME=URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// How the report names it.
+    pub name: String,
+    /// Its base URL (`/verify` and `/settle` are appended).
+    pub url: String,
+}
+
+impl FromStr for Peer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, url) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?} is not NAME=URL"))?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(format!("{s:?}: the name is empty"));
+        }
+        let parsed = reqwest::Url::parse(url.trim()).map_err(|e| format!("{url:?}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("{url:?}: not an http(s) URL"));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            url: url.trim().trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// What the section measures.
+pub(super) struct PeersArgs<'a> {
+    pub(super) requests: usize,
+    pub(super) concurrency: usize,
+    /// Payments settled through each facilitator (fresh ones for each); 0 skips `/settle`.
+    pub(super) settle_payments: usize,
+    pub(super) peers: &'a [Peer],
+    /// Tollgate's facilitator (HTTP, one transaction per payment).
+    pub(super) tollgate_url: &'a str,
+}
+
+pub(super) async fn run(
+    chain: &BenchChain,
+    requirements: &PaymentRequirements,
+    args: &PeersArgs<'_>,
+) -> Result<(), BenchError> {
+    let http = reqwest::Client::new();
+    // Payments valid for an hour: a slow peer (the official facilitator verifies ~100/s) must
+    // not see them expire half-way through its run.
+    let mut requirements = requirements.clone();
+    requirements.max_timeout_seconds = 3600;
+    let requirements = &requirements;
+    let to_verify = super::sign_many(requirements, args.requests.clamp(1, 500)).await?;
+    let c = args.concurrency;
+
+    // The node's ceiling: a trivial `eth_call` (a token balance), straight to the node.
+    let call = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "eth_call",
+        "params": [{
+            "to": chain.usdc.to_string(),
+            // balanceOf(address(0))
+            "data": format!("0x70a08231{}", "0".repeat(64)),
+        }, "latest"]
+    });
+    let node = timed(
+        "node eth_call (balanceOf, direct)",
+        args.requests,
+        c,
+        |_| {
+            let (http, url, body) = (http.clone(), chain.endpoint().to_owned(), call.clone());
+            async move {
+                let response = http.post(url).json(&body).send().await;
+                let value = json_of(response).await?;
+                if value.get("result").is_some() {
+                    Ok(())
+                } else {
+                    Err(format!("eth_call failed: {value}"))
+                }
+            }
+        },
+    )
+    .await?;
+
+    // Bodies serialized once: the load generator's own work is the same small constant for
+    // every facilitator, and small.
+    let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
+        to_verify
+            .iter()
+            .map(|p| bytes::Bytes::from(verify_body(p, requirements).to_string()))
+            .collect(),
+    );
+    let mut facilitators = vec![("tollgate".to_owned(), args.tollgate_url.to_owned())];
+    facilitators.extend(args.peers.iter().map(|p| (p.name.clone(), p.url.clone())));
+    let mut verify = Vec::new();
+    for (name, url) in &facilitators {
+        // One request first: a peer that refuses the payment is named with its answer, not
+        // measured at failing.
+        let body = verify_body(&to_verify[0], requirements);
+        let first = json_of(http.post(format!("{url}/verify")).json(&body).send().await)
+            .await
+            .map_err(|e| err(format!("{name} /verify: {e}")))?;
+        if first.get("isValid") != Some(&Value::Bool(true)) {
+            return Err(err(format!(
+                "{name} /verify refused the benchmark's payment: {first}"
+            )));
+        }
+        let measured = timed(format!("{name} POST /verify"), args.requests, c, |i| {
+            let (http, url) = (http.clone(), url.clone());
+            let body = bodies[i % bodies.len()].clone();
+            async move {
+                let request = http
+                    .post(format!("{url}/verify"))
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body);
+                let value = json_of(request.send().await).await?;
+                if value.get("isValid") == Some(&Value::Bool(true)) {
+                    Ok(())
+                } else {
+                    Err(format!("not valid: {value}"))
+                }
+            }
+        })
+        .await?;
+        verify.push(measured);
+    }
+
+    let mut settle = Vec::new();
+    if args.settle_payments > 0 {
+        for (name, url) in &facilitators {
+            let payments = Arc::new(super::sign_many(requirements, args.settle_payments).await?);
+            let measured = timed(format!("{name} POST /settle"), payments.len(), c, |i| {
+                let (http, url) = (http.clone(), url.clone());
+                let body = verify_body(&payments[i], requirements);
+                async move {
+                    let value =
+                        json_of(http.post(format!("{url}/settle")).json(&body).send().await)
+                            .await?;
+                    if value.get("success") == Some(&Value::Bool(true)) {
+                        Ok(())
+                    } else {
+                        Err(format!("not settled: {value}"))
+                    }
+                }
+            })
+            .await?;
+            settle.push(measured);
+        }
+    }
+
+    print(&node, &verify, &settle, c);
+    Ok(())
+}
+
+fn verify_body(payment: &PaymentPayload, requirements: &PaymentRequirements) -> Value {
+    json!({
+        "x402Version": 2,
+        "paymentPayload": payment,
+        "paymentRequirements": requirements,
+    })
+}
+
+async fn json_of(response: Result<reqwest::Response, reqwest::Error>) -> Result<Value, String> {
+    let response = response.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body).map_err(|_| {
+        format!(
+            "HTTP {status}, not JSON: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )
+    })
+}
+
+fn print(node: &Timed, verify: &[Timed], settle: &[Timed], c: usize) {
+    println!("\nverification against the node and other facilitators (concurrency {c}, same payments, same node)");
+    println!(
+        "{:<44} {:>8} {:>10} {:>9} {:>9} {:>16}",
+        "scenario", "count", "req/s", "p50 ms", "p99 ms", "tollgate is"
+    );
+    let row = |m: &Timed, ours: Option<&Timed>| {
+        let ratio = ours
+            .map(|o| format!("{:.2}x", o.per_sec() / m.per_sec()))
+            .unwrap_or_default();
+        println!(
+            "{:<44} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>16}",
+            m.name,
+            m.count,
+            m.per_sec(),
+            m.latency_ms(50),
+            m.latency_ms(99),
+            ratio
+        );
+    };
+    row(node, None);
+    for (i, m) in verify.iter().enumerate() {
+        row(m, (i > 0).then(|| &verify[0]));
+    }
+    for (i, m) in settle.iter().enumerate() {
+        row(m, (i > 0).then(|| &settle[0]));
+    }
+    if let Some(ours) = verify.first() {
+        println!(
+            "tollgate /verify = {:.2} verifications per node eth_call/s (the node answers {:.0} trivial calls/s)",
+            ours.per_sec() / node.per_sec(),
+            node.per_sec()
+        );
+    }
+}
