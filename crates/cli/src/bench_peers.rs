@@ -112,6 +112,8 @@ pub(super) async fn run(
     let mut facilitators = vec![("tollgate".to_owned(), args.tollgate_url.to_owned())];
     facilitators.extend(args.peers.iter().map(|p| (p.name.clone(), p.url.clone())));
     let mut verify = Vec::new();
+    // A peer failing requests is reported and the run goes on; Tollgate failing ends it.
+    let mut refused: Vec<String> = Vec::new();
     for (name, url) in &facilitators {
         // One request first: a peer that refuses the payment is named with its answer, not
         // measured at failing.
@@ -140,8 +142,8 @@ pub(super) async fn run(
                 }
             }
         })
-        .await?;
-        verify.push(measured);
+        .await;
+        keep(name, measured, &mut verify, &mut refused)?;
     }
 
     let mut settle = Vec::new();
@@ -162,12 +164,36 @@ pub(super) async fn run(
                     }
                 }
             })
-            .await?;
-            settle.push(measured);
+            .await;
+            keep(name, measured, &mut settle, &mut refused)?;
         }
     }
 
     print(&node, &verify, &settle, c);
+    for line in &refused {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Keeps a measurement; a peer's failure becomes a line of the report instead of the end of
+/// the run (the official facilitator's `/settle`, for one, sends concurrent settlements with
+/// one nonce and fails most of them).
+fn keep(
+    name: &str,
+    measured: Result<Timed, BenchError>,
+    into: &mut Vec<Timed>,
+    refused: &mut Vec<String>,
+) -> Result<(), BenchError> {
+    match measured {
+        Ok(m) => into.push(m),
+        Err(e) if name != "tollgate" => {
+            let e = e.to_string();
+            let cut = e.char_indices().nth(300).map_or(e.len(), |(i, _)| i);
+            refused.push(format!("{name}: not measured: {}", &e[..cut]));
+        }
+        Err(e) => return Err(e),
+    }
     Ok(())
 }
 
