@@ -252,3 +252,23 @@ fn print(node: &Timed, verify: &[Timed], settle: &[Timed], c: usize) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Peer;
+
+    #[test]
+    fn a_peer_is_a_name_and_an_http_url() {
+        let peer: Peer = "x402-rs=http://127.0.0.1:8090/".parse().unwrap();
+        assert_eq!(peer.name, "x402-rs");
+        assert_eq!(peer.url, "http://127.0.0.1:8090");
+        for bad in [
+            "http://127.0.0.1:8090",
+            "=http://127.0.0.1:8090",
+            "x=not a url",
+            "x=ftp://127.0.0.1/",
+        ] {
+            assert!(bad.parse::<Peer>().is_err(), "{bad}");
+        }
+    }
+}
