@@ -71,12 +71,9 @@ pub struct ProbeStats {
     pub largest: usize,
 }
 
-/// One dry run to coalesce: `data` called on `token`, and the code size of `payer`.
-pub(crate) struct ProbeRequest {
-    pub token: Address,
-    pub payer: Address,
-    pub data: Bytes,
-}
+/// One dry run to coalesce: `data` called on `token`, and the code size of `payer` — the
+/// helper's own argument type.
+pub(crate) type ProbeRequest = IAuthorizationProbe::Probe;
 
 /// What the node found for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,42 +102,42 @@ pub(crate) enum ProbeError {
     Refused,
 }
 
+type Reply = oneshot::Sender<Result<Probed, ProbeError>>;
+
 struct Job {
     request: ProbeRequest,
-    reply: oneshot::Sender<Result<Probed, ProbeError>>,
+    reply: Reply,
 }
 
+/// What the prober and its sending task share: counters, and whether the node refuses probes.
+/// Not the queue's sender: the task ends when the last `Prober` is dropped.
 #[derive(Default)]
-struct Counters {
+struct Shared {
     calls: AtomicU64,
     payments: AtomicU64,
     largest: AtomicUsize,
+    refused_until: Mutex<Option<Instant>>,
 }
 
 /// The queue of dry runs and the task that sends them. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Prober {
     jobs: mpsc::UnboundedSender<Job>,
-    counters: Arc<Counters>,
-    refused_until: Arc<Mutex<Option<Instant>>>,
+    shared: Arc<Shared>,
 }
 
 impl Prober {
     /// Starts the sending task on the current runtime.
     pub(crate) fn spawn(provider: DynProvider, config: ProbeConfig) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
-        let prober = Self {
-            jobs,
-            counters: Arc::default(),
-            refused_until: Arc::default(),
-        };
-        tokio::spawn(run(provider, config, rx, prober.clone()));
-        prober
+        let shared = Arc::<Shared>::default();
+        tokio::spawn(run(provider, config, rx, Arc::clone(&shared)));
+        Self { jobs, shared }
     }
 
     /// Judges `request` together with whatever else is being verified now.
     pub(crate) async fn probe(&self, request: ProbeRequest) -> Result<Probed, ProbeError> {
-        if self.is_refusing() {
+        if self.shared.is_refusing() {
             return Err(ProbeError::Refused);
         }
         let (reply, answer) = oneshot::channel();
@@ -152,12 +149,14 @@ impl Prober {
 
     pub(crate) fn stats(&self) -> ProbeStats {
         ProbeStats {
-            calls: self.counters.calls.load(Ordering::Relaxed),
-            payments: self.counters.payments.load(Ordering::Relaxed),
-            largest: self.counters.largest.load(Ordering::Relaxed),
+            calls: self.shared.calls.load(Ordering::Relaxed),
+            payments: self.shared.payments.load(Ordering::Relaxed),
+            largest: self.shared.largest.load(Ordering::Relaxed),
         }
     }
+}
 
+impl Shared {
     fn is_refusing(&self) -> bool {
         let Ok(mut until) = self.refused_until.lock() else {
             return false;
@@ -183,7 +182,7 @@ async fn run(
     provider: DynProvider,
     config: ProbeConfig,
     mut rx: mpsc::UnboundedReceiver<Job>,
-    prober: Prober,
+    shared: Arc<Shared>,
 ) {
     let max_batch = config.max_batch.max(1);
     let slots = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
@@ -208,23 +207,17 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let (provider, prober) = (provider.clone(), prober.clone());
+        let (provider, shared) = (provider.clone(), Arc::clone(&shared));
         tokio::spawn(async move {
-            send(&provider, &prober, jobs).await;
+            send(&provider, &shared, jobs).await;
             drop(slot);
         });
     }
 }
 
-async fn send(provider: &DynProvider, prober: &Prober, jobs: Vec<Job>) {
-    let probes = jobs
-        .iter()
-        .map(|j| IAuthorizationProbe::Probe {
-            token: j.request.token,
-            payer: j.request.payer,
-            data: j.request.data.clone(),
-        })
-        .collect::<Vec<_>>();
+async fn send(provider: &DynProvider, shared: &Shared, jobs: Vec<Job>) {
+    let (probes, replies): (Vec<ProbeRequest>, Vec<Reply>) =
+        jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
     let call = IAuthorizationProbe::probeCall { probes }.abi_encode();
     let mut overrides = StateOverride::default();
     overrides.insert(
@@ -237,30 +230,30 @@ async fn send(provider: &DynProvider, prober: &Prober, jobs: Vec<Job>) {
     let tx = TransactionRequest::default()
         .to(PROBE_ADDRESS)
         .input(Bytes::from(call).into());
-    let span = tracing::debug_span!("exact_evm.probe", payments = jobs.len());
+    let span = tracing::debug_span!("exact_evm.probe", payments = replies.len());
     let answer = async { provider.call(tx).overrides(overrides).await }
         .instrument(span)
         .await;
     let verdicts = match answer {
         Ok(output) => match IAuthorizationProbe::probeCall::abi_decode_returns(&output) {
-            Ok(v) if v.len() == jobs.len() => v,
+            Ok(v) if v.len() == replies.len() => v,
             Ok(v) => {
                 tracing::warn!(
-                    sent = jobs.len(),
+                    sent = replies.len(),
                     answered = v.len(),
                     "probe answered for another number of payments"
                 );
-                return refuse(prober, jobs);
+                return refuse(shared, replies);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "probe answer does not decode");
-                return refuse(prober, jobs);
+                return refuse(shared, replies);
             }
         },
         Err(e) if super::verify::is_transport_failure(&e) => {
             let message = e.to_string();
-            for job in jobs {
-                let _ = job.reply.send(Err(ProbeError::Transport(message.clone())));
+            for reply in replies {
+                let _ = reply.send(Err(ProbeError::Transport(message.clone())));
             }
             return;
         }
@@ -270,31 +263,30 @@ async fn send(provider: &DynProvider, prober: &Prober, jobs: Vec<Job>) {
                 "the node refused the coalesced verification call (state overrides?); verifying one by one for {}s",
                 REFUSED_BACKOFF.as_secs()
             );
-            return refuse(prober, jobs);
+            return refuse(shared, replies);
         }
     };
-    let counters = &prober.counters;
-    counters.calls.fetch_add(1, Ordering::Relaxed);
-    counters
+    shared.calls.fetch_add(1, Ordering::Relaxed);
+    shared
         .payments
-        .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-    counters.largest.fetch_max(jobs.len(), Ordering::Relaxed);
-    for (job, verdict) in jobs.into_iter().zip(verdicts) {
+        .fetch_add(replies.len() as u64, Ordering::Relaxed);
+    shared.largest.fetch_max(replies.len(), Ordering::Relaxed);
+    for (reply, verdict) in replies.into_iter().zip(verdicts) {
         let outcome = match verdict.status {
             1 => DryRun::Succeeded,
             2 => DryRun::Reverted(verdict.output),
             _ => DryRun::NotJudged,
         };
-        let _ = job.reply.send(Ok(Probed {
+        let _ = reply.send(Ok(Probed {
             payer_has_code: !verdict.payerCodeSize.is_zero(),
             outcome,
         }));
     }
 }
 
-fn refuse(prober: &Prober, jobs: Vec<Job>) {
-    prober.refuse_for_a_while();
-    for job in jobs {
-        let _ = job.reply.send(Err(ProbeError::Refused));
+fn refuse(shared: &Shared, replies: Vec<Reply>) {
+    shared.refuse_for_a_while();
+    for reply in replies {
+        let _ = reply.send(Err(ProbeError::Refused));
     }
 }

@@ -68,16 +68,12 @@ fn writer(conn: Arc<Mutex<Connection>>, jobs: std::sync::mpsc::Receiver<Job>) {
             .iter()
             .position(|j| !j.read_only)
             .unwrap_or(group.len());
-        let mut rest = group.split_off(first_write);
+        let rest = group.split_off(first_write);
         for job in group {
             (job.run)(Ok(&guard))(None);
         }
-        let late_reads: Vec<Job> = {
-            let (reads, writes): (Vec<Job>, Vec<Job>) = rest.drain(..).partition(|j| j.read_only);
-            rest = writes;
-            reads
-        };
-        let writes = rest;
+        let (late_reads, writes): (Vec<Job>, Vec<Job>) =
+            rest.into_iter().partition(|j| j.read_only);
         if writes.is_empty() {
             continue;
         }
@@ -173,6 +169,40 @@ impl SqliteLedger {
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> Result<T, LedgerError> {
         let (reply, answer) = tokio::sync::oneshot::channel::<Result<T, LedgerError>>();
+        self.queue(read_only, f, move |result| {
+            let _ = reply.send(result);
+        })?;
+        answer
+            .await
+            .map_err(|_| LedgerError("ledger group ended without an answer".into()))?
+    }
+
+    /// Queues `f`, a write, without waiting for it: it commits with the next group, and a
+    /// failure is logged. For writes nobody's answer depends on (see
+    /// `Ledger::insert_verified_behind`).
+    fn write_behind(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
+    ) {
+        let queued = self.queue(false, f, move |result| {
+            if let Err(error) = result {
+                tracing::warn!(error = %error, what, "ledger write-behind failed");
+            }
+        });
+        if let Err(error) = queued {
+            tracing::warn!(error = %error, what, "ledger write-behind dropped");
+        }
+    }
+
+    /// Hands `f` to the writer thread; `answer` gets its result once that is final (a write's
+    /// once its group committed, or the commit's error instead).
+    fn queue<T: Send + 'static>(
+        &self,
+        read_only: bool,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+        answer: impl FnOnce(Result<T, LedgerError>) + Send + 'static,
+    ) -> Result<(), LedgerError> {
         let run = Box::new(move |c: Result<&Connection, &LedgerError>| -> Deliver {
             let result = match (c, read_only) {
                 (Ok(c), true) => f(c).map_err(LedgerError::from),
@@ -180,7 +210,7 @@ impl SqliteLedger {
                 (Err(e), _) => Err(LedgerError(format!("ledger transaction not started: {e}"))),
             };
             Box::new(move |commit_error: Option<&LedgerError>| {
-                let _ = reply.send(match commit_error {
+                answer(match commit_error {
                     Some(e) => Err(LedgerError(format!("ledger commit failed: {e}"))),
                     None => result,
                 });
@@ -188,46 +218,7 @@ impl SqliteLedger {
         });
         self.jobs
             .send(Job { read_only, run })
-            .map_err(|_| LedgerError("the ledger's writer thread has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| LedgerError("ledger group ended without an answer".into()))?
-    }
-
-    /// Queues `f`, a write, without waiting for it: it commits with the next group, and a
-    /// failure is logged. For writes nobody's answer depends on (see `Ledger::verified_behind`).
-    fn write_behind(
-        &self,
-        what: &'static str,
-        f: impl FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
-    ) {
-        let run = Box::new(move |c: Result<&Connection, &LedgerError>| -> Deliver {
-            let result = match c {
-                Ok(c) => run_in_savepoint(c, f),
-                Err(e) => Err(LedgerError(format!("ledger transaction not started: {e}"))),
-            };
-            Box::new(move |commit_error: Option<&LedgerError>| {
-                let error = commit_error
-                    .map(ToString::to_string)
-                    .or(result.err().map(|e| e.to_string()));
-                if let Some(error) = error {
-                    tracing::warn!(error = %error, what, "ledger write-behind failed");
-                }
-            })
-        });
-        if self
-            .jobs
-            .send(Job {
-                read_only: false,
-                run,
-            })
-            .is_err()
-        {
-            tracing::warn!(
-                what,
-                "ledger write-behind dropped: the writer thread has stopped"
-            );
-        }
+            .map_err(|_| LedgerError("the ledger's writer thread has stopped".into()))
     }
 
     /// [`insert_verified`](Self::insert_verified) without waiting for the commit.
