@@ -452,13 +452,8 @@ impl Ledger {
         let Backend::Sqlite(l) = &self.backend else {
             return self.record(event).await;
         };
-        let max_rows = i64::try_from(self.retention.events_max_rows).unwrap_or(i64::MAX);
-        l.record_behind(event, max_rows);
-        if self.recorded.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            if let Err(e) = self.prune().await {
-                tracing::warn!(error = %e, "ledger retention pass failed");
-            }
-        }
+        l.record_behind(event, self.events_max_rows());
+        self.prune_now_and_then().await;
         Ok(())
     }
 
@@ -476,14 +471,22 @@ impl Ledger {
     /// Appends an audit event, deleting the oldest beyond
     /// [`Retention::events_max_rows`]; every [`PRUNE_EVERY`] events also runs [`prune`](Self::prune).
     pub async fn record(&self, event: Event<'_>) -> Result<(), LedgerError> {
-        let max_rows = i64::try_from(self.retention.events_max_rows).unwrap_or(i64::MAX);
-        dispatch!(self.record(event, max_rows))?;
+        dispatch!(self.record(event, self.events_max_rows()))?;
+        self.prune_now_and_then().await;
+        Ok(())
+    }
+
+    fn events_max_rows(&self) -> i64 {
+        i64::try_from(self.retention.events_max_rows).unwrap_or(i64::MAX)
+    }
+
+    /// Counts a recorded event; every [`PRUNE_EVERY`]th runs [`prune`](Self::prune).
+    async fn prune_now_and_then(&self) {
         if self.recorded.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             if let Err(e) = self.prune().await {
                 tracing::warn!(error = %e, "ledger retention pass failed");
             }
         }
-        Ok(())
     }
 
     /// Deletes audit events older than [`Retention::events_max_age`] and unsettled rows —
