@@ -37,6 +37,9 @@ const CONTRACTS = [
   "x402ExactPermit2Proxy",
   "x402UptoPermit2Proxy",
   "AuthorizationProbe",
+  "x402BatchSettlement",
+  "ERC3009DepositCollector",
+  "Permit2DepositCollector",
 ];
 
 const sources = {};

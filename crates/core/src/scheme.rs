@@ -57,6 +57,25 @@ pub struct Settled {
     pub transaction: String,
     /// Who paid.
     pub payer: String,
+    /// What the transaction moved, when only the chain knows it (a `batch-settlement` sweep
+    /// moves whatever was claimed). Reported as the settle response's `amount`, ahead of
+    /// [`SchemeFacilitator::settled_amount`].
+    pub amount: Option<AtomicAmount>,
+    /// The scheme's data for the settle response's `extra` (a `batch-settlement` channel's
+    /// state after the transaction).
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Settled {
+    /// A settlement reporting only its transaction and payer.
+    pub fn new(transaction: impl Into<String>, payer: impl Into<String>) -> Self {
+        Self {
+            transaction: transaction.into(),
+            payer: payer.into(),
+            amount: None,
+            extra: None,
+        }
+    }
 }
 
 /// Whose fault a scheme error is, which decides the HTTP answer and the ledger state.
@@ -168,6 +187,27 @@ pub trait SchemeFacilitator: Send + Sync + 'static {
         payment: &'a PaymentPayload,
         requirements: &'a PaymentRequirements,
     ) -> BoxFuture<'a, Result<Verified, SchemeError>>;
+
+    /// Whether the chain itself makes repeating `payment` harmless, so the facilitator settles
+    /// it every time it is asked, without keying it in its ledger. For operations that are not
+    /// payments: a `batch-settlement` claim (cumulative amounts: a row already applied is
+    /// skipped) or sweep (moves only what is claimed and unsettled, to the receiver fixed in the
+    /// contract). Nothing a payer signed can be spent twice through it. The default is `false`:
+    /// every payment is settled once.
+    fn repeatable(&self, payment: &PaymentPayload) -> bool {
+        let _ = payment;
+        false
+    }
+
+    /// The scheme's data for the `/verify` response's `extra`, from its own verified payment
+    /// (a `batch-settlement` channel's on-chain state). The default, `None`, leaves it out.
+    fn verify_extra(
+        &self,
+        verified: &Verified,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let _ = verified;
+        None
+    }
 
     /// Whether `presented` is the very payment `stored` (recorded with payee `stored_pay_to`)
     /// — the same typed authorization and signature, the same payee — and its signature still

@@ -51,6 +51,18 @@ pub const EXACT_PERMIT2_PROXY: Address = address!("0x402085c248EeA27D92E8b30b2C5
 /// The canonical `x402UptoPermit2Proxy`: the `spender` of every `upto` payment.
 pub const UPTO_PERMIT2_PROXY: Address = address!("0x4020A4f3b7b90ccA423B9fabCc0CE57C6C240002");
 
+/// The canonical `x402BatchSettlement`: the payment channels of the `batch-settlement` scheme.
+/// Channel ids and vouchers are EIP-712 hashes under its address, so it must live exactly here.
+pub const BATCH_SETTLEMENT: Address = address!("0x4020074e9dF2ce1deE5A9C1b5c3f541D02a10003");
+
+/// The canonical `ERC3009DepositCollector`: the payee of every EIP-3009 channel deposit.
+pub const ERC3009_DEPOSIT_COLLECTOR: Address =
+    address!("0x4020806089470a89826cB9fB1f4059150b550004");
+
+/// The canonical `Permit2DepositCollector`: the Permit2 `spender` of every Permit2 channel deposit.
+pub const PERMIT2_DEPOSIT_COLLECTOR: Address =
+    address!("0x4020425FAf3B746C082C2f942b4E5159887B0005");
+
 /// One funded account: its address and its (public, well-known test) private key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DevAccount {
@@ -119,14 +131,29 @@ pub const PERMIT2_CONTRACT: Artifact = artifact!("Permit2");
 pub const EXACT_PERMIT2_PROXY_CONTRACT: Artifact = artifact!("x402ExactPermit2Proxy");
 /// The x402 `upto` Permit2 proxy, for [`UPTO_PERMIT2_PROXY`].
 pub const UPTO_PERMIT2_PROXY_CONTRACT: Artifact = artifact!("x402UptoPermit2Proxy");
+/// The `batch-settlement` channels, for [`BATCH_SETTLEMENT`].
+pub const BATCH_SETTLEMENT_CONTRACT: Artifact = artifact!("x402BatchSettlement");
+/// The EIP-3009 deposit collector, for [`ERC3009_DEPOSIT_COLLECTOR`].
+pub const ERC3009_DEPOSIT_COLLECTOR_CONTRACT: Artifact = artifact!("ERC3009DepositCollector");
+/// The Permit2 deposit collector, for [`PERMIT2_DEPOSIT_COLLECTOR`].
+pub const PERMIT2_DEPOSIT_COLLECTOR_CONTRACT: Artifact = artifact!("Permit2DepositCollector");
 
 /// The contracts that live at fixed canonical addresses, with the artifact whose runtime code
 /// goes there. Their code has no constructor state and no immutables, so the runtime code alone
 /// is the whole contract (a rig copies it in with `anvil_setCode`; genesis writes it directly).
-pub const CANONICAL: [(Address, &Artifact); 3] = [
+pub const CANONICAL: [(Address, &Artifact); 6] = [
     (PERMIT2, &PERMIT2_CONTRACT),
     (EXACT_PERMIT2_PROXY, &EXACT_PERMIT2_PROXY_CONTRACT),
     (UPTO_PERMIT2_PROXY, &UPTO_PERMIT2_PROXY_CONTRACT),
+    (BATCH_SETTLEMENT, &BATCH_SETTLEMENT_CONTRACT),
+    (
+        ERC3009_DEPOSIT_COLLECTOR,
+        &ERC3009_DEPOSIT_COLLECTOR_CONTRACT,
+    ),
+    (
+        PERMIT2_DEPOSIT_COLLECTOR,
+        &PERMIT2_DEPOSIT_COLLECTOR_CONTRACT,
+    ),
 ];
 
 impl Artifact {
@@ -188,8 +215,8 @@ pub struct Contracts {
 /// Builds the genesis state for `chain_id`: the dev accounts and `extra` accounts funded with
 /// ETH, then, from dev account 0, the three deployments and the nine USDC mints (nonces 0–11),
 /// the USDT-like and EIP-2612 token deployments (12, 13) and one batch mint of each to accounts
-/// 1–9 (14, 15), executed in revm; last, Permit2 and the two x402 proxies written at their
-/// canonical addresses ([`CANONICAL`]).
+/// 1–9 (14, 15), executed in revm; last, Permit2, the two x402 proxies and the batch-settlement
+/// contracts written at their canonical addresses ([`CANONICAL`]).
 pub fn build(
     chain_id: u64,
     timestamp: u64,

@@ -286,6 +286,50 @@ impl UptoEvmSettings {
     }
 }
 
+/// `batch-settlement` on an EVM network (a `[[schemes]]` entry with
+/// `scheme = "batch-settlement"`, less `networks`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSettlementEvmSettings {
+    /// The receiver authorizer this facilitator offers servers (announced in `/supported` as
+    /// `extra.receiverAuthorizer`; it signs claims and refunds of channels that name it), read
+    /// from this environment variable or `receiver_authorizer`'s `key_file`. Without one,
+    /// servers sign their own claims and refunds.
+    #[serde(default)]
+    pub receiver_authorizer: Option<SignerSource>,
+    /// Let the receiver authorizer sign refunds too. A refund returns value the server has
+    /// served but not claimed yet, so only turn this on when `/settle` is reachable by the
+    /// seller alone (the facilitator's `api_key`); start-up refuses it otherwise.
+    #[serde(default)]
+    pub sign_refunds: bool,
+}
+
+impl BatchSettlementEvmSettings {
+    /// `batch-settlement` with these settings on `chain`, sharing its signer pool; reads the
+    /// receiver authorizer's key.
+    pub fn on_chain(
+        &self,
+        chain: &EvmChain,
+    ) -> Result<crate::batch_settlement::BatchSettlementEvmFacilitator, SettingsError> {
+        let authorizer = match &self.receiver_authorizer {
+            Some(source) => {
+                let authorizer = crate::batch_settlement::ReceiverAuthorizer::new(load_key(
+                    source,
+                    "receiver_authorizer.key_env",
+                    "receiver_authorizer.key_file",
+                )?);
+                Some(if self.sign_refunds {
+                    authorizer.signing_refunds()
+                } else {
+                    authorizer
+                })
+            }
+            None => None,
+        };
+        Ok(crate::batch_settlement::BatchSettlementEvmFacilitator::on_chain(chain, authorizer))
+    }
+}
+
 /// The settings of an EVM scheme other than `exact` (whose [`ExactEvmSettings`] a facilitator
 /// types itself), chosen by the `scheme` key of its `[[schemes]]` table. A facilitator reads
 /// such a table (`networks` removed, `scheme` kept) into this type without naming the scheme.
@@ -295,32 +339,53 @@ pub enum EvmSchemeSettings {
     /// `upto`.
     #[serde(rename = "upto")]
     Upto(UptoEvmSettings),
+    /// `batch-settlement`.
+    #[serde(rename = "batch-settlement")]
+    BatchSettlement(BatchSettlementEvmSettings),
 }
 
 impl EvmSchemeSettings {
     /// The schemes besides `exact` these settings can configure.
-    pub const SCHEMES: &'static [&'static str] = &["upto"];
+    pub const SCHEMES: &'static [&'static str] = &["upto", "batch-settlement"];
 
     /// The scheme configured.
     pub fn scheme(&self) -> tollgate_proto::Scheme {
         match self {
             Self::Upto(_) => tollgate_proto::Scheme::Upto,
+            Self::BatchSettlement(_) => tollgate_proto::Scheme::BatchSettlement,
         }
     }
 
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        if let Self::BatchSettlement(s) = self {
+            if let Some(source) = &s.receiver_authorizer {
+                if source.key_env.is_some() == source.key_file.is_some() {
+                    return Err(invalid(
+                        "receiver_authorizer",
+                        "set exactly one of key_env and key_file",
+                    ));
+                }
+            } else if s.sign_refunds {
+                return Err(invalid(
+                    "sign_refunds",
+                    "needs a receiver_authorizer to sign with",
+                ));
+            }
+        }
         Ok(())
     }
 
-    /// The scheme built on `chain`, sharing its signer pool.
+    /// The scheme built on `chain`, sharing its signer pool. An error when a key it needs
+    /// cannot be read.
     pub fn on_chain(
         &self,
         chain: &EvmChain,
-    ) -> std::sync::Arc<dyn tollgate_core::SchemeFacilitator> {
-        match self {
+    ) -> Result<std::sync::Arc<dyn tollgate_core::SchemeFacilitator>, SettingsError> {
+        Ok(match self {
             Self::Upto(s) => std::sync::Arc::new(s.on_chain(chain)),
-        }
+            Self::BatchSettlement(s) => std::sync::Arc::new(s.on_chain(chain)?),
+        })
     }
 }
 

@@ -12,6 +12,8 @@
 //!   failure a [`VerifyError`] with its x402 reason code) and settle on chain.
 //!
 //! Modules:
+//! - [`batch_settlement`] — the `batch-settlement` scheme: payment channels in the canonical
+//!   `x402BatchSettlement`, cumulative vouchers checked locally, claims in batches.
 //! - [`browser`] — the wallet script for tollgate-server's HTML paywall page.
 //! - [`payload`] — the scheme's `payload` object ([`ExactEvmPayload`], [`Authorization`]).
 //! - [`domain`] — EIP-712 domain resolution.
@@ -28,6 +30,7 @@
 //!   facilitator, seller and payer sides.
 //! - [`config`] — a facilitator's settings of an EVM chain (`[[chains.eip155]]`) and of `exact` on it.
 
+pub mod batch_settlement;
 pub mod browser;
 pub mod client;
 pub mod client_state;

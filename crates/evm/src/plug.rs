@@ -58,10 +58,7 @@ impl From<SettleError> for SchemeError {
 }
 
 pub(crate) fn settled(s: Settlement) -> Settled {
-    Settled {
-        transaction: s.tx_hash.to_string(),
-        payer: s.payer.to_string(),
-    }
+    Settled::new(s.tx_hash.to_string(), s.payer.to_string())
 }
 
 /// The payload and the token of a payment, parsed: the requirements' transfer method decides

@@ -625,6 +625,20 @@ impl Config {
                 .settings
                 .validate()
                 .map_err(|e| ConfigError::setting(&format!("schemes[{j}]"), e))?;
+            // A facilitator that signs refunds for channels naming it must know who asks: a
+            // refund returns value the seller served but has not claimed yet.
+            if let SchemeSettings::Evm(tollgate_evm::config::EvmSchemeSettings::BatchSettlement(
+                b,
+            )) = &entry.settings
+            {
+                if b.sign_refunds && self.server.api_key_env.is_none() {
+                    return Err(invalid(
+                        format!("schemes[{j}].sign_refunds"),
+                        "signing refunds needs server.api_key_env: otherwise anyone could have \
+                         this facilitator refund a channel before its seller claims",
+                    ));
+                }
+            }
             if !chains.iter().any(|c| entry.networks.matches(&c.network)) {
                 let configured: Vec<String> =
                     chains.iter().map(|c| c.network.to_string()).collect();
@@ -1201,6 +1215,37 @@ min_signer_balance_wei = "1000000000000000"
         )
     }
 
+    #[test]
+    fn batch_settlement_signs_refunds_only_behind_an_api_key() {
+        let one = chain("eip155:8453");
+        let entry = "[[schemes]]\nscheme = \"batch-settlement\"\nnetworks = \"eip155:*\"\n\
+                     sign_refunds = true\nreceiver_authorizer = { key_env = \"AUTH\" }\n";
+        let err = layout_err(&format!("{one}{entry}"));
+        assert!(
+            err.contains("schemes[0].sign_refunds") && err.contains("api_key_env"),
+            "{err}"
+        );
+        let keyed = parse(&format!("[server]\napi_key_env = \"API\"\n{one}{entry}")).unwrap();
+        keyed.validate().unwrap();
+        // Claims only: no API key needed. A refund signer without a key to sign with is refused.
+        let claims_only = entry.replace("sign_refunds = true\n", "");
+        parse(&format!("{one}{claims_only}"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        let keyless = "[[schemes]]\nscheme = \"batch-settlement\"\nnetworks = \"eip155:*\"\n\
+                       sign_refunds = true\n";
+        let err = parse(&format!("[server]\napi_key_env = \"API\"\n{one}{keyless}"))
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("receiver_authorizer"), "{err}");
+        // A mistyped key is an error, as for every scheme.
+        let typo = entry.replace("sign_refunds", "sign_refund");
+        assert!(parse(&format!("{one}{typo}")).is_err());
+    }
+
     /// The validation error of `text`, which is also the layout's own when the layout is at
     /// fault (what `Facilitator::from_config` reports).
     fn layout_err(text: &str) -> String {
@@ -1433,8 +1478,8 @@ networks = "eip155:84532"
         let scheme_after = |text: &str| format!("{one}{text}");
         let cases = [
             (
-                "[[schemes]]\nscheme = \"batch-settlement\"\nnetworks = \"eip155:*\"\n".to_string(),
-                vec!["schemes[0].scheme", "batch-settlement", "exact"],
+                "[[schemes]]\nscheme = \"auth-capture\"\nnetworks = \"eip155:*\"\n".to_string(),
+                vec!["schemes[0].scheme", "auth-capture", "exact"],
             ),
             (
                 "[[schemes]]\nscheme = \"Exact!\"\nnetworks = \"eip155:*\"\n".to_string(),
@@ -1488,7 +1533,7 @@ networks = "eip155:84532"
         }
 
         match parse(&format!(
-            "{one}[[schemes]]\nscheme = \"batch-settlement\"\nnetworks = \"eip155:*\"\n"
+            "{one}[[schemes]]\nscheme = \"auth-capture\"\nnetworks = \"eip155:*\"\n"
         )) {
             Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "schemes[0].scheme"),
             other => panic!("{other:?}"),

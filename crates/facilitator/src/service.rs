@@ -300,7 +300,9 @@ impl Facilitator {
                 let scheme = planned.settings.scheme();
                 let built: Arc<dyn SchemeFacilitator> = match &planned.settings {
                     SchemeSettings::ExactEvm(exact) => Arc::new(exact.on_chain(&chain)),
-                    SchemeSettings::Evm(other) => other.on_chain(&chain),
+                    SchemeSettings::Evm(other) => other
+                        .on_chain(&chain)
+                        .map_err(|e| ConfigError::setting(&planned.key, e))?,
                 };
                 registry
                     .register_arc(NetworkPattern::One(network.clone()), scheme.clone(), built)
@@ -546,6 +548,11 @@ impl Facilitator {
         };
         let key = key_of(requirements, &verified.identity);
         let valid_payer = verified.identity.payer.clone();
+        let extra = scheme.verify_extra(&verified);
+        let valid = |payer: String| VerifyResponse {
+            extra: extra.clone(),
+            ..VerifyResponse::valid(payer)
+        };
         let payer = Some(valid_payer.clone());
         let mut row = new_entry(
             key.clone(),
@@ -557,7 +564,7 @@ impl Facilitator {
         let Some(owner) = names.attempt_str() else {
             // No attempt: valid, and nobody's reservation.
             return match ledger.insert_verified_behind(&row).await {
-                Ok(()) => Outcome::Ok(VerifyResponse::valid(valid_payer)),
+                Ok(()) => Outcome::Ok(valid(valid_payer)),
                 Err(e) => unavailable_verify(e.to_string(), payer),
             };
         };
@@ -586,7 +593,7 @@ impl Facilitator {
                 .await
         };
         match reserved {
-            Ok(true) => Outcome::Ok(VerifyResponse::valid(valid_payer)),
+            Ok(true) => Outcome::Ok(valid(valid_payer)),
             Ok(false) => {
                 // Lost a race: say why from the row that won.
                 let current = ledger.get(&key).await.ok().flatten();
@@ -653,6 +660,11 @@ impl Facilitator {
         span.record("payer", payer.as_str());
         let key = key_of(&requirements, &identity);
         let mut outcome = match AttemptNames::resolve(&payment, attempt) {
+            // Not a payment but an operation the chain makes harmless to repeat (a
+            // batch-settlement claim or sweep): no ledger key, settled each time asked.
+            Ok(_) if scheme.repeatable(&payment) => {
+                settle_repeatable(scheme, &payment, &requirements, &payer).await
+            }
             Err(message) => Outcome::Rejected(settle_failure(
                 ErrorReason::InvalidPaymentIdentifier,
                 message,
@@ -665,8 +677,11 @@ impl Facilitator {
             }
         };
         if let Outcome::Ok(body) = &mut outcome {
-            // Schemes whose charge is decided at settlement report it (`amount`).
-            body.amount = scheme.settled_amount(&payment, &requirements);
+            // Schemes whose charge is decided at settlement report it (`amount`), unless the
+            // chain told what moved.
+            if body.amount.is_none() {
+                body.amount = scheme.settled_amount(&payment, &requirements);
+            }
         }
         let (label, body) = match &outcome {
             Outcome::Ok(b) => ("success", b),
@@ -1023,7 +1038,11 @@ impl Facilitator {
                 row.state = SettlementState::Confirmed;
                 row.tx_hash = Some(s.transaction.clone());
                 row.error_reason = None;
-                Outcome::Ok(SettleResponse::success(s.transaction, network, s.payer))
+                Outcome::Ok(SettleResponse {
+                    amount: s.amount,
+                    extra: s.extra.map(Box::new),
+                    ..SettleResponse::success(s.transaction, network, s.payer)
+                })
             }
             Err(e) => {
                 let tx = e.transaction.clone().or(tx);
@@ -1212,6 +1231,46 @@ fn recorded_requirements(
 }
 
 /// A failed settlement of `payer`'s payment on `network`, with no transaction.
+/// Settles a [repeatable](SchemeFacilitator::repeatable) operation: checked, sent and awaited
+/// like a payment, without a ledger row (the chain makes a repeat harmless).
+async fn settle_repeatable(
+    scheme: &dyn SchemeFacilitator,
+    payment: &PaymentPayload,
+    requirements: &PaymentRequirements,
+    payer: &str,
+) -> Outcome<SettleResponse> {
+    let network = requirements.network.clone();
+    let verified = match scheme.verify_settlement(payment, requirements).await {
+        Ok(v) => v,
+        Err(e) => return unverified_settle(&e, &network, payer),
+    };
+    let result = match scheme.submit(&verified).await {
+        Ok(tx) => scheme.await_settlement(payment, requirements, &tx).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(s) => Outcome::Ok(SettleResponse {
+            amount: s.amount,
+            extra: s.extra.map(Box::new),
+            ..SettleResponse::success(s.transaction, network, s.payer)
+        }),
+        Err(e) => {
+            let body = SettleResponse::failure(
+                e.reason.clone(),
+                Some(e.message.clone()),
+                network,
+                Some(payer.to_owned()),
+                e.transaction.clone(),
+            );
+            match e.fault {
+                SchemeFault::Pending => Outcome::Pending(body),
+                SchemeFault::Unavailable => Outcome::Unavailable(body),
+                SchemeFault::Payment => Outcome::Rejected(body),
+            }
+        }
+    }
+}
+
 fn settle_failure(
     reason: ErrorReason,
     message: String,

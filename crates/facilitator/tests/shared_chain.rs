@@ -162,10 +162,10 @@ impl SchemeFacilitator for Notary {
                     "memo transaction reverted",
                 ));
             }
-            Ok(Settled {
-                transaction: receipt.transaction_hash.to_string(),
-                payer: from.to_string(),
-            })
+            Ok(Settled::new(
+                receipt.transaction_hash.to_string(),
+                from.to_string(),
+            ))
         })
     }
 

@@ -317,7 +317,7 @@ fn a_schemes_entry_names_upto_and_exact_takes_permit2_settings() {
     // A mistyped key of an upto entry is an error, as for exact.
     let bad = text.replace("deadline_margin_secs", "deadline_margn_secs");
     assert!(Config::parse(&bad).is_err());
-    let unknown = text.replace("scheme = \"upto\"", "scheme = \"batch-settlement\"");
+    let unknown = text.replace("scheme = \"upto\"", "scheme = \"auth-capture\"");
     let err = Config::parse(&unknown).unwrap_err().to_string();
     assert!(err.contains("`exact`, `upto`"), "{err}");
 }

@@ -180,6 +180,9 @@ pub struct VerifyResponse {
     /// The payer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payer: Option<String>,
+    /// Scheme data (`batch-settlement`: the channel's on-chain state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl VerifyResponse {
@@ -190,6 +193,7 @@ impl VerifyResponse {
             invalid_reason: None,
             invalid_message: None,
             payer: Some(payer.into()),
+            extra: None,
         }
     }
 
@@ -201,6 +205,7 @@ impl VerifyResponse {
             invalid_reason: Some(reason),
             invalid_message: message,
             payer,
+            extra: None,
         }
     }
 }
@@ -246,6 +251,10 @@ pub struct SettleResponse {
     /// Extension data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Extensions>,
+    /// Scheme data (`batch-settlement`: `chargedAmount`, `channelState`). Boxed: it is rare,
+    /// and receipts travel by value through every paid request's enums.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl SettleResponse {
@@ -264,6 +273,7 @@ impl SettleResponse {
             network,
             amount: None,
             extensions: None,
+            extra: None,
         }
     }
 
@@ -284,6 +294,7 @@ impl SettleResponse {
             network,
             amount: None,
             extensions: None,
+            extra: None,
         }
     }
 }
@@ -337,6 +348,7 @@ impl SettleResponseV1 {
             network: self.network.0,
             amount: None,
             extensions: None,
+            extra: None,
         }
     }
 }

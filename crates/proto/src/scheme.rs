@@ -24,8 +24,8 @@ const MAX_LEN: usize = 64;
 /// use tollgate_proto::Scheme;
 /// let s: Scheme = serde_json::from_str("\"exact\"").unwrap();
 /// assert_eq!(s, Scheme::Exact);
-/// let later: Scheme = "batch-settlement".parse().unwrap();
-/// assert_eq!(later, Scheme::Unknown("batch-settlement".into()));
+/// let later: Scheme = "auth-capture".parse().unwrap();
+/// assert_eq!(later, Scheme::Unknown("auth-capture".into()));
 /// assert!(!later.is_known());
 /// assert!(serde_json::from_str::<Scheme>("\"Exact\"").is_err());
 /// ```
@@ -35,6 +35,9 @@ pub enum Scheme {
     Exact,
     /// Authorize up to an amount; settle what was used.
     Upto,
+    /// Commit per request (a signed cumulative voucher against a deposit); settle later, in
+    /// batches (`batch-settlement`).
+    BatchSettlement,
     /// A well-formed scheme this version does not implement, kept verbatim.
     Unknown(String),
 }
@@ -50,6 +53,7 @@ impl Scheme {
         match self {
             Self::Exact => "exact",
             Self::Upto => "upto",
+            Self::BatchSettlement => "batch-settlement",
             Self::Unknown(s) => s,
         }
     }
@@ -67,6 +71,7 @@ impl FromStr for Scheme {
         match s {
             "exact" => Ok(Self::Exact),
             "upto" => Ok(Self::Upto),
+            "batch-settlement" => Ok(Self::BatchSettlement),
             _ => {
                 let lower_digit = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
                 let well_formed = s.len() <= MAX_LEN
@@ -109,13 +114,11 @@ mod tests {
     fn known_unknown_and_malformed() {
         assert_eq!("exact".parse::<Scheme>().unwrap(), Scheme::Exact);
         assert_eq!("upto".parse::<Scheme>().unwrap(), Scheme::Upto);
-        for ok in [
-            "batch-settlement",
-            "auth_capture",
-            "x",
-            "9a",
-            &"x".repeat(64),
-        ] {
+        assert_eq!(
+            "batch-settlement".parse::<Scheme>().unwrap(),
+            Scheme::BatchSettlement
+        );
+        for ok in ["auth_capture", "x", "9a", &"x".repeat(64)] {
             assert_eq!(ok.parse::<Scheme>().unwrap(), Scheme::Unknown(ok.into()));
         }
         for bad in [

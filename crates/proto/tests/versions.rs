@@ -152,7 +152,7 @@ fn any_payment_and_challenge_dispatch() {
 fn unknown_schemes_do_not_break_a_challenge() {
     let mut body = json("v2/payment_required.json");
     let mut later = body["accepts"][0].clone();
-    later["scheme"] = "batch-settlement".into();
+    later["scheme"] = "auth-capture".into();
     later["network"] = "stellar:pubnet".into();
     later["someNewField"] = true.into();
     body["accepts"].as_array_mut().unwrap().insert(0, later);
@@ -165,7 +165,7 @@ fn unknown_schemes_do_not_break_a_challenge() {
     assert_eq!(payable.len(), 1);
     assert_eq!(
         required.accepts[0].scheme,
-        Scheme::Unknown("batch-settlement".into())
+        Scheme::Unknown("auth-capture".into())
     );
 
     let mut body = json("v2/payment_required.json");

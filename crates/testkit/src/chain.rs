@@ -8,8 +8,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 
 use crate::artifacts::{
-    self, Artifact, MULTICALL3, TEST_PERMIT_TOKEN, TEST_USDC, TEST_USDT, WALLET_1271,
-    WALLET_FACTORY,
+    Artifact, MULTICALL3, TEST_PERMIT_TOKEN, TEST_USDC, TEST_USDT, WALLET_1271, WALLET_FACTORY,
 };
 use crate::permit2::{IPermit2, ITestToken};
 use crate::{Anvil, TestkitError};
@@ -40,12 +39,9 @@ pub use crate::permit2::{EXACT_PERMIT2_PROXY, PERMIT2, UPTO_PERMIT2_PROXY};
 /// The EIP-712 domain (name, version) of [`TestChain::permit_token`].
 pub const PERMIT_TOKEN_EIP712: (&str, &str) = ("Permit USD", "1");
 
-/// The contracts at canonical addresses and the artifact whose runtime code sits there.
-const CANONICAL: [(Address, &Artifact); 3] = [
-    (PERMIT2, &artifacts::PERMIT2),
-    (EXACT_PERMIT2_PROXY, &artifacts::EXACT_PERMIT2_PROXY),
-    (UPTO_PERMIT2_PROXY, &artifacts::UPTO_PERMIT2_PROXY),
-];
+/// The canonical addresses of the `batch-settlement` channel contract and its two deposit
+/// collectors; both backends have the contracts there.
+pub use tollgate_devnet::{BATCH_SETTLEMENT, ERC3009_DEPOSIT_COLLECTOR, PERMIT2_DEPOSIT_COLLECTOR};
 
 sol! {
     #[sol(rpc)]
@@ -230,14 +226,15 @@ impl TestChain {
             let mint = call.mintBatch(payers.clone(), U256::from(amount));
             confirm("mintBatch", mint.send().await).await?;
         }
-        for (address, artifact) in CANONICAL {
+        // The devnet's genesis list, so both backends hold the same code at the same places.
+        for (address, artifact) in tollgate_devnet::genesis::CANONICAL {
+            let code = artifact
+                .deployed_bytecode()
+                .map_err(|e| TestkitError::chain("read artifact", e))?;
             chain
                 .rpc(
                     "anvil_setCode",
-                    serde_json::json!([
-                        address.to_string(),
-                        artifact.deployed_bytecode()?.to_string()
-                    ]),
+                    serde_json::json!([address.to_string(), code.to_string()]),
                 )
                 .await?;
         }

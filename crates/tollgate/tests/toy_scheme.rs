@@ -254,10 +254,7 @@ impl SchemeFacilitator for IouFacilitator {
         Box::pin(async move {
             let (t, _) = parse(payment)?;
             match self.book.find(&t.from, &t.nonce) {
-                Some(tx) if tx == transaction => Ok(Settled {
-                    transaction: tx,
-                    payer: t.from,
-                }),
+                Some(tx) if tx == transaction => Ok(Settled::new(tx, t.from)),
                 _ => Err(SchemeError::unavailable(
                     ErrorReason::UnexpectedSettleError,
                     "transfer not booked",
@@ -273,10 +270,10 @@ impl SchemeFacilitator for IouFacilitator {
     ) -> BoxFuture<'a, Result<Option<Settled>, SchemeError>> {
         Box::pin(async move {
             let (t, _) = parse(payment)?;
-            Ok(self.book.find(&t.from, &t.nonce).map(|tx| Settled {
-                transaction: tx,
-                payer: t.from,
-            }))
+            Ok(self
+                .book
+                .find(&t.from, &t.nonce)
+                .map(|tx| Settled::new(tx, t.from)))
         })
     }
 }

@@ -340,6 +340,7 @@ impl ExactEvmFacilitator {
                 network: s.network,
                 amount: None,
                 extensions: None,
+                extra: None,
             },
             Err(e) => SettleResponse {
                 success: false,
@@ -350,6 +351,7 @@ impl ExactEvmFacilitator {
                 network: requirements.network.clone(),
                 amount: None,
                 extensions: None,
+                extra: None,
             },
         }
     }

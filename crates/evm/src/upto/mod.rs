@@ -234,10 +234,10 @@ impl SchemeFacilitator for UptoEvmFacilitator {
             let (payload, _) = Self::parse(payment, requirements)?;
             if transaction.is_empty() {
                 // A zero charge: nothing was sent, nothing to wait for.
-                return Ok(Settled {
-                    transaction: String::new(),
-                    payer: payload.permit2_authorization.from.to_string(),
-                });
+                return Ok(Settled::new(
+                    String::new(),
+                    payload.permit2_authorization.from.to_string(),
+                ));
             }
             let tx = tx_hash(transaction)?;
             self.engine

@@ -1,0 +1,439 @@
+//! Interoperability of `batch-settlement` with the official x402 TypeScript SDK (`@x402/evm`
+//! 2.27.0, `tests/interop/`), on Tollgate's own `x402BatchSettlement` and ERC-3009 deposit
+//! collector at their canonical addresses. Every combination of
+//! {official, Tollgate} payload signer × {official, Tollgate} facilitator opens a channel with
+//! a deposit, pays two more requests with vouchers, has the facilitator claim the last voucher
+//! (signing as the channel's receiver authorizer, announced in its `/supported`) and sweep the
+//! claimed value to the receiver — and the chain shows exactly that:
+//!
+//! - official signer: `batch-sign.mjs` (`@x402/evm`'s batch-settlement client code:
+//!   `createBatchSettlementEIP3009DepositPayload`, `signVoucher`, `computeChannelId`);
+//!   Tollgate's: `tollgate_evm::batch_settlement` (`sign_erc3009_deposit`, `sign_voucher`);
+//! - official facilitator: `batch-facilitator.mjs` (`@x402/core`'s `x402Facilitator` with
+//!   `@x402/evm`'s batch-settlement facilitator scheme); Tollgate's: `tollgate facilitator` with
+//!   a `[[schemes]] scheme = "batch-settlement"` entry and a receiver authorizer.
+//!
+//! Needs Node.js and `npm ci` in `tests/interop` (`./scripts/test` and `.ci/run` do it).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use serde_json::{json, Value};
+use tollgate::evm::batch_settlement::{
+    abi::IBatchSettlement, channel_id, sign_erc3009_deposit, sign_voucher, ChannelConfig,
+    Erc3009DepositTerms, BATCH_SETTLEMENT,
+};
+use tollgate_testkit::{TestChain, DEV_KEYS};
+
+/// The price of one request (0.001 USDC).
+const PRICE: u128 = 1_000;
+/// What each channel is opened with (0.05 USDC).
+const DEPOSIT: u128 = 50_000;
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
+}
+
+/// A child process killed and reaped on drop, its output in a log file.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(6000);
+        text[text.floor_char_boundary(start)..].to_owned()
+    }
+}
+
+/// Spawns `command`, copying the piped stream (stdout, or stderr when `on_stderr`) into `log`,
+/// and waits for a line starting with `prefix`; returns the rest of that line.
+fn spawn_until(
+    mut command: Command,
+    log: PathBuf,
+    prefix: &str,
+    on_stderr: bool,
+) -> (Proc, String) {
+    let file = std::fs::File::create(&log).unwrap();
+    command.stdin(Stdio::null()).stdout(Stdio::piped());
+    if on_stderr {
+        command.stderr(Stdio::piped());
+    } else {
+        command.stderr(file.try_clone().unwrap());
+    }
+    let mut child = command.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stream: Box<dyn std::io::Read + Send> = if on_stderr {
+        Box::new(child.stderr.take().unwrap())
+    } else {
+        Box::new(child.stdout.take().unwrap())
+    };
+    let prefix_owned = prefix.to_owned();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut file = file;
+        let mut tx = Some(tx);
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let _ = writeln!(file, "{line}");
+            if let Some(rest) = line.trim().strip_prefix(&prefix_owned) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        }
+    });
+    let proc = Proc { child, log };
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(rest) => (proc, rest),
+        Err(_) => panic!("{prefix:?} never printed; log:\n{}", proc.log_tail()),
+    }
+}
+
+fn node(script: &str, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new("node");
+    command.current_dir(interop_dir()).arg(script);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Side {
+    Official,
+    Tollgate,
+}
+
+/// Facilitator keys: Tollgate's sends from 8 and authorizes as 6; the official one sends from 9
+/// and authorizes as 7. Payers are 1–4.
+fn start_facilitator(chain: &TestChain, dir: &Path, side: Side) -> (Proc, String) {
+    match side {
+        Side::Tollgate => {
+            let config = dir.join("facilitator.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[server]\nlisten = \"127.0.0.1:0\"\n[ledger]\npath = \"{}\"\n\
+                     [[chains.eip155]]\nnetwork = \"{network}\"\nrpc_urls = [\"{}\"]\n\
+                     signer_key_env = \"TOLLGATE_INTEROP_SIGNER\"\n\
+                     [[schemes]]\nscheme = \"batch-settlement\"\nnetworks = \"{network}\"\n\
+                     receiver_authorizer = {{ key_env = \"TOLLGATE_INTEROP_AUTHORIZER\" }}\n",
+                    dir.join("ledger.db").display(),
+                    chain.endpoint(),
+                    network = chain.caip2(),
+                ),
+            )
+            .unwrap();
+            let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+            command
+                .args(["facilitator", "--config"])
+                .arg(&config)
+                .env("TOLLGATE_INTEROP_SIGNER", DEV_KEYS[8])
+                .env("TOLLGATE_INTEROP_AUTHORIZER", DEV_KEYS[6]);
+            spawn_until(
+                command,
+                dir.join("tollgate-facilitator.log"),
+                "tollgate facilitator listening on ",
+                true,
+            )
+        }
+        Side::Official => {
+            let env = [
+                ("X402_RPC_URL", chain.endpoint()),
+                ("X402_CHAIN_ID", chain.chain_id().to_string()),
+                ("X402_FACILITATOR_KEY", DEV_KEYS[9].to_owned()),
+                ("X402_AUTHORIZER_KEY", DEV_KEYS[7].to_owned()),
+            ];
+            let (p, port) = spawn_until(
+                node("batch-facilitator.mjs", &env),
+                dir.join("official-facilitator.log"),
+                "ready facilitator ",
+                false,
+            );
+            (p, format!("http://127.0.0.1:{port}"))
+        }
+    }
+}
+
+struct Row<'a> {
+    chain: &'a TestChain,
+    http: reqwest::Client,
+    url: String,
+    requirements: Value,
+    payer: usize,
+    signer: Side,
+    facilitator: Side,
+}
+
+impl Row<'_> {
+    async fn post(&self, path: &str, payload: &Value) -> Value {
+        let body = json!({
+            "x402Version": 2,
+            "paymentPayload": {"x402Version": 2, "accepted": self.requirements, "payload": payload},
+            "paymentRequirements": self.requirements,
+        });
+        let response = self
+            .http
+            .post(format!("{}/{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "signer {:?}, facilitator {:?}",
+            self.signer, self.facilitator
+        )
+    }
+
+    /// The deposit (ceiling one price) and two vouchers, from the row's signer.
+    async fn payloads(&self, config: &ChannelConfig) -> (Value, Vec<Value>) {
+        let chain_id = self.chain.chain_id();
+        let id = channel_id(config, chain_id);
+        match self.signer {
+            Side::Official => {
+                let output = node(
+                    "batch-sign.mjs",
+                    &[
+                        ("X402_REQUIREMENTS", self.requirements.to_string()),
+                        ("X402_PAYER_KEY", DEV_KEYS[self.payer].to_owned()),
+                        ("X402_SALT", config.salt.to_string()),
+                        ("X402_DEPOSIT", DEPOSIT.to_string()),
+                        (
+                            "X402_VOUCHERS",
+                            json!([PRICE, 2 * PRICE, 3 * PRICE]).to_string(),
+                        ),
+                    ],
+                )
+                .output()
+                .unwrap();
+                assert!(
+                    output.status.success(),
+                    "batch-sign.mjs: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+                assert_eq!(out["channelId"], id.to_string(), "channel id");
+                let vouchers = out["vouchers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| json!({"type": "voucher", "channelConfig": out["config"], "voucher": v}))
+                    .collect();
+                (out["deposit"].clone(), vouchers)
+            }
+            Side::Tollgate => {
+                let payer = TestChain::signer(self.payer);
+                let now = self
+                    .chain
+                    .provider()
+                    .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .header
+                    .timestamp;
+                let terms = Erc3009DepositTerms {
+                    channel_id: id,
+                    from: config.payer,
+                    amount: DEPOSIT,
+                    valid_after: 0,
+                    valid_before: now + 3600,
+                    salt: B256::random(),
+                };
+                let domain = alloy::sol_types::eip712_domain! {
+                    name: "USD Coin",
+                    version: "2",
+                    chain_id: chain_id,
+                    verifying_contract: self.chain.usdc,
+                };
+                let auth = sign_erc3009_deposit(&payer, &terms, &domain).await.unwrap();
+                let first = sign_voucher(&payer, id, PRICE, chain_id).await.unwrap();
+                let deposit = json!({
+                    "type": "deposit",
+                    "channelConfig": config,
+                    "voucher": first,
+                    "deposit": {
+                        "amount": DEPOSIT.to_string(),
+                        "authorization": {"erc3009Authorization": auth}
+                    }
+                });
+                let mut vouchers = Vec::new();
+                for n in 2..=3 {
+                    let v = sign_voucher(&payer, id, n * PRICE, chain_id).await.unwrap();
+                    vouchers
+                        .push(json!({"type": "voucher", "channelConfig": config, "voucher": v}));
+                }
+                (deposit, vouchers)
+            }
+        }
+    }
+
+    async fn run(&self, authorizer: Address, receiver: Address, salt: u8) {
+        let ctx = self.context();
+        let chain_id = self.chain.chain_id();
+        let config = ChannelConfig {
+            payer: TestChain::address(self.payer),
+            payer_authorizer: TestChain::address(self.payer),
+            receiver,
+            receiver_authorizer: authorizer,
+            token: self.chain.usdc,
+            withdraw_delay: 900,
+            salt: B256::with_last_byte(salt),
+        };
+        let id = channel_id(&config, chain_id);
+        let contract = IBatchSettlement::new(BATCH_SETTLEMENT, self.chain.provider());
+        let payer_start = self.chain.usdc_balance(config.payer).await.unwrap();
+        let (deposit, vouchers) = self.payloads(&config).await;
+
+        let verified = self.post("verify", &deposit).await;
+        assert_eq!(
+            verified["isValid"], true,
+            "{ctx}: deposit verify {verified}"
+        );
+        let settled = self.post("settle", &deposit).await;
+        assert_eq!(settled["success"], true, "{ctx}: deposit settle {settled}");
+        assert_eq!(
+            contract.channels(id).call().await.unwrap().balance,
+            DEPOSIT,
+            "{ctx}"
+        );
+        assert_eq!(
+            self.chain.usdc_balance(config.payer).await.unwrap(),
+            payer_start - U256::from(DEPOSIT),
+            "{ctx}"
+        );
+        for v in &vouchers {
+            let verified = self.post("verify", v).await;
+            assert_eq!(
+                verified["isValid"], true,
+                "{ctx}: voucher verify {verified}"
+            );
+            assert_eq!(
+                verified["extra"]["balance"],
+                DEPOSIT.to_string(),
+                "{ctx}: {verified}"
+            );
+        }
+
+        // The server's claim of the last voucher, signed by the facilitator's authorizer.
+        let last = &vouchers[1]["voucher"];
+        let claimed = 3 * PRICE;
+        let claim = json!({"type": "claim", "claims": [{
+            "voucher": {"channel": config, "maxClaimableAmount": last["maxClaimableAmount"]},
+            "signature": last["signature"],
+            "totalClaimed": claimed.to_string()
+        }]});
+        let result = self.post("settle", &claim).await;
+        assert_eq!(result["success"], true, "{ctx}: claim {result}");
+        assert_eq!(
+            contract.channels(id).call().await.unwrap().totalClaimed,
+            claimed,
+            "{ctx}"
+        );
+
+        let receiver_start = self.chain.usdc_balance(receiver).await.unwrap();
+        let sweep = json!({"type": "settle", "receiver": receiver, "token": self.chain.usdc});
+        let result = self.post("settle", &sweep).await;
+        assert_eq!(result["success"], true, "{ctx}: sweep {result}");
+        assert_eq!(result["amount"], claimed.to_string(), "{ctx}: {result}");
+        assert_eq!(
+            self.chain.usdc_balance(receiver).await.unwrap(),
+            receiver_start + U256::from(claimed),
+            "{ctx}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn batch_settlement_interop_matrix() {
+    assert!(
+        interop_dir()
+            .join("node_modules/@x402/evm/dist/esm/batch-settlement")
+            .is_dir(),
+        "the official SDK is not installed: run `npm ci` in tests/interop (./scripts/test does)"
+    );
+    let chain = TestChain::start().await.unwrap();
+    // The official facilitator reads channel state through Multicall3 at its canonical
+    // address, where every public chain has it.
+    chain.install_canonical_multicall3().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let mut payer = 0;
+    for facilitator in [Side::Official, Side::Tollgate] {
+        let (proc, url) = start_facilitator(&chain, dir.path(), facilitator);
+        let supported: Value = http
+            .get(format!("{url}/supported"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let kind = supported["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["scheme"] == "batch-settlement")
+            .unwrap_or_else(|| panic!("{facilitator:?}: no batch-settlement in {supported}"))
+            .clone();
+        let authorizer: Address = kind["extra"]["receiverAuthorizer"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let expected = if facilitator == Side::Tollgate { 6 } else { 7 };
+        assert_eq!(authorizer, TestChain::address(expected));
+        for signer in [Side::Official, Side::Tollgate] {
+            payer += 1;
+            let receiver = Address::random();
+            let requirements = json!({
+                "scheme": "batch-settlement",
+                "network": chain.caip2(),
+                "amount": PRICE.to_string(),
+                "asset": chain.usdc.to_string(),
+                "payTo": receiver.to_string(),
+                "maxTimeoutSeconds": 3600,
+                "extra": {
+                    "receiverAuthorizer": authorizer.to_string(),
+                    "withdrawDelay": 900,
+                    "name": "USD Coin",
+                    "version": "2"
+                }
+            });
+            let row = Row {
+                chain: &chain,
+                http: http.clone(),
+                url: url.clone(),
+                requirements,
+                payer,
+                signer,
+                facilitator,
+            };
+            let run = row.run(authorizer, receiver, payer as u8);
+            if tokio::time::timeout(Duration::from_secs(120), run)
+                .await
+                .is_err()
+            {
+                panic!("{} timed out; log:\n{}", row.context(), proc.log_tail());
+            }
+        }
+        drop(proc);
+    }
+}
