@@ -42,6 +42,11 @@ mod peers;
 
 pub use peers::Peer;
 
+/// The channels section: `batch-settlement` voucher-paid requests through the paywall's channel
+/// manager against the unpaid 402 and `exact`.
+#[path = "bench_channels.rs"]
+mod channels;
+
 /// Options of `tollgate bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -99,6 +104,11 @@ pub struct BenchArgs {
     /// Payers the identity ledger's rows are spread over (at most one per 100 rows).
     #[arg(long, default_value_t = 10_000)]
     identity_payers: usize,
+    /// Channels (one buyer each) of the batch-settlement section, which measures
+    /// voucher-paid requests (`--requests` of them per channel store) against the unpaid 402
+    /// and `exact`; 0 skips the section.
+    #[arg(long, default_value_t = 16)]
+    channels: usize,
     /// Resources of the discovery section's synthetic catalogue (SQLite), on which
     /// `GET /discovery/resources` and `GET /discovery/search` are measured; 0 skips the section.
     #[arg(long, default_value_t = 100_000)]
@@ -470,6 +480,17 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         tollgate_url: &facilitator_url,
     };
     peers::run(&chain, &requirements, &section).await?;
+
+    if args.channels > 0 {
+        let section = channels::ChannelsArgs {
+            requests: args.requests,
+            channels: args.channels,
+            bare_route: &bare_route,
+            challenge: &challenge,
+            exact_paid: &end_to_end,
+        };
+        channels::run(&chain, &dir, &section).await?;
+    }
 
     let section = permit2::Permit2Args {
         payments: args.payments,

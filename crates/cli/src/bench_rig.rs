@@ -186,6 +186,11 @@ impl BenchChain {
         &self.endpoint
     }
 
+    /// The chain id (31337).
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
     /// The CAIP-2 id, `eip155:31337`.
     pub fn caip2(&self) -> String {
         format!("eip155:{}", self.chain_id)

@@ -41,8 +41,10 @@
 //! ```
 
 pub mod abi;
+pub mod channels;
 pub mod facilitator;
 pub mod reason;
+pub mod server;
 pub mod types;
 
 use alloy::primitives::{address, keccak256, Address, Bytes, B256, U256};
@@ -53,6 +55,7 @@ use crate::signature::recover_signer;
 
 pub use facilitator::{BatchSettlementEvmFacilitator, ReceiverAuthorizer, VerifiedBatch};
 pub use reason::BatchReason;
+pub use server::BatchSettlementEvmServer;
 pub use types::{
     BatchPayload, ChannelConfig, ChannelSnapshot, ClaimPayload, ClaimRow, ClaimVoucher, Deposit,
     DepositAuthorization, DepositPayload, DepositWitness, Erc3009DepositAuthorization,
@@ -334,24 +337,44 @@ pub fn check_terms(
     requirements: &tollgate_proto::PaymentRequirements,
     chain_id: u64,
 ) -> Result<B256, (BatchReason, String)> {
-    use crate::domain::parse_address;
     let id = channel_id(config, chain_id);
     if id != voucher.channel_id {
         return Err((
             BatchReason::ChannelIdMismatch,
-            format!("channel config hashes to {id}, voucher names {}", voucher.channel_id),
+            format!(
+                "channel config hashes to {id}, voucher names {}",
+                voucher.channel_id
+            ),
         ));
     }
+    check_requirements(config, requirements)?;
+    Ok(id)
+}
+
+/// Rules 2–5 of [`check_terms`]: the channel's token, receiver, receiver authorizer and
+/// withdraw delay match the requirements. For a caller that already bound the config to its
+/// channel id (a channel manager holding the config under the id it hashed to).
+pub fn check_requirements(
+    config: &ChannelConfig,
+    requirements: &tollgate_proto::PaymentRequirements,
+) -> Result<(), (BatchReason, String)> {
+    use crate::domain::parse_address;
     if parse_address(&requirements.asset) != Ok(config.token) {
         return Err((
             BatchReason::TokenMismatch,
-            format!("channel token {} is not the asset {}", config.token, requirements.asset),
+            format!(
+                "channel token {} is not the asset {}",
+                config.token, requirements.asset
+            ),
         ));
     }
     if parse_address(&requirements.pay_to) != Ok(config.receiver) {
         return Err((
             BatchReason::ReceiverMismatch,
-            format!("channel receiver {} is not payTo {}", config.receiver, requirements.pay_to),
+            format!(
+                "channel receiver {} is not payTo {}",
+                config.receiver, requirements.pay_to
+            ),
         ));
     }
     let authorizer = requirements.extra_str("receiverAuthorizer");
@@ -381,10 +404,13 @@ pub fn check_terms(
     if !config.withdraw_delay_in_range() {
         return Err((
             BatchReason::WithdrawDelayOutOfRange,
-            format!("withdraw delay {} is outside 900 s – 30 days", config.withdraw_delay),
+            format!(
+                "withdraw delay {} is outside 900 s – 30 days",
+                config.withdraw_delay
+            ),
         ));
     }
-    Ok(id)
+    Ok(())
 }
 
 /// Why a voucher fails the local check. Each maps to the scheme's reason code

@@ -346,9 +346,22 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
             Ok(v) => {
                 let reason = v.invalid_reason.map(|r| r.to_string()).unwrap_or_default();
                 let detail = v.invalid_message.unwrap_or_default();
-                return Admission::Challenge(
-                    self.challenge(&offer, format!("payment rejected: {reason}: {detail}")),
-                );
+                let mut challenge =
+                    self.challenge(&offer, format!("payment rejected: {reason}: {detail}"));
+                // A refusal that says how to pay instead (a `batch-settlement` corrective 402:
+                // the seller's channel state and last voucher) completes the requirement the
+                // payment answered, so the buyer can resynchronise and retry.
+                if let Some(extra) = v.extra {
+                    if let Some(r) = challenge
+                        .required
+                        .accepts
+                        .iter_mut()
+                        .find(|r| **r == chosen)
+                    {
+                        r.extra.get_or_insert_with(Default::default).extend(extra);
+                    }
+                }
+                return Admission::Challenge(challenge);
             }
             Err(e) => return Admission::Unavailable(Unavailable::Facilitator(e.to_string())),
         };

@@ -1,0 +1,973 @@
+//! The seller's channel manager: `batch-settlement` vouchers taken without a facilitator round
+//! trip per request.
+//!
+//! [`ChannelManager`] wraps the seller's facilitator and is itself a
+//! [`Facilitator`](tollgate_core::Facilitator), so the paywall (or any gate) runs it unchanged:
+//!
+//! - `/verify` of a **voucher** is answered locally — the channel's terms, the voucher's
+//!   signature (one public-key recovery against the channel's EOA payer authorizer), the
+//!   cumulative rule `maxClaimableAmount == charged + price`, and the mirrored balance — and the
+//!   facilitator is asked only when the mirror is stale, the channel is new to this seller, or
+//!   its vouchers need an EIP-1271 check. A voucher whose ceiling is not the expected one gets
+//!   the corrective refusal (`invalid_batch_settlement_evm_cumulative_amount_mismatch`, with
+//!   `channelState` and the last signed voucher in `extra`) so the client can resync. One request
+//!   per channel at a time: another voucher on a channel whose request is in flight is refused
+//!   `invalid_batch_settlement_evm_channel_busy`.
+//! - `/settle` of a voucher — called by the gate only after the handler succeeded, with the
+//!   charge as `amount` (the scheme is metered: at most the price) — commits the charge and the
+//!   voucher to the [`ChannelStore`] before answering, and answers the voucher-only receipt
+//!   (`transaction: ""`, `extra.chargedAmount`, `extra.channelState`). Nothing moves on chain.
+//! - **Deposits** go to the facilitator (verified, then sent), and their charge is committed
+//!   the same way.
+//! - [`ChannelManager::claim`] claims every channel's charged value in batches (one
+//!   transaction per receiver authorizer and up to [`MAX_CLAIM_ROWS`] channels) and sweeps it
+//!   to the receivers; [`ChannelManager::spawn_claimer`] does it in the background on an
+//!   interval, or sooner when the unclaimed value passes a threshold or a payer starts a timed
+//!   withdrawal.
+//!
+//! Refund requests (`type: "refund"`) are not taken over HTTP by this manager yet; a seller
+//! refunds with its facilitator directly.
+
+mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256};
+use alloy::signers::local::PrivateKeySigner;
+use serde_json::{json, Map, Value};
+use tollgate_core::{BoxFuture, Facilitator, FacilitatorError};
+use tollgate_proto::{
+    ErrorReason, FacilitatorRequest, IdempotencyKey, PaymentPayload, PaymentRequirements, Scheme,
+    SettleResponse, SupportedResponse, VerifyResponse,
+};
+
+#[cfg(feature = "channel-sqlite")]
+pub use store::SqliteChannelStore;
+pub use store::{ChannelRecord, ChannelStore, MemoryChannelStore, StoreError};
+
+use super::{
+    check_requirements, check_terms, parse_payload, sign_claim_batch, BatchPayload, BatchReason,
+    ChannelSnapshot, ClaimRow, ClaimVoucher, SignedVoucher, VoucherError, VoucherVerifier,
+};
+use crate::client::unix_now;
+
+/// The most channels one claim transaction carries.
+pub const MAX_CLAIM_ROWS: usize = 100;
+
+/// How the manager trusts its mirror of the chain and holds channels.
+#[derive(Debug, Clone)]
+pub struct ChannelManagerConfig {
+    /// A channel's mirrored balance older than this is read again (through the facilitator's
+    /// `/verify`) before a voucher is taken against it.
+    pub sync_after: Duration,
+    /// How long a verified voucher holds its channel while its request runs; after that a
+    /// different voucher may take the channel (the first request's settle is then refused).
+    pub busy_lease: Duration,
+    /// The receiver authorizer's key, when the seller holds it: claims are signed here.
+    /// Without it, the facilitator's receiver authorizer signs (the channel must name it).
+    pub authorizer: Option<PrivateKeySigner>,
+}
+
+impl Default for ChannelManagerConfig {
+    fn default() -> Self {
+        Self {
+            sync_after: Duration::from_secs(30),
+            busy_lease: Duration::from_secs(60),
+            authorizer: None,
+        }
+    }
+}
+
+/// A voucher verified and not yet settled: its ceiling and a hash of its signature, so that
+/// only the very same voucher (a retry after a failed handler) may take the channel again.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    voucher: (u128, B256),
+    until: Instant,
+}
+
+fn voucher_key(voucher: &SignedVoucher) -> (u128, B256) {
+    (
+        voucher.max_claimable_amount,
+        alloy::primitives::keccak256(&voucher.signature),
+    )
+}
+
+struct Shared<F> {
+    facilitator: F,
+    store: Arc<dyn ChannelStore>,
+    config: ChannelManagerConfig,
+    in_flight: Mutex<HashMap<B256, InFlight>>,
+}
+
+/// The seller's channel manager in front of facilitator `F` (see the module docs). Cheap to
+/// clone; clones share the store and the in-flight table.
+pub struct ChannelManager<F> {
+    shared: Arc<Shared<F>>,
+}
+
+impl<F> Clone for ChannelManager<F> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ChannelManager<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelManager")
+            .field("config", &self.shared.config.sync_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one [`ChannelManager::claim`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimReport {
+    /// Channels whose charged value was claimed.
+    pub channels: usize,
+    /// The value claimed, in atomic units.
+    pub claimed: u128,
+    /// The value swept to receivers.
+    pub swept: u128,
+    /// Claim and sweep transactions.
+    pub transactions: Vec<String>,
+}
+
+/// Why a claim round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The facilitator could not be asked.
+    #[error(transparent)]
+    Facilitator(#[from] FacilitatorError),
+    /// The facilitator refused the claim or the sweep.
+    #[error("the facilitator refused the {what}: {reason}: {message}")]
+    Refused {
+        /// `claim` or `sweep`.
+        what: &'static str,
+        /// Its reason code.
+        reason: String,
+        /// Its message.
+        message: String,
+    },
+}
+
+/// The manager's channels at a glance (for metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// Channels known.
+    pub channels: usize,
+    /// Value charged and not claimed, in atomic units.
+    pub unclaimed: u128,
+    /// Seconds since the oldest unclaimed paid request (0 when nothing is unclaimed).
+    pub claim_lag_secs: u64,
+    /// Channels whose payer started a timed withdrawal.
+    pub withdrawing: usize,
+}
+
+fn invalid(
+    reason: BatchReason,
+    message: impl Into<String>,
+    payer: Option<Address>,
+) -> VerifyResponse {
+    VerifyResponse::invalid(
+        reason.into(),
+        Some(message.into()),
+        payer.map(|p| p.to_string()),
+    )
+}
+
+fn snapshot_json(snapshot: &ChannelSnapshot) -> Value {
+    serde_json::to_value(snapshot).unwrap_or(Value::Null)
+}
+
+fn settle_failure(
+    requirements: &PaymentRequirements,
+    reason: ErrorReason,
+    message: String,
+    payer: Address,
+) -> SettleResponse {
+    SettleResponse::failure(
+        reason,
+        Some(message),
+        requirements.network.clone(),
+        Some(payer.to_string()),
+        None,
+    )
+}
+
+impl<F: Facilitator> ChannelManager<F> {
+    /// A manager in front of `facilitator`, keeping channels in `store`.
+    pub fn new(facilitator: F, store: Arc<dyn ChannelStore>, config: ChannelManagerConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                facilitator,
+                store,
+                config,
+                in_flight: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The facilitator behind it.
+    pub fn facilitator(&self) -> &F {
+        &self.shared.facilitator
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ChannelStore> {
+        &self.shared.store
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<B256, InFlight>> {
+        self.shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether another voucher's request holds channel `id`.
+    fn busy(&self, id: B256, voucher: &SignedVoucher) -> bool {
+        let key = voucher_key(voucher);
+        self.in_flight()
+            .get(&id)
+            .is_some_and(|held| held.until > Instant::now() && held.voucher != key)
+    }
+
+    /// Holds channel `id` for the request paying with `voucher`; `false` when another
+    /// voucher's request holds it.
+    fn hold(&self, id: B256, voucher: &SignedVoucher) -> bool {
+        let key = voucher_key(voucher);
+        let mut table = self.in_flight();
+        let now = Instant::now();
+        match table.get(&id) {
+            Some(held) if held.until > now && held.voucher != key => false,
+            _ => {
+                table.insert(
+                    id,
+                    InFlight {
+                        voucher: key,
+                        until: now + self.shared.config.busy_lease,
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// Whether channel `id` is held by this very voucher (verified by this manager).
+    fn holds(&self, id: B256, voucher: &SignedVoucher) -> bool {
+        let key = voucher_key(voucher);
+        self.in_flight().get(&id).is_some_and(|h| h.voucher == key)
+    }
+
+    fn release(&self, id: B256, voucher: &SignedVoucher) {
+        let key = voucher_key(voucher);
+        let mut table = self.in_flight();
+        if table.get(&id).is_some_and(|h| h.voucher == key) {
+            table.remove(&id);
+        }
+    }
+
+    /// The terms of `voucher` under `config` ([`check_terms`]); the config's hash is not
+    /// computed again when it is the config stored under the voucher's channel id (which was
+    /// bound to that id when the record was made).
+    fn bind(
+        stored: Option<&ChannelRecord>,
+        config: &super::ChannelConfig,
+        voucher: &SignedVoucher,
+        requirements: &PaymentRequirements,
+        chain_id: u64,
+    ) -> Result<B256, (BatchReason, String)> {
+        match stored {
+            Some(r) if r.channel_id == voucher.channel_id && r.config == *config => {
+                check_requirements(config, requirements).map(|()| r.channel_id)
+            }
+            _ => check_terms(config, voucher, requirements, chain_id),
+        }
+    }
+
+    /// The corrective refusal: the client's ceiling is not `charged + price`; the seller's
+    /// state and last signed voucher go in `extra` so the client can check and adopt them.
+    fn mismatch(record: &ChannelRecord, got: u128, expected: u128) -> VerifyResponse {
+        let mut extra = Map::new();
+        extra.insert("channelState".into(), snapshot_json(&record.snapshot()));
+        if let Some(signature) = &record.signature {
+            extra.insert(
+                "voucherState".into(),
+                json!({
+                    "signedMaxClaimable": record.signed_max.to_string(),
+                    "signature": signature,
+                }),
+            );
+        }
+        VerifyResponse {
+            extra: Some(extra),
+            ..invalid(
+                BatchReason::CumulativeAmountMismatch,
+                format!("voucher ceiling {got} is not the expected {expected}"),
+                Some(record.config.payer),
+            )
+        }
+    }
+
+    /// A new record of `config`'s channel, from the chain's state.
+    fn new_record(
+        id: B256,
+        config: &super::ChannelConfig,
+        requirements: &PaymentRequirements,
+        snapshot: &ChannelSnapshot,
+        now: u64,
+    ) -> ChannelRecord {
+        // A channel new to this seller starts from what is claimed on chain: anything the
+        // payer signed beyond that, this seller never served (or lost with its state).
+        ChannelRecord {
+            channel_id: id,
+            config: config.clone(),
+            requirements: requirements.clone(),
+            charged: snapshot.total_claimed,
+            signed_max: snapshot.total_claimed,
+            signature: None,
+            balance: snapshot.balance,
+            total_claimed: snapshot.total_claimed,
+            withdraw_requested_at: snapshot.withdraw_requested_at,
+            refund_nonce: snapshot.refund_nonce,
+            synced_at: now,
+            last_request_at: 0,
+        }
+    }
+
+    async fn verify_voucher(
+        &self,
+        request: &FacilitatorRequest,
+        requirements: &PaymentRequirements,
+        chain_id: u64,
+        config: &super::ChannelConfig,
+        voucher: &SignedVoucher,
+        deposit: Option<u128>,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        let payer = Some(config.payer);
+        // The request in flight decides the next expected ceiling: until it ends, no other
+        // voucher is judged against the channel.
+        if self.busy(voucher.channel_id, voucher) {
+            return Ok(invalid(
+                BatchReason::ChannelBusy,
+                "another request of this channel is in flight; retry shortly",
+                payer,
+            ));
+        }
+        let store = &self.shared.store;
+        let stored = store
+            .load(voucher.channel_id)
+            .await
+            .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
+        let id = match Self::bind(stored.as_ref(), config, voucher, requirements, chain_id) {
+            Ok(id) => id,
+            Err((reason, message)) => return Ok(invalid(reason, message, payer)),
+        };
+        let now = unix_now();
+        let stale = stored
+            .as_ref()
+            .is_none_or(|r| r.synced_at + self.shared.config.sync_after.as_secs() <= now);
+        let local_signature = config.payer_authorizer != Address::ZERO;
+        let price = requirements.amount.get().saturating_to::<u128>();
+        // With a fresh record the cumulative rule is decided before anything is asked.
+        if let Some(record) = stored.as_ref().filter(|_| !stale) {
+            let expected = record.charged.saturating_add(price);
+            if voucher.max_claimable_amount != expected {
+                return Ok(Self::mismatch(
+                    record,
+                    voucher.max_claimable_amount,
+                    expected,
+                ));
+            }
+        }
+        let (mut record, answer) = if stale || !local_signature || deposit.is_some() {
+            // Ask the facilitator: the chain's state, the signature (EIP-1271), the deposit.
+            let answer = self.shared.facilitator.verify(request, None).await?;
+            if !answer.is_valid {
+                return Ok(answer);
+            }
+            let snapshot: Option<ChannelSnapshot> = answer
+                .extra
+                .as_ref()
+                .and_then(|e| serde_json::from_value(Value::Object(e.clone())).ok());
+            let Some(snapshot) = snapshot else {
+                return Err(FacilitatorError::BadResponse(
+                    "a batch-settlement /verify without the channel's state".into(),
+                ));
+            };
+            let record = match stored {
+                Some(mut r) => {
+                    r.mirror(&snapshot, now);
+                    r
+                }
+                None => Self::new_record(id, config, requirements, &snapshot, now),
+            };
+            (record, Some(answer))
+        } else {
+            let Some(record) = stored else {
+                unreachable!("a missing record is stale");
+            };
+            if let Err(e) = VoucherVerifier::new(chain_id).verify_signature(config, voucher) {
+                let reason = match e {
+                    VoucherError::ChannelIdMismatch { .. } => BatchReason::ChannelIdMismatch,
+                    _ => BatchReason::VoucherSignature,
+                };
+                return Ok(invalid(reason, e.to_string(), payer));
+            }
+            (record, None)
+        };
+        let expected = record.charged.saturating_add(price);
+        if voucher.max_claimable_amount != expected {
+            if let Err(e) = store.save(record.clone()).await {
+                tracing::warn!(error = %e, "could not store a channel's mirror");
+            }
+            return Ok(Self::mismatch(
+                &record,
+                voucher.max_claimable_amount,
+                expected,
+            ));
+        }
+        let balance = record.balance.saturating_add(deposit.unwrap_or(0));
+        if voucher.max_claimable_amount > balance {
+            return Ok(invalid(
+                BatchReason::CumulativeExceedsBalance,
+                format!(
+                    "voucher ceiling {} exceeds the channel balance {balance}",
+                    voucher.max_claimable_amount
+                ),
+                payer,
+            ));
+        }
+        if !self.hold(id, voucher) {
+            return Ok(invalid(
+                BatchReason::ChannelBusy,
+                "another request of this channel is in flight; retry shortly",
+                payer,
+            ));
+        }
+        record.requirements = requirements.clone();
+        if answer.is_some() {
+            store
+                .save(record.clone())
+                .await
+                .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
+        }
+        let mut extra = Map::new();
+        if let Value::Object(state) = snapshot_json(&record.snapshot()) {
+            extra = state;
+        }
+        Ok(VerifyResponse {
+            extra: Some(extra),
+            ..VerifyResponse::valid(config.payer.to_string())
+        })
+    }
+
+    /// Commits `charge` under `voucher` (after the handler succeeded) and answers the receipt.
+    async fn commit(
+        &self,
+        requirements: &PaymentRequirements,
+        chain_id: u64,
+        config: &super::ChannelConfig,
+        voucher: &SignedVoucher,
+        mut record: ChannelRecord,
+        (transaction, amount): (String, Option<tollgate_proto::AtomicAmount>),
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let charge = requirements.amount.get().saturating_to::<u128>();
+        let fail = |reason: BatchReason, message: String| {
+            Ok(settle_failure(
+                requirements,
+                reason.into(),
+                message,
+                config.payer,
+            ))
+        };
+        // No shortcut for a voucher seen before: the ceiling is cumulative, so committing the
+        // same voucher again is allowed only while the charges stay within it (a request the
+        // seller charged less than the price for leaves room under the same ceiling, and a
+        // replay of it is charged again, within what the payer signed).
+        if voucher.max_claimable_amount < record.signed_max
+            || voucher.max_claimable_amount <= record.charged
+        {
+            return fail(
+                BatchReason::CumulativeAmountMismatch,
+                format!(
+                    "voucher ceiling {} is not above the charged {}",
+                    voucher.max_claimable_amount, record.charged
+                ),
+            );
+        }
+        if record.charged.saturating_add(charge) > voucher.max_claimable_amount {
+            return fail(
+                BatchReason::ChargeExceedsSignedCumulative,
+                format!(
+                    "charging {charge} over {} exceeds the signed {}",
+                    record.charged, voucher.max_claimable_amount
+                ),
+            );
+        }
+        // The voucher is stored only after a signature check: the one this manager made when it
+        // verified this very voucher (held in flight under its ceiling and signature hash;
+        // `check_terms` above bound the config to its channel id again), or one made now.
+        if !self.holds(record.channel_id, voucher) {
+            if config.payer_authorizer == Address::ZERO {
+                // Only the facilitator can check this payer's (EIP-1271) signature, and its
+                // check of this voucher is no longer held here.
+                return fail(
+                    BatchReason::VoucherSignature,
+                    "the voucher's verification has lapsed; present it again".into(),
+                );
+            }
+            if let Err(e) = VoucherVerifier::new(chain_id).verify(config, voucher) {
+                return fail(BatchReason::VoucherSignature, e.to_string());
+            }
+        }
+        record.charged += charge;
+        record.signed_max = voucher.max_claimable_amount;
+        record.signature = Some(voucher.signature.clone());
+        record.last_request_at = unix_now();
+        record.requirements = requirements.clone();
+        self.shared
+            .store
+            .save(record.clone())
+            .await
+            .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
+        self.release(record.channel_id, voucher);
+        let mut extra = Map::new();
+        extra.insert("chargedAmount".into(), charge.to_string().into());
+        extra.insert("channelState".into(), snapshot_json(&record.snapshot()));
+        Ok(SettleResponse {
+            amount,
+            extra: Some(Box::new(extra)),
+            ..SettleResponse::success(
+                transaction,
+                requirements.network.clone(),
+                config.payer.to_string(),
+            )
+        })
+    }
+
+    async fn settle_payload(
+        &self,
+        request: &FacilitatorRequest,
+        attempt: Option<&IdempotencyKey>,
+        requirements: &PaymentRequirements,
+        chain_id: u64,
+        payload: BatchPayload,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let unavailable = |e: StoreError| FacilitatorError::Unavailable(e.to_string());
+        match payload {
+            BatchPayload::Voucher(p) => {
+                let id = p.voucher.channel_id;
+                let Some(record) = self.shared.store.load(id).await.map_err(unavailable)? else {
+                    return Ok(settle_failure(
+                        requirements,
+                        BatchReason::MissingChannel.into(),
+                        format!("no channel {id} is known to this seller"),
+                        p.channel_config.payer,
+                    ));
+                };
+                if let Err((reason, message)) = Self::bind(
+                    Some(&record),
+                    &p.channel_config,
+                    &p.voucher,
+                    requirements,
+                    chain_id,
+                ) {
+                    return Ok(settle_failure(
+                        requirements,
+                        reason.into(),
+                        message,
+                        p.channel_config.payer,
+                    ));
+                }
+                self.commit(
+                    requirements,
+                    chain_id,
+                    &p.channel_config,
+                    &p.voucher,
+                    record,
+                    (String::new(), None),
+                )
+                .await
+            }
+            BatchPayload::Deposit(p) => {
+                let answer = self.shared.facilitator.settle(request, attempt).await?;
+                if !answer.success {
+                    self.release(p.voucher.channel_id, &p.voucher);
+                    return Ok(answer);
+                }
+                let snapshot: Option<ChannelSnapshot> = answer
+                    .extra
+                    .as_ref()
+                    .and_then(|e| e.get("channelState"))
+                    .and_then(|s| serde_json::from_value(s.clone()).ok());
+                let Some(snapshot) = snapshot else {
+                    return Err(FacilitatorError::BadResponse(
+                        "a batch-settlement deposit settlement without the channel's state".into(),
+                    ));
+                };
+                let id = p.voucher.channel_id;
+                let now = unix_now();
+                let record = match self.shared.store.load(id).await.map_err(unavailable)? {
+                    Some(mut r) => {
+                        r.mirror(&snapshot, now);
+                        r
+                    }
+                    None => Self::new_record(id, &p.channel_config, requirements, &snapshot, now),
+                };
+                self.commit(
+                    requirements,
+                    chain_id,
+                    &p.channel_config,
+                    &p.voucher,
+                    record,
+                    (answer.transaction.clone(), answer.amount),
+                )
+                .await
+            }
+            other => Ok(settle_failure(
+                requirements,
+                BatchReason::PayloadType.into(),
+                format!("a {} payload is not a paid request", other.kind()),
+                Address::ZERO,
+            )),
+        }
+    }
+
+    /// Claims every channel's charged, unclaimed value (one claim per receiver authorizer and
+    /// network, up to [`MAX_CLAIM_ROWS`] channels each), then sweeps what was claimed to each
+    /// receiver. The mirror is updated from what the chain then says.
+    pub async fn claim(&self) -> Result<ClaimReport, ClaimError> {
+        let records = self.shared.store.unclaimed().await?;
+        let mut report = ClaimReport::default();
+        let mut groups: HashMap<(String, Address), Vec<ChannelRecord>> = HashMap::new();
+        for r in records.into_iter().filter(|r| r.signature.is_some()) {
+            groups
+                .entry((
+                    r.requirements.network.to_string(),
+                    r.config.receiver_authorizer,
+                ))
+                .or_default()
+                .push(r);
+        }
+        let mut sweeps: HashMap<(String, Address, Address), PaymentRequirements> = HashMap::new();
+        for ((_, authorizer), group) in groups {
+            for chunk in group.chunks(MAX_CLAIM_ROWS) {
+                let rows: Vec<ClaimRow> = chunk
+                    .iter()
+                    .map(|r| ClaimRow {
+                        voucher: ClaimVoucher {
+                            channel: r.config.clone(),
+                            max_claimable_amount: r.signed_max,
+                        },
+                        signature: r.signature.clone().unwrap_or_default(),
+                        total_claimed: r.charged,
+                    })
+                    .collect();
+                let requirements = chunk[0].requirements.clone();
+                let chain_id = requirements.network.eip155_chain_id().unwrap_or_default();
+                let mut payload = json!({"type": "claim", "claims": rows});
+                if let Some(key) = self
+                    .shared
+                    .config
+                    .authorizer
+                    .as_ref()
+                    .filter(|k| k.address() == authorizer)
+                {
+                    let signature = sign_claim_batch(key, &rows, chain_id).await.map_err(|e| {
+                        ClaimError::Refused {
+                            what: "claim",
+                            reason: "signing".into(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    payload["claimAuthorizerSignature"] = json!(signature);
+                }
+                let answer = self.send(&requirements, payload).await?;
+                if !answer.success {
+                    return Err(ClaimError::Refused {
+                        what: "claim",
+                        reason: answer
+                            .error_reason
+                            .map(|r| r.to_string())
+                            .unwrap_or_default(),
+                        message: answer.error_message.unwrap_or_default(),
+                    });
+                }
+                report.transactions.push(answer.transaction);
+                for r in chunk {
+                    let mut r = r.clone();
+                    report.channels += 1;
+                    report.claimed += r.unclaimed();
+                    r.total_claimed = r.charged;
+                    self.shared.store.save(r.clone()).await?;
+                    sweeps
+                        .entry((
+                            r.requirements.network.to_string(),
+                            r.config.receiver,
+                            r.config.token,
+                        ))
+                        .or_insert_with(|| r.requirements.clone());
+                }
+            }
+        }
+        for ((_, receiver, token), requirements) in sweeps {
+            let answer = self
+                .send(
+                    &requirements,
+                    json!({"type": "settle", "receiver": receiver, "token": token}),
+                )
+                .await?;
+            let nothing = answer.error_reason.as_ref().map(|r| r.as_str())
+                == Some(BatchReason::NothingToSettle.as_str());
+            if !answer.success && !nothing {
+                return Err(ClaimError::Refused {
+                    what: "sweep",
+                    reason: answer
+                        .error_reason
+                        .map(|r| r.to_string())
+                        .unwrap_or_default(),
+                    message: answer.error_message.unwrap_or_default(),
+                });
+            }
+            if answer.success {
+                report.swept += answer
+                    .amount
+                    .map(|a| a.get().saturating_to::<u128>())
+                    .unwrap_or(0);
+                report.transactions.push(answer.transaction);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn send(
+        &self,
+        requirements: &PaymentRequirements,
+        payload: Value,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let Value::Object(payload) = payload else {
+            unreachable!("claim and sweep payloads are objects");
+        };
+        let request = FacilitatorRequest::V2 {
+            payment_payload: PaymentPayload {
+                x402_version: tollgate_proto::V2,
+                resource: None,
+                accepted: requirements.clone(),
+                payload,
+                extensions: None,
+            },
+            payment_requirements: requirements.clone(),
+        };
+        self.shared.facilitator.settle(&request, None).await
+    }
+
+    /// The channels at a glance.
+    pub async fn stats(&self) -> Result<ChannelStats, StoreError> {
+        let all = self.shared.store.all().await?;
+        let now = unix_now();
+        let mut stats = ChannelStats {
+            channels: all.len(),
+            ..ChannelStats::default()
+        };
+        for r in &all {
+            stats.unclaimed += r.unclaimed();
+            if r.withdraw_requested_at != 0 {
+                stats.withdrawing += 1;
+            }
+            if r.unclaimed() > 0 && r.last_request_at > 0 {
+                stats.claim_lag_secs = stats
+                    .claim_lag_secs
+                    .max(now.saturating_sub(r.last_request_at));
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// When the background claimer claims.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimPolicy {
+    /// How often the unclaimed value is looked at.
+    pub check_every: Duration,
+    /// Claim at least this often while anything is unclaimed.
+    pub interval: Duration,
+    /// Claim as soon as this much is unclaimed (atomic units).
+    pub threshold: u128,
+}
+
+impl Default for ClaimPolicy {
+    fn default() -> Self {
+        Self {
+            check_every: Duration::from_secs(5),
+            interval: Duration::from_secs(300),
+            threshold: 1_000_000,
+        }
+    }
+}
+
+/// The background claimer; stops when dropped.
+#[derive(Debug)]
+pub struct Claimer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Claimer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<F: Facilitator> ChannelManager<F> {
+    /// Claims in the background per `policy`: after `interval`, when `threshold` is unclaimed,
+    /// or at once when a payer has started a timed withdrawal (the seller must claim before it
+    /// completes). Failures are logged and retried at the next check.
+    pub fn spawn_claimer(&self, policy: ClaimPolicy) -> Claimer {
+        let manager = self.clone();
+        let task = tokio::spawn(async move {
+            let mut last = Instant::now();
+            loop {
+                tokio::time::sleep(policy.check_every).await;
+                let stats = match manager.stats().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claimer could not read the channels");
+                        continue;
+                    }
+                };
+                if stats.unclaimed == 0 {
+                    continue;
+                }
+                let due = stats.unclaimed >= policy.threshold
+                    || stats.withdrawing > 0
+                    || last.elapsed() >= policy.interval;
+                if !due {
+                    continue;
+                }
+                match manager.claim().await {
+                    Ok(report) => {
+                        last = Instant::now();
+                        tracing::info!(channels = report.channels, claimed = %report.claimed, swept = %report.swept, "channels claimed");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claim failed; retrying at the next check")
+                    }
+                }
+            }
+        });
+        Claimer { task }
+    }
+}
+
+impl<F: Facilitator> Facilitator for ChannelManager<F> {
+    fn verify<'a>(
+        &'a self,
+        request: &'a FacilitatorRequest,
+        attempt: Option<&'a IdempotencyKey>,
+    ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>> {
+        Box::pin(async move {
+            let FacilitatorRequest::V2 {
+                payment_payload,
+                payment_requirements: requirements,
+            } = request
+            else {
+                return self.shared.facilitator.verify(request, attempt).await;
+            };
+            if requirements.scheme != Scheme::BatchSettlement {
+                return self.shared.facilitator.verify(request, attempt).await;
+            }
+            let Some(chain_id) = requirements.network.eip155_chain_id() else {
+                return Ok(invalid(
+                    BatchReason::NetworkMismatch,
+                    format!("{} is not an EVM network", requirements.network),
+                    None,
+                ));
+            };
+            if payment_payload.accepted.network != requirements.network {
+                return Ok(invalid(
+                    BatchReason::NetworkMismatch,
+                    "payment for another network",
+                    None,
+                ));
+            }
+            match parse_payload(payment_payload) {
+                Err((reason, message)) => Ok(invalid(reason, message, None)),
+                Ok(BatchPayload::Voucher(p)) => {
+                    self.verify_voucher(
+                        request,
+                        requirements,
+                        chain_id,
+                        &p.channel_config,
+                        &p.voucher,
+                        None,
+                    )
+                    .await
+                }
+                Ok(BatchPayload::Deposit(p)) => {
+                    self.verify_voucher(
+                        request,
+                        requirements,
+                        chain_id,
+                        &p.channel_config,
+                        &p.voucher,
+                        Some(p.deposit.amount),
+                    )
+                    .await
+                }
+                Ok(other) => Ok(invalid(
+                    BatchReason::PayloadType,
+                    format!(
+                        "a {} payload is not a paid request this seller takes",
+                        other.kind()
+                    ),
+                    None,
+                )),
+            }
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        request: &'a FacilitatorRequest,
+        attempt: Option<&'a IdempotencyKey>,
+    ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
+        Box::pin(async move {
+            let FacilitatorRequest::V2 {
+                payment_payload,
+                payment_requirements: requirements,
+            } = request
+            else {
+                return self.shared.facilitator.settle(request, attempt).await;
+            };
+            if requirements.scheme != Scheme::BatchSettlement {
+                return self.shared.facilitator.settle(request, attempt).await;
+            }
+            let chain_id = requirements.network.eip155_chain_id().unwrap_or_default();
+            match parse_payload(payment_payload) {
+                Err((reason, message)) => Ok(SettleResponse::failure(
+                    reason.into(),
+                    Some(message),
+                    requirements.network.clone(),
+                    None,
+                    None,
+                )),
+                Ok(payload) => {
+                    self.settle_payload(request, attempt, requirements, chain_id, payload)
+                        .await
+                }
+            }
+        })
+    }
+
+    fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {
+        self.shared.facilitator.supported()
+    }
+}

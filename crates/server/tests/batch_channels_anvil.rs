@@ -1,0 +1,492 @@
+//! A `batch-settlement` route behind the axum paywall, with the seller's channel manager
+//! (`tollgate_evm::batch_settlement::channels`) in front of a real facilitator over HTTP, on
+//! anvil (or the devnet), its channels in a SQLite file:
+//!
+//! - the first request opens a channel with a deposit (a transaction); the next 1,000 are paid
+//!   with vouchers checked locally — no transaction, `transaction: ""`, `extra.chargedAmount`
+//!   and `extra.channelState` in the receipt — and the handler's metered charge (≤ the price)
+//!   is what is committed;
+//! - a voucher whose ceiling is not `charged + price` gets the corrective 402, whose
+//!   `channelState` and signed `voucherState` let the client resync (the signature checked);
+//! - a second voucher while the channel's request is in flight is refused `channel_busy`;
+//! - a failed handler commits nothing, and the same voucher is then accepted;
+//! - one claim moves exactly what was charged; a manager reopened on the same file (a restarted
+//!   seller) claims what was served after that and never claimed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use axum::extract::Query;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Extension, Router};
+use serde_json::{json, Value};
+use tollgate_core::{NetworkPattern, Registry, SchemeServer};
+use tollgate_evm::batch_settlement::abi::IBatchSettlement;
+use tollgate_evm::batch_settlement::channels::{
+    ChannelManager, ChannelManagerConfig, SqliteChannelStore,
+};
+use tollgate_evm::batch_settlement::server::BatchSettlementEvmServer;
+use tollgate_evm::batch_settlement::{
+    channel_id, sign_erc3009_deposit, sign_voucher, BatchSettlementEvmFacilitator, ChannelConfig,
+    Erc3009DepositTerms, ReceiverAuthorizer, SignedVoucher, VoucherVerifier, BATCH_SETTLEMENT,
+};
+use tollgate_evm::{ChainConfig, EvmChain};
+use tollgate_facilitator::{http as facilitator_http, Facilitator};
+use tollgate_proto::{
+    header, AtomicAmount, PaymentRequired, PaymentRequirements, Scheme, SettleResponse,
+};
+use tollgate_server::{Meter, PaymentOption, PaywallLayer, RemoteFacilitator, RoutePrice};
+use tollgate_testkit::TestChain;
+
+/// The price of one request: the most a voucher adds (0.001 USDC).
+const PRICE: u128 = 1_000;
+/// What the handler charges when asked to meter (70% of the price).
+const METERED: u128 = 700;
+const DEPOSIT: u128 = 2_000_000;
+const PAYER: usize = 1;
+const AUTHORIZER: usize = 8;
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[derive(serde::Deserialize)]
+struct Work {
+    #[serde(default)]
+    metered: bool,
+    #[serde(default)]
+    fail: bool,
+    #[serde(default)]
+    slow: bool,
+}
+
+async fn api(meter: Option<Extension<Meter>>, Query(work): Query<Work>) -> (StatusCode, String) {
+    let Some(Extension(meter)) = meter else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no meter".into());
+    };
+    if work.slow {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    if work.metered {
+        meter.charge(AtomicAmount(U256::from(METERED))).unwrap();
+    }
+    if work.fail {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "failed".into());
+    }
+    (StatusCode::OK, "data".into())
+}
+
+struct Shop {
+    chain: TestChain,
+    url: String,
+    http: reqwest::Client,
+    payee: Address,
+    manager: ChannelManager<RemoteFacilitator>,
+    facilitator_url: String,
+    store_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn app(
+    manager: ChannelManager<RemoteFacilitator>,
+    chain: &TestChain,
+    payee: Address,
+) -> String {
+    let mut schemes: Registry<dyn SchemeServer> = Registry::new();
+    schemes
+        .register_arc(
+            "eip155:*".parse::<NetworkPattern>().unwrap(),
+            Scheme::BatchSettlement,
+            Arc::new(BatchSettlementEvmServer),
+        )
+        .unwrap();
+    let paywall = PaywallLayer::new(manager).schemes(schemes).unwrap();
+    let price = RoutePrice::new(
+        PaymentOption::new(
+            Scheme::BatchSettlement,
+            chain.caip2().parse().unwrap(),
+            chain.usdc.to_string(),
+            AtomicAmount(U256::from(PRICE)),
+            payee.to_string(),
+        )
+        .extra(
+            json!({"name": "USD Coin", "version": "2"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        ),
+    );
+    serve(Router::new().route("/api", get(api).route_layer(paywall.price(price).unwrap()))).await
+}
+
+async fn shop() -> Shop {
+    let chain = TestChain::start().await.unwrap();
+    let evm = EvmChain::connect(
+        &[chain.endpoint()],
+        vec![TestChain::signer(0)],
+        ChainConfig::default(),
+    )
+    .await
+    .unwrap();
+    let scheme = BatchSettlementEvmFacilitator::on_chain(
+        &evm,
+        Some(ReceiverAuthorizer::new(TestChain::signer(AUTHORIZER))),
+    );
+    let facilitator = Facilitator::builder()
+        .scheme(NetworkPattern::One(evm.network().clone()), Arc::new(scheme))
+        .chain(Arc::new(evm))
+        .in_memory_ledger()
+        .build()
+        .await
+        .unwrap();
+    let facilitator_url = serve(facilitator_http::router(
+        facilitator,
+        facilitator_http::HttpLimits::default(),
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("channels.db");
+    let manager = ChannelManager::new(
+        RemoteFacilitator::new(&facilitator_url),
+        Arc::new(SqliteChannelStore::open(&store_path).unwrap()),
+        ChannelManagerConfig::default(),
+    );
+    let payee = Address::random();
+    let url = app(manager.clone(), &chain, payee).await;
+    Shop {
+        chain,
+        url,
+        http: reqwest::Client::new(),
+        payee,
+        manager,
+        facilitator_url,
+        store_path,
+        _dir: dir,
+    }
+}
+
+/// The buyer's side of one channel, done by hand (the client for this scheme is not part of
+/// this test): the config, the charged cumulative amount it believes, the last receipt.
+struct Buyer {
+    config: ChannelConfig,
+    id: B256,
+    chain_id: u64,
+    charged: u128,
+}
+
+impl Shop {
+    async fn challenge(&self) -> PaymentRequirements {
+        let unpaid = self
+            .http
+            .get(format!("{}/api", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unpaid.status(), 402);
+        let required: PaymentRequired =
+            header::decode(unpaid.headers()[header::PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
+        required.accepts[0].clone()
+    }
+
+    async fn send(
+        &self,
+        query: &str,
+        requirements: &PaymentRequirements,
+        payload: Value,
+    ) -> (StatusCode, Option<SettleResponse>, Option<PaymentRequired>) {
+        let payment = json!({"x402Version": 2, "accepted": requirements, "payload": payload});
+        let encoded = header::encode(&payment);
+        let response = self
+            .http
+            .get(format!("{}/api{query}", self.url))
+            .header(header::PAYMENT_SIGNATURE, encoded)
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let receipt = response
+            .headers()
+            .get(header::PAYMENT_RESPONSE)
+            .map(|v| header::decode::<SettleResponse>(v.to_str().unwrap()).unwrap());
+        let required = response
+            .headers()
+            .get(header::PAYMENT_REQUIRED)
+            .map(|v| header::decode::<PaymentRequired>(v.to_str().unwrap()).unwrap());
+        (status, receipt, required)
+    }
+
+    fn buyer(&self, requirements: &PaymentRequirements, salt: u8) -> Buyer {
+        let authorizer: Address = requirements
+            .extra_str("receiverAuthorizer")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let config = ChannelConfig {
+            payer: TestChain::address(PAYER),
+            payer_authorizer: TestChain::address(PAYER),
+            receiver: self.payee,
+            receiver_authorizer: authorizer,
+            token: self.chain.usdc,
+            withdraw_delay: 900,
+            salt: B256::with_last_byte(salt),
+        };
+        let chain_id = self.chain.chain_id();
+        Buyer {
+            id: channel_id(&config, chain_id),
+            config,
+            chain_id,
+            charged: 0,
+        }
+    }
+}
+
+impl Buyer {
+    async fn voucher(&self, ceiling: u128) -> (SignedVoucher, Value) {
+        let v = sign_voucher(&TestChain::signer(PAYER), self.id, ceiling, self.chain_id)
+            .await
+            .unwrap();
+        let payload = json!({"type": "voucher", "channelConfig": self.config, "voucher": v});
+        (v, payload)
+    }
+
+    async fn deposit(&self, chain: &TestChain, amount: u128) -> Value {
+        let now = chain
+            .provider()
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .unwrap()
+            .unwrap()
+            .header
+            .timestamp;
+        let terms = Erc3009DepositTerms {
+            channel_id: self.id,
+            from: self.config.payer,
+            amount,
+            valid_after: 0,
+            valid_before: now + 3600,
+            salt: B256::random(),
+        };
+        let domain = alloy::sol_types::eip712_domain! {
+            name: "USD Coin",
+            version: "2",
+            chain_id: self.chain_id,
+            verifying_contract: chain.usdc,
+        };
+        let auth = sign_erc3009_deposit(&TestChain::signer(PAYER), &terms, &domain)
+            .await
+            .unwrap();
+        let (v, _) = self.voucher(self.charged + PRICE).await;
+        json!({
+            "type": "deposit", "channelConfig": self.config, "voucher": v,
+            "deposit": {"amount": amount.to_string(), "authorization": {"erc3009Authorization": auth}}
+        })
+    }
+
+    /// Checks a receipt as the spec's client must, and adopts its charged cumulative amount.
+    fn accept(&mut self, receipt: &SettleResponse, expected_charge: u128) {
+        let extra = receipt.extra.as_ref().expect("receipt extra");
+        let charge: u128 = extra["chargedAmount"].as_str().unwrap().parse().unwrap();
+        assert_eq!(charge, expected_charge);
+        assert!(charge <= PRICE);
+        let state = &extra["channelState"];
+        assert_eq!(state["channelId"], self.id.to_string());
+        let charged: u128 = state["chargedCumulativeAmount"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(charged, self.charged + charge);
+        self.charged = charged;
+    }
+}
+
+use alloy::providers::Provider;
+
+#[tokio::test]
+async fn a_thousand_voucher_paid_requests_through_one_channel() {
+    let shop = shop().await;
+    let requirements = shop.challenge().await;
+    assert_eq!(requirements.scheme, Scheme::BatchSettlement);
+    assert_eq!(
+        requirements
+            .extra_str("receiverAuthorizer")
+            .unwrap()
+            .parse::<Address>()
+            .unwrap(),
+        TestChain::address(AUTHORIZER),
+        "the facilitator's receiver authorizer, from /supported"
+    );
+    assert_eq!(requirements.extra.as_ref().unwrap()["withdrawDelay"], 900);
+    let mut buyer = shop.buyer(&requirements, 1);
+    let payer_start = shop
+        .chain
+        .usdc_balance(TestChain::address(PAYER))
+        .await
+        .unwrap();
+
+    // Open: one deposit, the first request charged at the metered 700.
+    let deposit = buyer.deposit(&shop.chain, DEPOSIT).await;
+    let (status, receipt, _) = shop.send("?metered=true", &requirements, deposit).await;
+    assert_eq!(status, StatusCode::OK);
+    let receipt = receipt.unwrap();
+    assert!(
+        receipt.transaction.starts_with("0x"),
+        "a deposit is a transaction"
+    );
+    buyer.accept(&receipt, METERED);
+
+    // 1,000 requests, each paid with a voucher and no transaction.
+    for n in 0..1_000 {
+        let metered = n % 2 == 0;
+        let (_, payload) = buyer.voucher(buyer.charged + PRICE).await;
+        let query = if metered { "?metered=true" } else { "" };
+        let (status, receipt, _) = shop.send(query, &requirements, payload).await;
+        assert_eq!(status, StatusCode::OK, "request {n}");
+        let receipt = receipt.unwrap();
+        assert_eq!(receipt.transaction, "");
+        buyer.accept(&receipt, if metered { METERED } else { PRICE });
+    }
+    let charged = buyer.charged;
+    assert_eq!(charged, METERED + 500 * METERED + 500 * PRICE);
+
+    // A stale client: the corrective 402 carries the seller's state and the last voucher.
+    let (_, stale) = buyer.voucher(charged - 5 + PRICE).await;
+    let (status, _, required) = shop.send("", &requirements, stale).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+    let required = required.unwrap();
+    assert!(
+        required
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("invalid_batch_settlement_evm_cumulative_amount_mismatch"),
+        "{:?}",
+        required.error
+    );
+    let extra = required.accepts[0].extra.as_ref().unwrap();
+    let state = &extra["channelState"];
+    assert_eq!(state["chargedCumulativeAmount"], charged.to_string());
+    let voucher_state = &extra["voucherState"];
+    // The client checks the seller's proof before adopting it: its own signature.
+    let proof = SignedVoucher {
+        channel_id: buyer.id,
+        max_claimable_amount: voucher_state["signedMaxClaimable"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        signature: voucher_state["signature"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+    };
+    VoucherVerifier::new(buyer.chain_id)
+        .verify(&buyer.config, &proof)
+        .unwrap();
+    assert!(proof.max_claimable_amount >= charged);
+
+    // A failed handler commits nothing; the same voucher then pays.
+    let (_, payload) = buyer.voucher(charged + PRICE).await;
+    let (status, receipt, _) = shop
+        .send("?fail=true&metered=true", &requirements, payload.clone())
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(receipt.is_none());
+    let (status, receipt, _) = shop.send("", &requirements, payload).await;
+    assert_eq!(status, StatusCode::OK);
+    buyer.accept(&receipt.unwrap(), PRICE);
+
+    // One request at a time per channel.
+    let (_, slow) = buyer.voucher(buyer.charged + PRICE).await;
+    let (_, other) = buyer.voucher(buyer.charged + 2 * PRICE).await;
+    let first = shop.send("?slow=true", &requirements, slow);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        shop.send("", &requirements, other).await
+    };
+    let ((s1, r1, _), (s2, _, required)) = tokio::join!(first, second);
+    assert_eq!(s1, StatusCode::OK);
+    buyer.accept(&r1.unwrap(), PRICE);
+    assert_eq!(s2, StatusCode::PAYMENT_REQUIRED);
+    assert!(required
+        .unwrap()
+        .error
+        .unwrap()
+        .contains("invalid_batch_settlement_evm_channel_busy"));
+
+    // Nothing has moved but the deposit; one claim moves exactly what was charged.
+    let charged = buyer.charged;
+    let contract = IBatchSettlement::new(BATCH_SETTLEMENT, shop.chain.provider());
+    assert_eq!(
+        contract
+            .channels(buyer.id)
+            .call()
+            .await
+            .unwrap()
+            .totalClaimed,
+        0
+    );
+    let stats = shop.manager.stats().await.unwrap();
+    assert_eq!(stats.unclaimed, charged);
+    let report = shop.manager.claim().await.unwrap();
+    assert_eq!(
+        (report.channels, report.claimed, report.swept),
+        (1, charged, charged)
+    );
+    assert_eq!(
+        contract
+            .channels(buyer.id)
+            .call()
+            .await
+            .unwrap()
+            .totalClaimed,
+        charged
+    );
+    assert_eq!(
+        shop.chain.usdc_balance(shop.payee).await.unwrap(),
+        U256::from(charged)
+    );
+    assert_eq!(
+        shop.chain
+            .usdc_balance(TestChain::address(PAYER))
+            .await
+            .unwrap(),
+        payer_start - U256::from(DEPOSIT)
+    );
+    assert_eq!(shop.manager.stats().await.unwrap().unclaimed, 0);
+
+    // Served and not claimed, then the seller restarts: the reopened store still claims it.
+    for _ in 0..3 {
+        let (_, payload) = buyer.voucher(buyer.charged + PRICE).await;
+        let (status, receipt, _) = shop.send("", &requirements, payload).await;
+        assert_eq!(status, StatusCode::OK);
+        buyer.accept(&receipt.unwrap(), PRICE);
+    }
+    drop(shop.manager.clone());
+    let restarted = ChannelManager::new(
+        RemoteFacilitator::new(&shop.facilitator_url),
+        Arc::new(SqliteChannelStore::open(&shop.store_path).unwrap()),
+        ChannelManagerConfig::default(),
+    );
+    let report = restarted.claim().await.unwrap();
+    assert_eq!(report.claimed, 3 * PRICE);
+    assert_eq!(
+        contract
+            .channels(buyer.id)
+            .call()
+            .await
+            .unwrap()
+            .totalClaimed,
+        buyer.charged
+    );
+    assert_eq!(
+        shop.chain.usdc_balance(shop.payee).await.unwrap(),
+        U256::from(buyer.charged)
+    );
+}
