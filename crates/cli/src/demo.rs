@@ -1,7 +1,8 @@
 //! `tollgate demo`: the whole system on the embedded devnet (a real EVM in this process, no
 //! download, no network) — a facilitator, a paid API, and an agent with a budget making paid
 //! calls, then one metered (`upto`) call: the agent authorises a maximum, the seller's handler
-//! charges what the work cost, and exactly that moves.
+//! charges what the work cost, and exactly that moves; then 100 calls through one payment
+//! channel (`batch-settlement`): one deposit, a voucher per call, one claim.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,10 @@ use tollgate::proto::{header, money, AtomicAmount, Network, Scheme};
 use tollgate::server::{Meter, PaymentOption, PaywallLayer, RoutePrice};
 use tollgate_client::{PaymentError, PaymentReceipt, SpendLedger, SpendingPolicy, X402Middleware};
 use tollgate_devnet::{Devnet, DevnetError, DEV_KEYS};
+
+/// The channel step: 100 calls through one `batch-settlement` payment channel.
+#[path = "demo_channels.rs"]
+mod channels;
 
 alloy::sol! {
     #[sol(rpc)]
@@ -396,6 +401,21 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         usdt(metered.maximum),
         usdt(metered.charged),
         usdt(metered.maximum - metered.charged)
+    );
+    let channel = channels::run(channels::ChannelStep {
+        rpc_url: &chain.url(),
+        usdc: usdc_address,
+        network: network.clone(),
+        seller,
+    })
+    .await?;
+    println!(
+        "{} calls through one channel: {} deposited, {} charged, {} transactions on chain \
+         (one deposit, one claim, one sweep).",
+        channel.calls,
+        usdc(channel.deposited),
+        usdc(channel.charged),
+        channel.transactions
     );
     Ok(())
 }

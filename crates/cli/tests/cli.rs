@@ -170,6 +170,20 @@ fn demo_runs_end_to_end_and_exits_zero() {
         text.contains("1 metered call: 0.05 USDT authorised, 0.0185 USDT charged and settled"),
         "{text}"
     );
+    // The channel step: 100 calls, one deposit, then vouchers; one claim and one sweep.
+    assert!(
+        text.contains(
+            "100 calls through one channel: 0.15 USDC deposited, 0.1 USDC charged, 3 transactions on chain"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("voucher, no transaction"))
+            .count(),
+        4,
+        "{text}"
+    );
 }
 
 /// A 6-decimal amount as the demo prints it (`999.9815`) in atomic units, exactly.

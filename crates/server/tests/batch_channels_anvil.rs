@@ -490,3 +490,97 @@ async fn a_thousand_voucher_paid_requests_through_one_channel() {
         U256::from(buyer.charged)
     );
 }
+
+/// The buyer's `ChannelPayer` against the same paywall: it opens the channel with a deposit
+/// of many calls' worth and pays the rest with vouchers; a payer that lost its state (a new
+/// process with the same key) is told the seller's state by the corrective 402, checks the
+/// seller's proof (its own signature) and continues the channel instead of depositing again; a
+/// forged proof or a receipt charging above the price is not accepted.
+#[tokio::test]
+async fn the_channel_payer_pays_resyncs_and_checks_receipts() {
+    use tollgate_evm::batch_settlement::{ChannelPayError, ChannelPayer};
+    let shop = shop().await;
+    let offer = shop.challenge().await;
+    let mut payer = ChannelPayer::new(TestChain::signer(PAYER), 50, 1_000_000);
+    let pay = |payment: tollgate_proto::PaymentPayload| {
+        let shop = &shop;
+        async move {
+            let encoded = header::encode(&payment);
+            let response = shop
+                .http
+                .get(format!("{}/api", shop.url))
+                .header(header::PAYMENT_SIGNATURE, encoded)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let receipt = response
+                .headers()
+                .get(header::PAYMENT_RESPONSE)
+                .map(|v| header::decode::<SettleResponse>(v.to_str().unwrap()).unwrap());
+            let required = response
+                .headers()
+                .get(header::PAYMENT_REQUIRED)
+                .map(|v| header::decode::<PaymentRequired>(v.to_str().unwrap()).unwrap());
+            (status, receipt, required)
+        }
+    };
+    for call in 0..5 {
+        let payment = payer.pay(&offer, None).await.unwrap();
+        let kind = payment.payload["type"].as_str().unwrap().to_owned();
+        assert_eq!(kind, if call == 0 { "deposit" } else { "voucher" });
+        let (status, receipt, _) = pay(payment).await;
+        assert_eq!(status, 200);
+        assert_eq!(payer.receipt(&offer, &receipt.unwrap()).unwrap(), PRICE);
+    }
+    let channel = payer.channel(&offer).unwrap().clone();
+    assert_eq!(channel.charged, 5 * PRICE);
+    assert_eq!(channel.balance, 50 * PRICE);
+
+    // A new process with the same key: no state, so it would deposit again; the seller's
+    // corrective 402 tells it where the channel stands, with proof.
+    let mut fresh = ChannelPayer::new(TestChain::signer(PAYER), 50, 1_000_000);
+    let payment = fresh.pay(&offer, None).await.unwrap();
+    assert_eq!(payment.payload["type"], "deposit");
+    let (status, _, required) = pay(payment).await;
+    assert_eq!(status, 402);
+    let corrective = required.unwrap().accepts[0].clone();
+    // A forged proof (someone else's signature) is not adopted.
+    let mut forged = corrective.clone();
+    let other = sign_voucher(
+        &TestChain::signer(5),
+        channel.id,
+        5 * PRICE,
+        shop.chain.chain_id(),
+    )
+    .await
+    .unwrap();
+    forged.extra.as_mut().unwrap()["voucherState"]["signature"] = json!(other.signature);
+    assert!(matches!(
+        fresh.resync(&forged),
+        Err(ChannelPayError::Resync(_))
+    ));
+    fresh.resync(&corrective).unwrap();
+    assert_eq!(fresh.channel(&offer).unwrap().charged, 5 * PRICE);
+    let payment = fresh.pay(&offer, None).await.unwrap();
+    assert_eq!(payment.payload["type"], "voucher", "no second deposit");
+    let (status, receipt, _) = pay(payment).await;
+    assert_eq!(status, 200);
+    let receipt = receipt.unwrap();
+    // A receipt claiming more than the price is refused (and the channel is not advanced).
+    let mut greedy = receipt.clone();
+    let extra = greedy.extra.as_mut().unwrap();
+    extra.insert("chargedAmount".into(), json!((PRICE + 1).to_string()));
+    assert!(matches!(
+        fresh.receipt(&offer, &greedy),
+        Err(ChannelPayError::Receipt(_))
+    ));
+    assert_eq!(fresh.receipt(&offer, &receipt).unwrap(), PRICE);
+    assert_eq!(fresh.channel(&offer).unwrap().charged, 6 * PRICE);
+    // One deposit only: the payer's balance dropped by exactly it.
+    let contract = IBatchSettlement::new(BATCH_SETTLEMENT, shop.chain.provider());
+    assert_eq!(
+        contract.channels(channel.id).call().await.unwrap().balance,
+        50 * PRICE
+    );
+}

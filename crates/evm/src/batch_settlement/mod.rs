@@ -43,6 +43,7 @@
 pub mod abi;
 pub mod channels;
 pub mod facilitator;
+pub mod payer;
 pub mod reason;
 pub mod server;
 pub mod types;
@@ -54,6 +55,7 @@ use alloy::sol_types::{eip712_domain, Eip712Domain, SolStruct, SolValue};
 use crate::signature::recover_signer;
 
 pub use facilitator::{BatchSettlementEvmFacilitator, ReceiverAuthorizer, VerifiedBatch};
+pub use payer::{ChannelPayError, ChannelPayer, PayerChannel};
 pub use reason::BatchReason;
 pub use server::BatchSettlementEvmServer;
 pub use types::{
