@@ -584,3 +584,200 @@ async fn the_channel_payer_pays_resyncs_and_checks_receipts() {
         50 * PRICE
     );
 }
+
+/// Two seller instances (two paywalls, each with its own channel manager) on one PostgreSQL
+/// channel store, in front of one facilitator: the buyer's vouchers alternate between them and
+/// each is charged once; the same voucher sent to both at once is delivered and charged once;
+/// another voucher while one instance's request is in flight is refused busy by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_charge_each_voucher_once() {
+    use tollgate_evm::batch_settlement::channels::PgChannelStore;
+    use tollgate_testkit::Postgres;
+    let pg = Postgres::start().unwrap();
+    let first = shop().await;
+    let instance = |_: u8| async {
+        ChannelManager::new(
+            RemoteFacilitator::new(&first.facilitator_url),
+            Arc::new(PgChannelStore::connect(&pg.url()).await.unwrap()),
+            ChannelManagerConfig::default(),
+        )
+    };
+    let (a, b) = (instance(1).await, instance(2).await);
+    let url_a = app(a.clone(), &first.chain, first.payee).await;
+    let url_b = app(b.clone(), &first.chain, first.payee).await;
+    let requirements = first.challenge().await;
+    let mut buyer = first.buyer(&requirements, 9);
+    let send = |url: String, payload: Value| {
+        let http = first.http.clone();
+        let requirements = requirements.clone();
+        async move {
+            let payment = json!({"x402Version": 2, "accepted": requirements, "payload": payload});
+            // `url` may carry a query for the handler: `http://…?slow=true` → `/api?slow=true`.
+            let target = match url.split_once('?') {
+                Some((base, query)) => format!("{base}/api?{query}"),
+                None => format!("{url}/api"),
+            };
+            let response = http
+                .get(target)
+                .header(header::PAYMENT_SIGNATURE, header::encode(&payment))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let receipt = response
+                .headers()
+                .get(header::PAYMENT_RESPONSE)
+                .map(|v| header::decode::<SettleResponse>(v.to_str().unwrap()).unwrap());
+            let required = response
+                .headers()
+                .get(header::PAYMENT_REQUIRED)
+                .map(|v| header::decode::<PaymentRequired>(v.to_str().unwrap()).unwrap());
+            (status, receipt, required)
+        }
+    };
+
+    // Opened on A; then 20 vouchers alternating between the instances.
+    let deposit = buyer.deposit(&first.chain, DEPOSIT).await;
+    let (status, receipt, _) = send(url_a.clone(), deposit).await;
+    assert_eq!(status, 200);
+    buyer.accept(&receipt.unwrap(), PRICE);
+    for n in 0..20 {
+        let (_, payload) = buyer.voucher(buyer.charged + PRICE).await;
+        let url = if n % 2 == 0 {
+            url_b.clone()
+        } else {
+            url_a.clone()
+        };
+        let (status, receipt, _) = send(url, payload).await;
+        assert_eq!(status, 200, "voucher {n}");
+        buyer.accept(&receipt.unwrap(), PRICE);
+    }
+    assert_eq!(buyer.charged, 21 * PRICE);
+
+    // The same voucher to both instances at once: one delivery, one charge.
+    let (_, payload) = buyer.voucher(buyer.charged + PRICE).await;
+    let ((s1, r1, _), (s2, r2, _)) = tokio::join!(
+        send(url_a.clone(), payload.clone()),
+        send(url_b.clone(), payload.clone())
+    );
+    let delivered = [(s1, r1), (s2, r2)]
+        .into_iter()
+        .filter(|(s, _)| *s == 200)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        delivered.len(),
+        1,
+        "one delivery for one voucher ({s1}, {s2})"
+    );
+    buyer.accept(delivered[0].1.as_ref().unwrap(), PRICE);
+    // And again afterwards, to either: refused (its ceiling is spent).
+    let (status, _, _) = send(url_b.clone(), payload).await;
+    assert_eq!(status, 402);
+
+    // A request in flight on A holds the channel for B too.
+    let (_, slow) = buyer.voucher(buyer.charged + PRICE).await;
+    let (_, other) = buyer.voucher(buyer.charged + 2 * PRICE).await;
+    let slow_on_a = send(format!("{url_a}?slow=true"), slow);
+    let other_on_b = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        send(url_b.clone(), other).await
+    };
+    let ((s1, r1, _), (s2, _, required)) = tokio::join!(slow_on_a, other_on_b);
+    assert_eq!(s1, 200);
+    buyer.accept(&r1.unwrap(), PRICE);
+    assert_eq!(s2, 402);
+    assert!(required
+        .unwrap()
+        .error
+        .unwrap()
+        .contains("invalid_batch_settlement_evm_channel_busy"));
+
+    // Either instance claims everything both charged, once.
+    let report = b.claim().await.unwrap();
+    assert_eq!(report.claimed, buyer.charged);
+    assert_eq!(a.claim().await.unwrap().claimed, 0);
+    let contract = IBatchSettlement::new(BATCH_SETTLEMENT, first.chain.provider());
+    assert_eq!(
+        contract
+            .channels(buyer.id)
+            .call()
+            .await
+            .unwrap()
+            .totalClaimed,
+        buyer.charged
+    );
+    assert_eq!(
+        first.chain.usdc_balance(first.payee).await.unwrap(),
+        U256::from(buyer.charged)
+    );
+}
+
+/// The official SDK's batch-settlement client (`@x402/fetch` with `@x402/evm`'s
+/// `BatchSettlementEvmScheme`, `tests/interop/batch-client.mjs`) against this paywall: it opens
+/// a channel with one deposit and pays the next calls with vouchers the channel manager takes
+/// locally; the seller then claims exactly what the client was charged.
+#[tokio::test]
+async fn the_official_client_pays_through_a_channel() {
+    let interop = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop");
+    assert!(
+        interop
+            .join("node_modules/@x402/evm/dist/esm/batch-settlement")
+            .is_dir(),
+        "the official SDK is not installed: run `npm ci` in tests/interop (./scripts/test does)"
+    );
+    let shop = shop().await;
+    // The official client reads channel state through Multicall3 at its canonical address.
+    shop.chain.install_canonical_multicall3().await.unwrap();
+    let calls = 12;
+    // Awaited, not blocking: the paywall it calls runs on this test's runtime.
+    let output = tokio::process::Command::new("node")
+        .current_dir(&interop)
+        .arg("batch-client.mjs")
+        .env("X402_URL", format!("{}/api", shop.url))
+        .env("X402_RPC_URL", shop.chain.endpoint())
+        .env("X402_CHAIN_ID", shop.chain.chain_id().to_string())
+        .env("X402_PAYER_KEY", tollgate_testkit::DEV_KEYS[3])
+        .env("X402_CALLS", calls.to_string())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), calls, "{stdout}");
+    let mut transactions = 0;
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["status"], 200, "call {i}: {line}");
+        assert_eq!(line["body"], "data");
+        let receipt = &line["paymentResponse"];
+        assert_eq!(receipt["success"], true, "{line}");
+        let expected_type = if i == 0 { "deposit" } else { "voucher" };
+        assert_eq!(line["payloadType"], expected_type, "call {i}: {line}");
+        if receipt["transaction"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+        {
+            transactions += 1;
+        }
+        assert_eq!(
+            receipt["extra"]["channelState"]["chargedCumulativeAmount"],
+            (PRICE * (i as u128 + 1)).to_string(),
+            "{line}"
+        );
+    }
+    assert_eq!(transactions, 1, "only the deposit is a transaction");
+    let report = shop.manager.claim().await.unwrap();
+    assert_eq!(report.claimed, PRICE * calls as u128);
+    assert_eq!(
+        shop.chain.usdc_balance(shop.payee).await.unwrap(),
+        U256::from(PRICE * calls as u128)
+    );
+}

@@ -31,7 +31,7 @@
 mod store;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256};
@@ -43,9 +43,11 @@ use tollgate_proto::{
     SettleResponse, SupportedResponse, VerifyResponse,
 };
 
+#[cfg(feature = "channel-postgres")]
+pub use store::PgChannelStore;
 #[cfg(feature = "channel-sqlite")]
 pub use store::SqliteChannelStore;
-pub use store::{ChannelRecord, ChannelStore, MemoryChannelStore, StoreError};
+pub use store::{ChannelRecord, ChannelStore, Expected, MemoryChannelStore, StoreError};
 
 use super::{
     check_requirements, check_terms, parse_payload, sign_claim_batch, BatchPayload, BatchReason,
@@ -80,26 +82,18 @@ impl Default for ChannelManagerConfig {
     }
 }
 
-/// A voucher verified and not yet settled: its ceiling and a hash of its signature, so that
-/// only the very same voucher (a retry after a failed handler) may take the channel again.
-#[derive(Debug, Clone, Copy)]
-struct InFlight {
-    voucher: (u128, B256),
-    until: Instant,
-}
-
-fn voucher_key(voucher: &SignedVoucher) -> (u128, B256) {
-    (
-        voucher.max_claimable_amount,
-        alloy::primitives::keccak256(&voucher.signature),
-    )
+/// A voucher's key for channel holds: its ceiling and signature, hashed. Only the very same
+/// voucher (a retry after a failed handler) may take a channel its request holds.
+fn voucher_key(voucher: &SignedVoucher) -> B256 {
+    let mut bytes = voucher.max_claimable_amount.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&voucher.signature);
+    alloy::primitives::keccak256(bytes)
 }
 
 struct Shared<F> {
     facilitator: F,
     store: Arc<dyn ChannelStore>,
     config: ChannelManagerConfig,
-    in_flight: Mutex<HashMap<B256, InFlight>>,
 }
 
 /// The seller's channel manager in front of facilitator `F` (see the module docs). Cheap to
@@ -210,7 +204,6 @@ impl<F: Facilitator> ChannelManager<F> {
                 facilitator,
                 store,
                 config,
-                in_flight: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -225,53 +218,15 @@ impl<F: Facilitator> ChannelManager<F> {
         &self.shared.store
     }
 
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<B256, InFlight>> {
-        self.shared
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    fn unavailable(e: StoreError) -> FacilitatorError {
+        FacilitatorError::Unavailable(e.to_string())
     }
 
-    /// Whether another voucher's request holds channel `id`.
-    fn busy(&self, id: B256, voucher: &SignedVoucher) -> bool {
-        let key = voucher_key(voucher);
-        self.in_flight()
-            .get(&id)
-            .is_some_and(|held| held.until > Instant::now() && held.voucher != key)
-    }
-
-    /// Holds channel `id` for the request paying with `voucher`; `false` when another
-    /// voucher's request holds it.
-    fn hold(&self, id: B256, voucher: &SignedVoucher) -> bool {
-        let key = voucher_key(voucher);
-        let mut table = self.in_flight();
-        let now = Instant::now();
-        match table.get(&id) {
-            Some(held) if held.until > now && held.voucher != key => false,
-            _ => {
-                table.insert(
-                    id,
-                    InFlight {
-                        voucher: key,
-                        until: now + self.shared.config.busy_lease,
-                    },
-                );
-                true
-            }
-        }
-    }
-
-    /// Whether channel `id` is held by this very voucher (verified by this manager).
-    fn holds(&self, id: B256, voucher: &SignedVoucher) -> bool {
-        let key = voucher_key(voucher);
-        self.in_flight().get(&id).is_some_and(|h| h.voucher == key)
-    }
-
-    fn release(&self, id: B256, voucher: &SignedVoucher) {
-        let key = voucher_key(voucher);
-        let mut table = self.in_flight();
-        if table.get(&id).is_some_and(|h| h.voucher == key) {
-            table.remove(&id);
+    /// Lets go of channel `id` if `voucher`'s request holds it; a failure only delays the next
+    /// request until the hold's lease ends.
+    async fn release(&self, id: B256, voucher: &SignedVoucher) {
+        if let Err(e) = self.shared.store.release(id, voucher_key(voucher)).await {
+            tracing::warn!(error = %e, "could not release a channel hold");
         }
     }
 
@@ -353,15 +308,6 @@ impl<F: Facilitator> ChannelManager<F> {
         deposit: Option<u128>,
     ) -> Result<VerifyResponse, FacilitatorError> {
         let payer = Some(config.payer);
-        // The request in flight decides the next expected ceiling: until it ends, no other
-        // voucher is judged against the channel.
-        if self.busy(voucher.channel_id, voucher) {
-            return Ok(invalid(
-                BatchReason::ChannelBusy,
-                "another request of this channel is in flight; retry shortly",
-                payer,
-            ));
-        }
         let store = &self.shared.store;
         let stored = store
             .load(voucher.channel_id)
@@ -371,11 +317,59 @@ impl<F: Facilitator> ChannelManager<F> {
             Ok(id) => id,
             Err((reason, message)) => return Ok(invalid(reason, message, payer)),
         };
+        // The request in flight decides the next expected ceiling: until it ends, no other
+        // voucher is judged against the channel. Held from here; let go on every refusal.
+        let key = voucher_key(voucher);
+        if !store
+            .hold(id, key, self.shared.config.busy_lease)
+            .await
+            .map_err(Self::unavailable)?
+        {
+            return Ok(invalid(
+                BatchReason::ChannelBusy,
+                "another request of this channel is in flight; retry shortly",
+                payer,
+            ));
+        }
+        let held = self
+            .verify_held(
+                request,
+                requirements,
+                chain_id,
+                config,
+                voucher,
+                deposit,
+                id,
+                stored,
+            )
+            .await;
+        if !matches!(&held, Ok(v) if v.is_valid) {
+            self.release(id, voucher).await;
+        }
+        held
+    }
+
+    /// [`verify_voucher`](Self::verify_voucher) once the channel is held.
+    #[allow(clippy::too_many_arguments)]
+    async fn verify_held(
+        &self,
+        request: &FacilitatorRequest,
+        requirements: &PaymentRequirements,
+        chain_id: u64,
+        config: &super::ChannelConfig,
+        voucher: &SignedVoucher,
+        deposit: Option<u128>,
+        id: B256,
+        stored: Option<ChannelRecord>,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        let payer = Some(config.payer);
+        let store = &self.shared.store;
         let now = unix_now();
         let stale = stored
             .as_ref()
             .is_none_or(|r| r.synced_at + self.shared.config.sync_after.as_secs() <= now);
         let local_signature = config.payer_authorizer != Address::ZERO;
+        let stored_charged = stored.as_ref().map(|r| r.charged);
         let price = requirements.amount.get().saturating_to::<u128>();
         // With a fresh record the cumulative rule is decided before anything is asked.
         if let Some(record) = stored.as_ref().filter(|_| !stale) {
@@ -424,10 +418,18 @@ impl<F: Facilitator> ChannelManager<F> {
             }
             (record, None)
         };
+        // The mirror is stored only over the very record it was read from: another instance
+        // may have committed since.
+        let expected_stored = match &stored_charged {
+            Some(c) => Expected::Charged(*c),
+            None => Expected::Absent,
+        };
         let expected = record.charged.saturating_add(price);
         if voucher.max_claimable_amount != expected {
-            if let Err(e) = store.save(record.clone()).await {
-                tracing::warn!(error = %e, "could not store a channel's mirror");
+            if answer.is_some() {
+                if let Err(e) = store.save_if(record.clone(), expected_stored).await {
+                    tracing::warn!(error = %e, "could not store a channel's mirror");
+                }
             }
             return Ok(Self::mismatch(
                 &record,
@@ -446,19 +448,18 @@ impl<F: Facilitator> ChannelManager<F> {
                 payer,
             ));
         }
-        if !self.hold(id, voucher) {
+        record.requirements = requirements.clone();
+        if answer.is_some()
+            && !store
+                .save_if(record.clone(), expected_stored)
+                .await
+                .map_err(Self::unavailable)?
+        {
             return Ok(invalid(
                 BatchReason::ChannelBusy,
-                "another request of this channel is in flight; retry shortly",
+                "the channel changed while this request was verified; retry shortly",
                 payer,
             ));
-        }
-        record.requirements = requirements.clone();
-        if answer.is_some() {
-            store
-                .save(record.clone())
-                .await
-                .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
         }
         let mut extra = Map::new();
         if let Value::Object(state) = snapshot_json(&record.snapshot()) {
@@ -516,7 +517,13 @@ impl<F: Facilitator> ChannelManager<F> {
         // The voucher is stored only after a signature check: the one this manager made when it
         // verified this very voucher (held in flight under its ceiling and signature hash;
         // `check_terms` above bound the config to its channel id again), or one made now.
-        if !self.holds(record.channel_id, voucher) {
+        let held = self
+            .shared
+            .store
+            .holds(record.channel_id, voucher_key(voucher))
+            .await
+            .map_err(Self::unavailable)?;
+        if !held {
             if config.payer_authorizer == Address::ZERO {
                 // Only the facilitator can check this payer's (EIP-1271) signature, and its
                 // check of this voucher is no longer held here.
@@ -529,17 +536,27 @@ impl<F: Facilitator> ChannelManager<F> {
                 return fail(BatchReason::VoucherSignature, e.to_string());
             }
         }
+        let before = record.charged;
         record.charged += charge;
         record.signed_max = voucher.max_claimable_amount;
         record.signature = Some(voucher.signature.clone());
         record.last_request_at = unix_now();
         record.requirements = requirements.clone();
-        self.shared
+        // Compare-and-swap on the charged amount: of two instances committing on the same
+        // state (the same voucher presented to both), one wins; the other delivers nothing.
+        let committed = self
+            .shared
             .store
-            .save(record.clone())
+            .save_if(record.clone(), Expected::Charged(before))
             .await
-            .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
-        self.release(record.channel_id, voucher);
+            .map_err(Self::unavailable)?;
+        self.release(record.channel_id, voucher).await;
+        if !committed {
+            return fail(
+                BatchReason::CumulativeAmountMismatch,
+                "another request of this channel was committed first".into(),
+            );
+        }
         let mut extra = Map::new();
         extra.insert("chargedAmount".into(), charge.to_string().into());
         extra.insert("channelState".into(), snapshot_json(&record.snapshot()));
@@ -601,7 +618,7 @@ impl<F: Facilitator> ChannelManager<F> {
             BatchPayload::Deposit(p) => {
                 let answer = self.shared.facilitator.settle(request, attempt).await?;
                 if !answer.success {
-                    self.release(p.voucher.channel_id, &p.voucher);
+                    self.release(p.voucher.channel_id, &p.voucher).await;
                     return Ok(answer);
                 }
                 let snapshot: Option<ChannelSnapshot> = answer
@@ -616,12 +633,29 @@ impl<F: Facilitator> ChannelManager<F> {
                 };
                 let id = p.voucher.channel_id;
                 let now = unix_now();
-                let record = match self.shared.store.load(id).await.map_err(unavailable)? {
+                let store = &self.shared.store;
+                let record = match store.load(id).await.map_err(unavailable)? {
                     Some(mut r) => {
                         r.mirror(&snapshot, now);
                         r
                     }
-                    None => Self::new_record(id, &p.channel_config, requirements, &snapshot, now),
+                    None => {
+                        let r =
+                            Self::new_record(id, &p.channel_config, requirements, &snapshot, now);
+                        if !store
+                            .save_if(r.clone(), Expected::Absent)
+                            .await
+                            .map_err(unavailable)?
+                        {
+                            // Another instance made the record meanwhile: commit on its.
+                            match store.load(id).await.map_err(unavailable)? {
+                                Some(r) => r,
+                                None => r,
+                            }
+                        } else {
+                            r
+                        }
+                    }
                 };
                 self.commit(
                     requirements,
@@ -708,7 +742,12 @@ impl<F: Facilitator> ChannelManager<F> {
                     report.channels += 1;
                     report.claimed += r.unclaimed();
                     r.total_claimed = r.charged;
-                    self.shared.store.save(r.clone()).await?;
+                    // Over the record the claim was built from; a newer one keeps its own
+                    // mirror until the next claim or sync.
+                    self.shared
+                        .store
+                        .save_if(r.clone(), Expected::Charged(r.charged))
+                        .await?;
                     sweeps
                         .entry((
                             r.requirements.network.to_string(),

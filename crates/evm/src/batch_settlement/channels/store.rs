@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use alloy::primitives::{Bytes, B256, U256};
 use serde::{Deserialize, Serialize};
@@ -81,17 +82,92 @@ impl ChannelRecord {
 #[error("channel store: {0}")]
 pub struct StoreError(pub String);
 
-/// Durable per-channel state. [`save`](Self::save) returns only once the record is durable: a
-/// voucher whose request was served must be claimable after a crash.
+/// What [`ChannelStore::save_if`] requires of the stored record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// Nothing: save in any case.
+    Any,
+    /// No record of the channel yet.
+    Absent,
+    /// A record whose `charged` is this (compare-and-swap on the charged amount: between two
+    /// seller instances, the second to commit on the same state loses).
+    Charged(u128),
+}
+
+/// Durable per-channel state, and the per-channel hold that lets one request at a time pay on
+/// a channel. Saves return only once the record is durable: a voucher whose request was served
+/// must be claimable after a crash. A store shared by several seller instances (PostgreSQL)
+/// holds channels and compares-and-swaps for all of them.
 pub trait ChannelStore: Send + Sync + 'static {
     /// The record of channel `id`.
     fn load(&self, id: B256) -> BoxFuture<'_, Result<Option<ChannelRecord>, StoreError>>;
-    /// Stores `record` (replacing the channel's previous one).
-    fn save(&self, record: ChannelRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Stores `record` if the stored one is as `expected`; `false` when it is not (nothing
+    /// written).
+    fn save_if(
+        &self,
+        record: ChannelRecord,
+        expected: Expected,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
     /// Every channel with value charged and not claimed.
     fn unclaimed(&self) -> BoxFuture<'_, Result<Vec<ChannelRecord>, StoreError>>;
     /// Every channel.
     fn all(&self) -> BoxFuture<'_, Result<Vec<ChannelRecord>, StoreError>>;
+    /// Takes channel `id` for the request paying with the voucher keyed `key` for `lease`;
+    /// `false` when another voucher's request holds it. The same voucher may take it again (the
+    /// retry after a failed handler).
+    fn hold(&self, id: B256, key: B256, lease: Duration)
+        -> BoxFuture<'_, Result<bool, StoreError>>;
+    /// Whether channel `id` is held by the voucher keyed `key`.
+    fn holds(&self, id: B256, key: B256) -> BoxFuture<'_, Result<bool, StoreError>>;
+    /// Lets go of channel `id` if the voucher keyed `key` holds it.
+    fn release(&self, id: B256, key: B256) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Stores `record` whatever is stored.
+    fn save(&self, record: ChannelRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.save_if(record, Expected::Any).await.map(|_| ()) })
+    }
+}
+
+/// Whether `stored` is as `expected`.
+fn matches(stored: Option<&ChannelRecord>, expected: Expected) -> bool {
+    match expected {
+        Expected::Any => true,
+        Expected::Absent => stored.is_none(),
+        Expected::Charged(c) => stored.is_some_and(|r| r.charged == c),
+    }
+}
+
+/// Channel holds within one process (the stores that have one writer).
+#[derive(Debug, Default)]
+struct LocalHolds(Mutex<HashMap<B256, (B256, Instant)>>);
+
+impl LocalHolds {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<B256, (B256, Instant)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hold(&self, id: B256, key: B256, lease: Duration) -> bool {
+        let mut table = self.table();
+        let now = Instant::now();
+        match table.get(&id) {
+            Some((held, until)) if *until > now && *held != key => false,
+            _ => {
+                table.insert(id, (key, now + lease));
+                true
+            }
+        }
+    }
+
+    fn holds(&self, id: B256, key: B256) -> bool {
+        self.table().get(&id).is_some_and(|(held, _)| *held == key)
+    }
+
+    fn release(&self, id: B256, key: B256) {
+        let mut table = self.table();
+        if table.get(&id).is_some_and(|(held, _)| *held == key) {
+            table.remove(&id);
+        }
+    }
 }
 
 /// Channels in memory: gone with the process (a restarted seller forfeits what it had not
@@ -99,6 +175,7 @@ pub trait ChannelStore: Send + Sync + 'static {
 #[derive(Debug, Default)]
 pub struct MemoryChannelStore {
     records: Mutex<HashMap<B256, ChannelRecord>>,
+    holds: LocalHolds,
 }
 
 impl MemoryChannelStore {
@@ -118,8 +195,36 @@ impl ChannelStore for MemoryChannelStore {
         Box::pin(async move { Ok(found) })
     }
 
-    fn save(&self, record: ChannelRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.map().insert(record.channel_id, record);
+    fn save_if(
+        &self,
+        record: ChannelRecord,
+        expected: Expected,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let mut map = self.map();
+        let ok = matches(map.get(&record.channel_id), expected);
+        if ok {
+            map.insert(record.channel_id, record);
+        }
+        Box::pin(async move { Ok(ok) })
+    }
+
+    fn hold(
+        &self,
+        id: B256,
+        key: B256,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let ok = self.holds.hold(id, key, lease);
+        Box::pin(async move { Ok(ok) })
+    }
+
+    fn holds(&self, id: B256, key: B256) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let ok = self.holds.holds(id, key);
+        Box::pin(async move { Ok(ok) })
+    }
+
+    fn release(&self, id: B256, key: B256) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.holds.release(id, key);
         Box::pin(async { Ok(()) })
     }
 
@@ -153,7 +258,9 @@ mod sqlite {
     use tokio::sync::oneshot;
     use tollgate_core::BoxFuture;
 
-    use super::{ChannelRecord, ChannelStore, StoreError};
+    use std::time::Duration;
+
+    use super::{matches, ChannelRecord, ChannelStore, Expected, LocalHolds, StoreError};
 
     /// Saves queued at once share one transaction (one `fsync`).
     const MAX_GROUP: usize = 256;
@@ -173,6 +280,7 @@ mod sqlite {
     pub struct SqliteChannelStore {
         cache: Arc<Mutex<HashMap<B256, ChannelRecord>>>,
         writer: mpsc::Sender<Save>,
+        holds: Arc<LocalHolds>,
     }
 
     impl std::fmt::Debug for SqliteChannelStore {
@@ -257,6 +365,7 @@ mod sqlite {
             Ok(Self {
                 cache: Arc::new(Mutex::new(cache)),
                 writer: tx,
+                holds: Arc::default(),
             })
         }
 
@@ -283,7 +392,16 @@ mod sqlite {
             Box::pin(async move { Ok(found) })
         }
 
-        fn save(&self, record: ChannelRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        /// The comparison is against the copy in memory: this store is the file's only
+        /// writer, and the manager holds a channel while it commits on it.
+        fn save_if(
+            &self,
+            record: ChannelRecord,
+            expected: Expected,
+        ) -> BoxFuture<'_, Result<bool, StoreError>> {
+            if !matches(self.cache().get(&record.channel_id), expected) {
+                return Box::pin(async { Ok(false) });
+            }
             let (reply, done) = oneshot::channel();
             let queued = self.writer.send((record.clone(), reply));
             Box::pin(async move {
@@ -291,8 +409,28 @@ mod sqlite {
                 queued.map_err(|_| stopped())?;
                 done.await.map_err(|_| stopped())??;
                 self.cache().insert(record.channel_id, record);
-                Ok(())
+                Ok(true)
             })
+        }
+
+        fn hold(
+            &self,
+            id: B256,
+            key: B256,
+            lease: Duration,
+        ) -> BoxFuture<'_, Result<bool, StoreError>> {
+            let ok = self.holds.hold(id, key, lease);
+            Box::pin(async move { Ok(ok) })
+        }
+
+        fn holds(&self, id: B256, key: B256) -> BoxFuture<'_, Result<bool, StoreError>> {
+            let ok = self.holds.holds(id, key);
+            Box::pin(async move { Ok(ok) })
+        }
+
+        fn release(&self, id: B256, key: B256) -> BoxFuture<'_, Result<(), StoreError>> {
+            self.holds.release(id, key);
+            Box::pin(async { Ok(()) })
         }
 
         fn unclaimed(&self) -> BoxFuture<'_, Result<Vec<ChannelRecord>, StoreError>> {
@@ -393,5 +531,221 @@ mod tests {
         store.save(record(2, 10, 10)).await.unwrap();
         assert_eq!(store.unclaimed().await.unwrap().len(), 1);
         assert_eq!(store.all().await.unwrap().len(), 2);
+    }
+}
+
+#[cfg(feature = "channel-postgres")]
+pub use postgres::PgChannelStore;
+
+#[cfg(feature = "channel-postgres")]
+mod postgres {
+    use std::time::Duration;
+
+    use alloy::primitives::B256;
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+    use tokio_postgres::NoTls;
+    use tollgate_core::BoxFuture;
+
+    use super::{ChannelRecord, ChannelStore, Expected, StoreError};
+
+    /// The database server's clock in Unix milliseconds: every instance's holds are judged by
+    /// one clock.
+    const DB_NOW_MILLIS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+    fn failed(e: impl std::fmt::Display) -> StoreError {
+        StoreError(e.to_string())
+    }
+
+    /// Channels in PostgreSQL, shared by every seller instance that connects to the database:
+    /// a channel's hold (one request at a time) is a row every instance sees, and a commit is a
+    /// compare-and-swap on the channel's charged amount, so one voucher is charged once however
+    /// many instances it is presented to at once. Commits are durable when answered
+    /// (PostgreSQL's `synchronous_commit`).
+    #[derive(Clone)]
+    pub struct PgChannelStore {
+        pool: Pool,
+    }
+
+    impl std::fmt::Debug for PgChannelStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("PgChannelStore").finish_non_exhaustive()
+        }
+    }
+
+    impl PgChannelStore {
+        /// Connects to the database at `url` and creates the channel tables if needed.
+        pub async fn connect(url: &str) -> Result<Self, StoreError> {
+            let config: tokio_postgres::Config = url
+                .parse()
+                // The parser's message may echo the URL, password included.
+                .map_err(|_| StoreError("invalid PostgreSQL URL".into()))?;
+            let manager = Manager::from_config(
+                config,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            let pool = Pool::builder(manager)
+                .max_size(16)
+                .build()
+                .map_err(failed)?;
+            let mut client = pool.get().await.map_err(failed)?;
+            // Instances starting together create the tables once.
+            let tx = client.transaction().await.map_err(failed)?;
+            tx.batch_execute(
+                "SELECT pg_advisory_xact_lock(4020018);
+                 CREATE TABLE IF NOT EXISTS tollgate_channels (
+                     id TEXT PRIMARY KEY,
+                     charged TEXT NOT NULL,
+                     unclaimed BOOLEAN NOT NULL,
+                     record TEXT NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS tollgate_channels_unclaimed
+                     ON tollgate_channels (unclaimed) WHERE unclaimed;
+                 CREATE TABLE IF NOT EXISTS tollgate_channel_holds (
+                     id TEXT PRIMARY KEY,
+                     voucher TEXT NOT NULL,
+                     until_ms BIGINT NOT NULL
+                 );",
+            )
+            .await
+            .map_err(failed)?;
+            tx.commit().await.map_err(failed)?;
+            Ok(Self { pool })
+        }
+
+        async fn records(&self, sql: &str) -> Result<Vec<ChannelRecord>, StoreError> {
+            let client = self.pool.get().await.map_err(failed)?;
+            let rows = client.query(sql, &[]).await.map_err(failed)?;
+            rows.iter()
+                .map(|row| serde_json::from_str(row.get::<_, &str>(0)).map_err(failed))
+                .collect()
+        }
+    }
+
+    impl ChannelStore for PgChannelStore {
+        fn load(&self, id: B256) -> BoxFuture<'_, Result<Option<ChannelRecord>, StoreError>> {
+            Box::pin(async move {
+                let client = self.pool.get().await.map_err(failed)?;
+                let row = client
+                    .query_opt(
+                        "SELECT record FROM tollgate_channels WHERE id = $1",
+                        &[&id.to_string()],
+                    )
+                    .await
+                    .map_err(failed)?;
+                row.map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(failed))
+                    .transpose()
+            })
+        }
+
+        fn save_if(
+            &self,
+            record: ChannelRecord,
+            expected: Expected,
+        ) -> BoxFuture<'_, Result<bool, StoreError>> {
+            Box::pin(async move {
+                let client = self.pool.get().await.map_err(failed)?;
+                let text = serde_json::to_string(&record).map_err(failed)?;
+                let id = record.channel_id.to_string();
+                let charged = record.charged.to_string();
+                let unclaimed = record.unclaimed() > 0;
+                let written = match expected {
+                    Expected::Any => {
+                        client
+                            .execute(
+                                "INSERT INTO tollgate_channels (id, charged, unclaimed, record)
+                             VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (id) DO UPDATE SET charged = excluded.charged,
+                                 unclaimed = excluded.unclaimed, record = excluded.record",
+                                &[&id, &charged, &unclaimed, &text],
+                            )
+                            .await
+                    }
+                    Expected::Absent => {
+                        client
+                            .execute(
+                                "INSERT INTO tollgate_channels (id, charged, unclaimed, record)
+                             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                                &[&id, &charged, &unclaimed, &text],
+                            )
+                            .await
+                    }
+                    Expected::Charged(before) => client
+                        .execute(
+                            "UPDATE tollgate_channels SET charged = $2, unclaimed = $3, record = $4
+                             WHERE id = $1 AND charged = $5",
+                            &[&id, &charged, &unclaimed, &text, &before.to_string()],
+                        )
+                        .await,
+                };
+                Ok(written.map_err(failed)? == 1)
+            })
+        }
+
+        fn unclaimed(&self) -> BoxFuture<'_, Result<Vec<ChannelRecord>, StoreError>> {
+            Box::pin(self.records("SELECT record FROM tollgate_channels WHERE unclaimed"))
+        }
+
+        fn all(&self) -> BoxFuture<'_, Result<Vec<ChannelRecord>, StoreError>> {
+            Box::pin(self.records("SELECT record FROM tollgate_channels"))
+        }
+
+        fn hold(
+            &self,
+            id: B256,
+            key: B256,
+            lease: Duration,
+        ) -> BoxFuture<'_, Result<bool, StoreError>> {
+            Box::pin(async move {
+                let client = self.pool.get().await.map_err(failed)?;
+                let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+                let taken = client
+                    .query_opt(
+                        &format!(
+                            "INSERT INTO tollgate_channel_holds (id, voucher, until_ms)
+                             VALUES ($1, $2, {DB_NOW_MILLIS} + $3)
+                             ON CONFLICT (id) DO UPDATE SET voucher = excluded.voucher,
+                                 until_ms = excluded.until_ms
+                             WHERE tollgate_channel_holds.voucher = excluded.voucher
+                                OR tollgate_channel_holds.until_ms < {DB_NOW_MILLIS}
+                             RETURNING id"
+                        ),
+                        &[&id.to_string(), &key.to_string(), &lease_ms],
+                    )
+                    .await
+                    .map_err(failed)?;
+                Ok(taken.is_some())
+            })
+        }
+
+        fn holds(&self, id: B256, key: B256) -> BoxFuture<'_, Result<bool, StoreError>> {
+            Box::pin(async move {
+                let client = self.pool.get().await.map_err(failed)?;
+                let row = client
+                    .query_opt(
+                        "SELECT 1 FROM tollgate_channel_holds WHERE id = $1 AND voucher = $2",
+                        &[&id.to_string(), &key.to_string()],
+                    )
+                    .await
+                    .map_err(failed)?;
+                Ok(row.is_some())
+            })
+        }
+
+        fn release(&self, id: B256, key: B256) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(async move {
+                let client = self.pool.get().await.map_err(failed)?;
+                client
+                    .execute(
+                        "DELETE FROM tollgate_channel_holds WHERE id = $1 AND voucher = $2",
+                        &[&id.to_string(), &key.to_string()],
+                    )
+                    .await
+                    .map_err(failed)?;
+                Ok(())
+            })
+        }
     }
 }
