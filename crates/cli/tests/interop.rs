@@ -12,15 +12,15 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{json, Value};
+use support::{interop_dir, node, spawn_until, Proc};
 use tollgate_testkit::{TestChain, DEV_KEYS};
 
 /// The price of the resource, in atomic units of the test token (0.01 USDC).
@@ -28,89 +28,12 @@ const PRICE: u64 = 10_000;
 /// What the resource returns.
 const BODY: &str = "the interop resource";
 
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
-}
-
 fn check_node_project() {
     let modules = interop_dir().join("node_modules/@x402/core");
     assert!(
         modules.is_dir(),
         "the official SDK is not installed: run `npm ci` in tests/interop (./scripts/test does)"
     );
-}
-
-/// A child process killed and reaped on drop, its stderr in a log file.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let start = text.len().saturating_sub(4000);
-        text[text.floor_char_boundary(start)..].to_owned()
-    }
-}
-
-/// Spawns `command`, stdout piped and stderr to `log`; waits for a stdout or log line starting
-/// with `prefix` and returns the rest of it.
-fn spawn_until(
-    mut command: Command,
-    log: PathBuf,
-    prefix: &str,
-    on_stderr: bool,
-) -> (Proc, String) {
-    let file = std::fs::File::create(&log).unwrap();
-    command.stdin(Stdio::null()).stdout(Stdio::piped());
-    if on_stderr {
-        command.stderr(Stdio::piped());
-    } else {
-        command.stderr(file.try_clone().unwrap());
-    }
-    let mut child = command.spawn().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stream: Box<dyn std::io::Read + Send> = if on_stderr {
-        Box::new(child.stderr.take().unwrap())
-    } else {
-        Box::new(child.stdout.take().unwrap())
-    };
-    let prefix_owned = prefix.to_owned();
-    std::thread::spawn(move || {
-        use std::io::Write;
-        let mut file = file;
-        let mut tx = Some(tx);
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            let _ = writeln!(file, "{line}");
-            if let Some(rest) = line.trim().strip_prefix(&prefix_owned) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(rest.to_owned());
-                }
-            }
-        }
-    });
-    let proc = Proc { child, log };
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(rest) => (proc, rest),
-        Err(_) => panic!("{prefix:?} never printed; log:\n{}", proc.log_tail()),
-    }
-}
-
-fn node(script: &str, env: &[(&str, String)]) -> Command {
-    let mut command = Command::new("node");
-    command.current_dir(interop_dir()).arg(script);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command
 }
 
 fn tollgate() -> Command {

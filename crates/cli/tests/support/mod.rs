@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// A running facilitator process, killed (SIGKILL) and reaped when dropped.
 pub struct Running(Child);
@@ -82,4 +84,86 @@ pub fn start_facilitator(config: &std::path::Path, env: &[(&str, &str)]) -> (Run
     let mut running = Running::spawn(&mut command);
     let addr = running.wait_for_line("tollgate facilitator listening on ");
     (running, addr)
+}
+
+// The interoperability rigs: the official SDK's scripts in `tests/interop` and the roles they
+// talk to, run as child processes whose output is kept in a log.
+
+/// `tests/interop`, where the official SDK is installed (`npm ci`) and its scripts live.
+pub fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
+}
+
+/// A child process killed and reaped on drop, its output in a log file.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(6000);
+        text[text.floor_char_boundary(start)..].to_owned()
+    }
+}
+
+/// Spawns `command` with stdout piped and stderr to `log` (or stderr piped, `on_stderr`); waits
+/// for a line starting with `prefix` on the piped stream and returns the rest of it. The piped
+/// stream keeps being copied into the log.
+pub fn spawn_until(
+    mut command: Command,
+    log: PathBuf,
+    prefix: &str,
+    on_stderr: bool,
+) -> (Proc, String) {
+    let file = std::fs::File::create(&log).unwrap();
+    command.stdin(Stdio::null()).stdout(Stdio::piped());
+    if on_stderr {
+        command.stderr(Stdio::piped());
+    } else {
+        command.stderr(file.try_clone().unwrap());
+    }
+    let mut child = command.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stream: Box<dyn std::io::Read + Send> = if on_stderr {
+        Box::new(child.stderr.take().unwrap())
+    } else {
+        Box::new(child.stdout.take().unwrap())
+    };
+    let prefix_owned = prefix.to_owned();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut file = file;
+        let mut tx = Some(tx);
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let _ = writeln!(file, "{line}");
+            if let Some(rest) = line.trim().strip_prefix(&prefix_owned) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        }
+    });
+    let proc = Proc { child, log };
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(rest) => (proc, rest),
+        Err(_) => panic!("{prefix:?} never printed; log:\n{}", proc.log_tail()),
+    }
+}
+
+pub fn node(script: &str, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new("node");
+    command.current_dir(interop_dir()).arg(script);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
 }
