@@ -40,7 +40,7 @@ use super::{
     BATCH_SETTLEMENT, ERC3009_DEPOSIT_COLLECTOR, PERMIT2_DEPOSIT_COLLECTOR,
 };
 use crate::client::unix_now;
-use crate::contracts::{IEip3009Token, IErc1271};
+use crate::contracts::{IEip3009Token, IErc1271, ERC1271_MAGIC_VALUE};
 use crate::domain::parse_address;
 use crate::facilitator::EvmChain;
 use crate::plug::tx_hash;
@@ -144,13 +144,6 @@ fn refuse(reason: BatchReason, message: impl Into<String>) -> SchemeError {
 
 fn read_failed(reason: BatchReason, what: &str, e: impl std::fmt::Display) -> SchemeError {
     SchemeError::unavailable(reason.into(), format!("{what}: {e}"))
-}
-
-fn snapshot_map(snapshot: &ChannelSnapshot) -> serde_json::Map<String, serde_json::Value> {
-    match serde_json::to_value(snapshot) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    }
 }
 
 fn parse(payment: &PaymentPayload) -> Result<BatchPayload, SchemeError> {
@@ -264,19 +257,18 @@ impl BatchSettlementEvmFacilitator {
             .await
             .map_err(|e| read_failed(BatchReason::RpcReadFailed, "eth_getCode", e))?;
         if code.is_empty() {
-            return Ok(signature.len() == 65
-                && matches!(signature[64], 27 | 28)
-                && alloy::primitives::Signature::from_raw(signature)
-                    .ok()
-                    .filter(|s| s.normalize_s().is_none())
-                    .and_then(|s| crate::signature::recover_signer(&s, &digest))
-                    == Some(signer));
+            // As the token and the channel contract check an EOA: 65 bytes, low `s`.
+            return Ok(super::recover_strict(signature, &digest, false) == Some(signer));
         }
         let wallet = IErc1271::new(signer, self.chain.provider());
-        Ok(matches!(
-            wallet.isValidSignature(digest, signature.clone()).call().await,
-            Ok(magic) if magic.0 == [0x16, 0x26, 0xba, 0x7e]
-        ))
+        match wallet
+            .isValidSignature(digest, signature.clone())
+            .call()
+            .await
+        {
+            Ok(magic) => Ok(magic.0 == ERC1271_MAGIC_VALUE),
+            Err(_) => Ok(false),
+        }
     }
 
     /// Rules 7, 9, 10 against the channel's state (`extra` credited by a deposit).
@@ -772,6 +764,7 @@ impl BatchSettlementEvmFacilitator {
         &self,
         payment: &PaymentPayload,
         requirements: &PaymentRequirements,
+        payload: BatchPayload,
     ) -> Result<VerifiedBatch, SchemeError> {
         if payment.accepted.network != requirements.network {
             return Err(refuse(
@@ -788,7 +781,7 @@ impl BatchSettlementEvmFacilitator {
                 format!("scheme {} is not batch-settlement", requirements.scheme),
             ));
         }
-        match parse(payment)? {
+        match payload {
             BatchPayload::Deposit(p) => self.verify_deposit(p, requirements).await,
             BatchPayload::Voucher(p) => self.verify_voucher(p, requirements).await,
             BatchPayload::Refund(p) => self.verify_refund(p, requirements).await,
@@ -916,7 +909,7 @@ impl BatchSettlementEvmFacilitator {
             Some(id) => {
                 let snapshot = self.read_channel(id).await?;
                 let mut map = serde_json::Map::new();
-                map.insert("channelState".into(), snapshot_map(&snapshot).into());
+                map.insert("channelState".into(), snapshot.to_json_map().into());
                 Some(map)
             }
             None => None,
@@ -994,9 +987,11 @@ impl SchemeFacilitator for BatchSettlementEvmFacilitator {
         requirements: &'a PaymentRequirements,
     ) -> BoxFuture<'a, Result<Verified, SchemeError>> {
         Box::pin(async move {
-            let verified = self.verify_payload(payment, requirements).await?;
+            let payload = parse(payment)?;
+            let identity = Self::identity(&payload);
+            let verified = self.verify_payload(payment, requirements, payload).await?;
             Ok(Verified {
-                identity: Self::identity(&parse(payment)?),
+                identity,
                 proof: Box::new(verified),
             })
         })
@@ -1011,7 +1006,7 @@ impl SchemeFacilitator for BatchSettlementEvmFacilitator {
             .downcast_ref::<VerifiedBatch>()?
             .snapshot
             .as_ref()?;
-        Some(snapshot_map(snapshot))
+        Some(snapshot.to_json_map())
     }
 
     fn same_payment<'a>(

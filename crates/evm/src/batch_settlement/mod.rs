@@ -415,6 +415,23 @@ pub fn check_requirements(
     Ok(())
 }
 
+/// The signer of `digest` as `x402BatchSettlement` recovers it: a 65-byte `r ‖ s ‖ v` with
+/// `v` 27 or 28 (and, with `compact`, a 64-byte EIP-2098 `r ‖ vs`), low `s` only; `None` for
+/// anything the contract refuses.
+pub(crate) fn recover_strict(signature: &[u8], digest: &B256, compact: bool) -> Option<Address> {
+    let parsed = match signature.len() {
+        65 if matches!(signature[64], 27 | 28) => {
+            alloy::primitives::Signature::from_raw(signature).ok()?
+        }
+        64 if compact => alloy::primitives::Signature::from_erc2098(signature),
+        _ => return None,
+    };
+    if parsed.normalize_s().is_some() {
+        return None;
+    }
+    recover_signer(&parsed, digest)
+}
+
 /// Why a voucher fails the local check. Each maps to the scheme's reason code
 /// ([`VoucherError::reason`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -494,30 +511,17 @@ impl VoucherVerifier {
         if config.payer_authorizer == Address::ZERO {
             return Err(VoucherError::NeedsChain);
         }
-        let bad = VoucherError::Signature {
-            expected: config.payer_authorizer,
-        };
-        // The contract accepts exactly 65-byte `r ‖ s ‖ v` and 64-byte EIP-2098 signatures
-        // with low `s`; anything it would refuse must be refused here too.
-        let raw = &voucher.signature;
-        let signature = match raw.len() {
-            65 if matches!(raw[64], 27 | 28) => {
-                alloy::primitives::Signature::from_raw(raw).map_err(|_| bad.clone())?
-            }
-            64 => alloy::primitives::Signature::from_erc2098(raw),
-            _ => return Err(bad),
-        };
-        if signature.normalize_s().is_some() {
-            return Err(bad);
-        }
         let digest = voucher_digest(
             voucher.channel_id,
             voucher.max_claimable_amount,
             self.chain_id,
         );
-        match recover_signer(&signature, &digest) {
+        // The contract accepts 65-byte and EIP-2098 64-byte signatures for an EOA authorizer.
+        match recover_strict(&voucher.signature, &digest, true) {
             Some(signer) if signer == config.payer_authorizer => Ok(()),
-            _ => Err(bad),
+            _ => Err(VoucherError::Signature {
+                expected: config.payer_authorizer,
+            }),
         }
     }
 }

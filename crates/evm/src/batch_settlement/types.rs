@@ -414,6 +414,17 @@ pub struct ChannelSnapshot {
     pub charged_cumulative_amount: Option<u128>,
 }
 
+impl ChannelSnapshot {
+    /// The snapshot as a JSON object (a response's `extra`, or its `channelState`).
+    pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            // Fixed-size numbers, hex and decimal strings always serialize to an object.
+            _ => unreachable!("a channel snapshot serializes to an object"),
+        }
+    }
+}
+
 /// The last voucher a server holds, sent with a corrective 402 so the client can verify it
 /// before adopting the server's charged cumulative amount (`extra.voucherState`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,8 @@ mod sender;
 mod settle;
 mod verify;
 
+pub(crate) use verify::is_transport_failure;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 

@@ -13,13 +13,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::facilitator::is_transport_failure;
 use alloy::consensus::Transaction as _;
 use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, Bytes, Signature, B256, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, TransactionReceipt, TransactionRequest};
 use alloy::sol_types::SolEvent;
-use alloy::transports::{RpcError, TransportError};
 use tollgate_proto::{PaymentPayload, PaymentRequirements, Scheme};
 
 use super::abi::{IErc20Permit2, IPermit2};
@@ -98,10 +98,6 @@ impl std::fmt::Debug for Permit2Engine {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-fn is_transport_failure(e: &TransportError) -> bool {
-    !matches!(e, RpcError::ErrorResp(_))
 }
 
 fn contract_rpc(context: &'static str, e: alloy::contract::Error) -> VerifyError {

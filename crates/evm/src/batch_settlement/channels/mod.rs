@@ -177,10 +177,6 @@ fn invalid(
     )
 }
 
-fn snapshot_json(snapshot: &ChannelSnapshot) -> Value {
-    serde_json::to_value(snapshot).unwrap_or(Value::Null)
-}
-
 fn settle_failure(
     requirements: &PaymentRequirements,
     reason: ErrorReason,
@@ -252,7 +248,10 @@ impl<F: Facilitator> ChannelManager<F> {
     /// state and last signed voucher go in `extra` so the client can check and adopt them.
     fn mismatch(record: &ChannelRecord, got: u128, expected: u128) -> VerifyResponse {
         let mut extra = Map::new();
-        extra.insert("channelState".into(), snapshot_json(&record.snapshot()));
+        extra.insert(
+            "channelState".into(),
+            record.snapshot().to_json_map().into(),
+        );
         if let Some(signature) = &record.signature {
             extra.insert(
                 "voucherState".into(),
@@ -461,12 +460,8 @@ impl<F: Facilitator> ChannelManager<F> {
                 payer,
             ));
         }
-        let mut extra = Map::new();
-        if let Value::Object(state) = snapshot_json(&record.snapshot()) {
-            extra = state;
-        }
         Ok(VerifyResponse {
-            extra: Some(extra),
+            extra: Some(record.snapshot().to_json_map()),
             ..VerifyResponse::valid(config.payer.to_string())
         })
     }
@@ -559,7 +554,10 @@ impl<F: Facilitator> ChannelManager<F> {
         }
         let mut extra = Map::new();
         extra.insert("chargedAmount".into(), charge.to_string().into());
-        extra.insert("channelState".into(), snapshot_json(&record.snapshot()));
+        extra.insert(
+            "channelState".into(),
+            record.snapshot().to_json_map().into(),
+        );
         Ok(SettleResponse {
             amount,
             extra: Some(Box::new(extra)),
