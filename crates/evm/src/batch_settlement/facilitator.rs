@@ -42,7 +42,7 @@ use super::{
 use crate::client::unix_now;
 use crate::contracts::{IEip3009Token, IErc1271, ERC1271_MAGIC_VALUE};
 use crate::domain::parse_address;
-use crate::facilitator::EvmChain;
+use crate::facilitator::{is_transport_failure, EvmChain};
 use crate::plug::tx_hash;
 
 /// Gas headroom over the node's estimate for channel transactions.
@@ -267,6 +267,11 @@ impl BatchSettlementEvmFacilitator {
             .await
         {
             Ok(magic) => Ok(magic.0 == ERC1271_MAGIC_VALUE),
+            // The node did not answer: nothing is decided about the signature (a revert or a
+            // malformed answer of the wallet is its refusal).
+            Err(alloy::contract::Error::TransportError(e)) if is_transport_failure(&e) => Err(
+                read_failed(BatchReason::RpcReadFailed, "EIP-1271 isValidSignature", e),
+            ),
             Err(_) => Ok(false),
         }
     }
