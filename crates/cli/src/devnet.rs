@@ -7,12 +7,26 @@ use std::time::Duration;
 use serde_json::json;
 use tollgate_devnet::Devnet;
 
+/// Which chain family `tollgate devnet` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChainFamily {
+    /// The embedded EVM chain (revm), port 8545 by default.
+    Evm,
+    /// The embedded Solana cluster (litesvm with the real SPL Token, Token-2022, Memo and
+    /// ATA programs), port 8899 by default; its CAIP-2 id is Solana devnet's.
+    #[cfg(feature = "solana")]
+    Solana,
+}
+
 /// Options of `tollgate devnet`.
 #[derive(Debug, clap::Args)]
 pub struct DevnetArgs {
-    /// Loopback port to listen on (0: any free port).
-    #[arg(long, default_value_t = 8545)]
-    port: u16,
+    /// Which chain to run.
+    #[arg(long, value_enum, default_value = "evm")]
+    chain: ChainFamily,
+    /// Loopback port to listen on (0: any free port; default 8545, or 8899 for Solana).
+    #[arg(long)]
+    port: Option<u16>,
     /// Chain id.
     #[arg(long, default_value_t = 31337)]
     chain_id: u64,
@@ -36,7 +50,13 @@ const FACILITATOR_LISTEN: &str = "127.0.0.1:4020";
 /// signal. The printed private keys are anvil's public, well-known dev keys (never use them
 /// with real funds).
 pub async fn run(args: DevnetArgs) -> Result<(), String> {
-    let mut builder = Devnet::builder().chain_id(args.chain_id).port(args.port);
+    #[cfg(feature = "solana")]
+    if args.chain == ChainFamily::Solana {
+        return run_solana(args).await;
+    }
+    let mut builder = Devnet::builder()
+        .chain_id(args.chain_id)
+        .port(args.port.unwrap_or(8545));
     if let Some(ms) = args.block_time_ms.filter(|ms| *ms > 0) {
         builder = builder.block_time(Duration::from_millis(ms));
     }
@@ -178,4 +198,96 @@ fn write_secret(path: &Path, key: &str) -> std::io::Result<()> {
     // `mode` applies only to a new file; an older one may have been created looser.
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     writeln!(file, "{key}")
+}
+
+/// `tollgate devnet --chain solana`: the embedded Solana cluster, its facts on stdout, until a
+/// signal. With `--write-configs`, a facilitator configuration sponsoring fees with dev
+/// account 0 and the dev keys as Solana CLI keypair files.
+#[cfg(feature = "solana")]
+async fn run_solana(args: DevnetArgs) -> Result<(), String> {
+    use tollgate_svm_devnet::SvmDevnet;
+    let mut builder = SvmDevnet::builder().port(args.port.unwrap_or(8899));
+    if let Some(ms) = args.block_time_ms.filter(|ms| *ms > 0) {
+        builder = builder.slot_interval(Duration::from_millis(ms));
+    }
+    let devnet = builder.start().await.map_err(|e| e.to_string())?;
+    let mut shutdown = Box::pin(crate::shutdown::signal());
+    tokio::select! {
+        biased;
+        _ = &mut shutdown => return Ok(()),
+        _ = std::future::ready(()) => {}
+    }
+    let mut facts = devnet.facts();
+    facts["note"] =
+        json!("the keys are derived from public seeds: test use only, never with real funds");
+    if let Some(dir) = &args.write_configs {
+        write_solana_configs(dir, &devnet, &facts)?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{facts:#}").map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())?;
+    drop(out);
+    shutdown.await;
+    drop(devnet);
+    Ok(())
+}
+
+/// `devnet.json`, `facilitator.toml` (`[[chains.solana]]`), and the fee payer's and payer's
+/// keypairs as the Solana CLI writes them (a JSON array of 64 bytes, mode 0600).
+#[cfg(feature = "solana")]
+fn write_solana_configs(
+    dir: &Path,
+    devnet: &tollgate_svm_devnet::SvmDevnet,
+    facts: &serde_json::Value,
+) -> Result<(), String> {
+    let fail = |what: &Path, e: std::io::Error| format!("--write-configs: {}: {e}", what.display());
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    let dir = dir.canonicalize().map_err(|e| fail(dir, e))?;
+    let keypair_json =
+        |i: usize| serde_json::Value::from(devnet.keypair(i).to_bytes().to_vec()).to_string();
+    let fee_payer_key = dir.join("fee-payer.json");
+    let payer_key = dir.join("payer.json");
+    write_secret(&fee_payer_key, &keypair_json(0)).map_err(|e| fail(&fee_payer_key, e))?;
+    write_secret(&payer_key, &keypair_json(1)).map_err(|e| fail(&payer_key, e))?;
+    let toml_str = |s: &str| serde_json::Value::from(s).to_string();
+    let config = format!(
+        "# Written by `tollgate devnet --chain solana --write-configs`: a facilitator\n\
+         # sponsoring `exact` payments on the Solana devnet at {url}.\n\
+         # Run: tollgate facilitator --config {config}\n\
+         [server]\n\
+         listen = {listen}\n\
+         \n\
+         [ledger]\n\
+         path = {ledger}\n\
+         \n\
+         [[chains.solana]]\n\
+         network = {network}\n\
+         rpc_url = {url_str}\n\
+         # Dev account 0 ({fee_payer}) pays the fees.\n\
+         fee_payer_key_file = [{key}]\n\
+         receipt_timeout_secs = 30\n",
+        url = devnet.url(),
+        config = dir.join("facilitator.toml").display(),
+        listen = toml_str(FACILITATOR_LISTEN),
+        ledger = toml_str(&dir.join("facilitator-ledger.db").to_string_lossy()),
+        network = toml_str(&devnet.caip2()),
+        url_str = toml_str(devnet.url()),
+        fee_payer = devnet.accounts()[0].address,
+        key = toml_str(&fee_payer_key.to_string_lossy()),
+    );
+    let parsed = tollgate_facilitator::Config::parse(&config)
+        .map_err(|e| format!("--write-configs: the facilitator config does not parse: {e}"))?;
+    parsed
+        .validate()
+        .map_err(|e| format!("--write-configs: the facilitator config is invalid: {e}"))?;
+    let config_path = dir.join("facilitator.toml");
+    std::fs::write(&config_path, config).map_err(|e| fail(&config_path, e))?;
+    let facts_path = dir.join("devnet.json");
+    std::fs::write(&facts_path, format!("{facts:#}\n")).map_err(|e| fail(&facts_path, e))?;
+    eprintln!(
+        "wrote {dir}/devnet.json, facilitator.toml, fee-payer.json and payer.json; next: \
+         tollgate facilitator --config {dir}/facilitator.toml",
+        dir = dir.display()
+    );
+    Ok(())
 }

@@ -103,6 +103,21 @@ pub struct PayArgs {
     /// File holding the payer's private key (instead of --key-env).
     #[arg(long)]
     key_file: Option<PathBuf>,
+    /// Environment variable holding the payer's Solana keypair (base58, or the Solana CLI's
+    /// JSON array of 64 bytes), for `exact` offers on `solana:` networks; needs
+    /// --solana-rpc-url. Without an EVM key, only Solana offers are paid.
+    #[cfg(feature = "solana")]
+    #[arg(long, default_value = "TOLLGATE_SOLANA_PAY_KEY")]
+    solana_key_env: String,
+    /// File holding the payer's Solana keypair (instead of --solana-key-env).
+    #[cfg(feature = "solana")]
+    #[arg(long)]
+    solana_key_file: Option<PathBuf>,
+    /// The Solana JSON-RPC endpoint the payer reads the mint and a recent blockhash from.
+    /// Solana offers are paid only when it is set.
+    #[cfg(feature = "solana")]
+    #[arg(long, env = "TOLLGATE_SOLANA_RPC_URL")]
+    solana_rpc_url: Option<String>,
     /// Identity header for sellers that gate on it, NAME=VALUE (repeatable): NAME is
     /// X-Operator-Token or X-Wallet-Address; VALUE is literal, `@FILE` (read from a file) or
     /// `env:VAR` (read from the environment), so a secret need not be on the command line.
@@ -220,13 +235,25 @@ pub async fn run(args: PayArgs) -> ExitCode {
         Ok(i) => i,
         Err(e) => return fail_as(args.json, 1, e),
     };
-    let key = match load_key(&args) {
-        Ok(k) => k,
+    #[cfg(feature = "solana")]
+    let solana = match solana_wallet(&args) {
+        Ok(w) => w,
         Err(e) => return fail_as(args.json, 1, e),
+    };
+    #[cfg(not(feature = "solana"))]
+    let solana: Option<std::convert::Infallible> = None;
+    let wallets = match (load_key(&args), solana) {
+        (Ok(key), None) => wallets(key),
+        #[cfg(feature = "solana")]
+        (Ok(key), Some(solana)) => wallets(key).with(solana),
+        // A Solana-only payer: no EVM key was asked for by name.
+        #[cfg(feature = "solana")]
+        (Err(_), Some(solana)) if args.key_file.is_none() => Wallets::new().with(solana),
+        (Err(e), _) => return fail_as(args.json, 1, e),
     };
     let same_host_redirects = !identity.is_empty();
     let mut middleware = with_rpc_urls(
-        X402Middleware::new(wallets(key), policy.clone(), ledger),
+        X402Middleware::new(wallets, policy.clone(), ledger),
         &rpc_urls,
     )
     .with_identity(identity);
@@ -769,6 +796,25 @@ pub(crate) fn policy_from(
         policy = policy.allow_networks(networks);
     }
     Ok(policy)
+}
+
+/// The Solana payer, when --solana-rpc-url is set and a Solana key is found.
+#[cfg(feature = "solana")]
+fn solana_wallet(args: &PayArgs) -> Result<Option<tollgate::svm::ExactSvmClient>, String> {
+    use tollgate::svm::keys;
+    let Some(rpc_url) = &args.solana_rpc_url else {
+        return Ok(None);
+    };
+    let keypair = match &args.solana_key_file {
+        Some(path) => keys::keypair_from_file(path).map_err(|e| e.to_string())?,
+        None => keys::keypair_from_env(&args.solana_key_env).map_err(|e| {
+            format!("--solana-rpc-url is set but there is no Solana key: {e} (or pass --solana-key-file)")
+        })?,
+    };
+    Ok(Some(tollgate::svm::ExactSvmClient::new(
+        keypair,
+        rpc_url.clone(),
+    )))
 }
 
 fn load_key(args: &PayArgs) -> Result<PrivateKeySigner, String> {

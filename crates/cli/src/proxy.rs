@@ -65,9 +65,10 @@ async fn identity_provider(
 
 /// The scheme servers of the chains the binary knows (EVM: `exact`, and the metered `upto`,
 /// whose offers need the facilitator's `extra.facilitatorAddress` and whose charge the upstream
-/// states): the one place `tollgate proxy` names them, so a route priced in either is checked
+/// states; Solana, with the `solana` feature: `exact`, whose offers need the facilitator's
+/// `extra.feePayer`): the one place `tollgate proxy` names them, so a route priced in either is checked
 /// and completed from the facilitator's `/supported`.
-fn evm_scheme_servers() -> tollgate::core::Registry<dyn tollgate::core::SchemeServer> {
+fn scheme_servers() -> tollgate::core::Registry<dyn tollgate::core::SchemeServer> {
     let mut schemes: tollgate::core::Registry<dyn tollgate::core::SchemeServer> =
         tollgate::core::Registry::new();
     let all_evm = || tollgate::core::NetworkPattern::Namespace("eip155".to_owned());
@@ -85,6 +86,14 @@ fn evm_scheme_servers() -> tollgate::core::Registry<dyn tollgate::core::SchemeSe
             Arc::new(tollgate::evm::UptoEvmServer),
         )
         .expect("one `upto` server registered once");
+    #[cfg(feature = "solana")]
+    schemes
+        .register_arc(
+            tollgate::core::NetworkPattern::Namespace("solana".to_owned()),
+            tollgate::proto::Scheme::Exact,
+            Arc::new(tollgate::svm::ExactSvmServer::new()),
+        )
+        .expect("one Solana `exact` server registered once");
     schemes
 }
 
@@ -93,7 +102,7 @@ pub async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
     // Kept until the gateway stops: dropping it sends the last spans.
     let _telemetry = crate::start_telemetry(&config.telemetry, "tollgate-proxy")?;
     let mut plugins = Plugins {
-        schemes: evm_scheme_servers(),
+        schemes: scheme_servers(),
         ..Plugins::default()
     };
     if let Some(settings) = config.identity.as_ref().and_then(|i| i.provider.as_ref()) {

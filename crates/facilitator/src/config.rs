@@ -123,6 +123,11 @@ pub struct ChainsConfig {
     /// `[[chains.eip155]]`: EVM networks.
     #[serde(default)]
     pub eip155: Vec<EvmChainSettings>,
+    /// `[[chains.solana]]`: Solana clusters, each serving `exact` (SPL Token and Token-2022)
+    /// with its fee payers. Typed by the Solana crate; in builds with the `solana` feature.
+    #[cfg(feature = "solana")]
+    #[serde(default)]
+    pub solana: Vec<tollgate_svm::config::SvmChainSettings>,
 }
 
 /// One `[[schemes]]` entry: a scheme, the networks it serves, and its settings.
@@ -611,11 +616,15 @@ impl Config {
             return self.legacy_layout();
         }
         let chains = &self.chains.eip155;
-        if chains.is_empty() {
+        #[cfg(feature = "solana")]
+        let solana = self.solana_layout()?;
+        #[cfg(not(feature = "solana"))]
+        let solana: Vec<()> = Vec::new();
+        if chains.is_empty() && solana.is_empty() {
             return Err(invalid(
                 "chains",
                 "configure at least one chain: a [[chains.eip155]] entry (network, rpc_urls, \
-                 signer)",
+                 signer) or, in builds with Solana, a [[chains.solana]] entry",
             ));
         }
         let chain_key = |i: usize| format!("chains.eip155[{i}]");
@@ -678,7 +687,31 @@ impl Config {
                 schemes,
             });
         }
-        Ok(Layout { evm })
+        Ok(Layout {
+            evm,
+            #[cfg(feature = "solana")]
+            solana,
+        })
+    }
+
+    /// `[[chains.solana]]`: each cluster checked, no network twice.
+    #[cfg(feature = "solana")]
+    fn solana_layout(
+        &self,
+    ) -> Result<Vec<(String, tollgate_svm::config::SvmChainSettings)>, ConfigError> {
+        let mut out: Vec<(String, tollgate_svm::config::SvmChainSettings)> = Vec::new();
+        for (i, chain) in self.chains.solana.iter().enumerate() {
+            let key = format!("chains.solana[{i}]");
+            chain.validate().map_err(|e| invalid(&key, e))?;
+            if let Some((first, _)) = out.iter().find(|(_, c)| c.network == chain.network) {
+                return Err(invalid(
+                    &key,
+                    format!("network {} is already configured by {first}", chain.network),
+                ));
+            }
+            out.push((key, chain.clone()));
+        }
+        Ok(out)
     }
 
     /// `[[networks]]`: one EVM chain with `exact` on it per entry.
@@ -704,7 +737,11 @@ impl Config {
                 }],
             });
         }
-        Ok(Layout { evm })
+        Ok(Layout {
+            evm,
+            #[cfg(feature = "solana")]
+            solana: self.solana_layout()?,
+        })
     }
 
     /// The `[[schemes]]` entries serving `network`: per scheme, the one of the most specific
@@ -775,6 +812,9 @@ fn check_chains<'a>(
 pub struct Layout {
     /// EVM chains, in file order.
     pub evm: Vec<ChainPlan<EvmChainSettings>>,
+    /// Solana clusters, in file order, each with `exact` (keyed `chains.solana[i]`).
+    #[cfg(feature = "solana")]
+    pub solana: Vec<(String, tollgate_svm::config::SvmChainSettings)>,
 }
 
 /// One chain to connect and the schemes to serve on it.

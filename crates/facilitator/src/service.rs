@@ -314,6 +314,35 @@ impl Facilitator {
             }
             chains.push(Arc::new(chain));
         }
+        #[cfg(feature = "solana")]
+        for (key, settings) in layout.solana {
+            let network = settings.network.clone();
+            let chain = Arc::new(settings.connect().await.map_err(|e| {
+                match e {
+                    tollgate_svm::config::SvmSetupError::Settings(reason) => ConfigError::Invalid {
+                        key: key.clone(),
+                        reason,
+                    }
+                    .into(),
+                    other => StartError::Rpc {
+                        network: network.clone(),
+                        detail: other.to_string(),
+                    },
+                }
+            })?);
+            tracing::info!(%network, fee_payers = ?chain.fee_payers(), "solana network ready");
+            registry
+                .register_arc(
+                    NetworkPattern::One(network.clone()),
+                    tollgate_proto::Scheme::Exact,
+                    chain.clone() as Arc<dyn SchemeFacilitator>,
+                )
+                .map_err(|e| ConfigError::Invalid {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
+            chains.push(chain);
+        }
         let ledger = match &config.ledger.url {
             Some(url) => Ledger::connect_postgres(url.expose()).await?,
             None => Ledger::open(&config.ledger.path)?,

@@ -12,6 +12,8 @@
 //! | `server` | `tollgate-server` | `server` | the paywall: a tower layer that prices routes, settling through `RemoteFacilitator` (HTTP) or any `tollgate_core::Facilitator`; alone it compiles no database and no chain provider |
 //! | `gateway` | `tollgate-gateway` | `gateway` | a paying reverse proxy in front of any HTTP API |
 //! | `client` | `tollgate-client` | `client` | the paying client for agents: `reqwest-middleware` middleware under a spending policy; plus `reqwest` 0.13 and `reqwest-middleware` 0.5 |
+//! | `svm` | `tollgate-svm` | `solana` (not in `full`) | the `exact` scheme on Solana (SPL Token and Token-2022): payer, seller's scheme server, facilitator scheme |
+//! | `svm_devnet` | `tollgate-svm-devnet` | `solana-devnet` (not in `full`) | an embedded Solana cluster (litesvm with the real SPL programs) on a loopback port |
 //! | `devnet` | `tollgate-devnet` | `devnet` (not in `full`) | an embedded EVM chain on a loopback port, for development and tests |
 //! | `mcp` | `tollgate-mcp` | `mcp` (not in `full`) | x402 over MCP: paid tools on an `rmcp` server, and an `rmcp` client that pays them under a spending policy |
 //!
@@ -97,6 +99,14 @@ pub mod client {
 #[cfg(feature = "devnet")]
 #[doc(inline)]
 pub use tollgate_devnet as devnet;
+
+#[cfg(feature = "solana")]
+#[doc(inline)]
+pub use tollgate_svm as svm;
+
+#[cfg(feature = "solana-devnet")]
+#[doc(inline)]
+pub use tollgate_svm_devnet as svm_devnet;
 
 /// The README's Rust snippets, compiled (and, where they need no running service, run) by
 /// `cargo test --doc`, so a snippet that drifts from the API fails the test suite.
