@@ -47,6 +47,12 @@ pub use peers::Peer;
 #[path = "bench_channels.rs"]
 mod channels;
 
+/// The Solana section: `exact` on the embedded Solana devnet, `/verify` and `/settle` as ratios
+/// to the EVM ones.
+#[cfg(feature = "solana")]
+#[path = "bench_solana.rs"]
+mod solana;
+
 /// Options of `tollgate bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -113,6 +119,12 @@ pub struct BenchArgs {
     /// `GET /discovery/resources` and `GET /discovery/search` are measured; 0 skips the section.
     #[arg(long, default_value_t = 100_000)]
     discovery_resources: usize,
+    /// Payments of the Solana section (default: `--payments`), which starts the embedded
+    /// Solana devnet in this process and measures its facilitator's `/verify` (`--requests`
+    /// of them) and `/settle` (each confirmed) as ratios to the EVM ones; 0 skips the section.
+    #[cfg(feature = "solana")]
+    #[arg(long, value_name = "N")]
+    solana: Option<usize>,
 }
 
 /// Why the benchmark stopped.
@@ -480,6 +492,19 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         tollgate_url: &facilitator_url,
     };
     peers::run(&chain, &requirements, &section).await?;
+
+    #[cfg(feature = "solana")]
+    {
+        let section = solana::SolanaArgs {
+            payments: args.solana.unwrap_or(args.payments),
+            requests: args.requests,
+            concurrency: c,
+            evm_backend: chain.backend(),
+            evm_verify: &verify,
+            evm_settle: &settle,
+        };
+        solana::run(&dir, &section).await?;
+    }
 
     if args.channels > 0 {
         let section = channels::ChannelsArgs {

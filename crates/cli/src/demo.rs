@@ -24,6 +24,9 @@ use tollgate_devnet::{Devnet, DevnetError, DEV_KEYS};
 /// The channel step: 100 calls through one `batch-settlement` payment channel.
 #[path = "demo_channels.rs"]
 mod channels;
+#[cfg(feature = "solana")]
+#[path = "demo_solana.rs"]
+mod solana;
 
 alloy::sol! {
     #[sol(rpc)]
@@ -417,6 +420,17 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         usdc(channel.charged),
         channel.transactions
     );
+    #[cfg(feature = "solana")]
+    {
+        let solana = solana::run().await?;
+        println!(
+            "{} calls paid on Solana ({}) with SPL Token transfers; the facilitator paid {} \
+             lamports of fees and moved nothing else.",
+            solana.calls,
+            usdc(U256::from(solana.spent)),
+            solana.fees_lamports
+        );
+    }
     Ok(())
 }
 

@@ -170,6 +170,20 @@ fn demo_runs_end_to_end_and_exits_zero() {
         text.contains("1 metered call: 0.05 USDT authorised, 0.0185 USDT charged and settled"),
         "{text}"
     );
+    // The Solana step: three SPL Token payments, each fee (two signatures and a priority
+    // fee of one micro-lamport per unit of 20,000 compute units, rounded up) sponsored by the
+    // facilitator and nothing else taken from it.
+    assert!(
+        text.contains(
+            "3 calls paid on Solana (0.006 USDC) with SPL Token transfers; the facilitator paid \
+             30003 lamports of fees and moved nothing else."
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("agent 1000 USDC → 999.994 USDC  seller 1000 USDC → 1000.006 USDC"),
+        "{text}"
+    );
     // The channel step: 100 calls, one deposit, then vouchers; one claim and one sweep.
     assert!(
         text.contains(

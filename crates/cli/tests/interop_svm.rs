@@ -217,6 +217,8 @@ struct Outcome {
     status: u16,
     body: String,
     receipt: Option<Value>,
+    /// What the official client signed and sent.
+    payload: Option<Value>,
     raw: String,
 }
 
@@ -244,6 +246,7 @@ async fn pay(rig: &Rig, client: Side, url: &str, payer: &Keypair) -> Outcome {
                 status: v["status"].as_u64().unwrap_or(0) as u16,
                 body: v["body"].as_str().unwrap_or_default().to_owned(),
                 receipt: v.get("paymentResponse").filter(|r| !r.is_null()).cloned(),
+                payload: v.get("paymentPayload").filter(|r| !r.is_null()).cloned(),
                 raw,
             }
         }
@@ -282,6 +285,7 @@ async fn pay(rig: &Rig, client: Side, url: &str, payer: &Keypair) -> Outcome {
                 status,
                 body: body.to_owned(),
                 receipt,
+                payload: None,
                 raw,
             }
         }
@@ -292,6 +296,7 @@ async fn pay(rig: &Rig, client: Side, url: &str, payer: &Keypair) -> Outcome {
 async fn official_and_tollgate_clients_servers_and_facilitators_pay_each_other_on_solana() {
     let rig = rig().await;
     let mut failures = Vec::new();
+    let mut replays = Vec::new();
     let mut row = 0;
     for client in SIDES {
         for server in SIDES {
@@ -321,6 +326,9 @@ async fn official_and_tollgate_clients_servers_and_facilitators_pay_each_other_o
                     && after.1 - before.1 == PRICE
                 {
                     eprintln!("ok   {name}");
+                    if let Some(payload) = out.payload {
+                        replays.push((server, facilitator, url.clone(), payload));
+                    }
                 } else {
                     failures.push(format!(
                         "{name}: status {}, body {:?}, receipt {:?}, moved {:?} → {:?}\n{}",
@@ -336,6 +344,36 @@ async fn official_and_tollgate_clients_servers_and_facilitators_pay_each_other_o
         failures.join("\n"),
         rig.logs()
     );
+
+    // Each payment the official client made, presented again to the server that served it:
+    // no second delivery and no second transfer wherever Tollgate is the resource server or
+    // the facilitator. (Official server and facilitator together: recorded, not asserted.)
+    let http = reqwest::Client::new();
+    for (server, facilitator, url, payload) in replays {
+        let before = rig.devnet.token_balance(&rig.payee, &rig.usdc());
+        let response = http
+            .get(&url)
+            .header(
+                "PAYMENT-SIGNATURE",
+                tollgate::proto::header::encode(&payload),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let moved = rig.devnet.token_balance(&rig.payee, &rig.usdc()) - before;
+        let name = format!("replay to server {server} → facilitator {facilitator}");
+        eprintln!("{name}: HTTP {status}, moved {moved}");
+        if (server, facilitator) != (Side::Official, Side::Official) {
+            assert_ne!(
+                status,
+                200,
+                "{name}: served twice for one payment\n{}",
+                rig.logs()
+            );
+        }
+        assert_eq!(moved, 0, "{name}: moved money twice\n{}", rig.logs());
+    }
 }
 
 /// A bad payment sent to one facilitator's `/verify`: its `invalidReason`.

@@ -10,9 +10,11 @@
 //! - [`facilitator`] — [`ExactSvmFacilitator`]: verify, co-sign, simulate, send, confirm.
 //! - [`client`] — [`ExactSvmClient`]: a wallet that builds and signs the transfer.
 //! - [`server`] — [`ExactSvmServer`]: the seller's payee check and `extra.feePayer`.
+//! - [`browser`] — the wallet script that pays from the browser paywall page.
 //! - [`config`] — `[[chains.solana]]` in the facilitator's configuration file.
 //! - [`keys`] — keypairs from the environment or a file, never printed.
 
+pub mod browser;
 pub mod client;
 pub mod config;
 pub mod facilitator;

@@ -511,6 +511,25 @@ async fn an_expired_blockhash_and_a_replayed_transaction_are_refused() {
     let again = rig.settle(&payment, &req).await;
     assert_eq!(rig.balances(), after);
     assert!(!again.body().success || again.body().transaction == first.body().transaction);
+    // The recovery hook a restarted facilitator asks: the settlement is found on chain by the
+    // signature recomputed from the payment alone; an unsent payment is not.
+    let found = rig
+        .scheme
+        .find_settlement(&payment, &req)
+        .await
+        .unwrap()
+        .expect("found on chain");
+    assert_eq!(found.transaction, first.body().transaction);
+    let unsent = rig.payment(
+        &req,
+        &rig.tx(&rig.standard(usdc, PRICE, b"unsent"), &[&rig.payer])
+            .await,
+    );
+    assert_eq!(
+        rig.scheme.find_settlement(&unsent, &req).await.unwrap(),
+        None
+    );
+
     let replica = Facilitator::builder()
         .scheme(
             NetworkPattern::One(rig.scheme.network().clone()),
@@ -591,4 +610,45 @@ async fn fifty_concurrent_payments_all_confirm_and_one_payment_settled_fifty_tim
     let last = rig.balances();
     assert_eq!(after[0] - last[0], PRICE, "the payment moved money once");
     assert_eq!(last[1] - after[1], PRICE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_facilitator_answers_a_settled_payment_from_its_ledger_and_moves_nothing() {
+    let rig = Rig::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let usdc = rig.devnet.usdc_mint();
+    let req = rig.requirements(usdc, PRICE, None);
+    let payment = rig.payment(
+        &req,
+        &rig.tx(&rig.standard(usdc, PRICE, b"durable"), &[&rig.payer])
+            .await,
+    );
+    let build = || {
+        Facilitator::builder()
+            .scheme(
+                NetworkPattern::One(rig.scheme.network().clone()),
+                rig.scheme.clone() as Arc<dyn SchemeFacilitator>,
+            )
+            .ledger_path(&ledger)
+            .build()
+    };
+    let request = FacilitatorRequest::V2 {
+        payment_payload: payment.clone(),
+        payment_requirements: req.clone(),
+    };
+    let first = build().await.unwrap();
+    let settled = first.settle(&request).await;
+    assert!(settled.body().success, "{:?}", settled.body());
+    drop(first);
+    let after = rig.balances();
+    let restarted = build().await.unwrap();
+    let again = restarted.settle(&request).await;
+    assert_eq!(rig.balances(), after, "a restart settled the payment twice");
+    assert!(!again.body().success || again.body().transaction == settled.body().transaction);
+    let verify = restarted.verify(&request).await;
+    assert!(
+        !verify.body().is_valid,
+        "a settled payment verified again after a restart"
+    );
 }
