@@ -1697,4 +1697,42 @@ networks = "eip155:84532"
         assert!(err.contains("chains.eip155[0].signer_key_file"), "{err}");
         assert!(!err.contains("secret-ish"), "{err}");
     }
+
+    #[cfg(feature = "solana")]
+    #[test]
+    fn solana_clusters_load_alone_or_beside_evm_chains_and_fail_loudly() {
+        let sol = |network: &str, extra: &str| {
+            format!(
+                "[[chains.solana]]\nnetwork = \"{network}\"\nrpc_url = \"http://127.0.0.1:8899\"\n{extra}"
+            )
+        };
+        let devnet = tollgate_proto::network::SOLANA_DEVNET;
+        let key = "fee_payer_key_env = [\"FEE\"]\n";
+        // Alone: a facilitator for Solana only.
+        let c = parse(&sol(devnet, key)).unwrap();
+        c.validate().unwrap();
+        let layout = c.layout().unwrap();
+        assert!(layout.evm.is_empty());
+        assert_eq!(layout.solana.len(), 1);
+        assert_eq!(layout.solana[0].0, "chains.solana[0]");
+        // Beside an EVM chain.
+        let both = format!("{}{}", chain("eip155:8453"), sol(devnet, key));
+        let layout = parse(&both).unwrap().layout().unwrap();
+        assert_eq!((layout.evm.len(), layout.solana.len()), (1, 1));
+        // No fee payer, the same cluster twice, an EVM network, an unknown key: each named.
+        let err = layout_err(&sol(devnet, ""));
+        assert!(
+            err.contains("chains.solana[0]") && err.contains("fee payer"),
+            "{err}"
+        );
+        let twice = format!("{}{}", sol(devnet, key), sol(devnet, key));
+        let err = layout_err(&twice);
+        assert!(
+            err.contains("chains.solana[1]") && err.contains("already configured"),
+            "{err}"
+        );
+        let err = layout_err(&sol("eip155:8453", key));
+        assert!(err.contains("not a solana: network"), "{err}");
+        assert!(parse(&sol(devnet, "fee_payer_key = \"secret\"\n")).is_err());
+    }
 }

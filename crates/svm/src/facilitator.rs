@@ -551,8 +551,11 @@ impl SchemeFacilitator for ExactSvmFacilitator {
                     format!("{transaction:?} is not a Solana signature"),
                 )
             })?;
-            let payer = decode(payment).map(|tx| payer_of(&tx)).unwrap_or_default();
+            let tx = decode(payment).ok();
+            let payer = tx.as_ref().map(payer_of).unwrap_or_default();
+            let blockhash = tx.map(|tx| *tx.transaction.message.recent_blockhash());
             let deadline = Instant::now() + self.config.receipt_timeout;
+            let mut expired = false;
             loop {
                 match self.rpc.signature_status(&signature).await {
                     Ok(Some(status)) if status.is_confirmed() => {
@@ -565,8 +568,20 @@ impl SchemeFacilitator for ExactSvmFacilitator {
                             .with_transaction(transaction.to_owned())),
                         };
                     }
+                    // Not seen after its blockhash expired (checked once more since): it can
+                    // never land, so the payment failed and nothing moved.
+                    Ok(None) if expired => {
+                        return Err(SchemeError::payment(
+                            SvmReason::TransactionFailed.into(),
+                            "the transaction's blockhash expired before it landed",
+                        )
+                        .with_transaction(transaction.to_owned()))
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "signature status unavailable"),
+                }
+                if let Some(hash) = &blockhash {
+                    expired = matches!(self.rpc.is_blockhash_valid(hash).await, Ok(false));
                 }
                 if Instant::now() >= deadline {
                     return Err(SchemeError::pending(

@@ -1,7 +1,7 @@
 //! A Solana JSON-RPC client for the few methods the scheme needs.
 //!
 //! The official `solana-rpc-client` brings the validator's dependency tree (hundreds of
-//! crates); the scheme calls eight methods with small, stable shapes, so they are spelled out
+//! crates); the scheme calls nine methods with small, stable shapes, so they are spelled out
 //! here over the `reqwest` the rest of Tollgate already links. Every failure says whether the
 //! node was unreachable (`Transport`, retryable) or answered with an error (`Rpc`).
 
@@ -200,6 +200,21 @@ impl SolanaRpc {
     pub async fn block_height(&self) -> Result<u64, RpcError> {
         self.call("getBlockHeight", json!([{"commitment": "confirmed"}]))
             .await
+    }
+
+    /// `isBlockhashValid` at `confirmed`: whether a transaction using `hash` can still land.
+    pub async fn is_blockhash_valid(&self, hash: &Hash) -> Result<bool, RpcError> {
+        #[derive(Deserialize)]
+        struct Ctx {
+            value: bool,
+        }
+        let r: Ctx = self
+            .call(
+                "isBlockhashValid",
+                json!([hash.to_string(), {"commitment": "confirmed"}]),
+            )
+            .await?;
+        Ok(r.value)
     }
 
     /// `getBalance` in lamports.

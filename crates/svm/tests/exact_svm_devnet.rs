@@ -296,6 +296,19 @@ async fn spl_token_and_token_2022_payments_settle_and_move_exactly_the_price() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_check_refuses_by_its_reason_code_and_nothing_moves() {
     let rig = Rig::start().await;
+    // /supported names the cluster with the fee payer, for v1 and v2 alike, and its signers.
+    let supported = rig.facilitator.supported();
+    let fee_payer = rig.fee_payer.pubkey().to_string();
+    assert_eq!(supported.kinds.len(), 2, "{supported:?}");
+    for kind in &supported.kinds {
+        assert_eq!(kind.network.as_str(), rig.devnet.caip2());
+        assert_eq!(
+            kind.extra.as_ref().and_then(|e| e.get("feePayer")),
+            Some(&json!(fee_payer))
+        );
+    }
+    assert_eq!(supported.signers.get("solana:*"), Some(&vec![fee_payer]));
+
     let usdc = rig.devnet.usdc_mint();
     let t22 = rig.devnet.token2022_mint();
     let req = rig.requirements(usdc, PRICE, None);
@@ -498,6 +511,39 @@ async fn an_expired_blockhash_and_a_replayed_transaction_are_refused() {
         .await;
     rig.devnet.advance_slots(151);
     rig.refused(&req, &tx, SvmReason::SimulationFailed).await;
+
+    // Verified in time, sent too late: the cluster drops it, and the facilitator says it
+    // failed as soon as the blockhash is gone rather than waiting out its receipt timeout.
+    let late = rig.payment(
+        &req,
+        &rig.tx(&rig.standard(usdc, PRICE, b"dropped"), &[&rig.payer])
+            .await,
+    );
+    let verified = rig
+        .scheme
+        .verify(&late, &req)
+        .await
+        .expect("valid when verified");
+    rig.devnet.advance_slots(151);
+    let before = rig.balances();
+    let signature = rig
+        .scheme
+        .submit(&verified)
+        .await
+        .expect("the node takes it");
+    let started = std::time::Instant::now();
+    let err = rig
+        .scheme
+        .await_settlement(&late, &req, &signature)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, SvmReason::TransactionFailed, "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(rig.balances(), before);
 
     // A settled transaction presented again, to this facilitator and to a second one with
     // its own (empty) ledger, as a replica that lost its database would be.
