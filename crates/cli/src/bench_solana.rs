@@ -256,7 +256,7 @@ pub(super) async fn run(dir: &std::path::Path, args: &SolanaArgs<'_>) -> Result<
         args.payments,
     );
     println!(
-        "Solana /verify = {:.3}x EVM /verify; Solana /settle = {:.3}x EVM /settle (EVM on the {evm})",
+        "Solana /verify = {:.3}x EVM /verify; Solana /settle = {:.3}x EVM /settle (EVM on {evm})",
         verified.per_sec() / args.evm_verify.per_sec(),
         settled.per_sec() / args.evm_settle.per_sec(),
     );

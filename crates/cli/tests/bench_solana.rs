@@ -110,7 +110,7 @@ fn bench_solana_reports_verify_and_settle_as_ratios_to_evm() {
         "{text}"
     );
     assert!(
-        text.contains("Solana /verify = ") && text.contains("x EVM /settle (EVM on the devnet)"),
+        text.contains("Solana /verify = ") && text.contains("x EVM /settle (EVM on devnet)"),
         "{text}"
     );
 }
