@@ -112,8 +112,13 @@ pub const RPC_METHODS: &[&str] = &["getAccountInfo", "getLatestBlockhash"];
 /// ```
 /// let script = tollgate_svm::browser::rpc_url_script("/solana-rpc");
 /// assert_eq!(script, r#"window.x402SolanaRpcUrl = "/solana-rpc";"#);
+/// let hostile = tollgate_svm::browser::rpc_url_script("/x</script><script>alert(1)//");
+/// assert!(!hostile.contains('<'));
 /// ```
 pub fn rpc_url_script(url: &str) -> &'static str {
-    let url = serde_json::to_string(url).unwrap_or_else(|_| "null".to_owned());
+    // JSON, with `<` escaped so no URL can close the page's inline <script> element.
+    let url = serde_json::to_string(url)
+        .unwrap_or_else(|_| "null".to_owned())
+        .replace('<', "\\u003c");
     Box::leak(format!("window.x402SolanaRpcUrl = {url};").into_boxed_str())
 }
