@@ -61,15 +61,9 @@ pub async fn run(args: DevnetArgs) -> Result<(), String> {
         builder = builder.block_time(Duration::from_millis(ms));
     }
     let devnet = builder.start().await.map_err(|e| e.to_string())?;
-    // Install the signal handlers before the facts are printed: whoever reads them may send
-    // SIGTERM at once, and a signal that arrives before the handler exists kills the process
-    // instead of shutting it down cleanly. Polling the future once registers both handlers.
-    let mut shutdown = Box::pin(crate::shutdown::signal());
-    tokio::select! {
-        biased;
-        _ = &mut shutdown => return Ok(()),
-        _ = std::future::ready(()) => {}
-    }
+    let Some(shutdown) = arm_shutdown().await else {
+        return Ok(());
+    };
     let accounts: Vec<_> = devnet
         .accounts()
         .iter()
@@ -112,13 +106,7 @@ pub async fn run(args: DevnetArgs) -> Result<(), String> {
     if let Some(dir) = &args.write_configs {
         write_configs(dir, &devnet, &facts)?;
     }
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{facts:#}").map_err(|e| e.to_string())?;
-    out.flush().map_err(|e| e.to_string())?;
-    drop(out);
-    shutdown.await;
-    drop(devnet);
-    Ok(())
+    serve(devnet, shutdown, &facts).await
 }
 
 /// Writes `devnet.json`, `facilitator.toml`, `facilitator.key` and `payer.key` into `dir`, so
@@ -169,7 +157,47 @@ fn write_configs(dir: &Path, devnet: &Devnet, facts: &serde_json::Value) -> Resu
         settler = settler.address,
         key = toml_str(&facilitator_key.to_string_lossy()),
     );
-    let parsed = tollgate_facilitator::Config::parse(&config)
+    write_checked(&dir, &config, facts, "facilitator.key and payer.key")
+}
+
+/// Installs the signal handlers before the facts are printed: whoever reads them may send
+/// SIGTERM at once, and a signal that arrives before the handler exists kills the process
+/// instead of shutting it down cleanly. Polling the future once registers both handlers;
+/// `None` when a signal already came.
+async fn arm_shutdown() -> Option<std::pin::Pin<Box<impl std::future::Future<Output = ()>>>> {
+    let mut shutdown = Box::pin(crate::shutdown::signal());
+    tokio::select! {
+        biased;
+        _ = &mut shutdown => None,
+        _ = std::future::ready(()) => Some(shutdown),
+    }
+}
+
+/// Prints the facts as one JSON object on stdout and keeps `devnet` serving until the signal.
+async fn serve<D>(
+    devnet: D,
+    shutdown: std::pin::Pin<Box<impl std::future::Future<Output = ()>>>,
+    facts: &serde_json::Value,
+) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{facts:#}").map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())?;
+    drop(out);
+    shutdown.await;
+    drop(devnet);
+    Ok(())
+}
+
+/// Validates the facilitator configuration `config` before writing it, with the devnet's
+/// facts, into `dir`; says on stderr what was written (`keys`: the key files beside them).
+fn write_checked(
+    dir: &Path,
+    config: &str,
+    facts: &serde_json::Value,
+    keys: &str,
+) -> Result<(), String> {
+    let fail = |what: &Path, e: std::io::Error| format!("--write-configs: {}: {e}", what.display());
+    let parsed = tollgate_facilitator::Config::parse(config)
         .map_err(|e| format!("--write-configs: the facilitator config does not parse: {e}"))?;
     parsed
         .validate()
@@ -179,7 +207,7 @@ fn write_configs(dir: &Path, devnet: &Devnet, facts: &serde_json::Value) -> Resu
     let facts_path = dir.join("devnet.json");
     std::fs::write(&facts_path, format!("{facts:#}\n")).map_err(|e| fail(&facts_path, e))?;
     eprintln!(
-        "wrote {dir}/devnet.json, facilitator.toml, facilitator.key and payer.key; next: \
+        "wrote {dir}/devnet.json, facilitator.toml, {keys}; next: \
          tollgate facilitator --config {dir}/facilitator.toml",
         dir = dir.display()
     );
@@ -211,25 +239,16 @@ async fn run_solana(args: DevnetArgs) -> Result<(), String> {
         builder = builder.slot_interval(Duration::from_millis(ms));
     }
     let devnet = builder.start().await.map_err(|e| e.to_string())?;
-    let mut shutdown = Box::pin(crate::shutdown::signal());
-    tokio::select! {
-        biased;
-        _ = &mut shutdown => return Ok(()),
-        _ = std::future::ready(()) => {}
-    }
+    let Some(shutdown) = arm_shutdown().await else {
+        return Ok(());
+    };
     let mut facts = devnet.facts();
     facts["note"] =
         json!("the keys are derived from public seeds: test use only, never with real funds");
     if let Some(dir) = &args.write_configs {
         write_solana_configs(dir, &devnet, &facts)?;
     }
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{facts:#}").map_err(|e| e.to_string())?;
-    out.flush().map_err(|e| e.to_string())?;
-    drop(out);
-    shutdown.await;
-    drop(devnet);
-    Ok(())
+    serve(devnet, shutdown, &facts).await
 }
 
 /// `devnet.json`, `facilitator.toml` (`[[chains.solana]]`), and the fee payer's and payer's
@@ -275,19 +294,5 @@ fn write_solana_configs(
         fee_payer = devnet.accounts()[0].address,
         key = toml_str(&fee_payer_key.to_string_lossy()),
     );
-    let parsed = tollgate_facilitator::Config::parse(&config)
-        .map_err(|e| format!("--write-configs: the facilitator config does not parse: {e}"))?;
-    parsed
-        .validate()
-        .map_err(|e| format!("--write-configs: the facilitator config is invalid: {e}"))?;
-    let config_path = dir.join("facilitator.toml");
-    std::fs::write(&config_path, config).map_err(|e| fail(&config_path, e))?;
-    let facts_path = dir.join("devnet.json");
-    std::fs::write(&facts_path, format!("{facts:#}\n")).map_err(|e| fail(&facts_path, e))?;
-    eprintln!(
-        "wrote {dir}/devnet.json, facilitator.toml, fee-payer.json and payer.json; next: \
-         tollgate facilitator --config {dir}/facilitator.toml",
-        dir = dir.display()
-    );
-    Ok(())
+    write_checked(&dir, &config, facts, "fee-payer.json and payer.json")
 }

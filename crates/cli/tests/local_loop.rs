@@ -37,8 +37,12 @@ struct DevnetProcess {
 
 impl DevnetProcess {
     fn start(write_configs: &Path) -> Self {
+        Self::start_chain("evm", write_configs)
+    }
+
+    fn start_chain(chain: &str, write_configs: &Path) -> Self {
         let mut child = tollgate()
-            .args(["devnet", "--port", "0", "--write-configs"])
+            .args(["devnet", "--chain", chain, "--port", "0", "--write-configs"])
             .arg(write_configs)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -305,4 +309,127 @@ async fn axum_paywall_402_hints_agree_with_payment_required() {
     let free = reqwest::get(format!("{url}/free")).await.unwrap();
     assert_eq!(free.status().as_u16(), 200);
     assert!(free.headers().get("x-payment-amount").is_none());
+}
+
+/// A token account balance on the Solana devnet, over its JSON-RPC.
+async fn spl_balance(rpc: &str, owner: &str, mint: &str) -> u64 {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(rpc)
+        .json(&serde_json::json!({
+            "jsonrpc": "2.0", "id": 1, "method": "getTokenAccountsByOwner",
+            "params": [owner, {"mint": mint}, {"encoding": "jsonParsed"}],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["result"]["value"][0]["account"]["data"]["parsed"]["info"]["tokenAmount"]["amount"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token account: {answer}"))
+        .parse()
+        .unwrap()
+}
+
+/// The README's Solana loop: `tollgate devnet --chain solana --write-configs` →
+/// `tollgate facilitator` (its `[[chains.solana]]`) → `tollgate proxy` priced on `solana:…` →
+/// `tollgate pay --solana-key-file … --solana-rpc-url …`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_solana_loop_pays_through_the_proxy_with_exact_balances() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local-sol");
+    let devnet = DevnetProcess::start_chain("solana", &local);
+    let rpc = devnet.facts["rpcUrl"].as_str().unwrap().to_owned();
+    let network = devnet.facts["network"].as_str().unwrap().to_owned();
+    let usdc = devnet.facts["mints"]["usdc"]["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let seller = devnet.facts["accounts"][9]["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let buyer = devnet.facts["accounts"][1]["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    for file in [
+        "devnet.json",
+        "facilitator.toml",
+        "fee-payer.json",
+        "payer.json",
+    ] {
+        assert!(local.join(file).is_file(), "devnet did not write {file}");
+    }
+    let mode = std::fs::metadata(local.join("fee-payer.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "key file readable by others: {mode:o}");
+
+    let (_facilitator, facilitator_url) = support::start_facilitator(
+        &local.join("facilitator.toml"),
+        &[("TOLLGATE_LISTEN", "127.0.0.1:0")],
+    );
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_url = format!("http://{}", upstream.local_addr().unwrap());
+    let app = axum::Router::new().route("/weather", axum::routing::get(|| async { "sunny" }));
+    tokio::spawn(async move { axum::serve(upstream, app).await.unwrap() });
+    let gateway_toml = local.join("gateway.toml");
+    std::fs::write(
+        &gateway_toml,
+        format!(
+            "listen = \"127.0.0.1:0\"\nupstream = \"{upstream_url}\"\n[facilitator]\nurl = \"{facilitator_url}\"\n\
+             [payment]\nnetwork = \"{network}\"\npay_to = \"{seller}\"\n\
+             [[routes]]\nroute = \"GET /weather\"\nprice = \"$0.01\"\n"
+        ),
+    )
+    .unwrap();
+    let mut proxy =
+        support::Running::spawn(tollgate().args(["proxy", "--config"]).arg(&gateway_toml));
+    let proxy_url = proxy
+        .wait_for_line("tollgate proxy listening on ")
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let unpaid = reqwest::get(format!("{proxy_url}/weather")).await.unwrap();
+    let challenge = hints_agree(&unpaid, Some(6));
+    assert_eq!(challenge.accepts[0].asset, usdc, "the network's known USDC");
+    assert!(
+        challenge.accepts[0].extra_str("feePayer").is_some(),
+        "the fee payer from /supported"
+    );
+    let price = 10_000;
+    let (buyer_before, seller_before) = (
+        spl_balance(&rpc, &buyer, &usdc).await,
+        spl_balance(&rpc, &seller, &usdc).await,
+    );
+
+    let mut pay = tollgate();
+    pay.args(["pay", "-y", "--solana-rpc-url", &rpc, "--solana-key-file"])
+        .arg(local.join("payer.json"))
+        .arg("--ledger")
+        .arg(dir.path().join("spend.db"))
+        .arg(format!("{proxy_url}/weather"))
+        .env_remove("TOLLGATE_PAY_KEY")
+        .stdin(Stdio::null());
+    let paid = tokio::task::spawn_blocking(move || pay.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        paid.status.success(),
+        "pay failed: {}",
+        String::from_utf8_lossy(&paid.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&paid.stdout), "sunny");
+    assert_eq!(spl_balance(&rpc, &buyer, &usdc).await, buyer_before - price);
+    assert_eq!(
+        spl_balance(&rpc, &seller, &usdc).await,
+        seller_before + price
+    );
+    proxy.kill_9();
 }
