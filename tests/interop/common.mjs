@@ -1,4 +1,5 @@
 // Shared by the interop scripts: configuration from the environment and the anvil chain.
+import express from "express";
 import { defineChain } from "viem";
 
 /** A required environment variable. */
@@ -36,4 +37,50 @@ export function listen(app, role) {
     console.log(`ready ${role} ${server.address().port}`);
   });
   return server;
+}
+
+/**
+ * Serves an official `x402Facilitator` over express on 127.0.0.1 (POST /verify, POST /settle,
+ * GET /supported) and prints the ready line. `logBodies` also logs each request body.
+ */
+export function serveFacilitator(facilitator, { logBodies = false } = {}) {
+  const app = express();
+  app.use(express.json());
+
+  function body(req) {
+    const { paymentPayload, paymentRequirements } = req.body ?? {};
+    if (!paymentPayload || !paymentRequirements) {
+      throw new Error("paymentPayload and paymentRequirements are required");
+    }
+    return [paymentPayload, paymentRequirements];
+  }
+  const shown = (req) => (logBodies ? ` ${JSON.stringify(req.body)}` : "");
+
+  app.post("/verify", async (req, res) => {
+    try {
+      const result = await facilitator.verify(...body(req));
+      console.error(`verify${shown(req)} -> ${JSON.stringify(result)}`);
+      res.json(result);
+    } catch (error) {
+      console.error("verify error", error);
+      res.status(400).json({ isValid: false, invalidReason: "unexpected_verify_error", invalidMessage: String(error?.message ?? error) });
+    }
+  });
+
+  app.post("/settle", async (req, res) => {
+    try {
+      const result = await facilitator.settle(...body(req));
+      console.error(`settle${shown(req)} -> ${JSON.stringify(result)}`);
+      res.json(result);
+    } catch (error) {
+      console.error("settle error", error);
+      res.status(400).json({ success: false, errorReason: "unexpected_settle_error", errorMessage: String(error?.message ?? error), transaction: "", network: req.body?.paymentRequirements?.network ?? "" });
+    }
+  });
+
+  app.get("/supported", (_req, res) => {
+    res.json(facilitator.getSupported());
+  });
+
+  return listen(app, "facilitator");
 }

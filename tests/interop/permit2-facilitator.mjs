@@ -5,14 +5,13 @@
 // `extra.facilitatorAddress`), served over express (POST /verify, POST /settle, GET /supported).
 //
 // Env: X402_RPC_URL, X402_CHAIN_ID, X402_FACILITATOR_KEY, X402_PORT (0 = free port).
-import express from "express";
 import { createWalletClient, http, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { x402Facilitator } from "@x402/core/facilitator";
 import { toFacilitatorEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
-import { caip2, listen, localChain, need } from "./common.mjs";
+import { caip2, localChain, need, serveFacilitator } from "./common.mjs";
 
 const chain = localChain();
 const account = privateKeyToAccount(need("X402_FACILITATOR_KEY"));
@@ -25,41 +24,4 @@ const facilitator = new x402Facilitator()
   .register(caip2(), new ExactEvmScheme(signer))
   .register(caip2(), new UptoEvmScheme(signer));
 
-const app = express();
-app.use(express.json());
-
-function body(req) {
-  const { paymentPayload, paymentRequirements } = req.body ?? {};
-  if (!paymentPayload || !paymentRequirements) {
-    throw new Error("paymentPayload and paymentRequirements are required");
-  }
-  return [paymentPayload, paymentRequirements];
-}
-
-app.post("/verify", async (req, res) => {
-  try {
-    const result = await facilitator.verify(...body(req));
-    console.error(`verify ${JSON.stringify(req.body)} -> ${JSON.stringify(result)}`);
-    res.json(result);
-  } catch (error) {
-    console.error("verify error", error);
-    res.status(400).json({ isValid: false, invalidReason: "unexpected_verify_error", invalidMessage: String(error?.message ?? error) });
-  }
-});
-
-app.post("/settle", async (req, res) => {
-  try {
-    const result = await facilitator.settle(...body(req));
-    console.error(`settle ${JSON.stringify(req.body)} -> ${JSON.stringify(result)}`);
-    res.json(result);
-  } catch (error) {
-    console.error("settle error", error);
-    res.status(400).json({ success: false, errorReason: "unexpected_settle_error", errorMessage: String(error?.message ?? error), transaction: "", network: req.body?.paymentRequirements?.network ?? "" });
-  }
-});
-
-app.get("/supported", (_req, res) => {
-  res.json(facilitator.getSupported());
-});
-
-listen(app, "facilitator");
+serveFacilitator(facilitator, { logBodies: true });

@@ -13,14 +13,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{json, Value};
-use support::{interop_dir, node, spawn_until, Proc};
+use support::{interop_dir, node, run_output, spawn_until, tollgate, Proc, Shown, Side, SIDES};
 use tollgate_testkit::{TestChain, DEV_KEYS};
 
 /// The price of the resource, in atomic units of the test token (0.01 USDC).
@@ -35,27 +34,6 @@ fn check_node_project() {
         "the official SDK is not installed: run `npm ci` in tests/interop (./scripts/test does)"
     );
 }
-
-fn tollgate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tollgate"))
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Side {
-    Official,
-    Tollgate,
-}
-
-impl std::fmt::Display for Side {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(match self {
-            Side::Official => "official",
-            Side::Tollgate => "tollgate",
-        })
-    }
-}
-
-const SIDES: [Side; 2] = [Side::Official, Side::Tollgate];
 
 /// The shared rig: one anvil, both facilitators, and the four resource servers (each kind in
 /// front of each facilitator).
@@ -282,21 +260,7 @@ async fn rig(version: u8) -> Rig {
     }
 }
 
-/// What a client saw: the status, the body and the decoded payment-response header.
-#[derive(Debug)]
-struct Outcome {
-    status: u16,
-    body: String,
-    receipt: Option<Value>,
-    raw: String,
-}
-
-fn run_output(mut command: Command) -> std::process::Output {
-    command.stdin(Stdio::null());
-    command.output().unwrap()
-}
-
-async fn pay(rig: &Rig, client: Side, url: &str, payer_key: &str) -> Outcome {
+async fn pay(rig: &Rig, client: Side, url: &str, payer_key: &str) -> Shown {
     match client {
         Side::Official => {
             let mut env = rig.chain_env();
@@ -311,15 +275,7 @@ async fn pay(rig: &Rig, client: Side, url: &str, payer_key: &str) -> Outcome {
             let out = tokio::task::spawn_blocking(move || run_output(command))
                 .await
                 .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            let raw = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-            let v: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-            Outcome {
-                status: v["status"].as_u64().unwrap_or(0) as u16,
-                body: v["body"].as_str().unwrap_or_default().to_owned(),
-                receipt: v.get("paymentResponse").filter(|r| !r.is_null()).cloned(),
-                raw,
-            }
+            Shown::official(&out)
         }
         Side::Tollgate => {
             let mut command = tollgate();
@@ -336,30 +292,7 @@ async fn pay(rig: &Rig, client: Side, url: &str, payer_key: &str) -> Outcome {
             let out = tokio::task::spawn_blocking(move || run_output(command))
                 .await
                 .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            let raw = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-            // `-i`: "HTTP 200 OK", the headers, an empty line, the body.
-            let (head, body) = stdout.split_once("\n\n").unwrap_or((&stdout, ""));
-            let status = head
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix("HTTP "))
-                .and_then(|l| l.split(' ').next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            let receipt = head.lines().find_map(|l| {
-                let (name, value) = l.split_once(": ")?;
-                (name.eq_ignore_ascii_case("payment-response")
-                    || name.eq_ignore_ascii_case("x-payment-response"))
-                .then(|| tollgate::proto::header::decode::<Value>(value.trim()).ok())
-                .flatten()
-            });
-            Outcome {
-                status,
-                body: body.to_owned(),
-                receipt,
-                raw,
-            }
+            Shown::tollgate_pay(&out)
         }
     }
 }

@@ -23,13 +23,12 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{json, Value};
-use support::{interop_dir, node, spawn_until, Proc};
+use support::{interop_dir, node, run_output, spawn_until, tollgate, Proc, Shown, Side, SIDES};
 use tollgate_testkit::{TestChain, DEV_KEYS};
 
 /// The `exact` (Permit2) price, in atomic units of the USDT-like token (0.01 USDT).
@@ -50,32 +49,6 @@ fn check_node_project() {
         "the official SDK is not installed: run `npm ci` in tests/interop (./scripts/test does)"
     );
 }
-
-fn tollgate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tollgate"))
-}
-
-fn run_output(mut command: Command) -> std::process::Output {
-    command.stdin(Stdio::null());
-    command.output().unwrap()
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Side {
-    Official,
-    Tollgate,
-}
-
-impl std::fmt::Display for Side {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(match self {
-            Side::Official => "official",
-            Side::Tollgate => "tollgate",
-        })
-    }
-}
-
-const SIDES: [Side; 2] = [Side::Official, Side::Tollgate];
 
 /// The two ways to pay in a token without EIP-3009.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -304,18 +277,7 @@ async fn rig() -> Rig {
     }
 }
 
-/// What a client saw: the status, the body, the decoded payment-response header and any
-/// response header naming the upstream's charge (which must never reach the buyer).
-#[derive(Debug)]
-struct Outcome {
-    status: u16,
-    body: String,
-    receipt: Option<Value>,
-    leaked_charge: bool,
-    raw: String,
-}
-
-async fn pay(rig: &Rig, client: Side, url: &str, payer: usize) -> Outcome {
+async fn pay(rig: &Rig, client: Side, url: &str, payer: usize) -> Shown {
     let payer_key = DEV_KEYS[payer].to_owned();
     match client {
         Side::Official => {
@@ -329,16 +291,7 @@ async fn pay(rig: &Rig, client: Side, url: &str, payer: usize) -> Outcome {
             let out = tokio::task::spawn_blocking(move || run_output(command))
                 .await
                 .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            let raw = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-            let v: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-            Outcome {
-                status: v["status"].as_u64().unwrap_or(0) as u16,
-                body: v["body"].as_str().unwrap_or_default().to_owned(),
-                receipt: v.get("paymentResponse").filter(|r| !r.is_null()).cloned(),
-                leaked_charge: false,
-                raw,
-            }
+            Shown::official(&out)
         }
         Side::Tollgate => {
             let mut command = tollgate();
@@ -351,33 +304,7 @@ async fn pay(rig: &Rig, client: Side, url: &str, payer: usize) -> Outcome {
             let out = tokio::task::spawn_blocking(move || run_output(command))
                 .await
                 .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            let raw = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-            // `-i`: "HTTP 200 OK", the headers, an empty line, the body.
-            let (head, body) = stdout.split_once("\n\n").unwrap_or((&stdout, ""));
-            let status = head
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix("HTTP "))
-                .and_then(|l| l.split(' ').next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            let header = |wanted: &str| {
-                head.lines().find_map(|l| {
-                    let (name, value) = l.split_once(": ")?;
-                    name.eq_ignore_ascii_case(wanted)
-                        .then(|| value.trim().to_owned())
-                })
-            };
-            let receipt = header("payment-response")
-                .and_then(|v| tollgate::proto::header::decode::<Value>(&v).ok());
-            Outcome {
-                status,
-                body: body.to_owned(),
-                receipt,
-                leaked_charge: header("x-tollgate-charge").is_some(),
-                raw,
-            }
+            Shown::tollgate_pay(&out).v2_receipt_only()
         }
     }
 }
@@ -404,7 +331,9 @@ async fn check_combination(
     if outcome.body != BODY {
         return fail(format!("body {:?}", outcome.body));
     }
-    if outcome.leaked_charge {
+    // The upstream's charge header must never reach the buyer (official clients show no
+    // headers, so this is Tollgate's pay).
+    if outcome.header("x-tollgate-charge").is_some() {
         return fail("the upstream's X-Tollgate-Charge reached the buyer".into());
     }
     let Some(receipt) = &outcome.receipt else {

@@ -10,39 +10,18 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 use solana_keypair::Keypair;
 use solana_signer::Signer;
-use support::{interop_dir, node, spawn_until, Proc};
+use support::{interop_dir, node, run_output, spawn_until, tollgate, Proc, Shown, Side, SIDES};
 use tollgate::svm::{Address, ExactSvmClient};
 use tollgate_svm_devnet::SvmDevnet;
 
 /// 0.01 USDC.
 const PRICE: u64 = 10_000;
 const BODY: &str = "the solana interop resource";
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Side {
-    Official,
-    Tollgate,
-}
-
-impl std::fmt::Display for Side {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(match self {
-            Side::Official => "official",
-            Side::Tollgate => "tollgate",
-        })
-    }
-}
-
-const SIDES: [Side; 2] = [Side::Official, Side::Tollgate];
-
-fn tollgate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tollgate"))
-}
 
 fn keypair_json(keypair: &Keypair) -> String {
     serde_json::to_string(&keypair.to_bytes().to_vec()).unwrap()
@@ -213,23 +192,13 @@ async fn rig() -> Rig {
     }
 }
 
-struct Outcome {
-    status: u16,
-    body: String,
-    receipt: Option<Value>,
-    /// What the official client signed and sent.
-    payload: Option<Value>,
-    raw: String,
-}
-
-async fn output(mut command: Command) -> std::process::Output {
-    command.stdin(Stdio::null());
-    tokio::task::spawn_blocking(move || command.output().unwrap())
+async fn output(command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || run_output(command))
         .await
         .unwrap()
 }
 
-async fn pay(rig: &Rig, client: Side, url: &str, payer: &Keypair) -> Outcome {
+async fn pay(rig: &Rig, client: Side, url: &str, payer: &Keypair) -> Shown {
     match client {
         Side::Official => {
             let env = [
@@ -238,17 +207,7 @@ async fn pay(rig: &Rig, client: Side, url: &str, payer: &Keypair) -> Outcome {
                 ("X402_SVM_NETWORK", rig.devnet.caip2()),
                 ("X402_SVM_PAYER_KEY", keypair_json(payer)),
             ];
-            let out = output(node("svm-client.mjs", &env)).await;
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            let raw = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-            let v: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-            Outcome {
-                status: v["status"].as_u64().unwrap_or(0) as u16,
-                body: v["body"].as_str().unwrap_or_default().to_owned(),
-                receipt: v.get("paymentResponse").filter(|r| !r.is_null()).cloned(),
-                payload: v.get("paymentPayload").filter(|r| !r.is_null()).cloned(),
-                raw,
-            }
+            Shown::official(&output(node("svm-client.mjs", &env)).await)
         }
         Side::Tollgate => {
             let key = rig
@@ -264,30 +223,7 @@ async fn pay(rig: &Rig, client: Side, url: &str, payer: &Keypair) -> Outcome {
                 .arg("--ledger")
                 .arg(rig.dir.path().join(format!("spend-{}.db", payer.pubkey())))
                 .env_remove("TOLLGATE_PAY_KEY");
-            let out = output(command).await;
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            let raw = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-            let (head, body) = stdout.split_once("\n\n").unwrap_or((&stdout, ""));
-            let status = head
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix("HTTP "))
-                .and_then(|l| l.split(' ').next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            let receipt = head.lines().find_map(|l| {
-                let (name, value) = l.split_once(": ")?;
-                name.eq_ignore_ascii_case("payment-response")
-                    .then(|| tollgate::proto::header::decode::<Value>(value.trim()).ok())
-                    .flatten()
-            });
-            Outcome {
-                status,
-                body: body.to_owned(),
-                receipt,
-                payload: None,
-                raw,
-            }
+            Shown::tollgate_pay(&output(command).await).v2_receipt_only()
         }
     }
 }

@@ -167,3 +167,123 @@ pub fn node(script: &str, env: &[(&str, String)]) -> Command {
     }
     command
 }
+
+/// The `tollgate` binary under test.
+pub fn tollgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+}
+
+/// Runs `command` to completion with no standard input.
+pub fn run_output(mut command: Command) -> std::process::Output {
+    command.stdin(Stdio::null());
+    command.output().unwrap()
+}
+
+/// Whose implementation plays a role in an interop row: the official SDK's or Tollgate's.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Side {
+    Official,
+    Tollgate,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Side::Official => "official",
+            Side::Tollgate => "tollgate",
+        })
+    }
+}
+
+/// Both sides, official first.
+pub const SIDES: [Side; 2] = [Side::Official, Side::Tollgate];
+
+/// What a client printed: the HTTP status, the body, the decoded payment-response header (the
+/// official client scripts' `paymentResponse`), and their raw output for failure messages.
+#[derive(Debug)]
+pub struct Shown {
+    pub status: u16,
+    pub body: String,
+    pub receipt: Option<serde_json::Value>,
+    /// The response headers (`tollgate pay -i` only), in order.
+    pub headers: Vec<(String, String)>,
+    /// What the official client signed and sent (`paymentPayload`, official scripts only).
+    pub payload: Option<serde_json::Value>,
+    pub raw: String,
+}
+
+impl Shown {
+    /// An official client script's one JSON line: `{status, body, paymentResponse,
+    /// paymentPayload}`.
+    pub fn official(out: &std::process::Output) -> Self {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let raw = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value =
+            serde_json::from_str(stdout.trim()).unwrap_or(serde_json::Value::Null);
+        let present = |key: &str| v.get(key).filter(|r| !r.is_null()).cloned();
+        Self {
+            status: v["status"].as_u64().unwrap_or(0) as u16,
+            body: v["body"].as_str().unwrap_or_default().to_owned(),
+            receipt: present("paymentResponse"),
+            headers: Vec::new(),
+            payload: present("paymentPayload"),
+            raw,
+        }
+    }
+
+    /// `tollgate pay -i`: "HTTP 200 OK", the headers, an empty line, the body.
+    pub fn tollgate_pay(out: &std::process::Output) -> Self {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let raw = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let (head, body) = stdout.split_once("\n\n").unwrap_or((&stdout, ""));
+        let status = head
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("HTTP "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (name, value) = l.split_once(": ")?;
+                Some((name.to_owned(), value.trim().to_owned()))
+            })
+            .collect();
+        let find = |wanted: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(wanted))
+                .map(|(_, v)| v.clone())
+        };
+        let receipt = find("payment-response")
+            .or_else(|| find("x-payment-response"))
+            .and_then(|v| tollgate::proto::header::decode::<serde_json::Value>(&v).ok());
+        Self {
+            status,
+            body: body.to_owned(),
+            receipt,
+            headers,
+            payload: None,
+            raw,
+        }
+    }
+
+    /// The receipt from the v2 `PAYMENT-RESPONSE` header alone (for rows where a v1
+    /// `X-PAYMENT-RESPONSE` must not stand in for it).
+    pub fn v2_receipt_only(mut self) -> Self {
+        self.receipt = self
+            .header("payment-response")
+            .and_then(|v| tollgate::proto::header::decode::<serde_json::Value>(v).ok());
+        self
+    }
+
+    /// A response header `tollgate pay -i` printed, by name in any case.
+    pub fn header(&self, wanted: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(wanted))
+            .map(|(_, v)| v.as_str())
+    }
+}
