@@ -760,23 +760,35 @@ impl Inner {
 
 /// What the ledger counts against a budget of `symbol` since `since` (unix seconds; `None`:
 /// ever), on the 18-decimal scale: reserved, pending and paid rows, a metered payment at what
-/// its receipt charged. The same rule as `SpendLedger::reserve`.
+/// its receipt charged, a channel's deposit at its amount, a request paid from a deposit at
+/// nothing, less channel refunds. The same rule as `SpendLedger::reserve`.
 fn spent_scaled(rows: &[SpendRecord], symbol: &str, since: Option<i64>) -> U256 {
-    rows.iter()
+    let (spent, back) = rows
+        .iter()
         .filter(|r| r.symbol == symbol)
         .filter(|r| since.is_none_or(|s| r.at >= s))
         .filter(|r| matches!(r.status.as_str(), "reserved" | "pending" | "paid"))
         .map(|r| {
             let amount: U256 = r.amount.parse().unwrap_or(U256::MAX);
             let charged = r.charged.as_deref().and_then(|c| c.parse::<U256>().ok());
-            let counted = match charged {
-                Some(c) if r.status == "paid" && c < amount => c,
+            let counted = match (r.kind.as_deref(), charged) {
+                (Some("voucher"), _) => U256::ZERO,
+                (Some("deposit" | "refund"), _) => amount,
+                (_, Some(c)) if r.status == "paid" && c < amount => c,
                 _ => amount,
             };
             let shift = 18u8.saturating_sub(r.decimals);
-            counted.saturating_mul(U256::from(10u8).pow(U256::from(shift)))
+            let scaled = counted.saturating_mul(U256::from(10u8).pow(U256::from(shift)));
+            (r.kind.as_deref() == Some("refund"), scaled)
         })
-        .fold(U256::ZERO, U256::saturating_add)
+        .fold((U256::ZERO, U256::ZERO), |(spent, back), (refund, v)| {
+            if refund {
+                (spent, back.saturating_add(v))
+            } else {
+                (spent.saturating_add(v), back)
+            }
+        });
+    spent.saturating_sub(back)
 }
 
 fn window_name(window: Option<Duration>) -> String {
@@ -860,6 +872,7 @@ mod tests {
             authorization: None,
             valid_before: None,
             payment_id: None,
+            kind: None,
         }
     }
 

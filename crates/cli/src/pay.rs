@@ -41,7 +41,7 @@ use tollgate_client::{
 #[derive(Debug, clap::Args)]
 pub struct PayArgs {
     /// The URL to fetch (and pay for).
-    #[arg(required_unless_present_any = ["history", "reconcile", "approve_permit2"])]
+    #[arg(required_unless_present_any = ["history", "reconcile", "approve_permit2", "channels"])]
     url: Option<String>,
     /// HTTP method.
     #[arg(short = 'X', long = "request", default_value = "GET")]
@@ -68,6 +68,25 @@ pub struct PayArgs {
     /// Only allow these networks (CAIP-2, repeatable).
     #[arg(long = "network")]
     networks: Vec<String>,
+    /// Most to deposit at once into a payment channel (`batch-settlement` offers), e.g.
+    /// "1 USDC"; without it, 1 of the token. A deposit counts against --budget when it is made;
+    /// the requests it then pays for do not count again, and a refund gives it back.
+    #[arg(long)]
+    max_deposit: Option<String>,
+    /// How many requests' worth a payment channel is funded with when it is opened or runs dry
+    /// (within --max-deposit). The channel is kept in the ledger and reused by later runs.
+    #[arg(long, default_value_t = 100)]
+    deposit_requests: u64,
+    /// Ask URL's seller to refund the payment channel this ledger pays it through (everything
+    /// not yet charged, or --refund-amount), print what came back, and exit.
+    #[arg(long)]
+    refund: bool,
+    /// With --refund: how much to return, in atomic units of the token (default: all).
+    #[arg(long, requires = "refund")]
+    refund_amount: Option<u128>,
+    /// List the payment channels in the ledger (deposited, charged, balance) and exit.
+    #[arg(long)]
+    channels: bool,
     /// Teach the policy an asset: NETWORK/ADDRESS/SYMBOL/DECIMALS, e.g.
     /// eip155:31337/0x5FbDB2315678afecb367f032d93F642f64180aa3/USDC/6.
     #[arg(long = "asset")]
@@ -192,6 +211,9 @@ pub async fn run(args: PayArgs) -> ExitCode {
     if args.history {
         return history(&ledger, args.json);
     }
+    if args.channels {
+        return channels(&ledger, args.json);
+    }
     if let Some(token) = &args.approve_permit2 {
         if let Err(e) = approve(&args, token, &rpc_urls).await {
             return fail_as(args.json, 1, e);
@@ -242,10 +264,11 @@ pub async fn run(args: PayArgs) -> ExitCode {
     };
     #[cfg(not(feature = "solana"))]
     let solana: Option<std::convert::Infallible> = None;
+    let deposit_requests = u128::from(args.deposit_requests);
     let wallets = match (load_key(&args), solana) {
-        (Ok(key), None) => wallets(key),
+        (Ok(key), None) => wallets_depositing(key, deposit_requests),
         #[cfg(feature = "solana")]
-        (Ok(key), Some(solana)) => wallets(key).with(solana),
+        (Ok(key), Some(solana)) => wallets_depositing(key, deposit_requests).with(solana),
         // A Solana-only payer: no EVM key was asked for by name.
         #[cfg(feature = "solana")]
         (Err(_), Some(solana)) if args.key_file.is_none() => Wallets::new().with(solana),
@@ -272,6 +295,19 @@ pub async fn run(args: PayArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail_as(args.json, 1, e),
     };
+    if args.refund {
+        let mut request = inner.request(method, &url).headers(headers);
+        if let Some(data) = args.data.clone() {
+            request = request.body(data);
+        }
+        let request = match request.build() {
+            Ok(r) => r,
+            Err(e) => return fail_as(args.json, 1, e),
+        };
+        let done = middleware.refund(&inner, request, args.refund_amount).await;
+        waiting.finish_and_clear();
+        return print_refund(done, &policy, args.json);
+    }
     let client = reqwest_middleware::ClientBuilder::new(inner)
         .with(middleware)
         .build();
@@ -360,6 +396,8 @@ pub async fn run(args: PayArgs) -> ExitCode {
                     "atomicAmount": r.requirements.amount.to_string(),
                     "asset": checksummed(&r.requirements.asset),
                     "payTo": checksummed(&r.requirements.pay_to),
+                    "scheme": r.requirements.scheme.to_string(),
+                    "extra": r.settlement.extra,
                 })
             }),
             "pending": pending.as_ref().map(|p| {
@@ -397,13 +435,22 @@ pub async fn run(args: PayArgs) -> ExitCode {
         }
     }
     if let Some(r) = &receipt {
-        eprintln!(
-            "paid {} to {} on {} in {}",
-            amount_of(&r.requirements),
-            checksummed(&r.requirements.pay_to),
-            r.settlement.network,
-            r.settlement.transaction
-        );
+        if r.settlement.transaction.is_empty() {
+            eprintln!(
+                "paid {} to {} on {} from the payment channel (a voucher; nothing on chain)",
+                amount_of(&r.requirements),
+                checksummed(&r.requirements.pay_to),
+                r.settlement.network,
+            );
+        } else {
+            eprintln!(
+                "paid {} to {} on {} in {}",
+                amount_of(&r.requirements),
+                checksummed(&r.requirements.pay_to),
+                r.settlement.network,
+                r.settlement.transaction
+            );
+        }
     }
     if let Some(p) = &pending {
         eprintln!(
@@ -556,9 +603,124 @@ fn identity_refusal_json(
 /// so) and `upto` (Permit2) on every EVM network. Permit2 payments need the payer's one-time
 /// approval of Permit2 for the token, which is never sent from here.
 pub(crate) fn wallets(key: PrivateKeySigner) -> Wallets {
+    wallets_depositing(
+        key,
+        tollgate::evm::batch_settlement::DEFAULT_DEPOSIT_REQUESTS,
+    )
+}
+
+/// [`wallets`], with payment channels (`batch-settlement`) funded with `deposit_requests`
+/// requests' worth.
+pub(crate) fn wallets_depositing(key: PrivateKeySigner, deposit_requests: u128) -> Wallets {
     Wallets::new()
         .with(ExactEvmClient::new(key.clone()))
-        .with(tollgate::evm::UptoEvmClient::new(key))
+        .with(tollgate::evm::UptoEvmClient::new(key.clone()))
+        .with(
+            tollgate::evm::batch_settlement::BatchSettlementEvmClient::new(key)
+                .with_deposit_requests(deposit_requests),
+        )
+}
+
+/// What `--refund` prints: the refunded amount, what went back under the budgets, what is
+/// left in the channel, the transaction.
+fn print_refund(
+    done: reqwest_middleware::Result<tollgate_client::RefundOutcome>,
+    policy: &SpendingPolicy,
+    json: bool,
+) -> ExitCode {
+    let done = match done {
+        Ok(d) => d,
+        Err(reqwest_middleware::Error::Middleware(e)) => {
+            return fail_as(json, EXIT_PAYMENT_FAILED, format!("refund failed: {e:#}"))
+        }
+        Err(e) => return fail_as(json, EXIT_HTTP, e),
+    };
+    let r = &done.requirements;
+    let shown = |atomic: u128| match policy.asset_info(&r.network, &r.asset) {
+        Some(a) => format!(
+            "{} {}",
+            format_atomic(tollgate::proto::U256::from(atomic), a.decimals),
+            a.symbol
+        ),
+        None => format!("{atomic} (atomic) of {}", checksummed(&r.asset)),
+    };
+    if json {
+        println!(
+            "{}",
+            json!({
+                "refunded": done.refunded.to_string(),
+                "credited": done.credited.to_string(),
+                "remaining": done.remaining.to_string(),
+                "transaction": done.transaction,
+                "network": r.network.to_string(),
+                "payTo": checksummed(&r.pay_to),
+                "asset": checksummed(&r.asset),
+                "ledgerId": done.ledger_id,
+                "exitCode": 0,
+            })
+        );
+    }
+    eprintln!(
+        "refunded {} from the payment channel with {} on {} in {} ({} back under the budgets; {} left in the channel)",
+        shown(done.refunded),
+        checksummed(&r.pay_to),
+        r.network,
+        done.transaction,
+        shown(done.credited),
+        shown(done.remaining),
+    );
+    ExitCode::SUCCESS
+}
+
+/// `--channels`: the payment channels of the ledger.
+fn channels(ledger: &SpendLedger, json: bool) -> ExitCode {
+    let rows = match ledger.sessions() {
+        Ok(r) => r,
+        Err(e) => return fail_as(json, 1, e),
+    };
+    let field = |s: &Value, k: &str| s.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+    if json {
+        let list: Vec<Value> = rows
+            .iter()
+            .map(|c| {
+                json!({
+                    "session": c.key,
+                    "network": c.network,
+                    "payTo": checksummed(&c.payee),
+                    "asset": checksummed(&c.asset),
+                    "deposited": c.deposited.to_string(),
+                    "refunded": c.refunded.to_string(),
+                    "charged": field(&c.state, "charged"),
+                    "balance": field(&c.state, "balance"),
+                    "halted": c.state.get("halted"),
+                    "updatedAt": c.updated_at,
+                })
+            })
+            .collect();
+        println!("{}", Value::Array(list));
+    } else if rows.is_empty() {
+        println!("no payment channels");
+    } else {
+        for c in &rows {
+            println!(
+                "{} {} pay {} asset {}: deposited {}, refunded {}, charged {}, balance {}{}",
+                c.network,
+                c.key.rsplit('/').next().unwrap_or_default(),
+                checksummed(&c.payee),
+                checksummed(&c.asset),
+                c.deposited,
+                c.refunded,
+                field(&c.state, "charged"),
+                field(&c.state, "balance"),
+                c.state
+                    .get("halted")
+                    .and_then(|h| h.as_str())
+                    .map(|h| format!(" (halted: {h})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// An amount as a person reads it: `0.001 USDC` when the asset's decimals are known, else the
@@ -652,6 +814,14 @@ pub(crate) fn refusal_json(refusal: &Refusal) -> Value {
             "max_per_request",
             json!({ "symbol": symbol, "price": price, "max": max, "over": over }),
         ),
+        Refusal::OverMaxDeposit {
+            symbol,
+            needed,
+            max,
+        } => (
+            "max_deposit",
+            json!({ "symbol": symbol, "needed": needed, "max": max }),
+        ),
         Refusal::OverBudget {
             symbol,
             price,
@@ -737,12 +907,18 @@ fn print_reconcile(report: &ReconcileReport, json: bool) {
 }
 
 fn build_policy(args: &PayArgs) -> Result<SpendingPolicy, String> {
-    policy_from(
+    let policy = policy_from(
         &args.assets,
         args.max.as_deref(),
         &args.budget,
         &args.networks,
-    )
+    )?;
+    match &args.max_deposit {
+        Some(max) => policy
+            .max_deposit(max)
+            .map_err(|e| format!("--max-deposit: {e}")),
+        None => Ok(policy),
+    }
 }
 
 /// The spending policy of the `--asset`, `--max`, `--budget` and `--network` options (shared

@@ -36,7 +36,7 @@
 //!    arrived); a payment that never left is [`PayFlow::record_not_sent`] (released).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tollgate_proto::idempotency::{IdempotencyKey, PaymentIdentifier, PAYMENT_IDENTIFIER};
@@ -46,10 +46,16 @@ use tollgate_proto::{
     PaymentRequirements, ResourceInfo, SettleResponse, X402Version,
 };
 
+use tollgate_proto::money::format_atomic;
+use tollgate_proto::U256;
+
 use crate::identity::{IdentityCheck, IdentityRefusal};
 use crate::ledger::{Attempt, LedgerError, SpendLedger, Unresolved};
 use crate::policy::{Priced, Refusal, SpendingPolicy};
-use crate::signer::{AuthorizationHandle, AuthorizationState, PaymentSigner, StateError};
+use crate::signer::{
+    AuthorizationHandle, AuthorizationState, PaymentSigner, SignedPayment, StateError,
+};
+use tollgate_core::{SessionOutlay, SessionPayer, SessionState};
 
 /// How long after an authorization's `validBefore` the local clock must be before a held
 /// reservation is released without the chain's word (no RPC URL for its network, or a chain
@@ -122,6 +128,9 @@ pub enum PaymentError {
     /// A background task of the ledger failed (nothing was signed).
     #[error("spend ledger task failed: {0}")]
     Task(String),
+    /// A payment channel's refund did not go through.
+    #[error("{0}")]
+    Refund(String),
     /// The seller answered the payment `403`: its identity gate refused the payer. The message
     /// lists each failed rule with the seller's reason and remedy.
     #[error("{}", crate::identity::refusal_message(.payer, .checks, .detail, .held))]
@@ -241,6 +250,17 @@ pub struct PreparedPayment {
     authorization: AuthorizationHandle,
     payment_id: Option<IdempotencyKey>,
     header_value: String,
+    session: Option<SessionHold>,
+}
+
+/// A payment through a channel holds the channel (one payment at a time per channel in this
+/// process) until its answer is recorded and it is dropped, with the state it was signed from.
+#[derive(Clone)]
+struct SessionHold {
+    key: String,
+    state: SessionState,
+    deposit: Option<u128>,
+    _turn: Arc<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl std::fmt::Debug for PreparedPayment {
@@ -251,11 +271,23 @@ impl std::fmt::Debug for PreparedPayment {
             .field("requirements", &self.requirements)
             .field("authorization", &self.authorization)
             .field("payment_id", &self.payment_id)
+            .field("session", &self.session.as_ref().map(|h| &h.key))
+            .field("deposit", &self.session.as_ref().and_then(|h| h.deposit))
             .finish_non_exhaustive()
     }
 }
 
 impl PreparedPayment {
+    /// The payment channel it goes through (its session key), when it is a channel payment.
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_ref().map(|h| h.key.as_str())
+    }
+
+    /// The deposit it carries into its channel, in atomic units, if any.
+    pub fn deposit(&self) -> Option<u128> {
+        self.session.as_ref().and_then(|h| h.deposit)
+    }
+
     /// The ledger row reserving it.
     pub fn ledger_id(&self) -> i64 {
         self.ledger_id
@@ -296,6 +328,60 @@ impl PreparedPayment {
         };
         (name, &self.header_value)
     }
+}
+
+/// A signed refund request for a payment channel, ready to send (holds the channel until
+/// dropped).
+pub struct PreparedRefund {
+    header_value: String,
+    requirements: PaymentRequirements,
+    asset: crate::policy::AssetInfo,
+    key: String,
+    state: SessionState,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl std::fmt::Debug for PreparedRefund {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedRefund")
+            .field("session", &self.key)
+            .field("requirements", &self.requirements)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedRefund {
+    /// The channel's session key.
+    pub fn session(&self) -> &str {
+        &self.key
+    }
+
+    /// The channel's terms (the seller's option it was opened under).
+    pub fn requirements(&self) -> &PaymentRequirements {
+        &self.requirements
+    }
+
+    /// The header carrying it (`PAYMENT-SIGNATURE`) and its value.
+    pub fn header(&self) -> (http::HeaderName, &str) {
+        (header::PAYMENT_SIGNATURE, &self.header_value)
+    }
+}
+
+/// What a refund returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundOutcome {
+    /// The ledger row of the refund.
+    pub ledger_id: i64,
+    /// What the seller says it returned, in atomic units.
+    pub refunded: u128,
+    /// What went back under the budgets (at most what was deposited and not yet returned).
+    pub credited: u128,
+    /// What is left in the channel, in atomic units.
+    pub remaining: u128,
+    /// The refund transaction.
+    pub transaction: String,
+    /// The channel's terms.
+    pub requirements: PaymentRequirements,
 }
 
 /// What kind of answer a seller gave to a payment.
@@ -412,6 +498,9 @@ pub struct PayFlow {
     /// One reconciliation at a time: concurrent payments wait for it and then see its result
     /// instead of asking the chain the same question in parallel.
     reconciling: Arc<tokio::sync::Mutex<()>>,
+    /// One payment at a time per payment channel (session key): a seller refuses a second
+    /// voucher while the first is in flight, and each voucher builds on the last receipt.
+    sessions: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl std::fmt::Debug for PayFlow {
@@ -446,6 +535,7 @@ impl PayFlow {
             rpc_urls: Arc::new(HashMap::new()),
             expiry_grace: DEFAULT_EXPIRY_GRACE,
             reconciling: Arc::new(tokio::sync::Mutex::new(())),
+            sessions: Arc::default(),
         }
     }
 
@@ -502,8 +592,9 @@ impl PayFlow {
         let url = attempt.url;
         let payable: Vec<_> = challenge
             .accepts
-            .into_iter()
+            .iter()
             .filter(|r| self.wallet.supports(r))
+            .cloned()
             .collect();
         if payable.is_empty() {
             let refusal = Refusal::Unsupported(url.to_owned());
@@ -534,6 +625,9 @@ impl PayFlow {
         // Settle what earlier ambiguous payments became before counting them against the
         // budgets (a failure here keeps them held, which only errs towards refusing).
         self.reconcile().await?;
+        if let Some(session) = self.wallet.session(&chosen.requirements) {
+            return self.pay_session(session, challenge, chosen, attempt).await;
+        }
         let ledger = self.ledger.clone();
         let policy = self.policy.clone();
         let (m, u, c) = (attempt.method.to_owned(), url.to_owned(), chosen.clone());
@@ -554,7 +648,7 @@ impl PayFlow {
             amount = %chosen.requirements.amount, "paying");
         let signed = match self
             .wallet
-            .sign(&chosen.requirements, challenge.resource)
+            .sign(&chosen.requirements, challenge.resource.clone())
             .await
         {
             Ok(p) => p,
@@ -563,6 +657,127 @@ impl PayFlow {
                 return Err(e.into());
             }
         };
+        self.prepared(id, &challenge, chosen.requirements, signed, None)
+    }
+
+    /// [`pay`](Self::pay) through a payment channel: one payment at a time per channel; the
+    /// deposit, when the channel needs one, is chosen within the policy's maximum deposit and
+    /// reserved under every budget before anything is signed; a request the channel covers is
+    /// recorded but counts as nothing.
+    async fn pay_session(
+        &self,
+        session: &dyn SessionPayer,
+        challenge: Challenge,
+        chosen: Priced,
+        attempt: &Attempt<'_>,
+    ) -> Result<PreparedPayment, PaymentError> {
+        let requirements = &chosen.requirements;
+        let key = session.key(requirements)?;
+        let turn = Arc::new(self.session_turn(&key).await);
+        let state = self.load_session(&key).await?;
+        let deposit = match session.outlay(requirements, state.as_ref())? {
+            SessionOutlay::Covered => None,
+            SessionOutlay::Deposit { needed, wanted } => {
+                let max = self.policy.deposit_limit(&chosen);
+                if needed > max {
+                    let d = chosen.asset.decimals;
+                    let refusal = Refusal::OverMaxDeposit {
+                        symbol: chosen.asset.symbol.clone(),
+                        needed: format_atomic(U256::from(needed), d),
+                        max: format_atomic(U256::from(max), d),
+                    };
+                    self.ledger.record_refusal(attempt, &refusal)?;
+                    return Err(PaymentError::Refused(refusal));
+                }
+                Some(wanted.min(max).max(needed))
+            }
+        };
+        let ledger = self.ledger.clone();
+        let policy = self.policy.clone();
+        let (m, u, c, k) = (
+            attempt.method.to_owned(),
+            attempt.url.to_owned(),
+            chosen.clone(),
+            key.clone(),
+        );
+        let id = tokio::task::spawn_blocking(move || {
+            ledger.reserve_session(
+                &policy,
+                &c,
+                &Attempt {
+                    method: &m,
+                    url: &u,
+                },
+                &k,
+                deposit,
+            )
+        })
+        .await
+        .map_err(|e| PaymentError::Task(e.to_string()))???;
+        tracing::info!(url = %attempt.url, network = %requirements.network, session = %key,
+            price = %requirements.amount, deposit = ?deposit, "paying through a channel");
+        let signed = match session
+            .sign(requirements, challenge.resource.clone(), state, deposit)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.ledger.release(id, &e.to_string())?;
+                return Err(e.into());
+            }
+        };
+        // The channel as it stands while this payment is answered, kept before it leaves: a
+        // process that dies now leaves the next one a voucher to resynchronise from.
+        if let Err(e) = self.ledger.save_session(&key, requirements, &signed.state) {
+            let _ = self.ledger.release(id, "ledger failed before sending");
+            return Err(e.into());
+        }
+        let hold = SessionHold {
+            key,
+            state: signed.state,
+            deposit,
+            _turn: turn,
+        };
+        self.prepared(
+            id,
+            &challenge,
+            chosen.requirements,
+            signed.signed,
+            Some(hold),
+        )
+    }
+
+    /// Waits for the turn of the channel `key` in this process.
+    async fn session_turn(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_owned())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    async fn load_session(&self, key: &str) -> Result<Option<SessionState>, PaymentError> {
+        let (ledger, k) = (self.ledger.clone(), key.to_owned());
+        Ok(
+            tokio::task::spawn_blocking(move || ledger.session_state(&k))
+                .await
+                .map_err(|e| PaymentError::Task(e.to_string()))??,
+        )
+    }
+
+    /// The signed payment `signed` for reservation `id`, completed (a `payment-identifier`,
+    /// the Bazaar echo), recorded with its authorization and encoded: ready to send.
+    fn prepared(
+        &self,
+        id: i64,
+        challenge: &Challenge,
+        requirements: PaymentRequirements,
+        signed: SignedPayment,
+        session: Option<SessionHold>,
+    ) -> Result<PreparedPayment, PaymentError> {
         let mut payment = signed.payload;
         // One id per payment, generated here and kept with the row: a retry of this same
         // payment carries the same id, so the seller can answer it with the original
@@ -616,11 +831,12 @@ impl PayFlow {
         Ok(PreparedPayment {
             ledger_id: id,
             version: challenge.version,
-            requirements: chosen.requirements,
+            requirements,
             payload: payment,
             authorization: signed.authorization,
             payment_id,
             header_value,
+            session,
         })
     }
 
@@ -631,6 +847,9 @@ impl PayFlow {
         payment: &PreparedPayment,
         answer: &SellerAnswer,
     ) -> Result<PaymentOutcome, LedgerError> {
+        if let Some(hold) = &payment.session {
+            return self.record_session(payment, hold, answer);
+        }
         let id = payment.ledger_id;
         Ok(match classify(answer) {
             Reading::Paid(settlement) => {
@@ -665,6 +884,266 @@ impl PayFlow {
                     reason,
                 })
             }
+        })
+    }
+
+    /// [`record`](Self::record) for a channel payment: a receipt is checked by the scheme and
+    /// moves the channel on (a receipt that breaks the scheme's rules halts the channel: nothing
+    /// more is signed on it); anything else leaves the channel where it was, the voucher
+    /// unanswered. A deposit whose outcome is unknown stays held like any ambiguous payment; a
+    /// request the channel covered moved nothing by itself and is released.
+    fn record_session(
+        &self,
+        payment: &PreparedPayment,
+        hold: &SessionHold,
+        answer: &SellerAnswer,
+    ) -> Result<PaymentOutcome, LedgerError> {
+        let id = payment.ledger_id;
+        let requirements = &payment.requirements;
+        let Some(session) = self.wallet.session(requirements) else {
+            return Err(LedgerError::new(format!(
+                "no wallet pays the channel {} any more",
+                hold.key
+            )));
+        };
+        let settlement = match classify(answer) {
+            Reading::Paid(settlement) => settlement,
+            other => return self.record_session_unpaid(payment, hold, session, other),
+        };
+        let charged = match session.receipt(requirements, hold.state.clone(), &settlement) {
+            Ok(r) => {
+                self.ledger
+                    .save_session(&hold.key, requirements, &r.state)?;
+                r.charged
+            }
+            Err(e) => {
+                tracing::error!(session = %hold.key, error = %e,
+                    "the seller's receipt breaks the channel's rules: nothing more is signed on it");
+                let halted = session.halt(hold.state.clone(), &e.to_string());
+                self.ledger.save_session(&hold.key, requirements, &halted)?;
+                // Counted at the price for the record; the deposit bounds what can move.
+                u128::try_from(requirements.amount.get()).unwrap_or(u128::MAX)
+            }
+        };
+        self.ledger
+            .mark_session_paid(id, &settlement.transaction, charged)?;
+        Ok(PaymentOutcome::Paid(PaymentReceipt {
+            version: payment.version,
+            settlement,
+            requirements: requirements.clone(),
+            ledger_id: id,
+        }))
+    }
+
+    fn record_session_unpaid(
+        &self,
+        payment: &PreparedPayment,
+        hold: &SessionHold,
+        session: &dyn SessionPayer,
+        reading: Reading,
+    ) -> Result<PaymentOutcome, LedgerError> {
+        let (id, requirements) = (payment.ledger_id, &payment.requirements);
+        let unanswered = session.unanswered(hold.state.clone());
+        self.ledger
+            .save_session(&hold.key, requirements, &unanswered)?;
+        Ok(match reading {
+            Reading::Paid(_) => unreachable!("handled above"),
+            Reading::Ambiguous(reason) if hold.deposit.is_some() => {
+                tracing::warn!(session = %hold.key, %reason,
+                    "deposit outcome unknown: amount stays reserved");
+                self.ledger.mark_pending(id, &reason)?;
+                PaymentOutcome::Pending(PendingPayment {
+                    requirements: requirements.clone(),
+                    ledger_id: id,
+                    reason,
+                })
+            }
+            Reading::Rejected(reason) | Reading::Ambiguous(reason) => {
+                self.ledger.release(id, &reason)?;
+                PaymentOutcome::Refused {
+                    ledger_id: id,
+                    reason,
+                }
+            }
+        })
+    }
+
+    /// Whether `outcome` of `payment` is a channel's refusal because the seller's state of the
+    /// channel differs from this client's (another process paid on it, a response was lost):
+    /// then [`resync`](Self::resync) from the seller's challenge and pay again.
+    pub fn out_of_sync(&self, payment: &PreparedPayment, outcome: &PaymentOutcome) -> bool {
+        let reason = match outcome {
+            PaymentOutcome::Refused { reason, .. } => reason,
+            // A deposit refused for the same reason stays held: its token authorization is
+            // valid until it expires, so only the chain can say it was never used.
+            PaymentOutcome::Pending(p) => &p.reason,
+            PaymentOutcome::Paid(_) => return false,
+        };
+        payment.session.is_some()
+            && self
+                .wallet
+                .session(&payment.requirements)
+                .is_some_and(|s| s.is_out_of_sync(reason))
+    }
+
+    /// Adopts the seller's state of `payment`'s channel from its corrective `challenge` (the
+    /// scheme checks the seller's proof first). Call before dropping `payment`, which holds
+    /// the channel.
+    pub fn resync(
+        &self,
+        payment: &PreparedPayment,
+        challenge: &Challenge,
+    ) -> Result<(), PaymentError> {
+        let (Some(hold), Some(session)) = (
+            payment.session.as_ref(),
+            self.wallet.session(&payment.requirements),
+        ) else {
+            return Err(PaymentError::BadChallenge(
+                "not a channel payment: nothing to resynchronise".into(),
+            ));
+        };
+        let paid = &payment.requirements;
+        let corrective = challenge
+            .accepts
+            .iter()
+            .find(|r| {
+                r.scheme == paid.scheme
+                    && r.network == paid.network
+                    && r.pay_to.eq_ignore_ascii_case(&paid.pay_to)
+                    && r.asset.eq_ignore_ascii_case(&paid.asset)
+                    && session.key(r).ok().as_deref() == Some(hold.key.as_str())
+            })
+            .ok_or_else(|| {
+                PaymentError::BadChallenge(
+                    "the corrective 402 offers no state of this channel".into(),
+                )
+            })?;
+        let state = self.ledger.session_state(&hold.key)?;
+        let state = session.resync(corrective, state)?;
+        tracing::info!(session = %hold.key, "channel resynchronised from the seller's proof");
+        self.ledger.save_session(&hold.key, paid, &state)?;
+        Ok(())
+    }
+
+    /// Signs a request to refund `amount` (everything unclaimed when `None`) of the channel
+    /// this ledger pays `challenge`'s seller through. The refund goes as a payment header to
+    /// the same resource; the seller answers it without serving the resource.
+    pub async fn refund(
+        &self,
+        challenge: Challenge,
+        amount: Option<u128>,
+    ) -> Result<PreparedRefund, PaymentError> {
+        let mut open = None;
+        for option in &challenge.accepts {
+            let Some(session) = self.wallet.session(option) else {
+                continue;
+            };
+            let Ok(key) = session.key(option) else {
+                continue;
+            };
+            if let Some(state) = self.load_session(&key).await? {
+                open = Some((option.clone(), key, state));
+                break;
+            }
+        }
+        let Some((requirements, key, _)) = open else {
+            return Err(PaymentError::BadChallenge(
+                "this ledger has no payment channel with this seller for these terms".into(),
+            ));
+        };
+        let asset = self
+            .policy
+            .asset_info(&requirements.network, &requirements.asset)
+            .ok_or_else(|| {
+                PaymentError::Refused(Refusal::AssetNotAllowed {
+                    network: requirements.network.clone(),
+                    asset: requirements.asset.clone(),
+                    why: "unknown asset: its decimals are not known (register it)".into(),
+                })
+            })?;
+        let turn = self.session_turn(&key).await;
+        // Read again under the channel's turn: a payment may have moved it meanwhile.
+        let state = self.load_session(&key).await?.unwrap_or_default();
+        let session = self
+            .wallet
+            .session(&requirements)
+            .ok_or_else(|| PaymentError::BadChallenge("no wallet pays this channel".into()))?;
+        let payload = session
+            .refund(
+                &requirements,
+                challenge.resource.clone(),
+                state.clone(),
+                amount,
+            )
+            .await?;
+        Ok(PreparedRefund {
+            header_value: header::encode(&payload),
+            requirements,
+            asset,
+            key,
+            state,
+            _turn: turn,
+        })
+    }
+
+    /// Records the seller's answer to a refund request: the refunded amount goes back under
+    /// the budgets (at most what was deposited and not yet returned), and the channel's state
+    /// moves on.
+    pub fn record_refund(
+        &self,
+        refund: &PreparedRefund,
+        answer: &SellerAnswer,
+        attempt: &Attempt<'_>,
+    ) -> Result<RefundOutcome, PaymentError> {
+        let session = self
+            .wallet
+            .session(&refund.requirements)
+            .ok_or_else(|| PaymentError::BadChallenge("no wallet pays this channel".into()))?;
+        let receipt = match (&answer.status, &answer.receipt) {
+            (AnswerStatus::Served, Some(Ok(r))) if r.success => r,
+            (status, receipt) => {
+                let why = match (status, receipt) {
+                    (AnswerStatus::PaymentRequired { error }, _) => {
+                        format!(
+                            "the seller refused the refund: {}",
+                            error.as_deref().unwrap_or("no reason")
+                        )
+                    }
+                    (_, Some(Ok(r))) => format!(
+                        "the refund failed: {}",
+                        r.error_reason
+                            .as_ref()
+                            .map(|e| e.to_string())
+                            .unwrap_or_default()
+                    ),
+                    (_, Some(Err(e))) => format!("the refund's receipt is unreadable: {e}"),
+                    (s, None) => {
+                        format!("the seller answered the refund without a receipt ({s:?})")
+                    }
+                };
+                return Err(PaymentError::Refund(why));
+            }
+        };
+        let done = session.refunded(&refund.requirements, refund.state.clone(), receipt)?;
+        self.ledger
+            .save_session(&refund.key, &refund.requirements, &done.state)?;
+        let (ledger_id, credited) = self.ledger.record_refund(
+            &refund.key,
+            &refund.requirements,
+            &refund.asset,
+            attempt,
+            done.refunded,
+            &done.transaction,
+        )?;
+        tracing::info!(session = %refund.key, refunded = done.refunded, credited,
+            tx = %done.transaction, "channel refunded");
+        Ok(RefundOutcome {
+            ledger_id,
+            refunded: done.refunded,
+            credited,
+            remaining: done.remaining,
+            transaction: done.transaction,
+            requirements: refund.requirements.clone(),
         })
     }
 

@@ -23,9 +23,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use tollgate_proto::money::format_atomic;
-use tollgate_proto::U256;
+use tollgate_proto::{PaymentRequirements, U256};
 
 use crate::policy::{Priced, Refusal, SpendingPolicy};
 use crate::signer::AuthorizationHandle;
@@ -102,6 +102,66 @@ pub struct SpendRecord {
     pub valid_before: Option<u64>,
     /// The `payment-identifier` sent with the payment, if the seller offered the extension.
     pub payment_id: Option<String>,
+    /// `None` for a one-off payment; for a payment channel `deposit` (`amount` is the money
+    /// put in), `voucher` (a request paid from a deposit: `amount` its price, counted as
+    /// nothing) or `refund` (`amount` the money back, counted negatively).
+    pub kind: Option<String>,
+}
+
+/// A payment channel this ledger paid through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    /// The session key (scheme, network, channel id).
+    pub key: String,
+    /// Network.
+    pub network: String,
+    /// The seller.
+    pub payee: String,
+    /// The token.
+    pub asset: String,
+    /// The scheme's state (for a channel: config, id, charged, balance).
+    pub state: serde_json::Value,
+    /// Unix seconds of the last change.
+    pub updated_at: i64,
+    /// Deposited into it, in atomic units (paid or pending deposits).
+    pub deposited: u128,
+    /// Refunded from it, in atomic units (as credited).
+    pub refunded: u128,
+}
+
+/// The sum of a comma-separated list of atomic amounts (SQLite's `group_concat`).
+fn sum_list(list: Option<&str>) -> u128 {
+    list.unwrap_or_default()
+        .split(',')
+        .filter_map(|a| a.trim().parse::<u128>().ok())
+        .fold(0u128, u128::saturating_add)
+}
+
+/// What rows of `symbol` at or after `since` count against a budget, on the 18-decimal scale:
+/// payments and deposits reserved, pending or paid, less refunds.
+fn spent_since(
+    tx: &rusqlite::Transaction<'_>,
+    symbol: &str,
+    since: i64,
+) -> Result<U256, LedgerError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT scaled, kind FROM spends
+         WHERE symbol = ?1 AND status IN ('reserved', 'pending', 'paid') AND at >= ?2",
+    )?;
+    let rows = stmt.query_map(params![symbol, since], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+    })?;
+    let (mut spent, mut back) = (U256::ZERO, U256::ZERO);
+    for row in rows {
+        let (scaled, kind) = row?;
+        let v: U256 = scaled.parse().unwrap_or(U256::MAX);
+        if kind.as_deref() == Some("refund") {
+            back = back.saturating_add(v);
+        } else {
+            spent = spent.saturating_add(v);
+        }
+    }
+    Ok(spent.saturating_sub(back))
 }
 
 /// A reservation whose outcome is not known yet, with what reconciliation needs.
@@ -145,7 +205,7 @@ impl std::fmt::Debug for SpendLedger {
 }
 
 /// The schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1: version 0 plus the `pending` status and the authorization handle.
 const CREATE_TABLE: &str = "
@@ -170,8 +230,26 @@ CREATE TABLE spends (
     auth_id      TEXT,
     valid_before INTEGER,
     payment_id   TEXT,
-    charged      TEXT
+    charged      TEXT,
+    kind         TEXT,
+    session      TEXT
 );
+";
+
+/// Version 3: payment channels. A row's `kind` is `NULL` for a one-off payment, `deposit` (the
+/// money put into a channel: counted), `voucher` (a request paid from a deposit: counted as
+/// nothing, the deposit was) or `refund` (money a channel returned: counted negatively), with
+/// the channel's `session` key; `sessions` keeps each channel's state between processes.
+const CREATE_SESSIONS: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    key        TEXT PRIMARY KEY,
+    network    TEXT NOT NULL,
+    payee      TEXT NOT NULL,
+    asset      TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spends_session ON spends (session) WHERE session IS NOT NULL;
 ";
 
 const CREATE_INDEXES: &str = "
@@ -204,9 +282,16 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
             "the spend ledger was written by a newer Tollgate (schema {version}, this one knows {SCHEMA_VERSION})"
         )));
     }
-    if version == 1 {
-        // Version 2 adds the charge of metered payments; existing rows charged their amount.
-        tx.execute_batch("ALTER TABLE spends ADD COLUMN charged TEXT;")?;
+    if version == 1 || version == 2 {
+        if version == 1 {
+            // Version 2 adds the charge of metered payments; existing rows charged their amount.
+            tx.execute_batch("ALTER TABLE spends ADD COLUMN charged TEXT;")?;
+        }
+        // Version 3 adds channels; every existing row is a one-off payment.
+        tx.execute_batch(
+            "ALTER TABLE spends ADD COLUMN kind TEXT;
+             ALTER TABLE spends ADD COLUMN session TEXT;",
+        )?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if version < SCHEMA_VERSION {
         let exists: bool = tx.query_row(
@@ -230,6 +315,7 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.execute_batch(CREATE_INDEXES)?;
+    tx.execute_batch(CREATE_SESSIONS)?;
     tx.commit()?;
     Ok(())
 }
@@ -277,28 +363,61 @@ impl SpendLedger {
         priced: &Priced,
         attempt: &Attempt<'_>,
     ) -> Result<Result<i64, Refusal>, LedgerError> {
+        self.reserve_kind(policy, priced, attempt, None)
+    }
+
+    /// Reserves the payment of a request through the channel `session`: a deposit of
+    /// `deposit` atomic units is checked against every budget and counted like a payment; a
+    /// request the channel already covers (`None`) is recorded at its price but counts as
+    /// nothing — its money was counted when it was deposited.
+    pub fn reserve_session(
+        &self,
+        policy: &SpendingPolicy,
+        priced: &Priced,
+        attempt: &Attempt<'_>,
+        session: &str,
+        deposit: Option<u128>,
+    ) -> Result<Result<i64, Refusal>, LedgerError> {
+        self.reserve_kind(policy, priced, attempt, Some((session, deposit)))
+    }
+
+    fn reserve_kind(
+        &self,
+        policy: &SpendingPolicy,
+        priced: &Priced,
+        attempt: &Attempt<'_>,
+        session: Option<(&str, Option<u128>)>,
+    ) -> Result<Result<i64, Refusal>, LedgerError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let at = now();
-        let price = priced.scaled();
+        let decimals = priced.asset.decimals;
+        // What the row records and what it counts against the budgets.
+        let (amount, counted, kind) = match session {
+            None => (priced.requirements.amount.get(), priced.scaled(), None),
+            Some((_, Some(deposit))) => {
+                let deposit = U256::from(deposit);
+                (
+                    deposit,
+                    crate::policy::scale(deposit, decimals),
+                    Some("deposit"),
+                )
+            }
+            Some((_, None)) => (
+                priced.requirements.amount.get(),
+                U256::ZERO,
+                Some("voucher"),
+            ),
+        };
         let symbol = &priced.asset.symbol;
         let mut refusal = None;
         for (cap, window, budget_text) in policy.budgets_for(symbol) {
             let since = window.map(|w| at - w.as_secs() as i64).unwrap_or(i64::MIN);
-            let mut stmt = tx.prepare_cached(
-                "SELECT scaled FROM spends
-                 WHERE symbol = ?1 AND status IN ('reserved', 'pending', 'paid') AND at >= ?2",
-            )?;
-            let rows = stmt.query_map(params![symbol, since], |r| r.get::<_, String>(0))?;
-            let mut spent = U256::ZERO;
-            for row in rows {
-                let v: U256 = row?.parse().unwrap_or(U256::MAX);
-                spent = spent.saturating_add(v);
-            }
-            if spent.saturating_add(price) > cap {
+            let spent = spent_since(&tx, symbol, since)?;
+            if spent.saturating_add(counted) > cap {
                 refusal = Some(Refusal::OverBudget {
                     symbol: symbol.clone(),
-                    price: format_atomic(priced.requirements.amount.get(), priced.asset.decimals),
+                    price: format_atomic(amount, decimals),
                     budget: budget_text,
                     spent: format_atomic(spent, 18),
                     window: window
@@ -315,8 +434,8 @@ impl SpendLedger {
         let r = &priced.requirements;
         tx.execute(
             "INSERT INTO spends (at, method, url, payee, network, asset, symbol, amount, decimals,
-                                 scaled, status, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                 scaled, status, reason, kind, session)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 at,
                 attempt.method,
@@ -325,11 +444,13 @@ impl SpendLedger {
                 r.network.to_string(),
                 r.asset,
                 symbol,
-                r.amount.to_string(),
-                priced.asset.decimals,
-                price.to_string(),
+                amount.to_string(),
+                decimals,
+                counted.to_string(),
                 status.as_str(),
-                reason
+                reason,
+                kind,
+                session.map(|(key, _)| key)
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -338,6 +459,165 @@ impl SpendLedger {
             Some(r) => Err(r),
             None => Ok(id),
         })
+    }
+
+    /// The stored state of the channel `key`, if this ledger has paid through it.
+    pub fn session_state(&self, key: &str) -> Result<Option<serde_json::Value>, LedgerError> {
+        let text: Option<String> = self
+            .lock()
+            .query_row(
+                "SELECT state FROM sessions WHERE key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        text.map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| LedgerError(format!("the state of session {key} is unreadable: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Stores the state of the channel `key` (paid under `requirements`).
+    pub fn save_session(
+        &self,
+        key: &str,
+        requirements: &PaymentRequirements,
+        state: &serde_json::Value,
+    ) -> Result<(), LedgerError> {
+        self.lock().execute(
+            "INSERT INTO sessions (key, network, payee, asset, state, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (key) DO UPDATE SET state = excluded.state,
+                                             updated_at = excluded.updated_at",
+            params![
+                key,
+                requirements.network.to_string(),
+                requirements.pay_to,
+                requirements.asset,
+                state.to_string(),
+                now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The channels this ledger has paid through, newest first.
+    pub fn sessions(&self) -> Result<Vec<SessionRecord>, LedgerError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT s.key, s.network, s.payee, s.asset, s.state, s.updated_at,
+                    (SELECT group_concat(amount, ',') FROM spends
+                      WHERE session = s.key AND kind = 'deposit' AND status IN ('paid', 'pending')),
+                    (SELECT group_concat(amount, ',') FROM spends
+                      WHERE session = s.key AND kind = 'refund' AND status = 'paid')
+             FROM sessions s ORDER BY s.updated_at DESC, s.key",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, network, payee, asset, state, updated_at, deposits, refunds) = row?;
+            out.push(SessionRecord {
+                key,
+                network,
+                payee,
+                asset,
+                state: serde_json::from_str(&state).unwrap_or(serde_json::Value::Null),
+                updated_at,
+                deposited: sum_list(deposits.as_deref()),
+                refunded: sum_list(refunds.as_deref()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks a channel payment paid: `tx_hash` (a deposit's transaction; empty for a voucher)
+    /// and the request's `charged` amount, for the record. What it counts against the budgets
+    /// does not change (the deposit; nothing for a voucher).
+    pub fn mark_session_paid(
+        &self,
+        id: i64,
+        tx_hash: &str,
+        charged: u128,
+    ) -> Result<(), LedgerError> {
+        self.lock().execute(
+            "UPDATE spends SET status = 'paid', tx_hash = ?2, reason = NULL, charged = ?3
+             WHERE id = ?1",
+            params![id, tx_hash, charged.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Records a channel's refund of `refunded` atomic units (transaction `tx_hash`) as money
+    /// back under every budget, dated like the channel's last deposit so that it frees the
+    /// window that deposit was counted in. Credits at most what this ledger deposited into the
+    /// channel and has not had back: a seller's receipt overstating a refund frees nothing
+    /// extra. Returns the row and the amount credited.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_refund(
+        &self,
+        session: &str,
+        requirements: &PaymentRequirements,
+        asset: &crate::policy::AssetInfo,
+        attempt: &Attempt<'_>,
+        refunded: u128,
+        tx_hash: &str,
+    ) -> Result<(i64, u128), LedgerError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let sum = |kind: &str, statuses: &str| -> Result<(u128, Option<i64>), LedgerError> {
+            let (list, last): (Option<String>, Option<i64>) = tx.query_row(
+                &format!(
+                    "SELECT group_concat(amount, ','), MAX(at) FROM spends
+                     WHERE session = ?1 AND kind = ?2 AND status IN ({statuses})"
+                ),
+                params![session, kind],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok((sum_list(list.as_deref()), last))
+        };
+        let (deposited, last_deposit) = sum("deposit", "'paid', 'pending'")?;
+        let (returned, _) = sum("refund", "'paid'")?;
+        let credit = refunded.min(deposited.saturating_sub(returned));
+        if credit < refunded {
+            tracing::warn!(session, refunded, credit, "a refund above what was deposited and not yet returned: crediting the remainder only");
+        }
+        let credit_u = U256::from(credit);
+        tx.execute(
+            "INSERT INTO spends (at, method, url, payee, network, asset, symbol, amount, decimals,
+                                 scaled, status, tx_hash, reason, kind, session, charged)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'paid', ?11, ?12, 'refund', ?13, ?14)",
+            params![
+                last_deposit.unwrap_or_else(now),
+                attempt.method,
+                attempt.url,
+                requirements.pay_to,
+                requirements.network.to_string(),
+                requirements.asset,
+                asset.symbol,
+                credit.to_string(),
+                asset.decimals,
+                crate::policy::scale(credit_u, asset.decimals).to_string(),
+                tx_hash,
+                format!("refund of {refunded} from the channel"),
+                session,
+                refunded.to_string()
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok((id, credit))
     }
 
     /// Records what was signed for reservation `id`: the authorization's handle and the
@@ -531,7 +811,7 @@ impl SpendLedger {
         let conn = self.lock();
         let mut stmt = conn.prepare(
             "SELECT id, at, method, url, payee, network, asset, symbol, amount, decimals, status,
-                    tx_hash, reason, payer, auth_id, valid_before, payment_id, charged
+                    tx_hash, reason, payer, auth_id, valid_before, payment_id, charged, kind
              FROM spends ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map(params![limit as i64], |r| {
@@ -563,6 +843,7 @@ impl SpendLedger {
                     .get::<_, Option<i64>>(15)?
                     .map(|v| u64::try_from(v).unwrap_or(0)),
                 payment_id: r.get(16)?,
+                kind: r.get(18)?,
             })
         })?;
         rows.collect::<Result<_, _>>().map_err(Into::into)
@@ -783,8 +1064,11 @@ mod tests {
         {
             let mut conn = Connection::open(&path).unwrap();
             let tx = conn.transaction().unwrap();
-            tx.execute_batch(&CREATE_TABLE.replace(",\n    charged      TEXT", ""))
-                .unwrap();
+            tx.execute_batch(&CREATE_TABLE.replace(
+                ",\n    charged      TEXT,\n    kind         TEXT,\n    session      TEXT",
+                "",
+            ))
+            .unwrap();
             tx.execute_batch(
                 "INSERT INTO spends (at, method, url, payee, network, asset, symbol, amount,
                                      decimals, scaled, status, tx_hash)
@@ -817,5 +1101,82 @@ mod tests {
         drop(ledger);
         let again = SpendLedger::open(&path).unwrap();
         assert_eq!(again.history(10).unwrap()[0].charged.as_deref(), Some("4"));
+    }
+
+    #[test]
+    fn a_version_2_ledger_gains_channels_and_keeps_its_rows_as_one_off_payments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spend.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(&CREATE_TABLE.replace(
+                ",\n    kind         TEXT,\n    session      TEXT",
+                "",
+            ))
+            .unwrap();
+            tx.execute_batch(
+                "INSERT INTO spends (at, method, url, payee, network, asset, symbol, amount,
+                                     decimals, scaled, status, tx_hash)
+                 VALUES (strftime('%s','now'), 'GET', 'http://x/', '0x09', 'eip155:31337',
+                         '0xaa', 'USDC', '1000', 6, '1000000000000000', 'paid', '0xabc');
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let ledger = SpendLedger::open(&path).unwrap();
+        let rows = ledger.history(10).unwrap();
+        assert_eq!((rows.len(), rows[0].kind.as_deref()), (1, None));
+        assert!(ledger.sessions().unwrap().is_empty());
+        // A budget of 0.0025 holds the old 0.001, a deposit of 0.001 and (a voucher counting
+        // nothing) a request at 0.001; a refund of 0.0005 frees room for 0.0005 more.
+        let policy = SpendingPolicy::new().budget("0.0025 USDC", None).unwrap();
+        let deposit = ledger
+            .reserve_session(&policy, &priced(1000), &ATTEMPT, "s", Some(1000))
+            .unwrap()
+            .unwrap();
+        ledger.mark_session_paid(deposit, "0xd", 1000).unwrap();
+        let voucher = ledger
+            .reserve_session(&policy, &priced(1000), &ATTEMPT, "s", None)
+            .unwrap()
+            .unwrap();
+        ledger.mark_session_paid(voucher, "", 1000).unwrap();
+        assert!(matches!(
+            ledger
+                .reserve_session(&policy, &priced(1000), &ATTEMPT, "s", Some(1000))
+                .unwrap(),
+            Err(Refusal::OverBudget { .. })
+        ));
+        let r = priced(1000);
+        // A refund is credited at most up to what was deposited: 0.001 of the 0.005 claimed.
+        let (_, credited) = ledger
+            .record_refund("s", &r.requirements, &r.asset, &ATTEMPT, 5000, "0xr")
+            .unwrap();
+        assert_eq!(credited, 1000);
+        let second = ledger
+            .reserve_session(&policy, &priced(1000), &ATTEMPT, "s", Some(1000))
+            .unwrap()
+            .unwrap();
+        ledger.mark_session_paid(second, "0xd2", 1000).unwrap();
+        let (_, credited) = ledger
+            .record_refund("s", &r.requirements, &r.asset, &ATTEMPT, 1000, "0xr2")
+            .unwrap();
+        assert_eq!(credited, 1000, "the second deposit comes back");
+        // Nothing more to credit: everything deposited came back once.
+        let (_, credited) = ledger
+            .record_refund("s", &r.requirements, &r.asset, &ATTEMPT, 1000, "0xr3")
+            .unwrap();
+        assert_eq!(credited, 0);
+        drop(ledger);
+        let again = SpendLedger::open(&path).unwrap();
+        let kinds: Vec<_> = again
+            .history(10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.kind)
+            .collect();
+        assert_eq!(kinds.len(), 8);
+        assert_eq!(kinds.iter().filter(|k| k.as_deref() == Some("refund")).count(), 3);
     }
 }

@@ -74,16 +74,19 @@ pub mod wallets;
 
 pub use discovery::{DiscoveryClient, DiscoveryError};
 pub use flow::{
-    AnswerStatus, Challenge, PayFlow, PaymentOutcome, PendingRetries, PreparedPayment, SellerAnswer,
+    AnswerStatus, Challenge, PayFlow, PaymentOutcome, PendingRetries, PreparedPayment,
+    PreparedRefund, RefundOutcome, SellerAnswer,
 };
 pub use identity::{IdentityCheck, IdentityConfigError, IdentityHeaders, IdentityRefusal};
-pub use ledger::{SpendLedger, SpendRecord, SpendStatus, Unresolved};
+pub use ledger::{SessionRecord, SpendLedger, SpendRecord, SpendStatus, Unresolved};
 pub use middleware::{
     ApproveHook, PaymentError, PaymentReceipt, PendingPayment, ReconcileReport, X402Middleware,
     DEFAULT_EXPIRY_GRACE, DEFAULT_MAX_RETRY_WAIT, DEFAULT_PENDING_RETRIES,
 };
 pub use policy::Priced;
-pub use policy::{AssetInfo, Preference, Refusal, SpendingPolicy, DEFAULT_MAX_PER_REQUEST};
+pub use policy::{
+    AssetInfo, Preference, Refusal, SpendingPolicy, DEFAULT_MAX_DEPOSIT, DEFAULT_MAX_PER_REQUEST,
+};
 pub use signer::{
     AuthorizationHandle, AuthorizationState, PaymentSigner, SignedPayment, SignerError, StateError,
 };
@@ -122,5 +125,7 @@ pub fn paying_client(
 
 #[cfg(feature = "evm")]
 pub use alloy::signers::local::PrivateKeySigner;
+#[cfg(feature = "evm")]
+pub use tollgate_evm::batch_settlement::BatchSettlementEvmClient;
 #[cfg(feature = "evm")]
 pub use tollgate_evm::ExactEvmClient;

@@ -158,6 +158,69 @@ impl X402Middleware {
     }
 }
 
+impl X402Middleware {
+    /// Asks the seller of `request`'s resource to refund `amount` (everything unclaimed when
+    /// `None`) of the payment channel this ledger pays it through: the request is sent once
+    /// without payment to read the seller's terms (its `402`), then again carrying the signed
+    /// refund request, which the seller answers without serving the resource. The refund goes
+    /// back under the budgets the deposit counted against. `client` sends both (without this
+    /// middleware).
+    pub async fn refund(
+        &self,
+        client: &reqwest::Client,
+        request: Request,
+        amount: Option<u128>,
+    ) -> reqwest_middleware::Result<crate::flow::RefundOutcome> {
+        let method = request.method().to_string();
+        let url = request.url().to_string();
+        let Some(mut second) = request.try_clone() else {
+            return Err(reqwest_middleware::Error::middleware(
+                PaymentError::BodyNotReplayable,
+            ));
+        };
+        let first = client.execute(request).await?;
+        if first.status() != http::StatusCode::PAYMENT_REQUIRED {
+            return Err(reqwest_middleware::Error::middleware(PaymentError::Refund(
+                format!(
+                    "the seller answered {} instead of its payment terms (402)",
+                    first.status()
+                ),
+            )));
+        }
+        let headers = first.headers().clone();
+        let body = first.bytes().await?;
+        let challenge =
+            read_challenge(&headers, &body).map_err(reqwest_middleware::Error::middleware)?;
+        let refund = self
+            .flow
+            .refund(challenge, amount)
+            .await
+            .map_err(reqwest_middleware::Error::middleware)?;
+        let (name, value) = refund.header();
+        let value = http::HeaderValue::from_str(value).map_err(|e| {
+            reqwest_middleware::Error::middleware(PaymentError::BadChallenge(e.to_string()))
+        })?;
+        second.headers_mut().insert(name, value);
+        let response = client.execute(second).await?;
+        let (response, status, body) = buffer_answer(response).await?;
+        let answer = read_answer(
+            status,
+            response.headers(),
+            body.as_deref().unwrap_or_default(),
+        );
+        self.flow
+            .record_refund(
+                &refund,
+                &answer,
+                &Attempt {
+                    method: &method,
+                    url: &url,
+                },
+            )
+            .map_err(reqwest_middleware::Error::middleware)
+    }
+}
+
 /// The 402 challenge in `headers` (v2) or `body` (v1, or v2 from a seller that puts it there).
 fn read_challenge(headers: &http::HeaderMap, body: &[u8]) -> Result<Challenge, PaymentError> {
     if let Some(found) = header::payment_required_from_headers(headers) {
@@ -303,101 +366,118 @@ impl Middleware for X402Middleware {
             method: &method,
             url: &url,
         };
-        let payment = async {
-            let challenge = read_challenge(&headers, &body)?;
-            self.flow.pay(challenge, &attempt).await
-        }
-        .await
-        .map_err(reqwest_middleware::Error::middleware)?;
-        let (name, value) = payment.header();
-        let value = match http::HeaderValue::from_str(value) {
-            Ok(v) => v,
-            Err(e) => {
-                // Never sent: nothing can move. (The flow only hands out encodable values.)
-                let _ = self
-                    .flow
-                    .record_not_sent(&payment, "payment header not encodable");
-                return Err(reqwest_middleware::Error::middleware(
-                    PaymentError::BadChallenge(e.to_string()),
-                ));
-            }
-        };
-        retry.headers_mut().insert(name, value);
-        // Identity goes with the payment, to the payee that was listed for it, and nowhere
-        // else: the first request went without it.
-        for (name, value) in self.identity.for_payee(&payment.requirements().pay_to) {
-            retry.headers_mut().insert(name.clone(), value.clone());
-        }
-        let mut resends = PendingRetries::new(self.pending_retries, self.max_retry_wait);
-        let mut sent = false;
-        let (mut paid, answer, body) = loop {
-            // The same request, the same payment header, the same payment-identifier: a retry
-            // of this attempt, never a second payment.
-            let Some(this_try) = retry.try_clone() else {
-                // Unreachable in practice: the body was cloneable once, so it is buffered.
-                let reason = "the request could not be sent again";
-                let _ = if sent {
-                    self.flow.record_no_answer(&payment, reason)
-                } else {
-                    self.flow.record_not_sent(&payment, reason)
-                };
-                return Err(reqwest_middleware::Error::middleware(
-                    PaymentError::BodyNotReplayable,
-                ));
-            };
-            sent = true;
-            let response = match next.clone().run(this_try, extensions).await {
-                Ok(r) => r,
+        let challenge =
+            read_challenge(&headers, &body).map_err(reqwest_middleware::Error::middleware)?;
+        // A channel payment the seller refuses because its state of the channel differs from
+        // ours is resynchronised from its proof and paid once more; nothing else is repeated.
+        let mut resynced = false;
+        loop {
+            let payment = self
+                .flow
+                .pay(challenge.clone(), &attempt)
+                .await
+                .map_err(reqwest_middleware::Error::middleware)?;
+            let (name, value) = payment.header();
+            let value = match http::HeaderValue::from_str(value) {
+                Ok(v) => v,
                 Err(e) => {
-                    // The payment may have reached the seller before the connection failed.
+                    // Never sent: nothing can move. (The flow only hands out encodable values.)
                     let _ = self
                         .flow
-                        .record_no_answer(&payment, &format!("no answer to the payment: {e}"));
-                    return Err(e);
+                        .record_not_sent(&payment, "payment header not encodable");
+                    return Err(reqwest_middleware::Error::middleware(
+                        PaymentError::BadChallenge(e.to_string()),
+                    ));
                 }
             };
-            let (response, status, body) = match buffer_answer(response).await {
-                Ok(read) => read,
-                Err(e) => {
-                    let _ = self.flow.record_no_answer(
-                        &payment,
-                        &format!("the answer to the payment broke off: {e}"),
-                    );
-                    return Err(reqwest_middleware::Error::Reqwest(e));
+            retry.headers_mut().insert(name, value);
+            // Identity goes with the payment, to the payee that was listed for it, and nowhere
+            // else: the first request went without it.
+            for (name, value) in self.identity.for_payee(&payment.requirements().pay_to) {
+                retry.headers_mut().insert(name.clone(), value.clone());
+            }
+            let mut resends = PendingRetries::new(self.pending_retries, self.max_retry_wait);
+            let mut sent = false;
+            let (mut paid, answer, body) = loop {
+                // The same request, the same payment header, the same payment-identifier: a retry
+                // of this attempt, never a second payment.
+                let Some(this_try) = retry.try_clone() else {
+                    // Unreachable in practice: the body was cloneable once, so it is buffered.
+                    let reason = "the request could not be sent again";
+                    let _ = if sent {
+                        self.flow.record_no_answer(&payment, reason)
+                    } else {
+                        self.flow.record_not_sent(&payment, reason)
+                    };
+                    return Err(reqwest_middleware::Error::middleware(
+                        PaymentError::BodyNotReplayable,
+                    ));
+                };
+                sent = true;
+                let response = match next.clone().run(this_try, extensions).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // The payment may have reached the seller before the connection failed.
+                        let _ = self
+                            .flow
+                            .record_no_answer(&payment, &format!("no answer to the payment: {e}"));
+                        return Err(e);
+                    }
+                };
+                let (response, status, body) = match buffer_answer(response).await {
+                    Ok(read) => read,
+                    Err(e) => {
+                        let _ = self.flow.record_no_answer(
+                            &payment,
+                            &format!("the answer to the payment broke off: {e}"),
+                        );
+                        return Err(reqwest_middleware::Error::Reqwest(e));
+                    }
+                };
+                let answer = read_answer(
+                    status,
+                    response.headers(),
+                    body.as_deref().unwrap_or_default(),
+                );
+                let wait = retry_after(response.headers());
+                if let Some(wait) = resends.next(&payment, &answer, wait, unix_now()) {
+                    tracing::info!(%url, wait_s = wait.as_secs(), "settlement pending: retrying the same payment");
+                    tokio::time::sleep(wait).await;
+                    continue;
                 }
+                break (response, answer, body);
             };
-            let answer = read_answer(
-                status,
-                response.headers(),
-                body.as_deref().unwrap_or_default(),
-            );
-            let wait = retry_after(response.headers());
-            if let Some(wait) = resends.next(&payment, &answer, wait, unix_now()) {
-                tracing::info!(%url, wait_s = wait.as_secs(), "settlement pending: retrying the same payment");
-                tokio::time::sleep(wait).await;
+            let outcome = self
+                .flow
+                .record(&payment, &answer)
+                .map_err(reqwest_middleware::Error::middleware)?;
+            if !resynced && self.flow.out_of_sync(&payment, &outcome) {
+                let corrective =
+                    read_challenge(paid.headers(), body.as_deref().unwrap_or_default())
+                        .map_err(reqwest_middleware::Error::middleware)?;
+                self.flow
+                    .resync(&payment, &corrective)
+                    .map_err(reqwest_middleware::Error::middleware)?;
+                resynced = true;
+                drop(payment);
                 continue;
             }
-            break (response, answer, body);
-        };
-        let outcome = self
-            .flow
-            .record(&payment, &answer)
-            .map_err(reqwest_middleware::Error::middleware)?;
-        if paid.status() == http::StatusCode::FORBIDDEN {
-            return Err(reqwest_middleware::Error::middleware(forbidden(
-                answer, &outcome, body,
-            )));
-        }
-        match outcome {
-            PaymentOutcome::Paid(receipt) => {
-                paid.extensions_mut().insert(receipt);
+            if paid.status() == http::StatusCode::FORBIDDEN {
+                return Err(reqwest_middleware::Error::middleware(forbidden(
+                    answer, &outcome, body,
+                )));
             }
-            PaymentOutcome::Refused { .. } => {}
-            PaymentOutcome::Pending(pending) => {
-                paid.extensions_mut().insert(pending);
+            match outcome {
+                PaymentOutcome::Paid(receipt) => {
+                    paid.extensions_mut().insert(receipt);
+                }
+                PaymentOutcome::Refused { .. } => {}
+                PaymentOutcome::Pending(pending) => {
+                    paid.extensions_mut().insert(pending);
+                }
             }
+            return Ok(paid);
         }
-        Ok(paid)
     }
 }
 

@@ -18,6 +18,11 @@ use tollgate_proto::{asset, Network, PaymentRequirements, U256};
 /// at most that per request to a seller asking too much; [`SpendingPolicy::unlimited`] opts out.
 pub const DEFAULT_MAX_PER_REQUEST: &str = "0.1";
 
+/// The largest single deposit into a payment channel (`batch-settlement`), in units of the
+/// token, for tokens without a [`SpendingPolicy::max_deposit`] of their own: a deposit pays for
+/// many requests at once, so it may exceed the per-request cap, but not this.
+pub const DEFAULT_MAX_DEPOSIT: &str = "1";
+
 /// An asset the policy can price: its symbol and decimals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssetInfo {
@@ -86,6 +91,9 @@ pub struct SpendingPolicy {
     payees: Option<HashSet<String>>,
     preference: Preference,
     custom_assets: HashMap<(Network, String), AssetInfo>,
+    max_deposit: Vec<Limit>,
+    /// The deposit cap for symbols without an entry in `max_deposit`; `None` when unlimited.
+    default_max_deposit: Option<DecimalAmount>,
 }
 
 /// Which rule refused a payment, and by how much.
@@ -124,6 +132,16 @@ pub enum Refusal {
         max: String,
         /// By how much.
         over: String,
+    },
+    /// A payment channel needs a deposit above the largest the policy allows.
+    #[error("a deposit of {needed} {symbol} into a payment channel exceeds the maximum deposit of {max} {symbol}")]
+    OverMaxDeposit {
+        /// Symbol.
+        symbol: String,
+        /// The least deposit that pays the request.
+        needed: String,
+        /// The maximum.
+        max: String,
     },
     /// Paying would exceed a budget.
     #[error("paying {price} {symbol} would exceed the {window} budget of {budget} {symbol} ({spent} already spent or reserved)")]
@@ -182,6 +200,11 @@ impl SpendingPolicy {
                     .parse()
                     .expect("DEFAULT_MAX_PER_REQUEST is a valid decimal"),
             ),
+            default_max_deposit: Some(
+                DEFAULT_MAX_DEPOSIT
+                    .parse()
+                    .expect("DEFAULT_MAX_DEPOSIT is a valid decimal"),
+            ),
             ..Self::unlimited()
         }
     }
@@ -199,6 +222,8 @@ impl SpendingPolicy {
             payees: None,
             preference: Preference::default(),
             custom_assets: HashMap::new(),
+            max_deposit: Vec::new(),
+            default_max_deposit: None,
         }
     }
 
@@ -217,6 +242,39 @@ impl SpendingPolicy {
             amount,
         });
         Ok(self)
+    }
+
+    /// Caps each deposit into a payment channel in this token, e.g. `"2 USDC"` (replacing
+    /// [`DEFAULT_MAX_DEPOSIT`] for that symbol). A deposit also counts against every budget of
+    /// its symbol when it is made; the requests it then pays for do not count again.
+    pub fn max_deposit(mut self, limit: &str) -> Result<Self, MoneyError> {
+        let amount: TokenAmount = limit.parse()?;
+        self.max_deposit.push(Limit {
+            symbol: amount.symbol.clone(),
+            amount,
+        });
+        Ok(self)
+    }
+
+    /// The largest deposit into a channel for `priced`'s token, in its atomic units: the
+    /// smallest [`max_deposit`](Self::max_deposit) of its symbol, else [`DEFAULT_MAX_DEPOSIT`]
+    /// (none from [`unlimited`](Self::unlimited): `u128::MAX`).
+    pub fn deposit_limit(&self, priced: &Priced) -> u128 {
+        let decimals = priced.asset.decimals;
+        let mut caps: Vec<U256> = self
+            .max_deposit
+            .iter()
+            .filter(|l| l.symbol == priced.asset.symbol)
+            .filter_map(|l| l.atomic(decimals).ok())
+            .collect();
+        if caps.is_empty() {
+            if let Some(default) = &self.default_max_deposit {
+                caps.extend(default.to_atomic(decimals).ok());
+            }
+        }
+        caps.into_iter()
+            .min()
+            .map_or(u128::MAX, |c| u128::try_from(c).unwrap_or(u128::MAX))
     }
 
     /// Adds a budget, e.g. `("5 USDC", Some(one day))` or `("100 USDC", None)` for a total.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tollgate_core::NetworkPattern;
+use tollgate_core::{NetworkPattern, SessionPayer};
 use tollgate_proto::{PaymentRequirements, ResourceInfo};
 
 use crate::signer::{
@@ -194,5 +194,10 @@ impl PaymentSigner for Wallets {
             }
             Err(last)
         })
+    }
+
+    fn session(&self, requirements: &PaymentRequirements) -> Option<&dyn SessionPayer> {
+        self.wallet_for(requirements)
+            .and_then(|w| w.session(requirements))
     }
 }

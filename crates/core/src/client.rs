@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use tollgate_proto::{Network, PaymentPayload, PaymentRequirements, ResourceInfo};
 
+use crate::session::SessionPayer;
 use crate::BoxFuture;
 
 /// Why signing (or reading an authorization's state) failed.
@@ -109,6 +110,14 @@ pub trait PaymentSigner: Send + Sync + 'static {
         let scheme = handle.scheme.clone();
         Box::pin(async move { Err(StateError::Unsupported { scheme }) })
     }
+
+    /// The session payer when `requirements` are paid through a standing arrangement (a
+    /// payment channel: a deposit once, a voucher per request) instead of one authorization
+    /// each; `None` (the default) for one-off payments.
+    fn session(&self, requirements: &PaymentRequirements) -> Option<&dyn SessionPayer> {
+        let _ = requirements;
+        None
+    }
 }
 
 impl<S: PaymentSigner + ?Sized> PaymentSigner for Arc<S> {
@@ -134,5 +143,9 @@ impl<S: PaymentSigner + ?Sized> PaymentSigner for Arc<S> {
         rpc_url: &'a str,
     ) -> BoxFuture<'a, Result<AuthorizationState, StateError>> {
         (**self).authorization_state(handle, rpc_url)
+    }
+
+    fn session(&self, requirements: &PaymentRequirements) -> Option<&dyn SessionPayer> {
+        (**self).session(requirements)
     }
 }

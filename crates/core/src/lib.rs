@@ -16,6 +16,8 @@
 //!   requirements enriched from the facilitator's `/supported`).
 //! - [`client`] — [`PaymentSigner`]: a wallet that pays some requirements, and asks its chain
 //!   whether an authorization was used.
+//! - [`session`] — [`SessionPayer`]: the client side of a session scheme (a payment channel):
+//!   a deposit once, a voucher per request, a refund; its state kept by the client.
 //! - [`chain`] — [`ChainOps`]: what every chain reports for `/health` and metrics.
 //! - [`identity`] — [`IdentityProvider`]: whom a seller serves — a policy (sanctions, KYC,
 //!   jurisdictions, track record) applied to the *verified* payer before anything is settled.
@@ -28,6 +30,7 @@ pub mod network;
 pub mod registry;
 pub mod scheme;
 pub mod server;
+pub mod session;
 
 pub use chain::{ChainOps, SignerStatus};
 pub use client::{
@@ -42,6 +45,9 @@ pub use network::{NetworkPattern, NetworkPatternError};
 pub use registry::{RegisterError, Registry};
 pub use scheme::{PaymentIdentity, SchemeError, SchemeFacilitator, SchemeFault, Settled, Verified};
 pub use server::SchemeServer;
+pub use session::{
+    SessionOutlay, SessionPayer, SessionPayment, SessionReceipt, SessionRefund, SessionState,
+};
 
 use std::future::Future;
 use std::pin::Pin;

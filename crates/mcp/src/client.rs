@@ -132,7 +132,11 @@ impl McpPaymentError {
     pub fn is_over_budget(&self) -> bool {
         matches!(
             self,
-            Self::Refused(Refusal::OverBudget { .. } | Refusal::OverMaxPerRequest { .. })
+            Self::Refused(
+                Refusal::OverBudget { .. }
+                    | Refusal::OverMaxPerRequest { .. }
+                    | Refusal::OverMaxDeposit { .. }
+            )
         )
     }
 

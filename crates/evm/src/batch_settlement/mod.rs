@@ -46,6 +46,7 @@ pub mod facilitator;
 pub mod payer;
 pub mod reason;
 pub mod server;
+pub mod session;
 pub mod types;
 
 use alloy::primitives::{address, keccak256, Address, Bytes, B256, U256};
@@ -55,9 +56,10 @@ use alloy::sol_types::{eip712_domain, Eip712Domain, SolStruct, SolValue};
 use crate::signature::recover_signer;
 
 pub use facilitator::{BatchSettlementEvmFacilitator, ReceiverAuthorizer, VerifiedBatch};
-pub use payer::{ChannelPayError, ChannelPayer, PayerChannel};
+pub use payer::{ChannelPayError, ChannelPayer, ChannelPayment, PayerChannel};
 pub use reason::BatchReason;
 pub use server::BatchSettlementEvmServer;
+pub use session::{BatchSettlementEvmClient, DEFAULT_DEPOSIT_REQUESTS};
 pub use types::{
     BatchPayload, ChannelConfig, ChannelSnapshot, ClaimPayload, ClaimRow, ClaimVoucher, Deposit,
     DepositAuthorization, DepositPayload, DepositWitness, Erc3009DepositAuthorization,
