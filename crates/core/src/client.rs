@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tollgate_proto::{Network, PaymentPayload, PaymentRequirements, ResourceInfo};
 
 use crate::session::SessionPayer;
+use crate::siwx::SiwxSigner;
 use crate::BoxFuture;
 
 /// Why signing (or reading an authorization's state) failed.
@@ -118,6 +119,14 @@ pub trait PaymentSigner: Send + Sync + 'static {
         let _ = requirements;
         None
     }
+
+    /// The wallet's sign-in signer on `network` (the `sign-in-with-x` extension: a wallet that
+    /// paid for a resource signs in instead of paying again); `None` (the default) when this
+    /// wallet cannot sign in there.
+    fn sign_in(&self, network: &Network) -> Option<&dyn SiwxSigner> {
+        let _ = network;
+        None
+    }
 }
 
 impl<S: PaymentSigner + ?Sized> PaymentSigner for Arc<S> {
@@ -147,5 +156,9 @@ impl<S: PaymentSigner + ?Sized> PaymentSigner for Arc<S> {
 
     fn session(&self, requirements: &PaymentRequirements) -> Option<&dyn SessionPayer> {
         (**self).session(requirements)
+    }
+
+    fn sign_in(&self, network: &Network) -> Option<&dyn SiwxSigner> {
+        (**self).sign_in(network)
     }
 }

@@ -18,6 +18,8 @@
 //!   whether an authorization was used.
 //! - [`session`] — [`SessionPayer`]: the client side of a session scheme (a payment channel):
 //!   a deposit once, a voucher per request, a refund; its state kept by the client.
+//! - [`siwx`] — [`SiwxVerifier`] / [`SiwxSigner`]: a wallet's sign-in (`sign-in-with-x`,
+//!   CAIP-122) verified by the seller and signed by the buyer, per chain; [`SiwxVerifiers`].
 //! - [`chain`] — [`ChainOps`]: what every chain reports for `/health` and metrics.
 //! - [`identity`] — [`IdentityProvider`]: whom a seller serves — a policy (sanctions, KYC,
 //!   jurisdictions, track record) applied to the *verified* payer before anything is settled.
@@ -31,6 +33,7 @@ pub mod registry;
 pub mod scheme;
 pub mod server;
 pub mod session;
+pub mod siwx;
 
 pub use chain::{ChainOps, SignerStatus};
 pub use client::{
@@ -48,6 +51,7 @@ pub use server::SchemeServer;
 pub use session::{
     SessionOutlay, SessionPayer, SessionPayment, SessionReceipt, SessionRefund, SessionState,
 };
+pub use siwx::{SiwxFault, SiwxSigner, SiwxVerifier, SiwxVerifiers};
 
 use std::future::Future;
 use std::pin::Pin;

@@ -96,6 +96,11 @@ impl<S: Signer + Send + Sync> ExactEvmClient<S> {
         self.signer.address()
     }
 
+    /// The wallet itself (for signing other messages, such as a sign-in).
+    pub(crate) fn alloy_signer(&self) -> &S {
+        &self.signer
+    }
+
     /// Whether this client can pay `requirements` at all: scheme `exact` on an `eip155`
     /// network, by a transfer method it implements (EIP-3009 or Permit2; not e.g. ERC-7710).
     pub fn supports(requirements: &PaymentRequirements) -> bool {

@@ -18,6 +18,8 @@
 //! - [`payload`] — the scheme's `payload` object ([`ExactEvmPayload`], [`Authorization`]).
 //! - [`domain`] — EIP-712 domain resolution.
 //! - [`signature`] — EOA / EIP-1271 / EIP-6492 signature classes.
+//! - [`siwx`] — sign-in-with-x: the EIP-4361 message, the seller's EIP-191 verifier, the
+//!   buyer's signer.
 //! - [`client`] — signing.
 //! - [`facilitator`] — verification and settlement.
 //! - [`contracts`] — the Solidity interfaces used.
@@ -46,6 +48,7 @@ pub mod reason;
 pub mod rpc;
 pub mod server;
 pub mod signature;
+pub mod siwx;
 pub mod upto;
 
 pub use client::{AuthorizationWindow, ExactEvmClient, SignError};
@@ -59,4 +62,5 @@ pub use facilitator::{
 pub use payload::{Authorization, ExactEvmPayload};
 pub use reason::EvmReason;
 pub use signature::PayerSignature;
+pub use siwx::Eip191SiwxVerifier;
 pub use upto::{UptoEvmClient, UptoEvmFacilitator, UptoEvmServer};

@@ -31,6 +31,13 @@ where
         self.address().to_string()
     }
 
+    /// Signs in with EIP-191 on every EVM network (`crate::siwx`).
+    fn sign_in(&self, network: &tollgate_proto::Network) -> Option<&dyn tollgate_core::SiwxSigner> {
+        network
+            .eip155_chain_id()
+            .map(|_| self as &dyn tollgate_core::SiwxSigner)
+    }
+
     fn sign<'a>(
         &'a self,
         requirements: &'a PaymentRequirements,

@@ -14,7 +14,8 @@
 //!   `/supported` bodies.
 //! - **Transport.** [`header`] names the HTTP headers and implements the size-capped
 //!   base64-of-JSON codec they all use; [`idempotency`] names settlement attempts
-//!   (`Idempotency-Key`, the `payment-identifier` extension).
+//!   (`Idempotency-Key`, the `payment-identifier` extension); [`siwx`] is the `sign-in-with-x`
+//!   extension (wallet sign-in instead of paying again).
 //! - **Values.** [`network`] (CAIP-2 ids and v1 names), [`scheme`], [`reason`] (every error
 //!   code), [`version`] (the `x402Version` tags), [`money`] (exact amounts: `U256` atomic
 //!   units, decimal prices without floats) and [`asset`] (known tokens per network).
@@ -49,6 +50,7 @@ pub mod money;
 pub mod network;
 pub mod reason;
 pub mod scheme;
+pub mod siwx;
 pub mod token;
 pub mod v1;
 pub mod v2;
