@@ -44,18 +44,33 @@ enum Side {
 
 /// Facilitator keys: Tollgate's sends from 8 and authorizes as 6; the official one sends from 9
 /// and authorizes as 7. Payers are 1–4.
-fn start_facilitator(chain: &TestChain, dir: &Path, side: Side) -> (Proc, String) {
+///
+/// `api_key`: Tollgate's facilitator then requires it as a bearer key and signs refunds (which
+/// it does only for an authenticated seller).
+fn start_facilitator(
+    chain: &TestChain,
+    dir: &Path,
+    side: Side,
+    api_key: Option<&str>,
+) -> (Proc, String) {
     match side {
         Side::Tollgate => {
             let config = dir.join("facilitator.toml");
+            let (auth, refunds) = match api_key {
+                Some(_) => (
+                    "api_key_env = \"TOLLGATE_INTEROP_API_KEY\"\n",
+                    "sign_refunds = true\n",
+                ),
+                None => ("", ""),
+            };
             std::fs::write(
                 &config,
                 format!(
-                    "[server]\nlisten = \"127.0.0.1:0\"\n[ledger]\npath = \"{}\"\n\
+                    "[server]\nlisten = \"127.0.0.1:0\"\n{auth}[ledger]\npath = \"{}\"\n\
                      [[chains.eip155]]\nnetwork = \"{network}\"\nrpc_urls = [\"{}\"]\n\
                      signer_key_env = \"TOLLGATE_INTEROP_SIGNER\"\n\
                      [[schemes]]\nscheme = \"batch-settlement\"\nnetworks = \"{network}\"\n\
-                     receiver_authorizer = {{ key_env = \"TOLLGATE_INTEROP_AUTHORIZER\" }}\n",
+                     {refunds}receiver_authorizer = {{ key_env = \"TOLLGATE_INTEROP_AUTHORIZER\" }}\n",
                     dir.join("ledger.db").display(),
                     chain.endpoint(),
                     network = chain.caip2(),
@@ -68,6 +83,9 @@ fn start_facilitator(chain: &TestChain, dir: &Path, side: Side) -> (Proc, String
                 .arg(&config)
                 .env("TOLLGATE_INTEROP_SIGNER", DEV_KEYS[8])
                 .env("TOLLGATE_INTEROP_AUTHORIZER", DEV_KEYS[6]);
+            if let Some(key) = api_key {
+                command.env("TOLLGATE_INTEROP_API_KEY", key);
+            }
             spawn_until(
                 command,
                 dir.join("tollgate-facilitator.log"),
@@ -302,7 +320,7 @@ async fn batch_settlement_interop_matrix() {
     let http = reqwest::Client::new();
     let mut payer = 0;
     for facilitator in [Side::Official, Side::Tollgate] {
-        let (proc, url) = start_facilitator(&chain, dir.path(), facilitator);
+        let (proc, url) = start_facilitator(&chain, dir.path(), facilitator, None);
         let supported: Value = http
             .get(format!("{url}/supported"))
             .send()
@@ -360,5 +378,215 @@ async fn batch_settlement_interop_matrix() {
             }
         }
         drop(proc);
+    }
+}
+
+/// One `tollgate pay` run against `url` as payer `payer` with the ledger `ledger`.
+fn tollgate_pay(
+    chain: &TestChain,
+    ledger: &Path,
+    payer: usize,
+    args: &[&str],
+    url: &str,
+) -> std::process::Output {
+    let mut command = support::tollgate();
+    command
+        .arg("pay")
+        .args([
+            "--asset",
+            &format!("{}/{}/USDC/6", chain.caip2(), chain.usdc),
+        ])
+        .arg("--ledger")
+        .arg(ledger)
+        .args(["--deposit-requests", "20", "--yes"])
+        .args(args)
+        .arg(url)
+        .env("TOLLGATE_PAY_KEY", DEV_KEYS[payer])
+        .env_remove("TOLLGATE_RPC_URL");
+    support::run_output(command)
+}
+
+/// The official resource server (`batch-server.mjs`: `@x402/express` with `@x402/evm`'s
+/// batch-settlement server scheme) in front of each facilitator, paid by each client — the
+/// official `batch-client.mjs` and `tollgate pay` (three runs, three processes, one spend
+/// ledger: a deposit, then two vouchers through the same channel) — and refunded on
+/// `tollgate pay --refund`, with the chain showing exactly the deposit, the charges and the
+/// refund.
+#[tokio::test]
+async fn batch_settlement_through_the_official_server() {
+    assert!(
+        interop_dir()
+            .join("node_modules/@x402/evm/dist/esm/batch-settlement/server")
+            .is_dir(),
+        "the official SDK is not installed: run `npm ci` in tests/interop (./scripts/test does)"
+    );
+    let chain = TestChain::start().await.unwrap();
+    chain.install_canonical_multicall3().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let contract = IBatchSettlement::new(BATCH_SETTLEMENT, chain.provider());
+    let mut payer = 0;
+    for facilitator in [Side::Official, Side::Tollgate] {
+        // Tollgate's facilitator signs the refunds the official server asks for (the seller
+        // holds no authorizer key) only behind its API key, which the server then sends.
+        let api_key = "interop-seller-key";
+        let (facilitator_proc, facilitator_url) =
+            start_facilitator(&chain, dir.path(), facilitator, Some(api_key));
+        for client in [Side::Official, Side::Tollgate] {
+            payer += 1;
+            let ctx = format!("official server, facilitator {facilitator:?}, client {client:?}");
+            let receiver = Address::random();
+            let env = [
+                ("X402_CHAIN_ID", chain.chain_id().to_string()),
+                ("X402_FACILITATOR_URL", facilitator_url.clone()),
+                ("X402_PAY_TO", receiver.to_string()),
+                ("X402_ASSET", chain.usdc.to_string()),
+                ("X402_PRICE", PRICE.to_string()),
+                ("X402_BODY", "interop data".to_owned()),
+                ("X402_PORT", "0".to_owned()),
+                ("X402_FACILITATOR_API_KEY", api_key.to_owned()),
+            ];
+            let (server, port) = spawn_until(
+                node("batch-server.mjs", &env),
+                dir.path().join(format!("official-server-{payer}.log")),
+                "ready server ",
+                false,
+            );
+            let url = format!("http://127.0.0.1:{port}/api");
+            let unpaid = http.get(&url).send().await.unwrap();
+            assert_eq!(unpaid.status(), 402, "{ctx}");
+            let required: tollgate::proto::PaymentRequired = tollgate::proto::header::decode(
+                unpaid.headers()["payment-required"].to_str().unwrap(),
+            )
+            .unwrap();
+            let offer = required.accepts[0].clone();
+            let (_, id) = tollgate::evm::batch_settlement::payer::channel_for(
+                TestChain::address(payer),
+                &offer,
+            )
+            .unwrap();
+            let payer_start = chain.usdc_balance(TestChain::address(payer)).await.unwrap();
+            match client {
+                Side::Official => {
+                    let out = support::run_output(node(
+                        "batch-client.mjs",
+                        &[
+                            ("X402_URL", url.clone()),
+                            ("X402_RPC_URL", chain.endpoint()),
+                            ("X402_CHAIN_ID", chain.chain_id().to_string()),
+                            ("X402_PAYER_KEY", DEV_KEYS[payer].to_owned()),
+                            ("X402_CALLS", "3".to_owned()),
+                        ],
+                    ));
+                    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+                        .lines()
+                        .filter_map(|l| serde_json::from_str(l).ok())
+                        .collect();
+                    assert_eq!(
+                        lines.len(),
+                        3,
+                        "{ctx}: {}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        server.log_tail()
+                    );
+                    let types: Vec<_> = lines.iter().map(|l| l["payloadType"].clone()).collect();
+                    assert_eq!(
+                        types,
+                        vec![json!("deposit"), json!("voucher"), json!("voucher")],
+                        "{ctx}: {lines:?}"
+                    );
+                    assert!(
+                        lines
+                            .iter()
+                            .all(|l| l["status"] == 200 && l["body"] == "interop data"),
+                        "{ctx}: {lines:?}"
+                    );
+                }
+                Side::Tollgate => {
+                    let ledger = dir.path().join(format!("spend-{payer}.db"));
+                    for n in 1..=3u128 {
+                        let out = tollgate_pay(&chain, &ledger, payer, &["-i"], &url);
+                        let shown = support::Shown::tollgate_pay(&out);
+                        assert_eq!(
+                            (shown.status, shown.body.as_str()),
+                            (200, "interop data"),
+                            "{ctx}: {}{}",
+                            shown.raw,
+                            server.log_tail()
+                        );
+                        let receipt = shown
+                            .receipt
+                            .unwrap_or_else(|| panic!("{ctx}: no receipt: {}", shown.raw));
+                        assert_eq!(
+                            receipt["extra"]["chargedAmount"],
+                            PRICE.to_string(),
+                            "{ctx}: {receipt}"
+                        );
+                        assert_eq!(
+                            receipt["extra"]["channelState"]["chargedCumulativeAmount"],
+                            (n * PRICE).to_string(),
+                            "{ctx}: {receipt}"
+                        );
+                        // A deposit on the first run (a transaction), vouchers after.
+                        assert_eq!(
+                            receipt["transaction"].as_str().unwrap().is_empty(),
+                            n > 1,
+                            "{ctx}: {receipt}"
+                        );
+                    }
+                    assert_eq!(
+                        contract.channels(id).call().await.unwrap().balance,
+                        20 * PRICE,
+                        "{ctx}"
+                    );
+                    // The refund: the server claims the three charges and returns the rest.
+                    let out = tollgate_pay(&chain, &ledger, payer, &["--refund", "--json"], &url);
+                    let stdout = String::from_utf8_lossy(&out.stdout);
+                    assert!(
+                        out.status.success(),
+                        "{ctx}: refund: {stdout}{}{}{}",
+                        String::from_utf8_lossy(&out.stderr),
+                        server.log_tail(),
+                        facilitator_proc.log_tail()
+                    );
+                    let refund: Value = serde_json::from_str(stdout.trim()).unwrap();
+                    assert_eq!(
+                        refund["refunded"],
+                        (17 * PRICE).to_string(),
+                        "{ctx}: {refund}"
+                    );
+                    assert_eq!(
+                        refund["credited"],
+                        (17 * PRICE).to_string(),
+                        "{ctx}: {refund}"
+                    );
+                    let channel = contract.channels(id).call().await.unwrap();
+                    assert_eq!(
+                        (channel.balance, channel.totalClaimed),
+                        (3 * PRICE, 3 * PRICE),
+                        "{ctx}"
+                    );
+                    assert_eq!(
+                        chain.usdc_balance(TestChain::address(payer)).await.unwrap(),
+                        payer_start - U256::from(3 * PRICE),
+                        "{ctx}: the payer paid exactly three requests"
+                    );
+                    let out = tollgate_pay(&chain, &ledger, payer, &["--channels", "--json"], &url);
+                    let channels: Value = serde_json::from_slice(&out.stdout).unwrap();
+                    assert_eq!(
+                        channels[0]["deposited"],
+                        (20 * PRICE).to_string(),
+                        "{ctx}: {channels}"
+                    );
+                    assert_eq!(
+                        channels[0]["refunded"],
+                        (17 * PRICE).to_string(),
+                        "{ctx}: {channels}"
+                    );
+                }
+            }
+            drop(server);
+        }
+        drop(facilitator_proc);
     }
 }

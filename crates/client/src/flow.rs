@@ -1086,6 +1086,46 @@ impl PayFlow {
         })
     }
 
+    /// Adopts the seller's state of `refund`'s channel from the corrective `challenge` it
+    /// answered the refund with (its proof checked), and signs the refund again from it.
+    pub async fn resync_refund(
+        &self,
+        refund: &mut PreparedRefund,
+        challenge: &Challenge,
+        amount: Option<u128>,
+    ) -> Result<(), PaymentError> {
+        let session = self
+            .wallet
+            .session(&refund.requirements)
+            .ok_or_else(|| PaymentError::BadChallenge("no wallet pays this channel".into()))?;
+        let corrective = corrective_option(session, &refund.key, &refund.requirements, challenge)?;
+        let state = session.resync(corrective, Some(refund.state.clone()))?;
+        self.ledger
+            .save_session(&refund.key, &refund.requirements, &state)?;
+        let payload = session
+            .refund(
+                &refund.requirements,
+                challenge.resource.clone(),
+                state.clone(),
+                amount,
+            )
+            .await?;
+        refund.header_value = header::encode(&payload);
+        refund.state = state;
+        Ok(())
+    }
+
+    /// Whether the seller refused `answer`'s refund because its state of the channel differs
+    /// from ours (then [`resync_refund`](Self::resync_refund) and send it again).
+    pub fn refund_out_of_sync(&self, refund: &PreparedRefund, answer: &SellerAnswer) -> bool {
+        match (&answer.status, self.wallet.session(&refund.requirements)) {
+            (AnswerStatus::PaymentRequired { error: Some(e) }, Some(session)) => {
+                session.is_out_of_sync(e)
+            }
+            _ => false,
+        }
+    }
+
     /// Records the seller's answer to a refund request: the refunded amount goes back under
     /// the budgets (at most what was deposited and not yet returned), and the channel's state
     /// moves on.
@@ -1103,18 +1143,21 @@ impl PayFlow {
             (AnswerStatus::Served, Some(Ok(r))) if r.success => r,
             (status, receipt) => {
                 let why = match (status, receipt) {
-                    (AnswerStatus::PaymentRequired { error }, _) => {
-                        format!(
-                            "the seller refused the refund: {}",
-                            error.as_deref().unwrap_or("no reason")
-                        )
-                    }
                     (_, Some(Ok(r))) => format!(
-                        "the refund failed: {}",
+                        "the refund failed: {}{}",
                         r.error_reason
                             .as_ref()
                             .map(|e| e.to_string())
+                            .unwrap_or_else(|| "no reason".into()),
+                        r.extra
+                            .as_ref()
+                            .and_then(|e| e.get("errorMessage").or_else(|| e.get("message")))
+                            .map(|m| format!(" ({m})"))
                             .unwrap_or_default()
+                    ),
+                    (AnswerStatus::PaymentRequired { error }, _) => format!(
+                        "the seller refused the refund: {}",
+                        error.as_deref().unwrap_or("no reason")
                     ),
                     (_, Some(Err(e))) => format!("the refund's receipt is unreadable: {e}"),
                     (s, None) => {
@@ -1211,6 +1254,29 @@ impl PayFlow {
         }
         Ok(report)
     }
+}
+
+/// The option of a corrective `challenge` carrying the seller's state of the channel `key`
+/// (the same terms as `paid`).
+fn corrective_option<'c>(
+    session: &dyn SessionPayer,
+    key: &str,
+    paid: &PaymentRequirements,
+    challenge: &'c Challenge,
+) -> Result<&'c PaymentRequirements, PaymentError> {
+    challenge
+        .accepts
+        .iter()
+        .find(|r| {
+            r.scheme == paid.scheme
+                && r.network == paid.network
+                && r.pay_to.eq_ignore_ascii_case(&paid.pay_to)
+                && r.asset.eq_ignore_ascii_case(&paid.asset)
+                && session.key(r).ok().as_deref() == Some(key)
+        })
+        .ok_or_else(|| {
+            PaymentError::BadChallenge("the corrective 402 offers no state of this channel".into())
+        })
 }
 
 /// What reconciliation concludes about one held authorization.

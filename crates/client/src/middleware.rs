@@ -173,7 +173,7 @@ impl X402Middleware {
     ) -> reqwest_middleware::Result<crate::flow::RefundOutcome> {
         let method = request.method().to_string();
         let url = request.url().to_string();
-        let Some(mut second) = request.try_clone() else {
+        let Some(second) = request.try_clone() else {
             return Err(reqwest_middleware::Error::middleware(
                 PaymentError::BodyNotReplayable,
             ));
@@ -191,23 +191,41 @@ impl X402Middleware {
         let body = first.bytes().await?;
         let challenge =
             read_challenge(&headers, &body).map_err(reqwest_middleware::Error::middleware)?;
-        let refund = self
+        let mut refund = self
             .flow
             .refund(challenge, amount)
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
-        let (name, value) = refund.header();
-        let value = http::HeaderValue::from_str(value).map_err(|e| {
-            reqwest_middleware::Error::middleware(PaymentError::BadChallenge(e.to_string()))
-        })?;
-        second.headers_mut().insert(name, value);
-        let response = client.execute(second).await?;
-        let (response, status, body) = buffer_answer(response).await?;
-        let answer = read_answer(
-            status,
-            response.headers(),
-            body.as_deref().unwrap_or_default(),
-        );
+        // Sent once more, after a resync, when the seller's state of the channel differs from
+        // ours (a response lost, another process paid on it).
+        let mut resynced = false;
+        let answer = loop {
+            let Some(mut this_try) = second.try_clone() else {
+                return Err(reqwest_middleware::Error::middleware(
+                    PaymentError::BodyNotReplayable,
+                ));
+            };
+            let (name, value) = refund.header();
+            let value = http::HeaderValue::from_str(value).map_err(|e| {
+                reqwest_middleware::Error::middleware(PaymentError::BadChallenge(e.to_string()))
+            })?;
+            this_try.headers_mut().insert(name, value);
+            let response = client.execute(this_try).await?;
+            let (response, status, body) = buffer_answer(response).await?;
+            let body = body.unwrap_or_default();
+            let answer = read_answer(status, response.headers(), &body);
+            if !resynced && self.flow.refund_out_of_sync(&refund, &answer) {
+                let corrective = read_challenge(response.headers(), &body)
+                    .map_err(reqwest_middleware::Error::middleware)?;
+                self.flow
+                    .resync_refund(&mut refund, &corrective, amount)
+                    .await
+                    .map_err(reqwest_middleware::Error::middleware)?;
+                resynced = true;
+                continue;
+            }
+            break answer;
+        };
         self.flow
             .record_refund(
                 &refund,
