@@ -1,6 +1,19 @@
 //! One payment scheme as a seller prices with it.
 
-use tollgate_proto::{Network, PaymentRequirements, Scheme, SupportedKind};
+use tollgate_proto::{Network, PaymentPayload, PaymentRequirements, Scheme, SupportedKind};
+
+/// A payment that is an **operation on the payer's funds** rather than payment for the
+/// resource it was sent to (a `batch-settlement` refund: "payment operations, not paid
+/// requests"). The paywall verifies and settles it like any payment, answers `200` with
+/// [`body`](Self::body) and the settlement receipt, and never runs the route's handler — the
+/// payer bought nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentOperation {
+    /// What it is, for logs and metrics (`"refund"`).
+    pub kind: &'static str,
+    /// The JSON body answered once it is settled.
+    pub body: serde_json::Value,
+}
 
 /// One scheme on some networks, as a seller's paywall uses it: the chain-specific checks of a
 /// price before it is offered, and the requirements' scheme data that only the facilitator
@@ -27,5 +40,14 @@ pub trait SchemeServer: Send + Sync + 'static {
     /// The default: not metered.
     fn metered(&self) -> bool {
         false
+    }
+
+    /// Whether `payment` is a [`PaymentOperation`] (settled and answered without the handler)
+    /// rather than payment for the resource. Decided from the payment alone, before it is
+    /// verified, so that a gate never hands an operation to a handler. The default: every
+    /// payment pays for the resource.
+    fn operation(&self, payment: &PaymentPayload) -> Option<PaymentOperation> {
+        let _ = payment;
+        None
     }
 }

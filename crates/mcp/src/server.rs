@@ -339,6 +339,18 @@ impl<S: ServerHandler, F: Facilitator> PaidServer<S, F> {
             Admission::Unavailable(e) => Err(unavailable(e)),
             Admission::Refused(refusal) => Ok(refusal_result(&refusal)),
             Admission::Deliver(paid) => Ok(deliver(paid)),
+            // A payment operation (a refund): settled, answered with its body; the tool does
+            // not run.
+            Admission::Operation(paid) => {
+                let (operation, receipt, _) = paid.into_parts();
+                let result = CallToolResult::success(vec![rmcp::model::ContentBlock::text(
+                    operation.body.to_string(),
+                )]);
+                Ok(with_receipt(
+                    Ok(CallToolResponse::Complete(result)),
+                    &receipt,
+                ))
+            }
             Admission::RunPaid(paid) => {
                 // Settled on an earlier call before the tool ran: it runs now, once.
                 let ran = self.run(call, context).await;

@@ -65,7 +65,24 @@ struct Work {
     slow: bool,
 }
 
-async fn api(meter: Option<Extension<Meter>>, Query(work): Query<Work>) -> (StatusCode, String) {
+/// How many times the handler ran (payment operations must never reach it).
+#[derive(Clone, Default)]
+struct Calls(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Calls {
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn api(
+    meter: Option<Extension<Meter>>,
+    calls: Option<Extension<Calls>>,
+    Query(work): Query<Work>,
+) -> (StatusCode, String) {
+    if let Some(Extension(calls)) = calls {
+        calls.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
     let Some(Extension(meter)) = meter else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no meter".into());
     };
@@ -89,6 +106,7 @@ struct Shop {
     manager: ChannelManager<RemoteFacilitator>,
     facilitator_url: String,
     store_path: std::path::PathBuf,
+    calls: Calls,
     _dir: tempfile::TempDir,
 }
 
@@ -96,6 +114,7 @@ async fn app(
     manager: ChannelManager<RemoteFacilitator>,
     chain: &TestChain,
     payee: Address,
+    calls: Calls,
 ) -> String {
     let mut schemes: Registry<dyn SchemeServer> = Registry::new();
     schemes
@@ -121,10 +140,19 @@ async fn app(
                 .unwrap(),
         ),
     );
-    serve(Router::new().route("/api", get(api).route_layer(paywall.price(price).unwrap()))).await
+    serve(
+        Router::new()
+            .route("/api", get(api).route_layer(paywall.price(price).unwrap()))
+            .layer(Extension(calls)),
+    )
+    .await
 }
 
 async fn shop() -> Shop {
+    shop_with(ChannelManagerConfig::default()).await
+}
+
+async fn shop_with(config: ChannelManagerConfig) -> Shop {
     let chain = TestChain::start().await.unwrap();
     let evm = EvmChain::connect(
         &[chain.endpoint()],
@@ -154,10 +182,11 @@ async fn shop() -> Shop {
     let manager = ChannelManager::new(
         RemoteFacilitator::new(&facilitator_url),
         Arc::new(SqliteChannelStore::open(&store_path).unwrap()),
-        ChannelManagerConfig::default(),
+        config,
     );
     let payee = Address::random();
-    let url = app(manager.clone(), &chain, payee).await;
+    let calls = Calls::default();
+    let url = app(manager.clone(), &chain, payee, calls.clone()).await;
     Shop {
         chain,
         url,
@@ -166,6 +195,7 @@ async fn shop() -> Shop {
         manager,
         facilitator_url,
         store_path,
+        calls,
         _dir: dir,
     }
 }
@@ -218,6 +248,37 @@ impl Shop {
             .get(header::PAYMENT_REQUIRED)
             .map(|v| header::decode::<PaymentRequired>(v.to_str().unwrap()).unwrap());
         (status, receipt, required)
+    }
+
+    /// [`send`](Self::send), with the response's body.
+    async fn send_body(
+        &self,
+        requirements: &PaymentRequirements,
+        payload: Value,
+    ) -> (
+        StatusCode,
+        Option<SettleResponse>,
+        Option<PaymentRequired>,
+        String,
+    ) {
+        let payment = json!({"x402Version": 2, "accepted": requirements, "payload": payload});
+        let response = self
+            .http
+            .get(format!("{}/api", self.url))
+            .header(header::PAYMENT_SIGNATURE, header::encode(&payment))
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let receipt = response
+            .headers()
+            .get(header::PAYMENT_RESPONSE)
+            .map(|v| header::decode(v.to_str().unwrap()).unwrap());
+        let required = response
+            .headers()
+            .get(header::PAYMENT_REQUIRED)
+            .map(|v| header::decode(v.to_str().unwrap()).unwrap());
+        (status, receipt, required, response.text().await.unwrap())
     }
 
     fn buyer(&self, requirements: &PaymentRequirements, salt: u8) -> Buyer {
@@ -603,8 +664,8 @@ async fn two_instances_on_one_postgres_charge_each_voucher_once() {
         )
     };
     let (a, b) = (instance(1).await, instance(2).await);
-    let url_a = app(a.clone(), &first.chain, first.payee).await;
-    let url_b = app(b.clone(), &first.chain, first.payee).await;
+    let url_a = app(a.clone(), &first.chain, first.payee, Calls::default()).await;
+    let url_b = app(b.clone(), &first.chain, first.payee, Calls::default()).await;
     let requirements = first.challenge().await;
     let mut buyer = first.buyer(&requirements, 9);
     let send = |url: String, payload: Value| {
@@ -780,4 +841,207 @@ async fn the_official_client_pays_through_a_channel() {
         shop.chain.usdc_balance(shop.payee).await.unwrap(),
         U256::from(PRICE * calls as u128)
     );
+}
+
+/// A zero-charge refund request for `buyer`'s channel, signed by `signer` at `ceiling`.
+async fn refund_request(
+    buyer: &Buyer,
+    signer: usize,
+    ceiling: u128,
+    amount: Option<u128>,
+) -> Value {
+    let v = sign_voucher(
+        &TestChain::signer(signer),
+        buyer.id,
+        ceiling,
+        buyer.chain_id,
+    )
+    .await
+    .unwrap();
+    let mut payload = json!({"type": "refund", "channelConfig": buyer.config, "voucher": v});
+    if let Some(amount) = amount {
+        payload["amount"] = json!(amount.to_string());
+    }
+    payload
+}
+
+fn refusal(required: Option<PaymentRequired>) -> String {
+    required.unwrap().error.unwrap_or_default()
+}
+
+/// Refunds over HTTP at the paywall (the spec's cooperative refund flow), with the seller
+/// holding the receiver authorizer's key: a refund is verified by the facilitator, completed by
+/// the channel manager (amount, nonce, claim, signatures), settled on chain and answered `200`
+/// with the refund's receipt — the handler never runs. A refund whose ceiling is not the charged
+/// amount gets the corrective 402; one not signed by the payer is refused; one while a voucher
+/// of the channel is in flight is busy; a partial refund keeps the channel (it pays on), a full
+/// one deletes its record.
+#[tokio::test]
+async fn refunds_are_payment_operations_settled_without_the_handler() {
+    let shop = shop_with(ChannelManagerConfig {
+        authorizer: Some(TestChain::signer(AUTHORIZER)),
+        ..ChannelManagerConfig::default()
+    })
+    .await;
+    let requirements = shop.challenge().await;
+    let mut buyer = shop.buyer(&requirements, 7);
+    let payer = TestChain::address(PAYER);
+    let payer_start = shop.chain.usdc_balance(payer).await.unwrap();
+    let contract = IBatchSettlement::new(BATCH_SETTLEMENT, shop.chain.provider());
+
+    let deposit = buyer.deposit(&shop.chain, DEPOSIT).await;
+    let (status, receipt, _) = shop.send("", &requirements, deposit).await;
+    assert_eq!(status, StatusCode::OK);
+    buyer.accept(&receipt.unwrap(), PRICE);
+    for _ in 0..3 {
+        let (_, payload) = buyer.voucher(buyer.charged + PRICE).await;
+        let (status, receipt, _) = shop.send("?metered=true", &requirements, payload).await;
+        assert_eq!(status, StatusCode::OK);
+        buyer.accept(&receipt.unwrap(), METERED);
+    }
+    let served = shop.calls.get();
+    assert_eq!(served, 4);
+    let charged = buyer.charged;
+    assert_eq!(charged, PRICE + 3 * METERED);
+
+    // A refund whose ceiling is a paid request's (charged + price), not the charged amount:
+    // the corrective 402 with the seller's state; nothing moves.
+    let wrong = refund_request(&buyer, PAYER, charged + PRICE, None).await;
+    let (status, receipt, required, _) = shop.send_body(&requirements, wrong).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+    assert!(receipt.is_none());
+    let required = required.unwrap();
+    assert!(
+        required
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("invalid_batch_settlement_evm_cumulative_amount_mismatch"),
+        "{:?}",
+        required.error
+    );
+    assert_eq!(
+        required.accepts[0].extra.as_ref().unwrap()["channelState"]["chargedCumulativeAmount"],
+        charged.to_string()
+    );
+
+    // A forged refund: the right ceiling, signed by someone else.
+    let forged = refund_request(&buyer, 2, charged, None).await;
+    let (status, _, required, _) = shop.send_body(&requirements, forged).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+    assert!(
+        refusal(required).contains("invalid_batch_settlement_evm_voucher_signature"),
+        "a forged refund is refused for its signature"
+    );
+    assert_eq!(
+        shop.chain.usdc_balance(payer).await.unwrap(),
+        payer_start - U256::from(DEPOSIT)
+    );
+
+    // A refund while a voucher of the channel is in flight: busy.
+    let (_, slow) = buyer.voucher(charged + PRICE).await;
+    let during = refund_request(&buyer, PAYER, charged, None).await;
+    let first = shop.send("?slow=true", &requirements, slow);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        shop.send_body(&requirements, during).await
+    };
+    let ((s1, r1, _), (s2, r2, required, _)) = tokio::join!(first, second);
+    assert_eq!(s1, StatusCode::OK);
+    buyer.accept(&r1.unwrap(), PRICE);
+    assert_eq!(s2, StatusCode::PAYMENT_REQUIRED);
+    assert!(r2.is_none());
+    assert!(refusal(required).contains("invalid_batch_settlement_evm_channel_busy"));
+    let charged = buyer.charged;
+    assert_eq!(shop.calls.get(), served + 1);
+    let served = served + 1;
+
+    // A partial refund: 200 with the refund's receipt and the official body; the charged amount
+    // is claimed in the same transaction and swept to the receiver; the channel pays on.
+    const PARTIAL: u128 = 500_000;
+    let partial = refund_request(&buyer, PAYER, charged, Some(PARTIAL)).await;
+    let (status, receipt, _, body) = shop.send_body(&requirements, partial).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"message": "Refund acknowledged", "channelId": buyer.id.to_string()})
+    );
+    let receipt = receipt.unwrap();
+    assert!(receipt.success && receipt.transaction.starts_with("0x"));
+    assert_eq!(receipt.amount, Some(AtomicAmount(U256::from(PARTIAL))));
+    let extra = receipt.extra.as_ref().unwrap();
+    assert!(
+        extra.get("chargedAmount").is_none(),
+        "a refund charges nothing"
+    );
+    let state = &extra["channelState"];
+    assert_eq!(state["balance"], (DEPOSIT - PARTIAL).to_string());
+    assert_eq!(state["totalClaimed"], charged.to_string());
+    assert_eq!(state["refundNonce"], "1");
+    assert_eq!(state["chargedCumulativeAmount"], charged.to_string());
+    let on_chain = contract.channels(buyer.id).call().await.unwrap();
+    assert_eq!(
+        (on_chain.balance, on_chain.totalClaimed),
+        (DEPOSIT - PARTIAL, charged)
+    );
+    assert_eq!(
+        shop.chain.usdc_balance(payer).await.unwrap(),
+        payer_start - U256::from(DEPOSIT - PARTIAL)
+    );
+    assert_eq!(
+        shop.chain.usdc_balance(shop.payee).await.unwrap(),
+        U256::from(charged)
+    );
+    let record = shop.manager.store().load(buyer.id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.balance, record.total_claimed, record.charged),
+        (DEPOSIT - PARTIAL, charged, charged)
+    );
+    assert_eq!(
+        shop.calls.get(),
+        served,
+        "the handler never ran for a refund"
+    );
+
+    // The channel pays on after a partial refund.
+    let (_, payload) = buyer.voucher(charged + PRICE).await;
+    let (status, receipt, _) = shop.send("", &requirements, payload).await;
+    assert_eq!(status, StatusCode::OK);
+    buyer.accept(&receipt.unwrap(), PRICE);
+    let served = served + 1;
+    let charged = buyer.charged;
+
+    // A full refund (no amount): everything not charged goes back, the record is deleted.
+    let full = refund_request(&buyer, PAYER, charged, None).await;
+    let (status, receipt, _, _) = shop.send_body(&requirements, full).await;
+    assert_eq!(status, StatusCode::OK);
+    let receipt = receipt.unwrap();
+    let returned = DEPOSIT - PARTIAL - charged;
+    assert_eq!(receipt.amount, Some(AtomicAmount(U256::from(returned))));
+    let on_chain = contract.channels(buyer.id).call().await.unwrap();
+    assert_eq!(
+        (on_chain.balance, on_chain.totalClaimed),
+        (charged, charged)
+    );
+    assert!(shop.manager.store().load(buyer.id).await.unwrap().is_none());
+    assert_eq!(
+        shop.chain.usdc_balance(payer).await.unwrap(),
+        payer_start - U256::from(charged)
+    );
+    assert_eq!(
+        shop.chain.usdc_balance(shop.payee).await.unwrap(),
+        U256::from(charged)
+    );
+    assert_eq!(
+        shop.calls.get(),
+        served,
+        "the handler never ran for a refund"
+    );
+    // Nothing left: a refund now is refused, and nothing is left to claim.
+    let again = refund_request(&buyer, PAYER, charged, None).await;
+    let (status, _, required, _) = shop.send_body(&requirements, again).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+    assert!(refusal(required).contains("refund_no_balance"));
+    assert_eq!(shop.manager.claim().await.unwrap().claimed, 0);
+    assert_eq!(shop.calls.get(), served);
 }

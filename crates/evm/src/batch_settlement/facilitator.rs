@@ -3,7 +3,10 @@
 //! `/verify` takes the client's `deposit`, `voucher` and `refund` payloads and checks every rule
 //! of the spec's "Verification Rules" (each refusal with its
 //! `invalid_batch_settlement_evm_*` code), answering with the channel's on-chain state in
-//! `extra`. `/settle` takes `deposit` (the deposit transaction through the canonical collector),
+//! `extra`. A client's `refund` request without the receiver authorizer's signature, from a
+//! seller that completes it before settling, is checked as its voucher (terms, signature,
+//! funds, something left to refund) when this facilitator does not sign refunds itself.
+//! `/settle` takes `deposit` (the deposit transaction through the canonical collector),
 //! `claim` (`claimWithSignature`), `settle` (the sweep to the receiver) and the server-completed
 //! `refund` (its claim and `refundWithSignature` in one `multicall`), each simulated before it is
 //! sent, and reports what moved (`amount`) and the channel's state after (`extra.channelState`).
@@ -117,6 +120,9 @@ enum Checked {
         collector_data: Bytes,
     },
     Voucher,
+    /// A client's refund request, not completed by the seller (no receiver-authorizer
+    /// signature, and this facilitator does not sign refunds): valid to verify, never sent.
+    RefundRequest,
     Refund {
         payload: RefundPayload,
         claim_signature: Option<Bytes>,
@@ -144,6 +150,14 @@ fn refuse(reason: BatchReason, message: impl Into<String>) -> SchemeError {
 
 fn read_failed(reason: BatchReason, what: &str, e: impl std::fmt::Display) -> SchemeError {
     SchemeError::unavailable(reason.into(), format!("{what}: {e}"))
+}
+
+/// A refund request settled as the client sent it, by a facilitator that does not sign refunds.
+fn refund_not_completed() -> SchemeError {
+    refuse(
+        BatchReason::RefundPayload,
+        "refundAuthorizerSignature is required: this facilitator signs refunds only for an authenticated seller",
+    )
 }
 
 fn parse(payment: &PaymentPayload) -> Result<BatchPayload, SchemeError> {
@@ -533,6 +547,18 @@ impl BatchSettlementEvmFacilitator {
                 format!("channel {id} has nothing unclaimed to refund"),
             ));
         }
+        if payload.refund_authorizer_signature.is_none()
+            && !self.authorizer.as_ref().is_some_and(|a| a.sign_refunds)
+        {
+            // The client's request as its seller forwards it to `/verify` before completing
+            // it (the spec's cooperative refund flow): the voucher, the terms and the funds
+            // are checked, and the channel's state returned so the seller can complete it
+            // (refund nonce, claims, its signatures). It cannot be sent as it is.
+            return Ok(VerifiedBatch {
+                checked: Checked::RefundRequest,
+                snapshot: Some(snapshot),
+            });
+        }
         let amount = payload.amount.unwrap_or(available).min(available);
         let nonce = payload.refund_nonce.unwrap_or(snapshot.refund_nonce);
         if nonce != snapshot.refund_nonce {
@@ -547,15 +573,13 @@ impl BatchSettlementEvmFacilitator {
         let refund_signature = match &payload.refund_authorizer_signature {
             Some(sig) => sig.clone(),
             None if self.authorizer.as_ref().is_some_and(|a| a.sign_refunds) => {
-                self.sign_as(config.receiver_authorizer, refund_digest(id, nonce, amount, self.chain_id))
-                    .await?
+                self.sign_as(
+                    config.receiver_authorizer,
+                    refund_digest(id, nonce, amount, self.chain_id),
+                )
+                .await?
             }
-            None => {
-                return Err(refuse(
-                    BatchReason::RefundPayload,
-                    "refundAuthorizerSignature is required: this facilitator signs refunds only for an authenticated seller",
-                ))
-            }
+            None => return Err(refund_not_completed()),
         };
         let claim_signature = match payload.claims.as_deref() {
             None | Some([]) => None,
@@ -701,7 +725,7 @@ impl BatchSettlementEvmFacilitator {
                 collectorData: collector_data.clone(),
             }
             .abi_encode(),
-            Checked::Voucher => Vec::new(),
+            Checked::Voucher | Checked::RefundRequest => Vec::new(),
             Checked::Refund {
                 payload,
                 claim_signature,
@@ -1002,6 +1026,26 @@ impl SchemeFacilitator for BatchSettlementEvmFacilitator {
         })
     }
 
+    /// As `/verify`, except that a refund request the seller has not completed (no
+    /// receiver-authorizer signature, none made here) is refused before anything is reserved or sent.
+    fn verify_settlement<'a>(
+        &'a self,
+        payment: &'a PaymentPayload,
+        requirements: &'a PaymentRequirements,
+    ) -> BoxFuture<'a, Result<Verified, SchemeError>> {
+        Box::pin(async move {
+            let verified = self.verify(payment, requirements).await?;
+            if verified
+                .proof
+                .downcast_ref::<VerifiedBatch>()
+                .is_some_and(|b| matches!(b.checked, Checked::RefundRequest))
+            {
+                return Err(refund_not_completed());
+            }
+            Ok(verified)
+        })
+    }
+
     fn verify_extra(
         &self,
         verified: &Verified,
@@ -1046,6 +1090,7 @@ impl SchemeFacilitator for BatchSettlementEvmFacilitator {
                         "a voucher is settled by the server's claim, not by /settle",
                     ))
                 }
+                Checked::RefundRequest => return Err(refund_not_completed()),
                 Checked::Deposit { .. } => BatchReason::DepositTransactionFailed,
                 Checked::Refund { .. } => BatchReason::RefundTransactionFailed,
                 Checked::Claim { .. } => BatchReason::ClaimTransactionFailed,

@@ -1,7 +1,8 @@
 //! `batch-settlement` as a seller prices with it ([`SchemeServer`]).
 
+use tollgate_core::server::PaymentOperation;
 use tollgate_core::SchemeServer;
-use tollgate_proto::{Network, PaymentRequirements, Scheme, SupportedKind};
+use tollgate_proto::{Network, PaymentPayload, PaymentRequirements, Scheme, SupportedKind};
 
 use super::MIN_WITHDRAW_DELAY;
 use crate::server::parse_payee;
@@ -10,7 +11,9 @@ use crate::server::parse_payee;
 /// the offer completed with the facilitator's receiver authorizer (from `/supported`) when the
 /// route names none, and with the shortest withdraw delay when it names none; and **metered**:
 /// the seller settles each request for its actual charge, at most the price (the voucher covers
-/// the price; the charge is what the channel manager commits).
+/// the price; the charge is what the channel manager commits). A `refund` payload is a
+/// [`PaymentOperation`]: verified and settled (by the seller's
+/// [`ChannelManager`](super::channels::ChannelManager)) and answered without the handler.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchSettlementEvmServer;
 
@@ -46,5 +49,23 @@ impl SchemeServer for BatchSettlementEvmServer {
 
     fn metered(&self) -> bool {
         true
+    }
+
+    /// A `refund` payload (whatever else it holds: a malformed one is refused by the
+    /// verification, never served); the body is the official server's.
+    fn operation(&self, payment: &PaymentPayload) -> Option<PaymentOperation> {
+        if payment.payload.get("type").and_then(|t| t.as_str()) != Some("refund") {
+            return None;
+        }
+        let channel = payment
+            .payload
+            .get("voucher")
+            .and_then(|v| v.get("channelId"))
+            .cloned()
+            .unwrap_or_default();
+        Some(PaymentOperation {
+            kind: "refund",
+            body: serde_json::json!({"message": "Refund acknowledged", "channelId": channel}),
+        })
     }
 }

@@ -10,6 +10,8 @@ use tollgate_proto::{
     SettleResponse, VerifyResponse,
 };
 
+use tollgate_core::server::PaymentOperation;
+
 use super::identity::Verdict;
 use super::{
     canonical, Admission, Challenge, Delivery, Gate, Meter, Offer, Paid, PaymentInfo, PendingEntry,
@@ -397,6 +399,22 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
                 }
             }
         }
+        // A payment operation (a refund) is settled now and answered; the handler never runs.
+        if let FacilitatorRequest::V2 {
+            payment_payload, ..
+        } = &request
+        {
+            let operation = self
+                .inner
+                .schemes
+                .get(&info.scheme, &info.network)
+                .and_then(|s| s.operation(payment_payload));
+            if let Some(operation) = operation {
+                return self
+                    .operate(offer, claim, request, attempt, info, deadline, operation)
+                    .await;
+            }
+        }
         // Metered only where the scheme says the settle-time amount is the charge, only in v2
         // (whose requirements carry `amount`), and only when settlement follows the handler:
         // settled first, the charge cannot be known, and the maximum is charged.
@@ -421,6 +439,48 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
                 meter,
             }),
         })
+    }
+
+    /// Settles a verified payment operation under this exchange's attempt key, in a task of
+    /// its own (a buyer who hangs up does not abandon it half-way), and answers its body with
+    /// the receipt.
+    #[allow(clippy::too_many_arguments)]
+    async fn operate(
+        &self,
+        offer: Offer,
+        claim: Claim,
+        request: FacilitatorRequest,
+        attempt: IdempotencyKey,
+        mut info: PaymentInfo,
+        deadline: Instant,
+        operation: PaymentOperation,
+    ) -> Admission<F, D> {
+        let gate = self.clone();
+        let version = request.version();
+        let settled = tokio::spawn(tracing::Instrument::in_current_span(async move {
+            gate.settle_with_retries(&request, &attempt, deadline).await
+        }))
+        .await;
+        match settled {
+            Ok(Settled::Yes(settlement)) => {
+                tracing::info!(kind = operation.kind, transaction = %settlement.transaction, "payment operation settled");
+                info.transaction = Some(settlement.transaction.clone());
+                Admission::Operation(Paid {
+                    delivery: operation,
+                    receipt: Receipt {
+                        version,
+                        settlement,
+                    },
+                    info,
+                    _claim: claim,
+                })
+            }
+            Ok(Settled::No(reason)) => Admission::Challenge(self.challenge(&offer, reason)),
+            Ok(Settled::Unknown(detail)) => Admission::Unavailable(Unavailable::Unsettled(detail)),
+            Err(e) => Admission::Unavailable(Unavailable::Unsettled(format!(
+                "the settlement task failed: {e}"
+            ))),
+        }
     }
 
     /// A `402 settlement_pending` with `Retry-After`.

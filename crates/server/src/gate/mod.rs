@@ -34,6 +34,10 @@
 //!                                   Admission::RunPaid        paid earlier (before-handler): run, deliver
 //!                                   Admission::Refused        403: verified, but the payer fails the
 //!                                                             identity policy; nothing settled
+//!                                   Admission::Operation(p)   a payment operation (a refund,
+//!                                                             SchemeServer::operation): verified
+//!                                                             and settled; answer 200 with its
+//!                                                             body, never run the handler
 //!                                   Admission::Verified(h)    verified and claimed:
 //!   SettlementMode::BeforeHandler:  h.settle()                → Settlement::Paid(()) → run the handler
 //!   SettlementMode::AfterHandler:   run the handler, then h.settle_delivery(response)
@@ -52,6 +56,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tollgate_core::identity::{IdentityPolicy, IdentityProvider};
+use tollgate_core::server::PaymentOperation;
 use tollgate_core::{BoxFuture, Registry, SchemeServer};
 use tollgate_proto::header::{self, HeaderError};
 use tollgate_proto::{
@@ -194,6 +199,10 @@ pub enum Unavailable {
     /// is full, the response is over its size cap, the settlement task failed).
     #[error("settlement pending and the response could not be kept: {0}")]
     NotKept(String),
+    /// A payment operation was sent and its outcome is not known by the end of the exchange;
+    /// there is nothing to keep for a retry (the buyer checks the channel's state instead).
+    #[error("payment operation sent, outcome not known yet: {0}")]
+    Unsettled(String),
 }
 
 impl Unavailable {
@@ -203,13 +212,14 @@ impl Unavailable {
             Self::Facilitator(_) => "payment facilitator unavailable",
             Self::Identity(_) => "identity provider unavailable",
             Self::NotKept(_) => "settlement pending and the response could not be kept",
+            Self::Unsettled(_) => "payment operation sent, outcome not known yet",
         }
     }
 
     /// What happened.
     pub fn detail(&self) -> &str {
         match self {
-            Self::Facilitator(d) | Self::Identity(d) | Self::NotKept(d) => d,
+            Self::Facilitator(d) | Self::Identity(d) | Self::NotKept(d) | Self::Unsettled(d) => d,
         }
     }
 }
@@ -308,6 +318,10 @@ pub enum Admission<F, D: Delivery> {
     /// The same in [`SettlementMode::BeforeHandler`]: the handler never ran; run it now, once,
     /// with [`Paid::info`], and deliver its response with the receipt.
     RunPaid(Paid<()>),
+    /// A payment operation ([`SchemeServer::operation`]: a `batch-settlement` refund),
+    /// verified and settled: answer `200` with [`PaymentOperation::body`] and the receipt. The
+    /// handler does not run — the payer bought nothing.
+    Operation(Paid<PaymentOperation>),
     /// Verified and claimed for this exchange: settle with the handle.
     Verified(VerifiedPayment<F, D>),
     /// `403`: the payment is valid but its verified payer does not meet the seller's identity

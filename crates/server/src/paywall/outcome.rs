@@ -59,6 +59,9 @@ pub enum PaywallOutcome {
     Pending,
     /// Delivered and settled; the response carries the receipt.
     Paid,
+    /// A payment operation (a `batch-settlement` refund) settled and answered with its
+    /// receipt; the handler did not run.
+    Operation,
     /// The handler (or upstream) failed after verification; the buyer was not charged.
     HandlerFailed,
     /// 503: the facilitator could not be reached, or a pending response could not be kept.
@@ -66,14 +69,15 @@ pub enum PaywallOutcome {
 }
 
 impl PaywallOutcome {
-    /// The label for metrics: `challenged`, `refused`, `pending`, `paid`, `handler_failed`,
-    /// `unavailable`.
+    /// The label for metrics: `challenged`, `refused`, `pending`, `paid`, `operation`,
+    /// `handler_failed`, `unavailable`.
     pub fn label(&self) -> &'static str {
         match self {
             Self::Challenged => "challenged",
             Self::Refused { .. } => "refused",
             Self::Pending => "pending",
             Self::Paid => "paid",
+            Self::Operation => "operation",
             Self::HandlerFailed => "handler_failed",
             Self::Unavailable => "unavailable",
         }

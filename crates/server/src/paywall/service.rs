@@ -252,6 +252,19 @@ where
             deliver_paid(&mut response, &receipt);
             Ok(response)
         }
+        // A payment operation (a refund): settled; its body with the receipt, and the
+        // handler does not run.
+        Admission::Operation(paid) => {
+            let (operation, receipt, _) = paid.into_parts();
+            let mut response = Response::new(Body::from(operation.body.to_string()));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            deliver_paid(&mut response, &receipt);
+            response.extensions_mut().insert(PaywallOutcome::Operation);
+            Ok(response)
+        }
         Admission::RunPaid(paid) => {
             request.extensions_mut().insert(paid.info().clone());
             let mut response = inner.call(request).await?;

@@ -25,8 +25,19 @@
 //!   interval, or sooner when the unclaimed value passes a threshold or a payer starts a timed
 //!   withdrawal.
 //!
-//! Refund requests (`type: "refund"`) are not taken over HTTP by this manager yet; a seller
-//! refunds with its facilitator directly.
+//! - **Refunds** (`type: "refund"`, the spec's cooperative refund flow) are payment operations:
+//!   the paywall learns that from [`BatchSettlementEvmServer`](super::BatchSettlementEvmServer)
+//!   ([`SchemeServer::operation`](tollgate_core::SchemeServer::operation)), verifies and settles
+//!   them here and answers without running the handler — so a seller taking refunds registers
+//!   that scheme server with its paywall, as it must anyway to offer the scheme. `/verify` holds
+//!   the channel like a voucher, always asks the facilitator (the voucher's signature, the
+//!   chain's state) and requires the zero-charge ceiling `maxClaimableAmount == charged` (else
+//!   the corrective refusal). `/settle` completes the request — the amount (everything
+//!   unclaimed when omitted, at most that), the mirrored `refundNonce`, a claim of the charged
+//!   amount with the refund's own voucher, and the receiver authorizer's `ClaimBatch` and
+//!   `Refund` signatures when the seller holds that key — and has the facilitator send it; the
+//!   record is then deleted (full refund) or its mirror updated (partial), and what the refund
+//!   claimed is swept to the receiver.
 
 mod store;
 
@@ -50,8 +61,9 @@ pub use store::SqliteChannelStore;
 pub use store::{ChannelRecord, ChannelStore, Expected, MemoryChannelStore, StoreError};
 
 use super::{
-    check_requirements, check_terms, parse_payload, sign_claim_batch, BatchPayload, BatchReason,
-    ChannelSnapshot, ClaimRow, ClaimVoucher, SignedVoucher, VoucherError, VoucherVerifier,
+    check_requirements, check_terms, parse_payload, sign_claim_batch, sign_refund, BatchPayload,
+    BatchReason, ChannelSnapshot, ClaimRow, ClaimVoucher, RefundPayload, SignedVoucher,
+    VoucherError, VoucherVerifier,
 };
 use crate::client::unix_now;
 
@@ -665,6 +677,10 @@ impl<F: Facilitator> ChannelManager<F> {
                 )
                 .await
             }
+            BatchPayload::Refund(p) => {
+                self.settle_refund(request, attempt, requirements, chain_id, p)
+                    .await
+            }
             other => Ok(settle_failure(
                 requirements,
                 BatchReason::PayloadType.into(),
@@ -672,6 +688,359 @@ impl<F: Facilitator> ChannelManager<F> {
                 Address::ZERO,
             )),
         }
+    }
+
+    /// `/verify` of a client's refund request (see the module docs): held like a voucher, the
+    /// facilitator always asked, the zero-charge rule `maxClaimableAmount == charged`.
+    async fn verify_refund(
+        &self,
+        request: &FacilitatorRequest,
+        requirements: &PaymentRequirements,
+        chain_id: u64,
+        p: &RefundPayload,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        let (config, voucher) = (&p.channel_config, &p.voucher);
+        let payer = Some(config.payer);
+        if p.amount == Some(0) {
+            return Ok(invalid(
+                BatchReason::RefundAmountInvalid,
+                "a refund amount must be positive",
+                payer,
+            ));
+        }
+        if p.refund_nonce.is_some()
+            || p.claims.is_some()
+            || p.refund_authorizer_signature.is_some()
+            || p.claim_authorizer_signature.is_some()
+        {
+            return Ok(invalid(
+                BatchReason::RefundPayload,
+                "a refund request carries the channel, the zero-charge voucher and an optional amount; the seller completes the rest",
+                payer,
+            ));
+        }
+        let store = &self.shared.store;
+        let stored = store
+            .load(voucher.channel_id)
+            .await
+            .map_err(Self::unavailable)?;
+        let id = match Self::bind(stored.as_ref(), config, voucher, requirements, chain_id) {
+            Ok(id) => id,
+            Err((reason, message)) => return Ok(invalid(reason, message, payer)),
+        };
+        if !store
+            .hold(id, voucher_key(voucher), self.shared.config.busy_lease)
+            .await
+            .map_err(Self::unavailable)?
+        {
+            return Ok(invalid(
+                BatchReason::ChannelBusy,
+                "another request of this channel is in flight; retry shortly",
+                payer,
+            ));
+        }
+        let held = self
+            .verify_refund_held(request, requirements, config, voucher, id, stored)
+            .await;
+        if !matches!(&held, Ok(v) if v.is_valid) {
+            self.release(id, voucher).await;
+        }
+        held
+    }
+
+    /// [`verify_refund`](Self::verify_refund) once the channel is held.
+    async fn verify_refund_held(
+        &self,
+        request: &FacilitatorRequest,
+        requirements: &PaymentRequirements,
+        config: &super::ChannelConfig,
+        voucher: &SignedVoucher,
+        id: B256,
+        stored: Option<ChannelRecord>,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        let payer = Some(config.payer);
+        // The facilitator checks the voucher's signature (whatever the payer's authorizer)
+        // and reads the chain; without an attempt key: the request is completed before it is
+        // settled, under the key of its refund nonce.
+        let answer = self.shared.facilitator.verify(request, None).await?;
+        if !answer.is_valid {
+            return Ok(answer);
+        }
+        let Some(snapshot) = answer
+            .extra
+            .as_ref()
+            .and_then(|e| serde_json::from_value::<ChannelSnapshot>(Value::Object(e.clone())).ok())
+        else {
+            return Err(FacilitatorError::BadResponse(
+                "a batch-settlement /verify without the channel's state".into(),
+            ));
+        };
+        let now = unix_now();
+        let expected_stored = match &stored {
+            Some(r) => Expected::Charged(r.charged),
+            None => Expected::Absent,
+        };
+        let record = match stored {
+            Some(mut r) => {
+                r.mirror(&snapshot, now);
+                r
+            }
+            None => Self::new_record(id, config, requirements, &snapshot, now),
+        };
+        if voucher.max_claimable_amount != record.charged {
+            if let Err(e) = self
+                .shared
+                .store
+                .save_if(record.clone(), expected_stored)
+                .await
+            {
+                tracing::warn!(error = %e, "could not store a channel's mirror");
+            }
+            return Ok(Self::mismatch(
+                &record,
+                voucher.max_claimable_amount,
+                record.charged,
+            ));
+        }
+        if record.balance <= record.charged {
+            return Ok(invalid(
+                BatchReason::RefundNoBalance,
+                format!(
+                    "channel {id} has nothing left to refund: its balance {} is charged",
+                    record.balance
+                ),
+                payer,
+            ));
+        }
+        if !self
+            .shared
+            .store
+            .save_if(record.clone(), expected_stored)
+            .await
+            .map_err(Self::unavailable)?
+        {
+            return Ok(invalid(
+                BatchReason::ChannelBusy,
+                "the channel changed while this refund was verified; retry shortly",
+                payer,
+            ));
+        }
+        Ok(VerifyResponse {
+            extra: Some(record.snapshot().to_json_map()),
+            ..VerifyResponse::valid(config.payer.to_string())
+        })
+    }
+
+    /// `/settle` of a verified refund request: completed, sent by the facilitator, and the
+    /// record deleted (full) or mirrored (partial); the hold is let go in every case but a
+    /// facilitator that gave no answer (the gate retries under the same attempt key).
+    async fn settle_refund(
+        &self,
+        request: &FacilitatorRequest,
+        attempt: Option<&IdempotencyKey>,
+        requirements: &PaymentRequirements,
+        chain_id: u64,
+        p: RefundPayload,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let (config, voucher) = (p.channel_config.clone(), p.voucher.clone());
+        let fail = |reason: BatchReason, message: String| {
+            Ok(settle_failure(
+                requirements,
+                reason.into(),
+                message,
+                config.payer,
+            ))
+        };
+        let store = &self.shared.store;
+        let id = voucher.channel_id;
+        let Some(record) = store.load(id).await.map_err(Self::unavailable)? else {
+            return fail(
+                BatchReason::MissingChannel,
+                format!("no channel {id} is known to this seller"),
+            );
+        };
+        if let Err((reason, message)) =
+            Self::bind(Some(&record), &config, &voucher, requirements, chain_id)
+        {
+            return fail(reason, message);
+        }
+        // Only the request whose verification holds the channel: nothing was charged since.
+        if !store
+            .holds(id, voucher_key(&voucher))
+            .await
+            .map_err(Self::unavailable)?
+        {
+            return fail(
+                BatchReason::ChannelBusy,
+                "the refund's verification has lapsed; present it again".into(),
+            );
+        }
+        let settled = self
+            .settle_refund_held(request, attempt, requirements, chain_id, p, record)
+            .await;
+        if settled.is_ok() {
+            self.release(id, &voucher).await;
+        }
+        settled
+    }
+
+    /// [`settle_refund`](Self::settle_refund) once the hold is checked.
+    async fn settle_refund_held(
+        &self,
+        request: &FacilitatorRequest,
+        attempt: Option<&IdempotencyKey>,
+        requirements: &PaymentRequirements,
+        chain_id: u64,
+        p: RefundPayload,
+        mut record: ChannelRecord,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let (config, voucher) = (&p.channel_config, &p.voucher);
+        let fail = |reason: BatchReason, message: String| {
+            Ok(settle_failure(
+                requirements,
+                reason.into(),
+                message,
+                config.payer,
+            ))
+        };
+        if voucher.max_claimable_amount != record.charged {
+            return fail(
+                BatchReason::CumulativeAmountMismatch,
+                format!(
+                    "refund voucher ceiling {} is not the charged {}",
+                    voucher.max_claimable_amount, record.charged
+                ),
+            );
+        }
+        let remainder = record.balance.saturating_sub(record.charged);
+        if remainder == 0 {
+            return fail(
+                BatchReason::RefundNoBalance,
+                format!("channel {} has nothing left to refund", record.channel_id),
+            );
+        }
+        // The contract caps a refund at what is unclaimed; the signature binds the amount, so
+        // it is capped here.
+        let amount = p.amount.unwrap_or(remainder).min(remainder);
+        let nonce = record.refund_nonce;
+        // What is charged is claimed first, with the refund's own zero-charge voucher (its
+        // ceiling is the charged amount): a no-op row when it is claimed already.
+        let claims = vec![ClaimRow {
+            voucher: ClaimVoucher {
+                channel: config.clone(),
+                max_claimable_amount: voucher.max_claimable_amount,
+            },
+            signature: voucher.signature.clone(),
+            total_claimed: record.charged,
+        }];
+        let mut completed = RefundPayload {
+            amount: Some(amount),
+            refund_nonce: Some(nonce),
+            claims: Some(claims),
+            ..p.clone()
+        };
+        if let Some(key) = self
+            .shared
+            .config
+            .authorizer
+            .as_ref()
+            .filter(|k| k.address() == config.receiver_authorizer)
+        {
+            let signing = |e: alloy::signers::Error| {
+                FacilitatorError::Unavailable(format!(
+                    "the receiver authorizer could not sign: {e}"
+                ))
+            };
+            completed.refund_authorizer_signature = Some(
+                sign_refund(key, record.channel_id, nonce, amount, chain_id)
+                    .await
+                    .map_err(signing)?,
+            );
+            completed.claim_authorizer_signature = Some(
+                sign_claim_batch(
+                    key,
+                    completed.claims.as_deref().unwrap_or_default(),
+                    chain_id,
+                )
+                .await
+                .map_err(signing)?,
+            );
+        }
+        let Value::Object(payload) = serde_json::to_value(BatchPayload::Refund(completed))
+            .map_err(|e| FacilitatorError::BadResponse(e.to_string()))?
+        else {
+            unreachable!("a refund payload serializes to an object");
+        };
+        let FacilitatorRequest::V2 {
+            payment_payload, ..
+        } = request
+        else {
+            unreachable!("batch-settlement payments are v2");
+        };
+        let completed = FacilitatorRequest::V2 {
+            payment_payload: PaymentPayload {
+                payload,
+                ..payment_payload.clone()
+            },
+            payment_requirements: requirements.clone(),
+        };
+        let mut answer = self.shared.facilitator.settle(&completed, attempt).await?;
+        if !answer.success {
+            return Ok(answer);
+        }
+        let snapshot: Option<ChannelSnapshot> = answer
+            .extra
+            .as_ref()
+            .and_then(|e| e.get("channelState"))
+            .and_then(|s| serde_json::from_value(s.clone()).ok());
+        let claimed_before = record.total_claimed;
+        let expected = Expected::Charged(record.charged);
+        match snapshot {
+            Some(snapshot) if snapshot.balance <= record.charged => {
+                // Nothing left to refund or charge: the channel is done with this seller.
+                if let Err(e) = self
+                    .shared
+                    .store
+                    .remove_if(record.channel_id, expected)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not delete a refunded channel");
+                }
+            }
+            Some(snapshot) => {
+                record.mirror(&snapshot, unix_now());
+                if let Err(e) = self.shared.store.save_if(record.clone(), expected).await {
+                    tracing::warn!(error = %e, "could not store a refunded channel's mirror");
+                }
+                let mut state = snapshot.clone();
+                state.charged_cumulative_amount = Some(record.charged);
+                let mut extra = Map::new();
+                extra.insert("channelState".into(), state.to_json_map().into());
+                answer.extra = Some(Box::new(extra));
+            }
+            None => {
+                // Refunded, state unknown: read again before the next voucher is taken.
+                tracing::warn!(channel = %record.channel_id, "a refund settled without the channel's state");
+                record.synced_at = 0;
+                if let Err(e) = self.shared.store.save_if(record.clone(), expected).await {
+                    tracing::warn!(error = %e, "could not mark a refunded channel stale");
+                }
+            }
+        }
+        if record.charged > claimed_before {
+            // The refund claimed what was charged: move it to the receiver now (a deleted
+            // record would not bring it to the next claim round).
+            let sweep =
+                json!({"type": "settle", "receiver": config.receiver, "token": config.token});
+            match self.send(requirements, sweep).await {
+                Ok(s) if s.success => {}
+                Ok(s) => {
+                    tracing::warn!(reason = ?s.error_reason, message = ?s.error_message, "the sweep after a refund was refused")
+                }
+                Err(e) => tracing::warn!(error = %e, "the sweep after a refund failed"),
+            }
+        }
+        Ok(answer)
     }
 
     /// Claims every channel's charged, unclaimed value (one claim per receiver authorizer and
@@ -958,6 +1327,10 @@ impl<F: Facilitator> Facilitator for ChannelManager<F> {
                         Some(p.deposit.amount),
                     )
                     .await
+                }
+                Ok(BatchPayload::Refund(p)) => {
+                    self.verify_refund(request, requirements, chain_id, &p)
+                        .await
                 }
                 Ok(other) => Ok(invalid(
                     BatchReason::PayloadType,

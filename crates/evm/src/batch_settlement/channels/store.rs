@@ -121,6 +121,9 @@ pub trait ChannelStore: Send + Sync + 'static {
     fn holds(&self, id: B256, key: B256) -> BoxFuture<'_, Result<bool, StoreError>>;
     /// Lets go of channel `id` if the voucher keyed `key` holds it.
     fn release(&self, id: B256, key: B256) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Deletes channel `id`'s record if the stored one is as `expected` (a channel fully
+    /// refunded: nothing left to claim or charge); `false` when it is not (nothing deleted).
+    fn remove_if(&self, id: B256, expected: Expected) -> BoxFuture<'_, Result<bool, StoreError>>;
 
     /// Stores `record` whatever is stored.
     fn save(&self, record: ChannelRecord) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -228,6 +231,15 @@ impl ChannelStore for MemoryChannelStore {
         Box::pin(async { Ok(()) })
     }
 
+    fn remove_if(&self, id: B256, expected: Expected) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let mut map = self.map();
+        let ok = matches(map.get(&id), expected);
+        if ok {
+            map.remove(&id);
+        }
+        Box::pin(async move { Ok(ok) })
+    }
+
     fn unclaimed(&self) -> BoxFuture<'_, Result<Vec<ChannelRecord>, StoreError>> {
         let found: Vec<_> = self
             .map()
@@ -265,7 +277,13 @@ mod sqlite {
     /// Saves queued at once share one transaction (one `fsync`).
     const MAX_GROUP: usize = 256;
 
-    type Save = (ChannelRecord, oneshot::Sender<Result<(), StoreError>>);
+    /// One write: a record stored, or a channel's record deleted.
+    enum Write {
+        Upsert(Box<ChannelRecord>),
+        Delete(B256),
+    }
+
+    type Save = (Write, oneshot::Sender<Result<(), StoreError>>);
 
     /// Channels in a SQLite file, written with `synchronous = FULL`: a saved voucher survives
     /// `kill -9` and power loss, so what was served is claimed after a restart.
@@ -321,8 +339,16 @@ mod sqlite {
             }
             let outcome = (|| {
                 let tx = conn.transaction().map_err(failed)?;
-                for (record, _) in &group {
-                    upsert(&tx, record)?;
+                for (write, _) in &group {
+                    match write {
+                        Write::Upsert(record) => upsert(&tx, record)?,
+                        Write::Delete(id) => {
+                            tx.prepare_cached("DELETE FROM channels WHERE id = ?1")
+                                .map_err(failed)?
+                                .execute(params![id.to_string()])
+                                .map_err(failed)?;
+                        }
+                    }
                 }
                 tx.commit().map_err(failed)
             })();
@@ -403,12 +429,33 @@ mod sqlite {
                 return Box::pin(async { Ok(false) });
             }
             let (reply, done) = oneshot::channel();
-            let queued = self.writer.send((record.clone(), reply));
+            let queued = self
+                .writer
+                .send((Write::Upsert(Box::new(record.clone())), reply));
             Box::pin(async move {
                 let stopped = || StoreError("the channel store's writer has stopped".into());
                 queued.map_err(|_| stopped())?;
                 done.await.map_err(|_| stopped())??;
                 self.cache().insert(record.channel_id, record);
+                Ok(true)
+            })
+        }
+
+        fn remove_if(
+            &self,
+            id: B256,
+            expected: Expected,
+        ) -> BoxFuture<'_, Result<bool, StoreError>> {
+            if !matches(self.cache().get(&id), expected) {
+                return Box::pin(async { Ok(false) });
+            }
+            let (reply, done) = oneshot::channel();
+            let queued = self.writer.send((Write::Delete(id), reply));
+            Box::pin(async move {
+                let stopped = || StoreError("the channel store's writer has stopped".into());
+                queued.map_err(|_| stopped())?;
+                done.await.map_err(|_| stopped())??;
+                self.cache().remove(&id);
                 Ok(true)
             })
         }
@@ -509,14 +556,19 @@ mod tests {
                 .charged,
             6_000
         );
+        // A refunded channel's record deleted, only over the record expected.
+        let nine = B256::repeat_byte(9);
+        assert!(!store.remove_if(nine, Expected::Charged(1)).await.unwrap());
+        assert!(store.remove_if(nine, Expected::Charged(90)).await.unwrap());
         drop(store);
 
         let reopened = SqliteChannelStore::open(&path).unwrap();
-        assert_eq!(reopened.all().await.unwrap().len(), 200);
+        assert_eq!(reopened.all().await.unwrap().len(), 199);
+        assert!(reopened.load(nine).await.unwrap().is_none());
         let seven = reopened.load(B256::repeat_byte(7)).await.unwrap().unwrap();
         assert_eq!(seven, record(7, 6_000, 6_000));
-        // Channel 0 charged nothing and 7 is claimed: the other 198 are unclaimed.
-        assert_eq!(reopened.unclaimed().await.unwrap().len(), 198);
+        // Channel 0 charged nothing, 7 is claimed and 9 is gone: the other 197 are unclaimed.
+        assert_eq!(reopened.unclaimed().await.unwrap().len(), 197);
         assert!(reopened
             .load(B256::repeat_byte(250))
             .await
@@ -531,6 +583,10 @@ mod tests {
         store.save(record(2, 10, 10)).await.unwrap();
         assert_eq!(store.unclaimed().await.unwrap().len(), 1);
         assert_eq!(store.all().await.unwrap().len(), 2);
+        let id = B256::repeat_byte(2);
+        assert!(!store.remove_if(id, Expected::Charged(9)).await.unwrap());
+        assert!(store.remove_if(id, Expected::Charged(10)).await.unwrap());
+        assert!(store.load(id).await.unwrap().is_none());
     }
 }
 
@@ -615,6 +671,15 @@ mod postgres {
             Ok(Self { pool })
         }
 
+        async fn load_text(&self, id: &str) -> Result<Option<String>, StoreError> {
+            let client = self.pool.get().await.map_err(failed)?;
+            let row = client
+                .query_opt("SELECT record FROM tollgate_channels WHERE id = $1", &[&id])
+                .await
+                .map_err(failed)?;
+            Ok(row.map(|r| r.get::<_, String>(0)))
+        }
+
         async fn records(&self, sql: &str) -> Result<Vec<ChannelRecord>, StoreError> {
             let client = self.pool.get().await.map_err(failed)?;
             let rows = client.query(sql, &[]).await.map_err(failed)?;
@@ -627,15 +692,9 @@ mod postgres {
     impl ChannelStore for PgChannelStore {
         fn load(&self, id: B256) -> BoxFuture<'_, Result<Option<ChannelRecord>, StoreError>> {
             Box::pin(async move {
-                let client = self.pool.get().await.map_err(failed)?;
-                let row = client
-                    .query_opt(
-                        "SELECT record FROM tollgate_channels WHERE id = $1",
-                        &[&id.to_string()],
-                    )
-                    .await
-                    .map_err(failed)?;
-                row.map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(failed))
+                self.load_text(&id.to_string())
+                    .await?
+                    .map(|text| serde_json::from_str(&text).map_err(failed))
                     .transpose()
             })
         }
@@ -681,6 +740,35 @@ mod postgres {
                         .await,
                 };
                 Ok(written.map_err(failed)? == 1)
+            })
+        }
+
+        fn remove_if(
+            &self,
+            id: B256,
+            expected: Expected,
+        ) -> BoxFuture<'_, Result<bool, StoreError>> {
+            Box::pin(async move {
+                let client = self.pool.get().await.map_err(failed)?;
+                let id = id.to_string();
+                let deleted = match expected {
+                    Expected::Any => {
+                        client
+                            .execute("DELETE FROM tollgate_channels WHERE id = $1", &[&id])
+                            .await
+                    }
+                    // Nothing to delete is what was expected.
+                    Expected::Absent => return Ok(self.load_text(&id).await?.is_none()),
+                    Expected::Charged(before) => {
+                        client
+                            .execute(
+                                "DELETE FROM tollgate_channels WHERE id = $1 AND charged = $2",
+                                &[&id, &before.to_string()],
+                            )
+                            .await
+                    }
+                };
+                Ok(deleted.map_err(failed)? == 1)
             })
         }
 
