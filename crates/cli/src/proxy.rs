@@ -35,6 +35,8 @@ pub enum ProxyError {
     Identity(String),
     #[error("[identity] decisions: {0}")]
     Decisions(#[from] tollgate_identity::DecisionStoreError),
+    #[error("[channels]: {0}")]
+    Channels(String),
     #[error("[telemetry]: {0}")]
     Telemetry(#[from] tollgate_telemetry::InitError),
 }
@@ -86,6 +88,13 @@ fn scheme_servers() -> tollgate::core::Registry<dyn tollgate::core::SchemeServer
             Arc::new(tollgate::evm::UptoEvmServer),
         )
         .expect("one `upto` server registered once");
+    schemes
+        .register_arc(
+            all_evm(),
+            tollgate::proto::Scheme::BatchSettlement,
+            Arc::new(tollgate::evm::batch_settlement::BatchSettlementEvmServer),
+        )
+        .expect("one `batch-settlement` server registered once");
     #[cfg(feature = "solana")]
     schemes
         .register_arc(
@@ -97,6 +106,124 @@ fn scheme_servers() -> tollgate::core::Registry<dyn tollgate::core::SchemeServer
     schemes
 }
 
+/// `[channels]`: `tollgate-evm`'s channel manager over the configured store, with its
+/// background claimer (started when the gateway wraps its facilitator).
+struct EvmChannels {
+    settings: gateway::ChannelSettings,
+    store: Arc<dyn bs::channels::ChannelStore>,
+    authorizer: Option<tollgate::evm::PrivateKeySigner>,
+    /// The manager and its claimer, once the gateway has handed over its facilitator.
+    running: std::sync::Mutex<Option<Running>>,
+}
+
+use tollgate::evm::batch_settlement as bs;
+
+type Manager = bs::channels::ChannelManager<Arc<dyn tollgate::core::Facilitator>>;
+
+struct Running {
+    manager: Manager,
+    _claimer: bs::channels::Claimer,
+}
+
+impl EvmChannels {
+    async fn open(settings: &gateway::ChannelSettings) -> Result<Self, ProxyError> {
+        let bad = |e: &dyn std::fmt::Display| ProxyError::Channels(e.to_string());
+        // `validate` (in `GatewayConfig::load`) made sure exactly one store is named.
+        let store: Arc<dyn bs::channels::ChannelStore> = match (&settings.sqlite, &settings.url) {
+            (Some(path), _) => {
+                Arc::new(bs::channels::SqliteChannelStore::open(path).map_err(|e| bad(&e))?)
+            }
+            (None, Some(url)) => Arc::new(
+                bs::channels::PgChannelStore::connect(url)
+                    .await
+                    .map_err(|e| bad(&e))?,
+            ),
+            (None, None) => return Err(ProxyError::Channels("set sqlite or url".into())),
+        };
+        let key = match (
+            &settings.receiver_authorizer_key_env,
+            &settings.receiver_authorizer_key_file,
+        ) {
+            (Some(var), _) => Some(std::env::var(var).map_err(|_| {
+                ProxyError::Channels(format!("receiver_authorizer_key_env: {var} is not set"))
+            })?),
+            (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
+                ProxyError::Channels(format!(
+                    "receiver_authorizer_key_file {}: {e}",
+                    path.display()
+                ))
+            })?),
+            (None, None) => None,
+        };
+        let authorizer = key
+            .map(|k| {
+                // Never the key itself in the error.
+                k.trim()
+                    .parse::<tollgate::evm::PrivateKeySigner>()
+                    .map_err(|_| {
+                        ProxyError::Channels(
+                            "the receiver authorizer's key is not a hex private key".into(),
+                        )
+                    })
+            })
+            .transpose()?;
+        Ok(Self {
+            settings: settings.clone(),
+            store,
+            authorizer,
+            running: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn manager(&self) -> Option<Manager> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.as_ref().map(|r| r.manager.clone())
+    }
+}
+
+impl gateway::Channels for EvmChannels {
+    fn wrap(
+        &self,
+        facilitator: Arc<dyn tollgate::core::Facilitator>,
+    ) -> Arc<dyn tollgate::core::Facilitator> {
+        let manager = bs::channels::ChannelManager::new(
+            facilitator,
+            self.store.clone(),
+            bs::channels::ChannelManagerConfig {
+                authorizer: self.authorizer.clone(),
+                ..Default::default()
+            },
+        );
+        let claimer = manager.spawn_claimer(bs::channels::ClaimPolicy {
+            check_every: Duration::from_secs(self.settings.claim_check_secs),
+            interval: Duration::from_secs(self.settings.claim_interval_secs),
+            threshold: self.settings.claim_threshold.0.saturating_to(),
+        });
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
+            manager: manager.clone(),
+            _claimer: claimer,
+        });
+        Arc::new(manager)
+    }
+
+    fn receiver_authorizer(&self) -> Option<String> {
+        self.authorizer.as_ref().map(|k| k.address().to_string())
+    }
+
+    fn gauges(&self) -> tollgate::core::BoxFuture<'_, Option<gateway::ChannelGauges>> {
+        Box::pin(async move {
+            let manager = self.manager()?;
+            let stats = manager.stats().await.ok()?;
+            Some(gateway::ChannelGauges {
+                open: stats.channels as u64,
+                unclaimed: stats.unclaimed,
+                claim_lag_secs: stats.claim_lag_secs,
+                claims: manager.claim_rounds(),
+            })
+        })
+    }
+}
+
 pub async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
     let config = GatewayConfig::load(&args.config)?;
     // Kept until the gateway stops: dropping it sends the last spans.
@@ -105,6 +232,9 @@ pub async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
         schemes: scheme_servers(),
         ..Plugins::default()
     };
+    if let Some(settings) = &config.channels {
+        plugins.channels = Some(Arc::new(EvmChannels::open(settings).await?));
+    }
     if let Some(settings) = config.identity.as_ref().and_then(|i| i.provider.as_ref()) {
         plugins.identity = Some(identity_provider(settings).await?);
     }

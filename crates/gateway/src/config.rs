@@ -65,6 +65,96 @@ pub struct GatewayConfig {
     /// (see `tollgate_telemetry::TelemetryConfig`).
     #[serde(default)]
     pub telemetry: tollgate_telemetry::TelemetryConfig,
+    /// `[channels]`: where the seller keeps its `batch-settlement` payment channels and when it
+    /// claims them. Required by any route with `scheme = "batch-settlement"`; the embedding
+    /// program supplies the channel manager ([`Plugins::channels`](crate::Plugins)).
+    #[serde(default)]
+    pub channels: Option<ChannelSettings>,
+}
+
+/// `[channels]`: the seller's `batch-settlement` channels — a durable store (exactly one of a
+/// SQLite file, or a PostgreSQL URL shared by several gateway instances), the background
+/// claimer, and the receiver authorizer's key when the seller holds it (else the facilitator's
+/// receiver authorizer signs claims, and refunds only if it signs them for this seller).
+///
+/// ```toml
+/// [channels]
+/// sqlite = "channels.db"           # or: url = "postgres://user@localhost/tollgate"
+/// claim_interval_secs = 300        # claim at least this often while anything is unclaimed
+/// claim_threshold = "1000000"      # ...or as soon as this much is unclaimed (atomic units)
+/// claim_check_secs = 5             # how often the unclaimed value is looked at
+/// receiver_authorizer_key_env = "SELLER_AUTHORIZER_KEY"  # or receiver_authorizer_key_file
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSettings {
+    /// The SQLite file (written with `synchronous = FULL`: what was served survives `kill -9`).
+    pub sqlite: Option<std::path::PathBuf>,
+    /// A PostgreSQL URL (`postgres://…`): channels shared by every instance using it.
+    pub url: Option<String>,
+    /// Claim at least this often while anything is unclaimed (default 300).
+    #[serde(default = "default_claim_interval")]
+    pub claim_interval_secs: u64,
+    /// Claim as soon as this much is charged and unclaimed, in atomic units (default 1000000).
+    #[serde(default = "default_claim_threshold")]
+    pub claim_threshold: AtomicAmount,
+    /// How often the claimer looks at the unclaimed value (default 5).
+    #[serde(default = "default_claim_check")]
+    pub claim_check_secs: u64,
+    /// An environment variable holding the receiver authorizer's private key (hex).
+    pub receiver_authorizer_key_env: Option<String>,
+    /// A file holding the receiver authorizer's private key (hex).
+    pub receiver_authorizer_key_file: Option<std::path::PathBuf>,
+}
+
+fn default_claim_interval() -> u64 {
+    300
+}
+
+fn default_claim_threshold() -> AtomicAmount {
+    AtomicAmount(tollgate_proto::U256::from(1_000_000u64))
+}
+
+fn default_claim_check() -> u64 {
+    5
+}
+
+impl ChannelSettings {
+    /// Checks what the types cannot: one store, one key source, positive intervals.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.sqlite, &self.url) {
+            (Some(_), Some(_)) => return Err(invalid("channels", "set sqlite or url, not both")),
+            (None, None) => {
+                return Err(invalid(
+                    "channels",
+                    "set sqlite (a file) or url (postgres://…)",
+                ))
+            }
+            (None, Some(url))
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+            {
+                return Err(invalid(
+                    "channels.url",
+                    "must start with postgres:// or postgresql://",
+                ))
+            }
+            _ => {}
+        }
+        if self.receiver_authorizer_key_env.is_some() && self.receiver_authorizer_key_file.is_some()
+        {
+            return Err(invalid(
+                "channels.receiver_authorizer_key_env",
+                "set receiver_authorizer_key_env or receiver_authorizer_key_file, not both",
+            ));
+        }
+        if self.claim_interval_secs == 0 {
+            return Err(invalid("channels.claim_interval_secs", "must be positive"));
+        }
+        if self.claim_check_secs == 0 {
+            return Err(invalid("channels.claim_check_secs", "must be positive"));
+        }
+        Ok(())
+    }
 }
 
 /// `[identity]`: the identity gate of every priced route.
@@ -772,6 +862,21 @@ impl GatewayConfig {
         if let Some(identity) = &self.identity {
             identity.validate()?;
         }
+        if let Some(channels) = &self.channels {
+            channels.validate()?;
+        }
+        if let Some(i) = self
+            .routes
+            .iter()
+            .position(|r| r.scheme == Some(Scheme::BatchSettlement))
+        {
+            if self.channels.is_none() {
+                return Err(invalid(
+                    format!("routes[{i}].scheme"),
+                    "batch-settlement needs a [channels] table (where the channels are kept)",
+                ));
+            }
+        }
         self.limits
             .validate()
             .map_err(|e| invalid(format!("limits.{}", e.key), e.reason))?;
@@ -1065,6 +1170,43 @@ mod tests {
 
     const BASE: &str = "eip155:8453";
     const PAYEE: &str = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
+
+    /// `[channels]` as documented (the doc example on [`ChannelSettings`]), and its refusals:
+    /// a `batch-settlement` route without it, two stores, no store, two key sources.
+    #[test]
+    fn channels_table_is_parsed_and_checked() {
+        let checked =
+            |text: &str| GatewayConfig::parse(text).and_then(|c| c.validate().map(|()| c));
+        let route = "\n[[routes]]\nroute = \"GET /api\"\nprice = \"$0.001\"\nscheme = \"batch-settlement\"\n";
+        let without = format!("{}{route}", starter_text());
+        let err = checked(&without).unwrap_err().to_string();
+        assert!(err.contains("[channels]"), "{err}");
+        let with = |table: &str| format!("{}{route}\n[channels]\n{table}", starter_text());
+        let documented = with(
+            "sqlite = \"channels.db\"\nclaim_interval_secs = 300\nclaim_threshold = \"1000000\"\n\
+             claim_check_secs = 5\nreceiver_authorizer_key_env = \"SELLER_AUTHORIZER_KEY\"\n",
+        );
+        let config = checked(&documented).unwrap();
+        let channels = config.channels.unwrap();
+        assert_eq!(channels.sqlite, Some(PathBuf::from("channels.db")));
+        assert_eq!(
+            channels.claim_threshold.0,
+            tollgate_proto::U256::from(1_000_000u64)
+        );
+        for (table, why) in [
+            ("sqlite = \"a.db\"\nurl = \"postgres://x@localhost/db\"\n", "not both"),
+            ("claim_interval_secs = 5\n", "set sqlite"),
+            ("url = \"mysql://x\"\n", "postgres://"),
+            (
+                "sqlite = \"a.db\"\nreceiver_authorizer_key_env = \"K\"\nreceiver_authorizer_key_file = \"k\"\n",
+                "not both",
+            ),
+            ("sqlite = \"a.db\"\nclaim_interval_secs = 0\n", "positive"),
+        ] {
+            let err = checked(&with(table)).unwrap_err().to_string();
+            assert!(err.contains(why), "{table}: {err}");
+        }
+    }
 
     fn starter_text() -> String {
         starter(

@@ -33,7 +33,10 @@ use tollgate_server::{
     DecisionSink, Facilitator as _, IdentityProvider, PaywallLayer, RemoteFacilitator,
 };
 
-pub use config::{starter, ConfigError, GatewayConfig, IdentityProviderSettings, IdentitySettings};
+pub use config::{
+    starter, ChannelSettings, ConfigError, GatewayConfig, IdentityProviderSettings,
+    IdentitySettings,
+};
 pub use proxy::Upstream;
 
 /// Why the gateway cannot start.
@@ -72,6 +75,9 @@ pub enum GatewayError {
     /// with: starting would serve everyone unchecked.
     #[error("[identity] is configured but no identity provider was given (see tollgate_gateway::app_with)")]
     NoIdentityProvider,
+    /// `[channels]` is configured and the embedding program gave no channel manager.
+    #[error("[channels] is configured but no channel manager was given (see tollgate_gateway::Plugins::channels)")]
+    NoChannels,
 }
 
 /// What the embedding program plugs into the gateway beyond its file.
@@ -85,6 +91,41 @@ pub struct Plugins {
     /// `/supported`, whether a scheme is metered), by scheme and network. Empty: prices are
     /// offered as configured, and no route is metered.
     pub schemes: Registry<dyn SchemeServer>,
+    /// The seller's `batch-settlement` channel manager for `[channels]` (required when the
+    /// table is present): it wraps the gateway's facilitator, answering vouchers locally.
+    pub channels: Option<Arc<dyn Channels>>,
+}
+
+/// The channels at a glance, for the gateway's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelGauges {
+    /// Channels the seller knows.
+    pub open: u64,
+    /// Value charged and not claimed, in atomic units.
+    pub unclaimed: u128,
+    /// Seconds since the oldest unclaimed paid request (0 when nothing is unclaimed).
+    pub claim_lag_secs: u64,
+    /// Claim rounds that moved value since start.
+    pub claims: u64,
+}
+
+/// A seller's payment channels, as the gateway uses them: chain-specific, so the embedding
+/// program supplies them (`tollgate proxy`: `tollgate-evm`'s channel manager over the
+/// `[channels]` store, with its background claimer).
+pub trait Channels: Send + Sync + 'static {
+    /// The facilitator the paywall talks to: `facilitator` behind the channel manager. Called
+    /// once, at start-up; the claimer starts here.
+    fn wrap(
+        &self,
+        facilitator: Arc<dyn tollgate_core::Facilitator>,
+    ) -> Arc<dyn tollgate_core::Facilitator>;
+
+    /// The receiver authorizer offered in `batch-settlement` routes when the seller holds its
+    /// key (`None`: the facilitator's, from `/supported`).
+    fn receiver_authorizer(&self) -> Option<String>;
+
+    /// The channels' figures now (`None` when the store cannot be read).
+    fn gauges(&self) -> tollgate_core::BoxFuture<'_, Option<ChannelGauges>>;
 }
 
 impl std::fmt::Debug for Plugins {
@@ -96,6 +137,7 @@ impl std::fmt::Debug for Plugins {
             )
             .field("decisions", &self.decisions.is_some())
             .field("schemes", &self.schemes)
+            .field("channels", &self.channels.is_some())
             .finish()
     }
 }
@@ -115,6 +157,9 @@ pub async fn app_with(
     config.validate()?;
     if config.identity.is_some() && plugins.identity.is_none() {
         return Err(GatewayError::NoIdentityProvider);
+    }
+    if config.channels.is_some() && plugins.channels.is_none() {
+        return Err(GatewayError::NoChannels);
     }
     let mut facilitator = RemoteFacilitator::new(&config.facilitator.url)
         .with_timeout(Duration::from_secs(config.facilitator.timeout_secs));
@@ -142,6 +187,14 @@ pub async fn app_with(
         .map(|k| (&k.scheme, &k.network))
         .collect();
 
+    let facilitator: Arc<dyn tollgate_core::Facilitator> = match &plugins.channels {
+        Some(channels) => channels.wrap(Arc::new(facilitator)),
+        None => Arc::new(facilitator),
+    };
+    let authorizer = plugins
+        .channels
+        .as_ref()
+        .and_then(|c| c.receiver_authorizer());
     let mut layer = PaywallLayer::new(facilitator)
         .schemes(plugins.schemes)
         .map_err(|e| ConfigError::Invalid {
@@ -165,7 +218,21 @@ pub async fn app_with(
         layer = layer.decision_sink(sink);
     }
     for (i, route) in config.routes.iter().enumerate() {
-        let price = config.route_price(i)?;
+        let mut price = config.route_price(i)?;
+        if let Some(authorizer) = &authorizer {
+            // The seller's own receiver authorizer, unless the route names one.
+            for option in price
+                .options
+                .iter_mut()
+                .filter(|o| o.scheme == Scheme::BatchSettlement)
+            {
+                option
+                    .extra
+                    .get_or_insert_with(Default::default)
+                    .entry("receiverAuthorizer")
+                    .or_insert_with(|| authorizer.clone().into());
+            }
+        }
         if let Some(missing) = price
             .options
             .iter()
@@ -195,7 +262,7 @@ pub async fn app_with(
     };
     // Upstream time inside the paywall, outcomes outside it; the scrape endpoint beside the
     // paywall, so it is neither priced nor forwarded (`validate` keeps it off priced routes).
-    let metrics = std::sync::Arc::new(metrics::GatewayMetrics::default());
+    let metrics = std::sync::Arc::new(metrics::GatewayMetrics::new(plugins.channels.clone()));
     let paywalled = proxied
         .layer(axum::middleware::from_fn_with_state(
             metrics.clone(),

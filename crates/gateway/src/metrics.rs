@@ -8,6 +8,12 @@
 //! - `tollgate_gateway_upstream_duration_seconds{status_class}`: time until the upstream's
 //!   response head (or the proxy's own 502/504), by status class (`2xx` … `5xx`).
 //!
+//! - with `[channels]` (the seller's `batch-settlement` channels), read at each scrape:
+//!   `tollgate_gateway_channels_open`, `tollgate_gateway_channels_unclaimed` (value charged and
+//!   not claimed, atomic units), `tollgate_gateway_channels_claim_lag_seconds` (age of the
+//!   oldest unclaimed charge) and `tollgate_gateway_channels_claim_rounds` (claims that moved
+//!   value since start).
+//!
 //! The counts come from the [`PaywallOutcome`] the paywall leaves in each response's
 //! extensions, so the paywall itself knows nothing of Prometheus. Each gateway has a registry
 //! of its own (`prometheus-client`), so gateways in one process never mix their counts.
@@ -22,6 +28,7 @@ use http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tollgate_server::paywall::PaywallOutcome;
@@ -56,6 +63,16 @@ pub struct GatewayMetrics {
     requests: Family<RequestLabels, Counter>,
     refusals: Family<ReasonLabels, Counter>,
     upstream: Family<UpstreamLabels, Histogram>,
+    channels: Option<(Arc<dyn crate::Channels>, ChannelMetrics)>,
+}
+
+/// The channel gauges, set from [`Channels::gauges`](crate::Channels::gauges) at each scrape.
+#[derive(Default)]
+struct ChannelMetrics {
+    open: Gauge,
+    unclaimed: Gauge,
+    lag: Gauge,
+    claims: Gauge,
 }
 
 impl std::fmt::Debug for GatewayMetrics {
@@ -97,7 +114,56 @@ impl Default for GatewayMetrics {
             requests,
             refusals,
             upstream,
+            channels: None,
         }
+    }
+}
+
+impl GatewayMetrics {
+    /// The metrics, with the channel gauges when the gateway takes `batch-settlement`.
+    pub fn new(channels: Option<Arc<dyn crate::Channels>>) -> Self {
+        let mut metrics = Self::default();
+        if let Some(channels) = channels {
+            let gauges = ChannelMetrics::default();
+            let r = &mut metrics.registry;
+            r.register(
+                "tollgate_gateway_channels_open",
+                "Payment channels the seller knows",
+                gauges.open.clone(),
+            );
+            r.register(
+                "tollgate_gateway_channels_unclaimed",
+                "Value charged through channels and not claimed, in atomic units",
+                gauges.unclaimed.clone(),
+            );
+            r.register(
+                "tollgate_gateway_channels_claim_lag_seconds",
+                "Age of the oldest unclaimed charge",
+                gauges.lag.clone(),
+            );
+            r.register(
+                "tollgate_gateway_channels_claim_rounds",
+                "Claims that moved value since start",
+                gauges.claims.clone(),
+            );
+            metrics.channels = Some((channels, gauges));
+        }
+        metrics
+    }
+
+    /// Reads the channels' figures into their gauges (before a scrape).
+    async fn refresh_channels(&self) {
+        let Some((channels, gauges)) = &self.channels else {
+            return;
+        };
+        let Some(now) = channels.gauges().await else {
+            return;
+        };
+        let clamp = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
+        gauges.open.set(clamp(now.open.into()));
+        gauges.unclaimed.set(clamp(now.unclaimed));
+        gauges.lag.set(clamp(now.claim_lag_secs.into()));
+        gauges.claims.set(clamp(now.claims.into()));
     }
 }
 
@@ -181,6 +247,7 @@ pub(crate) async fn time_upstream(
 
 /// `GET` of the scrape endpoint.
 pub(crate) async fn scrape(State(metrics): State<Arc<GatewayMetrics>>) -> Response {
+    metrics.refresh_channels().await;
     (
         [(http::header::CONTENT_TYPE, CONTENT_TYPE)],
         metrics.render(),

@@ -106,6 +106,8 @@ struct Shared<F> {
     facilitator: F,
     store: Arc<dyn ChannelStore>,
     config: ChannelManagerConfig,
+    /// Claims that moved value, since this manager started (for metrics).
+    claim_rounds: std::sync::atomic::AtomicU64,
 }
 
 /// The seller's channel manager in front of facilitator `F` (see the module docs). Cheap to
@@ -212,6 +214,7 @@ impl<F: Facilitator> ChannelManager<F> {
                 facilitator,
                 store,
                 config,
+                claim_rounds: Default::default(),
             }),
         }
     }
@@ -219,6 +222,13 @@ impl<F: Facilitator> ChannelManager<F> {
     /// The facilitator behind it.
     pub fn facilitator(&self) -> &F {
         &self.shared.facilitator
+    }
+
+    /// How many claim transactions this manager has sent since it started (for metrics).
+    pub fn claim_rounds(&self) -> u64 {
+        self.shared
+            .claim_rounds
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The store.
@@ -1104,6 +1114,9 @@ impl<F: Facilitator> ChannelManager<F> {
                     });
                 }
                 report.transactions.push(answer.transaction);
+                self.shared
+                    .claim_rounds
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 for r in chunk {
                     let mut r = r.clone();
                     report.channels += 1;
