@@ -11,6 +11,8 @@
 //! - [`gate`] — the payment flow without HTTP (challenge, claim, verify, settle, receipt), which
 //!   the paywall adapts to HTTP and other transports can reuse.
 //! - [`paywall`] — the tower layer and service.
+//! - [`siwx`] — sign-in-with-x: who paid for what, and a wallet that paid signing in instead
+//!   of paying again ([`PaywallLayer::sign_in_with_x`]).
 //! - [`facilitator`] — the [`Facilitator`] trait (from `tollgate-core`; the in-process
 //!   `tollgate_facilitator::Facilitator` implements it) and `RemoteFacilitator` over HTTP
 //!   (feature `remote`).
@@ -20,6 +22,7 @@ pub mod facilitator;
 pub mod gate;
 pub mod paywall;
 pub mod price;
+pub mod siwx;
 
 #[cfg(feature = "remote")]
 pub use facilitator::RemoteFacilitator;

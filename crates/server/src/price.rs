@@ -327,6 +327,10 @@ pub struct RoutePrice {
     pub bazaar: Option<Box<crate::bazaar::BazaarExtension>>,
     /// Service metadata (`serviceName`, `tags`, `iconUrl`) shown on the 402's `resource`.
     pub service: crate::bazaar::ServiceMetadata,
+    /// For an **auth-only** route ([`RoutePrice::auth_only`]): the networks whose wallets may
+    /// sign in; no payment is offered, and any wallet that signs in gets in. Empty for a paid
+    /// route.
+    pub auth_only: Vec<tollgate_proto::Network>,
 }
 
 impl RoutePrice {
@@ -338,6 +342,21 @@ impl RoutePrice {
             mime_type: None,
             bazaar: None,
             service: crate::bazaar::ServiceMetadata::default(),
+            auth_only: Vec::new(),
+        }
+    }
+
+    /// An **auth-only** route: no payment offered; any wallet of `networks` that signs in
+    /// (sign-in-with-x, [`PaywallLayer::sign_in_with_x`](crate::PaywallLayer::sign_in_with_x))
+    /// gets in, and every other request gets a 402 offering only the sign-in.
+    pub fn auth_only(networks: Vec<tollgate_proto::Network>) -> Self {
+        Self {
+            options: Vec::new(),
+            description: None,
+            mime_type: None,
+            bazaar: None,
+            service: crate::bazaar::ServiceMetadata::default(),
+            auth_only: networks,
         }
     }
 
@@ -524,7 +543,7 @@ impl RouteTable {
         mut price: RoutePrice,
         schemes: &Registry<dyn SchemeServer>,
     ) -> Result<(), PriceError> {
-        if price.options.is_empty() {
+        if price.options.is_empty() && price.auth_only.is_empty() {
             return Err(PriceError::BadRoute(route.to_owned()));
         }
         price.check(schemes)?;

@@ -73,6 +73,7 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
                 wallet_scripts: Vec::new(),
                 misconfigured: None,
                 reason_labels: Default::default(),
+                siwx: None,
             }),
         }
     }
@@ -225,7 +226,7 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
     /// Each option's payee is checked now, as for [`route`](Self::route).
     pub fn price(&self, price: RoutePrice) -> Result<PriceLayer<F>, PriceError> {
         let mut price = price;
-        if price.options.is_empty() {
+        if price.options.is_empty() && price.auth_only.is_empty() {
             return Err(PriceError::NoOptions);
         }
         self.shared.gate.check_price(&mut price)?;
@@ -251,6 +252,7 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
                 wallet_scripts: self.shared.wallet_scripts.clone(),
                 misconfigured: None,
                 reason_labels: Default::default(),
+                siwx: self.shared.siwx.clone(),
             }),
         })
     }
@@ -317,6 +319,41 @@ impl<F: FacilitatorClient> PaywallLayer<F> {
     /// ```
     pub fn payment_identifier(mut self, required: bool) -> Self {
         self.gate_mut().payment_identifier = Some(required);
+        self
+    }
+
+    /// Offers the official `sign-in-with-x` extension in every 402 and accepts its
+    /// `SIGN-IN-WITH-X` header: every settled payment records its payer for the resource, and
+    /// a wallet that paid for a resource signs in to get it again without paying; on an
+    /// auth-only route ([`RoutePrice::auth_only`]) any wallet that signs in gets in. A failed
+    /// sign-in is answered `402` with its reason in `error` (and nothing is served); a request
+    /// that carries a payment as well pays instead. The handler finds the wallet as a
+    /// [`SignedIn`](crate::siwx::SignedIn) in the request's extensions. Challenges are then
+    /// built per request (each 402 has a fresh nonce), not cached. See [`crate::siwx`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tollgate_server::siwx::{MemorySiwxStore, SignInWithX};
+    /// use tollgate_server::{PaywallLayer, RemoteFacilitator};
+    /// # struct Evm;
+    /// # impl tollgate_core::SiwxVerifier for Evm {
+    /// #     fn signature_type(&self) -> tollgate_proto::siwx::SignatureType { tollgate_proto::siwx::SignatureType::Eip191 }
+    /// #     fn canonical_address(&self, a: &str) -> Result<String, String> { Ok(a.to_lowercase()) }
+    /// #     fn message(&self, p: &tollgate_proto::siwx::SiwxPayload) -> Result<String, tollgate_core::SiwxFault> { Ok(String::new()) }
+    /// #     fn verify<'a>(&'a self, p: &'a tollgate_proto::siwx::SiwxPayload) -> tollgate_core::BoxFuture<'a, Result<String, tollgate_core::SiwxFault>> { Box::pin(async { Err(tollgate_core::SiwxFault::new("invalid_siwx_signature", "")) }) }
+    /// # }
+    /// let mut verifiers = tollgate_core::SiwxVerifiers::new();
+    /// // With tollgate-evm: `Arc::new(tollgate_evm::Eip191SiwxVerifier)`.
+    /// verifiers.register("eip155:*".parse()?, Arc::new(Evm))?;
+    /// let siwx = SignInWithX::new("https://api.example.com", verifiers, Arc::new(MemorySiwxStore::new()))?
+    ///     .statement("Sign in to read what you bought");
+    /// let layer = PaywallLayer::new(RemoteFacilitator::new("http://127.0.0.1:4020"))
+    ///     .sign_in_with_x(siwx);
+    /// # let _ = layer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sign_in_with_x(mut self, siwx: crate::siwx::SignInWithX) -> Self {
+        self.shared_mut().siwx = Some(Arc::new(siwx));
         self
     }
 

@@ -9,6 +9,7 @@ pub mod html;
 mod layer;
 pub mod outcome;
 mod service;
+mod sign_in;
 pub mod target;
 
 pub use crate::gate::{

@@ -19,8 +19,8 @@ use super::future::ResponseFuture;
 use super::html;
 use super::outcome::PaywallOutcome;
 use crate::gate::{
-    Admission, Challenge, Gate, IdentityRefusal, Offer, Presented, Receipt, Settlement,
-    SettlementMode, Unavailable, IDENTITY_CHECK_FAILED, NO_PAYMENT, OPERATOR_TOKEN,
+    Admission, Challenge, Gate, IdentityRefusal, Offer, PaymentInfo, Presented, Receipt,
+    Settlement, SettlementMode, Unavailable, IDENTITY_CHECK_FAILED, NO_PAYMENT, OPERATOR_TOKEN,
 };
 use crate::price::{Pricing, RoutePrice, RouteTable};
 use crate::FacilitatorClient;
@@ -46,6 +46,8 @@ pub(crate) struct Shared<F> {
     pub(crate) misconfigured: Option<crate::price::PriceError>,
     /// The refusal reasons this paywall labels its responses with, bounded (`outcome.rs`).
     pub(crate) reason_labels: super::outcome::ReasonLabelSet,
+    /// Sign-in-with-x, when offered (`PaywallLayer::sign_in_with_x`).
+    pub(crate) siwx: Option<Arc<crate::siwx::SignInWithX>>,
 }
 
 impl<F> Shared<F> {
@@ -147,6 +149,10 @@ fn unpaid_static_challenge<F: FacilitatorClient>(
     if shared.misconfigured.is_some() {
         return None;
     }
+    // Each sign-in challenge has a fresh nonce: nothing to cache.
+    if shared.siwx.is_some() {
+        return None;
+    }
     let Some(Pricing::Static(price)) = shared.pricing(request.method(), request.uri().path())
     else {
         return None;
@@ -199,7 +205,9 @@ where
         Some(Pricing::Dynamic(quote)) => match quote(&request).await {
             // This request is free.
             None => return inner.call(request).await,
-            Some(price) if price.options.is_empty() => return inner.call(request).await,
+            Some(price) if price.options.is_empty() && price.auth_only.is_empty() => {
+                return inner.call(request).await
+            }
             Some(mut price) => {
                 if let Err(e) = gate.check_price(&mut price) {
                     tracing::error!(error = %e, target = %target_of(&request), "the route's dynamic price cannot be offered");
@@ -214,11 +222,49 @@ where
         Ok(accepts) => accepts,
         Err(e) => return Ok(unavailable(&e)),
     };
-    let offer = Offer {
+    let mut offer = Offer {
         resource: resource_info(&request, price),
         accepts,
         target: target_of(&request),
         extensions: price.offered_extensions(),
+    };
+    // Sign-in-with-x: offered in the 402; a wallet that paid (any wallet, auth-only) gets in.
+    if let Some(siwx) = &shared.siwx {
+        let paying = has_payment(&request);
+        match super::sign_in::check(
+            siwx,
+            &mut offer,
+            price,
+            request.uri(),
+            request.headers(),
+            paying,
+        )
+        .await
+        {
+            super::sign_in::SignIn::Pay => {}
+            super::sign_in::SignIn::Granted(signed_in) => {
+                request.extensions_mut().insert(signed_in);
+                let mut response = inner.call(request).await?;
+                set_private(&mut response);
+                return Ok(response);
+            }
+            super::sign_in::SignIn::Refused(error) => {
+                return Ok(payment_required(&gate.challenge(&offer, error)))
+            }
+            super::sign_in::SignIn::Unavailable(detail) => {
+                return Ok(json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "sign-in store unavailable",
+                    &detail,
+                ))
+            }
+        }
+    }
+    let paid_target = shared.siwx.as_ref().map(|_| offer.target.clone());
+    let record = |info: PaymentInfo| {
+        let shared = shared.clone();
+        let target = paid_target.clone();
+        async move { super::sign_in::record(shared.siwx.as_deref(), target.as_deref(), &info).await }
     };
 
     if browser {
@@ -248,7 +294,8 @@ where
         Admission::Refused(refusal) => Ok(identity_refused(&refusal)),
         Admission::Unavailable(e) => Ok(unavailable(&e)),
         Admission::Deliver(paid) => {
-            let (mut response, receipt, _) = paid.into_parts();
+            let (mut response, receipt, info) = paid.into_parts();
+            record(info).await;
             deliver_paid(&mut response, &receipt);
             Ok(response)
         }
@@ -268,7 +315,8 @@ where
         Admission::RunPaid(paid) => {
             request.extensions_mut().insert(paid.info().clone());
             let mut response = inner.call(request).await?;
-            let ((), receipt, _) = paid.into_parts();
+            let ((), receipt, info) = paid.into_parts();
+            record(info).await;
             deliver_paid(&mut response, &receipt);
             Ok(response)
         }
@@ -277,7 +325,8 @@ where
                 Settlement::Paid(paid) => {
                     request.extensions_mut().insert(paid.info().clone());
                     let mut response = inner.call(request).await?;
-                    let ((), receipt, _) = paid.into_parts();
+                    let ((), receipt, info) = paid.into_parts();
+                    record(info).await;
                     deliver_paid(&mut response, &receipt);
                     Ok(response)
                 }
@@ -304,7 +353,8 @@ where
                 }
                 match payment.settle_delivery(response).await {
                     Settlement::Paid(paid) => {
-                        let (mut response, receipt, _) = paid.into_parts();
+                        let (mut response, receipt, info) = paid.into_parts();
+                        record(info).await;
                         deliver_paid(&mut response, &receipt);
                         Ok(response)
                     }
