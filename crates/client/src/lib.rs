@@ -26,6 +26,9 @@
 //!   paid requests to payees the agent names ([`X402Middleware::with_identity`]), and a
 //!   seller's `403` identity refusal ([`PaymentError::IdentityRefused`]).
 //!
+//! When a seller offers `sign-in-with-x` and the ledger shows this wallet paid for the resource
+//! before (or the route is auth-only), [`siwx`] signs in instead of paying again.
+//!
 //! When a seller offers the `payment-identifier` extension, each payment carries a fresh id
 //! (kept in the ledger), so a retry of the same payment is recognisable as the same attempt.
 //!
@@ -70,6 +73,7 @@ pub mod ledger;
 pub mod middleware;
 pub mod policy;
 pub mod signer;
+pub mod siwx;
 pub mod wallets;
 
 pub use discovery::{DiscoveryClient, DiscoveryError};
@@ -90,6 +94,7 @@ pub use policy::{
 pub use signer::{
     AuthorizationHandle, AuthorizationState, PaymentSigner, SignedPayment, SignerError, StateError,
 };
+pub use siwx::{SignIn, SiwxClientError};
 pub use wallets::Wallets;
 
 // What an agent's own code names, re-exported so it need not depend on these crates at

@@ -200,4 +200,12 @@ impl PaymentSigner for Wallets {
         self.wallet_for(requirements)
             .and_then(|w| w.session(requirements))
     }
+
+    /// The first wallet, among those whose limits admit `network`, that can sign in there.
+    fn sign_in(&self, network: &tollgate_proto::Network) -> Option<&dyn tollgate_core::SiwxSigner> {
+        self.wallets
+            .iter()
+            .filter(|s| s.only.as_ref().is_none_or(|p| p.matches(network)))
+            .find_map(|s| s.wallet.sign_in(network))
+    }
 }
