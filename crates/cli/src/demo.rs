@@ -414,7 +414,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     .await?;
     println!(
         "{} calls through one channel: {} deposited, {} charged, {} transactions on chain \
-         (one deposit, one claim, one sweep).",
+         (one deposit, one claim, one sweep, one refund of the rest).",
         channel.calls,
         usdc(channel.deposited),
         usdc(channel.charged),

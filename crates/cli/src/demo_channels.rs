@@ -1,7 +1,8 @@
-//! The demo's channel step: an agent makes 100 calls to a `batch-settlement` route through one
-//! payment channel — one deposit, then a voucher per call checked by the seller's channel
-//! manager without a chain call — and the seller claims and sweeps everything in two
-//! transactions.
+//! The demo's channel step: an agent — the paying middleware, its budget and spend ledger —
+//! makes 100 calls to a `batch-settlement` route through one payment channel: one deposit,
+//! counted against its budget, then a voucher per call checked by the seller's channel manager
+//! without a chain call; the seller claims and sweeps everything in two transactions, and the
+//! agent takes the unspent rest of its deposit back with a refund request.
 
 use std::sync::Arc;
 
@@ -13,13 +14,16 @@ use tollgate::evm::batch_settlement::channels::{
     ChannelManager, ChannelManagerConfig, MemoryChannelStore,
 };
 use tollgate::evm::batch_settlement::{
-    BatchSettlementEvmFacilitator, BatchSettlementEvmServer, ChannelPayer, ReceiverAuthorizer,
-    BATCH_SETTLEMENT,
+    BatchSettlementEvmFacilitator, BatchSettlementEvmServer, ReceiverAuthorizer,
 };
 use tollgate::evm::{ChainConfig, EvmChain};
 use tollgate::facilitator::Facilitator;
-use tollgate::proto::{header, AtomicAmount, PaymentRequired, Scheme, SettleResponse};
+use tollgate::proto::{header, AtomicAmount, PaymentRequired, Scheme};
 use tollgate::server::{PaymentOption, PaywallLayer, RoutePrice};
+use tollgate_client::{
+    reqwest_middleware, BatchSettlementEvmClient, PaymentReceipt, SpendLedger, SpendingPolicy,
+    X402Middleware,
+};
 
 use super::{other, short, signer, usdc, DemoError, IErc20Balance};
 
@@ -63,10 +67,15 @@ pub(super) async fn run(step: ChannelStep<'_>) -> Result<ChannelOutcome, DemoErr
         .build()
         .await?;
     // The seller: the channel manager in front of the facilitator, the route priced per call.
+    // The seller holds the receiver authorizer's key (7, the one the facilitator offers
+    // too): it signs its claims and the refunds it completes.
     let manager = ChannelManager::new(
         facilitator,
         Arc::new(MemoryChannelStore::new()),
-        ChannelManagerConfig::default(),
+        ChannelManagerConfig {
+            authorizer: Some(signer(7)),
+            ..ChannelManagerConfig::default()
+        },
     );
     let mut schemes: Registry<dyn SchemeServer> = Registry::new();
     schemes
@@ -119,14 +128,22 @@ pub(super) async fn run(step: ChannelStep<'_>) -> Result<ChannelOutcome, DemoErr
     let agent_before = balance(signer(1).address()).await?;
     let seller_before = balance(step.seller).await?;
 
-    // The agent: a channel payer depositing 150 calls' worth, never more than 0.5 USDC.
-    let mut payer = ChannelPayer::new(signer(1), 150, 500_000);
-    let http = reqwest::Client::new();
-    let challenge = http
-        .get(format!("{api}/tick"))
-        .send()
-        .await
+    // The agent: the paying middleware with a channel wallet funding 150 calls at a time,
+    // never more than 0.5 USDC in one deposit, within a 1 USDC budget the deposit counts
+    // against (the calls it then pays for do not count again).
+    let policy = SpendingPolicy::new()
+        .register_asset(step.network.clone(), &step.usdc.to_string(), "USDC", 6)
+        .max_deposit("0.5 USDC")
+        .map_err(other)?
+        .budget("1 USDC", None)
         .map_err(other)?;
+    let ledger = SpendLedger::in_memory().map_err(other)?;
+    let wallet = BatchSettlementEvmClient::new(signer(1)).with_deposit_requests(150);
+    let middleware = X402Middleware::new(wallet, policy, ledger.clone());
+    let agent = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(middleware.clone())
+        .build();
+    let challenge = reqwest::get(format!("{api}/tick")).await.map_err(other)?;
     let required: PaymentRequired = header::payment_required_from_headers(challenge.headers())
         .ok_or_else(|| other("no PAYMENT-REQUIRED header"))?
         .map_err(other)?;
@@ -137,75 +154,97 @@ pub(super) async fn run(step: ChannelStep<'_>) -> Result<ChannelOutcome, DemoErr
         offer.extra_str("receiverAuthorizer").unwrap_or("?")
     );
     let mut transactions = 0usize;
-    let mut deposited = U256::ZERO;
+    let mut charged = U256::ZERO;
     for call in 1..=CHANNEL_CALLS {
-        let payment = payer
-            .pay(&offer, Some(required.resource.clone()))
-            .await
-            .map_err(other)?;
-        let deposit = payment.payload.get("type").and_then(|t| t.as_str()) == Some("deposit");
-        if deposit {
-            deposited += payment.payload["deposit"]["amount"]
-                .as_str()
-                .and_then(|a| a.parse::<U256>().ok())
-                .unwrap_or_default();
-        }
-        let response = http
+        let response = agent
             .get(format!("{api}/tick"))
-            .header(header::PAYMENT_SIGNATURE, header::encode(&payment))
             .send()
             .await
             .map_err(other)?;
         let status = response.status().as_u16();
-        let receipt: SettleResponse = response
-            .headers()
-            .get(header::PAYMENT_RESPONSE.as_str())
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| header::decode(v).ok())
+        let receipt = response
+            .extensions()
+            .get::<PaymentReceipt>()
+            .cloned()
             .ok_or_else(|| other(format!("call {call}: HTTP {status} without a receipt")))?;
-        let charge = payer.receipt(&offer, &receipt).map_err(other)?;
-        if !receipt.transaction.is_empty() {
+        let charge = receipt
+            .settlement
+            .extra
+            .as_ref()
+            .and_then(|e| e.get("chargedAmount"))
+            .and_then(|c| c.as_str())
+            .and_then(|c| c.parse::<U256>().ok())
+            .ok_or_else(|| other(format!("call {call}: the receipt states no charge")))?;
+        charged += charge;
+        let deposit = !receipt.settlement.transaction.is_empty();
+        if deposit {
             transactions += 1;
         }
         if deposit || call % 25 == 0 {
             let how = if deposit {
                 format!(
                     "deposit {} → tx {}",
-                    usdc(deposited),
-                    short(&receipt.transaction)
+                    usdc(
+                        receipt
+                            .settlement
+                            .amount
+                            .map(|a| a.get())
+                            .unwrap_or_default()
+                    ),
+                    short(&receipt.settlement.transaction)
                 )
             } else {
                 "voucher, no transaction".to_owned()
             };
             println!(
                 "  call {call:>3}: {how}; charged {} → {status}",
-                usdc(U256::from(charge))
+                usdc(charge)
             );
         }
     }
-    let charged = payer
-        .channel(&offer)
-        .map(|c| U256::from(c.charged))
-        .unwrap_or_default();
+    let channel = ledger
+        .sessions()
+        .map_err(other)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| other("the spend ledger holds no channel"))?;
+    let deposited = U256::from(channel.deposited);
+    println!(
+        "  the agent's budget counts the deposit, {} of 1 USDC, not the {CHANNEL_CALLS} calls",
+        usdc(deposited)
+    );
     let report = manager.claim().await.map_err(other)?;
     transactions += report.transactions.len();
     for tx in &report.transactions {
         println!("  seller claims and sweeps → tx {}", short(tx));
     }
+    // The agent takes back what it did not spend: a refund request to the same resource,
+    // answered by the seller without running the handler; the budget gets it back too.
+    let http = reqwest::Client::new();
+    let request = http.get(format!("{api}/tick")).build().map_err(other)?;
+    let refund = middleware
+        .refund(&http, request, None)
+        .await
+        .map_err(other)?;
+    transactions += 1;
+    println!(
+        "  agent asks for a refund → {} back, tx {}",
+        usdc(U256::from(refund.refunded)),
+        short(&refund.transaction)
+    );
     let agent_after = balance(signer(1).address()).await?;
     let seller_after = balance(step.seller).await?;
-    let held = balance(BATCH_SETTLEMENT).await?;
     println!(
-        "  agent {} → {} ({} in the channel, refundable)  seller {} → {}",
+        "  agent {} → {}  seller {} → {}",
         usdc(agent_before),
         usdc(agent_after),
-        usdc(held),
         usdc(seller_before),
         usdc(seller_after)
     );
-    if agent_before - agent_after != deposited
+    if agent_before - agent_after != charged
         || seller_after - seller_before != charged
         || U256::from(report.swept) != charged
+        || U256::from(refund.refunded) != deposited - charged
     {
         return Err(other("the channel's balances do not match the calls paid"));
     }

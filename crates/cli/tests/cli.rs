@@ -184,11 +184,16 @@ fn demo_runs_end_to_end_and_exits_zero() {
         text.contains("agent 1000 USDC → 999.994 USDC  seller 1000 USDC → 1000.006 USDC"),
         "{text}"
     );
-    // The channel step: 100 calls, one deposit, then vouchers; one claim and one sweep.
+    // The channel step: 100 calls, one deposit, then vouchers; one claim and one sweep; the
+    // rest of the deposit refunded.
     assert!(
         text.contains(
-            "100 calls through one channel: 0.15 USDC deposited, 0.1 USDC charged, 3 transactions on chain"
+            "100 calls through one channel: 0.15 USDC deposited, 0.1 USDC charged, 4 transactions on chain"
         ),
+        "{text}"
+    );
+    assert!(
+        text.contains("agent asks for a refund → 0.05 USDC back"),
         "{text}"
     );
     assert_eq!(

@@ -689,7 +689,13 @@ impl PayFlow {
                     self.ledger.record_refusal(attempt, &refusal)?;
                     return Err(PaymentError::Refused(refusal));
                 }
-                Some(wanted.min(max).max(needed))
+                // Within the budgets' room too, when some is left above what is needed: a
+                // smaller deposit now beats a refusal (the reservation checks again).
+                let room = self
+                    .ledger
+                    .budget_room(&self.policy, &chosen.asset.symbol, chosen.asset.decimals)?
+                    .map_or(u128::MAX, |r| u128::try_from(r).unwrap_or(u128::MAX));
+                Some(wanted.min(max).min(room).max(needed))
             }
         };
         let ledger = self.ledger.clone();

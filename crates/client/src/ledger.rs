@@ -461,6 +461,28 @@ impl SpendLedger {
         })
     }
 
+    /// What every budget of `policy` for `symbol` still allows right now, in `decimals`-decimal
+    /// atomic units (the smallest room of them; `None` when no budget applies). A hint for
+    /// sizing a deposit: the reservation itself checks again, atomically.
+    pub fn budget_room(
+        &self,
+        policy: &SpendingPolicy,
+        symbol: &str,
+        decimals: u8,
+    ) -> Result<Option<U256>, LedgerError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let at = now();
+        let mut room: Option<U256> = None;
+        for (cap, window, _) in policy.budgets_for(symbol) {
+            let since = window.map(|w| at - w.as_secs() as i64).unwrap_or(i64::MIN);
+            let left = cap.saturating_sub(spent_since(&tx, symbol, since)?);
+            room = Some(room.map_or(left, |r| r.min(left)));
+        }
+        let unit = U256::from(10u8).pow(U256::from(18u8.saturating_sub(decimals)));
+        Ok(room.map(|r| r / unit))
+    }
+
     /// The stored state of the channel `key`, if this ledger has paid through it.
     pub fn session_state(&self, key: &str) -> Result<Option<serde_json::Value>, LedgerError> {
         let text: Option<String> = self
@@ -1110,10 +1132,9 @@ mod tests {
         {
             let mut conn = Connection::open(&path).unwrap();
             let tx = conn.transaction().unwrap();
-            tx.execute_batch(&CREATE_TABLE.replace(
-                ",\n    kind         TEXT,\n    session      TEXT",
-                "",
-            ))
+            tx.execute_batch(
+                &CREATE_TABLE.replace(",\n    kind         TEXT,\n    session      TEXT", ""),
+            )
             .unwrap();
             tx.execute_batch(
                 "INSERT INTO spends (at, method, url, payee, network, asset, symbol, amount,
@@ -1177,6 +1198,12 @@ mod tests {
             .map(|r| r.kind)
             .collect();
         assert_eq!(kinds.len(), 8);
-        assert_eq!(kinds.iter().filter(|k| k.as_deref() == Some("refund")).count(), 3);
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| k.as_deref() == Some("refund"))
+                .count(),
+            3
+        );
     }
 }

@@ -7,7 +7,10 @@
 //! - a second process on the same ledger file pays through the same channel (no new deposit);
 //! - a client that does not know the channel (a fresh ledger, the same key) is sent the
 //!   corrective 402, checks the seller's proof, resynchronises and pays once more;
-//! - a deposit over the policy's maximum, or over a budget, is refused before anything is signed.
+//! - a deposit is sized within the policy's maximum deposit and the budgets' room; one that
+//!   cannot pay the request within them is refused before anything is signed;
+//! - a refund (partial, then full) returns the unclaimed balance to the wallet and to the
+//!   budgets; a Permit2 deposit funds a channel in a token without EIP-3009.
 
 use std::sync::Arc;
 
@@ -54,7 +57,13 @@ struct Shop {
 }
 
 async fn shop() -> Shop {
+    shop_selling(|chain| (chain.usdc, json!({"name": "USD Coin", "version": "2"}))).await
+}
+
+/// A shop selling in the token (and with the route `extra`) `asset` picks from the chain.
+async fn shop_selling(asset: impl Fn(&TestChain) -> (Address, serde_json::Value)) -> Shop {
     let chain = TestChain::start().await.unwrap();
+    let (token, extra) = asset(&chain);
     let evm = EvmChain::connect(
         &[chain.endpoint()],
         vec![TestChain::signer(0)],
@@ -81,7 +90,11 @@ async fn shop() -> Shop {
     let manager = ChannelManager::new(
         RemoteFacilitator::new(&facilitator_url),
         Arc::new(MemoryChannelStore::default()),
-        ChannelManagerConfig::default(),
+        // The seller holds the receiver authorizer's key: it signs the refunds it completes.
+        ChannelManagerConfig {
+            authorizer: Some(TestChain::signer(AUTHORIZER)),
+            ..ChannelManagerConfig::default()
+        },
     );
     let mut schemes: Registry<dyn SchemeServer> = Registry::new();
     schemes
@@ -96,16 +109,11 @@ async fn shop() -> Shop {
         PaymentOption::new(
             Scheme::BatchSettlement,
             chain.caip2().parse().unwrap(),
-            chain.usdc.to_string(),
+            token.to_string(),
             AtomicAmount(U256::from(PRICE)),
             Address::random().to_string(),
         )
-        .extra(
-            json!({"name": "USD Coin", "version": "2"})
-                .as_object()
-                .cloned()
-                .unwrap(),
-        ),
+        .extra(extra.as_object().cloned().unwrap()),
     );
     let url = serve(Router::new().route(
         "/api",
@@ -121,12 +129,19 @@ async fn shop() -> Shop {
 
 impl Shop {
     fn policy(&self) -> SpendingPolicy {
-        SpendingPolicy::new().register_asset(
-            self.chain.caip2().parse().unwrap(),
-            &self.chain.usdc.to_string(),
-            "USDC",
-            6,
-        )
+        SpendingPolicy::new()
+            .register_asset(
+                self.chain.caip2().parse().unwrap(),
+                &self.chain.usdc.to_string(),
+                "USDC",
+                6,
+            )
+            .register_asset(
+                self.chain.caip2().parse().unwrap(),
+                &self.chain.usdt.to_string(),
+                "USDT",
+                6,
+            )
     }
 
     fn agent(
@@ -263,8 +278,18 @@ async fn channels_are_opened_reused_across_processes_and_budgeted_by_their_depos
     }
     assert_eq!(shop.on_chain(&offer).await, (30 * PRICE, 0));
 
-    // Request 31 needs a fourth deposit: 0.04 USDC would pass the 0.035 budget. Refused
-    // before anything is signed; the channel is untouched.
+    // Request 31 needs a fourth deposit: 0.01 more would pass the 0.035 budget, so it is sized
+    // to the budget's room, 0.005; four vouchers later the channel is dry and the budget full,
+    // and request 36 is refused before anything is signed.
+    let receipt = get_paid(&agent, &shop.url).await;
+    assert_eq!(
+        receipt.settlement.amount.unwrap().get(),
+        U256::from(5 * PRICE)
+    );
+    for _ in 0..4 {
+        assert_eq!(get_paid(&agent, &shop.url).await.settlement.transaction, "");
+    }
+    assert_eq!(shop.on_chain(&offer).await, (35 * PRICE, 0));
     let refused = agent
         .get(format!("{}/api", shop.url))
         .send()
@@ -277,13 +302,13 @@ async fn channels_are_opened_reused_across_processes_and_budgeted_by_their_depos
         ),
         "{refused:#}"
     );
-    assert_eq!(shop.on_chain(&offer).await, (30 * PRICE, 0));
+    assert_eq!(shop.on_chain(&offer).await, (35 * PRICE, 0));
 
     // What the seller charged is what one claim moves.
-    assert_eq!(shop.manager.stats().await.unwrap().unclaimed, 30 * PRICE);
+    assert_eq!(shop.manager.stats().await.unwrap().unclaimed, 35 * PRICE);
     let claimed = shop.manager.claim().await.unwrap();
-    assert_eq!(claimed.claimed, 30 * PRICE);
-    assert_eq!(shop.on_chain(&offer).await, (30 * PRICE, 30 * PRICE));
+    assert_eq!(claimed.claimed, 35 * PRICE);
+    assert_eq!(shop.on_chain(&offer).await, (35 * PRICE, 35 * PRICE));
 }
 
 #[tokio::test]
@@ -355,4 +380,125 @@ async fn a_deposit_above_the_policys_maximum_is_refused_unsigned() {
     get_paid(&agent, &shop.url).await;
     assert_eq!(shop.on_chain(&offer).await, (50 * PRICE, 0));
     assert!(ledger.sessions().unwrap()[0].deposited == 50 * PRICE);
+}
+
+#[tokio::test]
+async fn a_token_without_eip3009_is_deposited_through_permit2() {
+    let shop = shop_selling(|chain| (chain.usdt, json!({"assetTransferMethod": "permit2"}))).await;
+    let offer = shop.offer().await;
+    shop.chain
+        .approve_permit2(PAYER, shop.chain.usdt, U256::MAX)
+        .await
+        .unwrap();
+    let before = shop
+        .chain
+        .usdt_balance(TestChain::address(PAYER))
+        .await
+        .unwrap();
+    let ledger = SpendLedger::in_memory().unwrap();
+    let (_, agent) = shop.agent(shop.policy(), ledger.clone(), 10);
+    let first = get_paid(&agent, &shop.url).await;
+    assert!(
+        !first.settlement.transaction.is_empty(),
+        "the Permit2 deposit"
+    );
+    for _ in 0..4 {
+        assert_eq!(get_paid(&agent, &shop.url).await.settlement.transaction, "");
+    }
+    assert_eq!(shop.on_chain(&offer).await, (10 * PRICE, 0));
+    assert_eq!(
+        shop.chain
+            .usdt_balance(TestChain::address(PAYER))
+            .await
+            .unwrap(),
+        before - U256::from(10 * PRICE)
+    );
+    let rows = ledger.history(10).unwrap();
+    let deposit = rows
+        .iter()
+        .find(|r| r.kind.as_deref() == Some("deposit"))
+        .unwrap();
+    assert!(deposit
+        .authorization
+        .as_deref()
+        .unwrap()
+        .starts_with("permit2:"));
+    assert_eq!(deposit.symbol, "USDT");
+}
+
+#[tokio::test]
+async fn a_refund_returns_the_unclaimed_balance_to_the_wallet_and_the_budget() {
+    let shop = shop().await;
+    let offer = shop.offer().await;
+    let payer = TestChain::address(PAYER);
+    let before = shop.chain.usdc_balance(payer).await.unwrap();
+    // A budget of exactly one deposit (10 requests' worth).
+    let policy = || shop.policy().budget("0.01 USDC", None).unwrap();
+    let ledger = SpendLedger::in_memory().unwrap();
+    let (middleware, agent) = shop.agent(policy(), ledger.clone(), 10);
+    for _ in 0..4 {
+        get_paid(&agent, &shop.url).await;
+    }
+    // A partial refund, then everything else.
+    let http = reqwest::Client::new();
+    let request = || http.get(format!("{}/api", shop.url)).build().unwrap();
+    let partial = middleware
+        .refund(&http, request(), Some(2 * PRICE))
+        .await
+        .unwrap();
+    assert_eq!((partial.refunded, partial.credited), (2 * PRICE, 2 * PRICE));
+    assert!(!partial.transaction.is_empty());
+    assert_eq!(
+        partial.remaining,
+        4 * PRICE,
+        "10 deposited, 4 charged, 2 refunded"
+    );
+    let full = middleware.refund(&http, request(), None).await.unwrap();
+    assert_eq!(
+        (full.refunded, full.credited, full.remaining),
+        (4 * PRICE, 4 * PRICE, 0)
+    );
+    // The seller claimed the four charges; the payer is out exactly four prices.
+    assert_eq!(shop.on_chain(&offer).await, (4 * PRICE, 4 * PRICE));
+    assert_eq!(
+        shop.chain.usdc_balance(payer).await.unwrap(),
+        before - U256::from(4 * PRICE)
+    );
+    // The budget got the 0.006 back: 0.004 of 0.01 is spent, so the next deposit is sized to
+    // the budget's room (0.006), not the 10 requests' worth (0.01) the wallet wants.
+    let receipt = get_paid(&agent, &shop.url).await;
+    assert!(
+        !receipt.settlement.transaction.is_empty(),
+        "a new deposit into the same channel"
+    );
+    assert_eq!(
+        receipt.settlement.amount.unwrap().get(),
+        U256::from(6 * PRICE)
+    );
+    let channel = &ledger.sessions().unwrap()[0];
+    assert_eq!(
+        (channel.deposited, channel.refunded),
+        (16 * PRICE, 6 * PRICE)
+    );
+    // Now the budget is full: the next request is a voucher (the deposit covers it), and once
+    // the channel runs dry nothing more can be deposited.
+    for _ in 0..5 {
+        assert_eq!(get_paid(&agent, &shop.url).await.settlement.transaction, "");
+    }
+    let refused = agent
+        .get(format!("{}/api", shop.url))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        PaymentError::from_middleware_error(&refused),
+        Some(PaymentError::Refused(Refusal::OverBudget { .. }))
+    ));
+    // A refund with nothing left to return is the seller's refusal, and credits nothing.
+    let err = middleware.refund(&http, request(), None).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("invalid_batch_settlement_evm_refund_no_balance"),
+        "{err:#}"
+    );
+    assert_eq!(ledger.sessions().unwrap()[0].refunded, 6 * PRICE);
 }

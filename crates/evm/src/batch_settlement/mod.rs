@@ -56,7 +56,7 @@ use alloy::sol_types::{eip712_domain, Eip712Domain, SolStruct, SolValue};
 use crate::signature::recover_signer;
 
 pub use facilitator::{BatchSettlementEvmFacilitator, ReceiverAuthorizer, VerifiedBatch};
-pub use payer::{ChannelPayError, ChannelPayer, ChannelPayment, PayerChannel};
+pub use payer::{ChannelPayError, ChannelPayer, ChannelPayment, DepositMade, PayerChannel};
 pub use reason::BatchReason;
 pub use server::BatchSettlementEvmServer;
 pub use session::{BatchSettlementEvmClient, DEFAULT_DEPOSIT_REQUESTS};

@@ -73,8 +73,21 @@ pub struct ChannelPayment {
     pub payload: PaymentPayload,
     /// The channel awaiting the answer.
     pub channel: PayerChannel,
-    /// The deposit: amount, the token authorization's nonce, its `validBefore`.
-    pub deposit: Option<(u128, B256, u64)>,
+    /// The deposit it carries, if any.
+    pub deposit: Option<DepositMade>,
+}
+
+/// A deposit a payment carries: what it moves, and the token authorization's identity (as the
+/// paying client's ledger names it) and expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepositMade {
+    /// Atomic units.
+    pub amount: u128,
+    /// The authorization: the ERC-3009 nonce (`0x…`), or `permit2:<nonce>` for a Permit2
+    /// deposit.
+    pub authorization: String,
+    /// Unix seconds from which it can never be used.
+    pub valid_before: u64,
 }
 
 /// The channel config `payer` uses for `requirements`: the payer is its own payer authorizer
@@ -218,6 +231,40 @@ pub async fn sign_channel_payment<S: Signer + Send + Sync + ?Sized>(
             }),
             None,
         ),
+        Some(amount) if requirements.extra_str("assetTransferMethod") == Some("permit2") => {
+            // A token without EIP-3009 (USDT): the payer's Permit2 signature, the Permit2
+            // deposit collector as spender and the channel as witness. Needs the payer's
+            // one-time approval of Permit2 for the token.
+            let nonce = alloy::primitives::U256::from_be_bytes(B256::random().0);
+            let deadline = unix_now() + requirements.max_timeout_seconds.max(60);
+            let auth = super::sign_permit2_deposit(
+                signer,
+                id,
+                config.token,
+                amount,
+                nonce,
+                deadline,
+                chain_id,
+            )
+            .await
+            .map_err(sign_err)?;
+            (
+                super::BatchPayload::Deposit(DepositPayload {
+                    channel_config: config.clone(),
+                    voucher,
+                    deposit: Deposit {
+                        amount,
+                        authorization: DepositAuthorization::Permit2(auth),
+                    },
+                }),
+                Some(DepositMade {
+                    amount,
+                    authorization: format!("{}{nonce}", crate::payer::PERMIT2_ID_PREFIX),
+                    // Permit2 accepts the signature while `block.timestamp <= deadline`.
+                    valid_before: deadline.saturating_add(1),
+                }),
+            )
+        }
         Some(amount) => {
             let (Some(name), Some(version)) = (
                 requirements.extra_str("name"),
@@ -254,7 +301,11 @@ pub async fn sign_channel_payment<S: Signer + Send + Sync + ?Sized>(
                         authorization: DepositAuthorization::Erc3009(auth),
                     },
                 }),
-                Some((amount, nonce, terms.valid_before)),
+                Some(DepositMade {
+                    amount,
+                    authorization: nonce.to_string(),
+                    valid_before: terms.valid_before,
+                }),
             )
         }
     };

@@ -109,8 +109,8 @@ impl<S: Signer + Send + Sync + 'static> PaymentSigner for BatchSettlementEvmClie
         Box::pin(async move { Err(SignerError(why)) })
     }
 
-    /// A deposit's token authorization is ERC-3009's `(from, nonce)`, read like an `exact`
-    /// payment's.
+    /// A deposit's token authorization is ERC-3009's `(from, nonce)` or a Permit2 nonce, read
+    /// like an `exact` payment's.
     fn authorization_state<'a>(
         &'a self,
         handle: &'a AuthorizationHandle,
@@ -125,6 +125,9 @@ impl<S: Signer + Send + Sync + 'static> PaymentSigner for BatchSettlementEvmClie
             let bad = |what: &str, e: &dyn std::fmt::Display| {
                 StateError::BadHandle(format!("{what}: {e}"))
             };
+            if handle.id.starts_with(crate::payer::PERMIT2_ID_PREFIX) {
+                return crate::payer::permit2_state(handle, rpc_url).await;
+            }
             let chain_id = handle
                 .network
                 .eip155_chain_id()
@@ -189,15 +192,15 @@ impl<S: Signer + Send + Sync + 'static> SessionPayer for BatchSettlementEvmClien
                     .map_err(err)?;
             let ceiling = payment.channel.pending.unwrap_or_default();
             let (deposit, authorization) = match payment.deposit {
-                Some((amount, nonce, valid_before)) => (
-                    Some(amount),
+                Some(made) => (
+                    Some(made.amount),
                     AuthorizationHandle {
                         scheme: SCHEME.to_owned(),
                         network: requirements.network.clone(),
                         asset: requirements.asset.clone(),
                         payer: self.signer.address().to_string(),
-                        id: nonce.to_string(),
-                        valid_before,
+                        id: made.authorization,
+                        valid_before: made.valid_before,
                     },
                 ),
                 // A voucher moves nothing by itself: the seller claims it from the deposit,
