@@ -107,6 +107,11 @@ impl ExactSvmClient {
         }
     }
 
+    /// The wallet's keypair (for signing other messages, such as a sign-in).
+    pub(crate) fn keypair(&self) -> &Keypair {
+        &self.keypair
+    }
+
     /// Sets the compute unit limit and price the client asks for.
     pub fn with_compute_budget(mut self, limit: u32, micro_lamports_per_unit: u64) -> Self {
         self.compute_unit_limit = limit;
@@ -277,6 +282,11 @@ impl PaymentSigner for ExactSvmClient {
 
     fn payer(&self, _requirements: &PaymentRequirements) -> String {
         self.keypair.pubkey().to_string()
+    }
+
+    /// Signs in with Ed25519 on every Solana network (`crate::siwx`).
+    fn sign_in(&self, network: &tollgate_proto::Network) -> Option<&dyn tollgate_core::SiwxSigner> {
+        (network.namespace() == "solana").then_some(self as &dyn tollgate_core::SiwxSigner)
     }
 
     fn sign<'a>(

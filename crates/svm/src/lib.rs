@@ -13,6 +13,8 @@
 //! - [`browser`] — the wallet script that pays from the browser paywall page.
 //! - [`config`] — `[[chains.solana]]` in the facilitator's configuration file.
 //! - [`keys`] — keypairs from the environment or a file, never printed.
+//! - [`siwx`] — sign-in-with-x: the Sign-In With Solana message, the seller's Ed25519
+//!   verifier, the buyer's signer.
 
 pub mod browser;
 pub mod client;
@@ -24,6 +26,7 @@ pub mod programs;
 pub mod reason;
 pub mod rpc;
 pub mod server;
+pub mod siwx;
 pub mod verify;
 
 pub use client::ExactSvmClient;
@@ -31,6 +34,7 @@ pub use facilitator::{ExactSvmFacilitator, SvmFacilitatorConfig};
 pub use payload::{ExactSvmPayload, PaymentTransaction};
 pub use reason::SvmReason;
 pub use server::ExactSvmServer;
+pub use siwx::Ed25519SiwxVerifier;
 pub use verify::Limits;
 
 /// Re-exported so users name keys and addresses with the versions this crate uses.
