@@ -325,6 +325,15 @@ async fn every_failed_check_is_a_402_with_its_reason_and_serves_nothing() {
             reason::INVALID_FIELDS,
             Box::new(|p| p.statement = Some("ok\n\nURI: http://evil.example/".into())),
         ),
+        (reason::INVALID_FIELDS, Box::new(|p| p.version = "2".into())),
+        (
+            reason::EXPIRATION_TIME,
+            Box::new(|p| p.expiration_time = Some("soon".into())),
+        ),
+        (
+            reason::NOT_BEFORE,
+            Box::new(|p| p.not_before = Some("later".into())),
+        ),
     ];
     for (expected, tamper) in cases {
         let header = shop.sign_in("/weather", 1, tamper).await;

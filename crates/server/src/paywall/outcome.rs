@@ -62,6 +62,9 @@ pub enum PaywallOutcome {
     /// A payment operation (a `batch-settlement` refund) settled and answered with its
     /// receipt; the handler did not run.
     Operation,
+    /// Served without payment to a wallet that signed in (`sign-in-with-x`): it paid for the
+    /// resource before, or the route is auth-only.
+    SignedIn,
     /// The handler (or upstream) failed after verification; the buyer was not charged.
     HandlerFailed,
     /// 503: the facilitator could not be reached, or a pending response could not be kept.
@@ -70,7 +73,7 @@ pub enum PaywallOutcome {
 
 impl PaywallOutcome {
     /// The label for metrics: `challenged`, `refused`, `pending`, `paid`, `operation`,
-    /// `handler_failed`, `unavailable`.
+    /// `signed_in`, `handler_failed`, `unavailable`.
     pub fn label(&self) -> &'static str {
         match self {
             Self::Challenged => "challenged",
@@ -78,6 +81,7 @@ impl PaywallOutcome {
             Self::Pending => "pending",
             Self::Paid => "paid",
             Self::Operation => "operation",
+            Self::SignedIn => "signed_in",
             Self::HandlerFailed => "handler_failed",
             Self::Unavailable => "unavailable",
         }
@@ -353,6 +357,7 @@ mod tests {
             PaywallOutcome::Challenged,
             PaywallOutcome::Pending,
             PaywallOutcome::Paid,
+            PaywallOutcome::SignedIn,
             PaywallOutcome::HandlerFailed,
             PaywallOutcome::Unavailable,
         ] {

@@ -246,17 +246,22 @@ where
                 request.extensions_mut().insert(signed_in);
                 let mut response = inner.call(request).await?;
                 set_private(&mut response);
+                response.extensions_mut().insert(PaywallOutcome::SignedIn);
                 return Ok(response);
             }
             super::sign_in::SignIn::Refused(error) => {
                 return Ok(payment_required(&gate.challenge(&offer, error)))
             }
             super::sign_in::SignIn::Unavailable(detail) => {
-                return Ok(json_error(
+                let mut response = json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "sign-in store unavailable",
                     &detail,
-                ))
+                );
+                response
+                    .extensions_mut()
+                    .insert(PaywallOutcome::Unavailable);
+                return Ok(response);
             }
         }
     }
