@@ -406,14 +406,17 @@ fn tollgate_pay(
     support::run_output(command)
 }
 
-/// The official resource server (`batch-server.mjs`: `@x402/express` with `@x402/evm`'s
-/// batch-settlement server scheme) in front of each facilitator, paid by each client — the
-/// official `batch-client.mjs` and `tollgate pay` (three runs, three processes, one spend
-/// ledger: a deposit, then two vouchers through the same channel) — and refunded on
-/// `tollgate pay --refund`, with the chain showing exactly the deposit, the charges and the
-/// refund.
-#[tokio::test]
-async fn batch_settlement_through_the_official_server() {
+/// Every resource server × client × facilitator: the official resource server
+/// (`batch-server.mjs`: `@x402/express` with `@x402/evm`'s batch-settlement server scheme) and
+/// Tollgate's (`tollgate proxy` with a batch-settlement route and `[channels]`), in front of
+/// each facilitator, paid by each client — the official `batch-client.mjs` and `tollgate pay`
+/// (three runs, three processes, one spend ledger: a deposit, then two vouchers through the
+/// same channel) — and refunded on `tollgate pay --refund`, with the chain showing exactly the
+/// deposit, the charges and the refund.
+// Multi-threaded: the upstream behind `tollgate proxy` runs on this runtime while the test
+// waits for the client processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_settlement_server_client_facilitator_matrix() {
     assert!(
         interop_dir()
             .join("node_modules/@x402/evm/dist/esm/batch-settlement/server")
@@ -425,34 +428,93 @@ async fn batch_settlement_through_the_official_server() {
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
     let contract = IBatchSettlement::new(BATCH_SETTLEMENT, chain.provider());
-    let mut payer = 0;
+    // Tollgate's resource server is `tollgate proxy` in front of this upstream.
+    let upstream = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app =
+            axum::Router::new().route("/api", axum::routing::get(|| async { "interop data" }));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    };
+    let (mut payer, mut row) = (0, 0);
     for facilitator in [Side::Official, Side::Tollgate] {
         // Tollgate's facilitator signs the refunds the official server asks for (the seller
         // holds no authorizer key) only behind its API key, which the server then sends.
         let api_key = "interop-seller-key";
         let (facilitator_proc, facilitator_url) =
             start_facilitator(&chain, dir.path(), facilitator, Some(api_key));
-        for client in [Side::Official, Side::Tollgate] {
-            payer += 1;
-            let ctx = format!("official server, facilitator {facilitator:?}, client {client:?}");
+        for (server_side, client) in [
+            (Side::Official, Side::Official),
+            (Side::Official, Side::Tollgate),
+            (Side::Tollgate, Side::Official),
+            (Side::Tollgate, Side::Tollgate),
+        ] {
+            payer = payer % 4 + 1;
+            row += 1;
+            let ctx =
+                format!("server {server_side:?}, facilitator {facilitator:?}, client {client:?}");
             let receiver = Address::random();
-            let env = [
-                ("X402_CHAIN_ID", chain.chain_id().to_string()),
-                ("X402_FACILITATOR_URL", facilitator_url.clone()),
-                ("X402_PAY_TO", receiver.to_string()),
-                ("X402_ASSET", chain.usdc.to_string()),
-                ("X402_PRICE", PRICE.to_string()),
-                ("X402_BODY", "interop data".to_owned()),
-                ("X402_PORT", "0".to_owned()),
-                ("X402_FACILITATOR_API_KEY", api_key.to_owned()),
-            ];
-            let (server, port) = spawn_until(
-                node("batch-server.mjs", &env),
-                dir.path().join(format!("official-server-{payer}.log")),
-                "ready server ",
-                false,
-            );
-            let url = format!("http://127.0.0.1:{port}/api");
+            let (server, url) = match server_side {
+                Side::Official => {
+                    let env = [
+                        ("X402_CHAIN_ID", chain.chain_id().to_string()),
+                        ("X402_FACILITATOR_URL", facilitator_url.clone()),
+                        ("X402_PAY_TO", receiver.to_string()),
+                        ("X402_ASSET", chain.usdc.to_string()),
+                        ("X402_PRICE", PRICE.to_string()),
+                        ("X402_BODY", "interop data".to_owned()),
+                        ("X402_PORT", "0".to_owned()),
+                        ("X402_FACILITATOR_API_KEY", api_key.to_owned()),
+                    ];
+                    let (server, port) = spawn_until(
+                        node("batch-server.mjs", &env),
+                        dir.path().join(format!("official-server-{row}.log")),
+                        "ready server ",
+                        false,
+                    );
+                    (server, format!("http://127.0.0.1:{port}/api"))
+                }
+                Side::Tollgate => {
+                    // `tollgate proxy` with a batch-settlement route, its channels in SQLite,
+                    // the seller holding its receiver authorizer's key (account 5).
+                    let config = dir.path().join(format!("proxy-{row}.toml"));
+                    std::fs::write(
+                        &config,
+                        format!(
+                            "listen = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n\
+                             [facilitator]\nurl = \"{facilitator_url}\"\n\
+                             api_key_env = \"INTEROP_FACILITATOR_KEY\"\n\
+                             [payment]\nnetwork = \"{network}\"\npay_to = \"{receiver}\"\n\
+                             [[routes]]\nroute = \"GET /api\"\namount = \"{PRICE}\"\n\
+                             asset = \"{usdc}\"\n\
+                             extra = {{ name = \"USD Coin\", version = \"2\" }}\n\
+                             scheme = \"batch-settlement\"\n\
+                             [channels]\nsqlite = \"{channels}\"\nclaim_interval_secs = 3600\n\
+                             receiver_authorizer_key_env = \"INTEROP_SELLER_AUTHORIZER\"\n",
+                            network = chain.caip2(),
+                            usdc = chain.usdc,
+                            channels = dir.path().join(format!("channels-{row}.db")).display(),
+                        ),
+                    )
+                    .unwrap();
+                    let mut command = support::tollgate();
+                    command
+                        .args(["proxy", "--config"])
+                        .arg(&config)
+                        .env("INTEROP_FACILITATOR_KEY", api_key)
+                        .env("INTEROP_SELLER_AUTHORIZER", DEV_KEYS[5]);
+                    let (server, rest) = spawn_until(
+                        command,
+                        dir.path().join(format!("proxy-{row}.log")),
+                        "tollgate proxy listening on ",
+                        true,
+                    );
+                    let addr = rest.split(',').next().unwrap().trim().to_owned();
+                    (server, format!("{addr}/api"))
+                }
+            };
+
             let unpaid = http.get(&url).send().await.unwrap();
             assert_eq!(unpaid.status(), 402, "{ctx}");
             let required: tollgate::proto::PaymentRequired = tollgate::proto::header::decode(

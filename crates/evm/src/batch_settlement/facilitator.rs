@@ -547,9 +547,14 @@ impl BatchSettlementEvmFacilitator {
                 format!("channel {id} has nothing unclaimed to refund"),
             ));
         }
-        if payload.refund_authorizer_signature.is_none()
-            && !self.authorizer.as_ref().is_some_and(|a| a.sign_refunds)
-        {
+        // This facilitator completes the refund itself only when it signs refunds *as this
+        // channel's* receiver authorizer; a channel whose seller holds its own authorizer key
+        // is completed (and signed) by that seller.
+        let signs_for_channel = self
+            .authorizer
+            .as_ref()
+            .is_some_and(|a| a.sign_refunds && a.address() == config.receiver_authorizer);
+        if payload.refund_authorizer_signature.is_none() && !signs_for_channel {
             // The client's request as its seller forwards it to `/verify` before completing
             // it (the spec's cooperative refund flow): the voucher, the terms and the funds
             // are checked, and the channel's state returned so the seller can complete it
