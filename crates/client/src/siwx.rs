@@ -141,6 +141,50 @@ pub async fn sign_in(
     }
 }
 
+/// How the seller answered a request sent again signed in ([`send_signed_in`]).
+#[derive(Debug)]
+pub enum SignedInAnswer {
+    /// Not a 402: the answer (served, or an error that is not about payment), carrying the
+    /// [`SignIn`] in its extensions.
+    Served(reqwest::Response),
+    /// A 402 again (the seller refused the sign-in, e.g. it has no record of the payment): its
+    /// challenge, to pay as usual.
+    Refused(Challenge),
+}
+
+/// For the `reqwest-middleware` adapter: sends `request` (the original request again) with
+/// the sign-in header through `next`. A 402 answer is read back into a [`Challenge`] — the
+/// `PAYMENT-REQUIRED` header, or the v1 JSON body — so the caller pays with the seller's fresh
+/// options; any other answer is returned, marked with the [`SignIn`] in its extensions.
+pub async fn send_signed_in(
+    sign_in: &SignIn,
+    mut request: reqwest::Request,
+    extensions: &mut http::Extensions,
+    next: reqwest_middleware::Next<'_>,
+) -> reqwest_middleware::Result<SignedInAnswer> {
+    let (name, value) = sign_in.header();
+    request.headers_mut().insert(name, value);
+    let mut response = next.run(request, extensions).await?;
+    if response.status() != http::StatusCode::PAYMENT_REQUIRED {
+        response.extensions_mut().insert(sign_in.clone());
+        return Ok(SignedInAnswer::Served(response));
+    }
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(reqwest_middleware::Error::Reqwest)?;
+    let challenge = match tollgate_proto::header::payment_required_from_headers(&headers) {
+        Some(found) => found.map(Challenge::from),
+        None => tollgate_proto::header::decode_json::<tollgate_proto::AnyPaymentRequired>(&body)
+            .map(Challenge::from),
+    }
+    .map_err(|e| {
+        reqwest_middleware::Error::middleware(crate::PaymentError::BadChallenge(e.to_string()))
+    })?;
+    Ok(SignedInAnswer::Refused(challenge))
+}
+
 /// The official `assertSIWxChallengeBoundToOrigin`: `domain` is the answering URL's host and
 /// `uri` is on its origin.
 fn check_bound(extension: &SiwxExtension, url: &str) -> Result<(), SiwxClientError> {

@@ -10,8 +10,12 @@ use alloy::primitives::U256;
 use axum::routing::get;
 use axum::Router;
 use serde_json::json;
-use tollgate_client::siwx::{try_sign_in, SiwxClientError};
+use tollgate_client::siwx::{
+    send_signed_in, sign_in, try_sign_in, SignedInAnswer, SiwxClientError,
+};
+use tollgate_client::{reqwest_middleware, SignIn};
 use tollgate_client::{Challenge, SpendLedger, SpendStatus, SpendingPolicy, X402Middleware};
+use tollgate_core::PaymentSigner;
 use tollgate_core::SiwxVerifiers;
 use tollgate_evm::{Eip191SiwxVerifier, ExactEvmClient, ExactEvmFacilitator, FacilitatorConfig};
 use tollgate_facilitator::{Facilitator, Ledger};
@@ -183,4 +187,104 @@ async fn auth_only_routes_are_signed_in_to_and_foreign_challenges_never_signed()
         .await
         .unwrap_err();
     assert!(matches!(err, SiwxClientError::NotBound { .. }), "{err}");
+}
+
+/// The wiring proposed for `X402Middleware::handle`, as a middleware of its own: on a 402,
+/// sign in when [`sign_in`] says so and send the request again with [`send_signed_in`].
+struct SignInFirst {
+    wallet: Arc<dyn PaymentSigner>,
+    ledger: SpendLedger,
+}
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for SignInFirst {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let retry = req.try_clone();
+        let (method, url) = (req.method().to_string(), req.url().to_string());
+        let response = next.clone().run(req, extensions).await?;
+        if response.status() != 402 {
+            return Ok(response);
+        }
+        let value = response.headers()[header::PAYMENT_REQUIRED.as_str()]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let challenge: Challenge = header::decode::<PaymentRequired>(&value).unwrap().into();
+        let signed = sign_in(
+            self.wallet.as_ref(),
+            &self.ledger,
+            &challenge,
+            &method,
+            &url,
+        )
+        .await;
+        match (signed, retry) {
+            (Some(signed), Some(again)) => {
+                match send_signed_in(&signed, again, extensions, next).await? {
+                    SignedInAnswer::Served(response) => Ok(response),
+                    SignedInAnswer::Refused(c) => Err(reqwest_middleware::Error::middleware(
+                        std::io::Error::other(format!("sign-in refused: {:?}", c.error)),
+                    )),
+                }
+            }
+            _ => Ok(response),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_middleware_wiring_signs_in_after_a_payment_and_not_before() {
+    let chain = TestChain::start().await.unwrap();
+    let base = shop(&chain).await;
+    let url = format!("{base}/data");
+    let dir = tempfile::tempdir().unwrap();
+    let ledger_path = dir.path().join("spend.db");
+    let agent = |payer: usize| {
+        reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(SignInFirst {
+                wallet: Arc::new(ExactEvmClient::new(TestChain::signer(payer))),
+                ledger: SpendLedger::open(&ledger_path).unwrap(),
+            })
+            .build()
+    };
+    // Nothing paid yet: the 402 comes back untouched.
+    let before = agent(1).get(&url).send().await.unwrap();
+    assert_eq!(before.status(), 402);
+    assert!(before.extensions().get::<SignIn>().is_none());
+
+    let payer = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(X402Middleware::new(
+            ExactEvmClient::new(TestChain::signer(1)),
+            SpendingPolicy::new().register_asset(
+                chain.caip2().parse().unwrap(),
+                &chain.usdc.to_string(),
+                "USDC",
+                6,
+            ),
+            SpendLedger::open(&ledger_path).unwrap(),
+        ))
+        .build();
+    assert_eq!(payer.get(&url).send().await.unwrap().status(), 200);
+    let balance = chain.usdc_balance(TestChain::address(9)).await.unwrap();
+
+    let served = agent(1).get(&url).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    let signed = served
+        .extensions()
+        .get::<SignIn>()
+        .cloned()
+        .expect("marked");
+    assert_eq!(signed.address, TestChain::address(1).to_checksum(None));
+    assert_eq!(served.text().await.unwrap(), "paid data");
+    assert_eq!(
+        chain.usdc_balance(TestChain::address(9)).await.unwrap(),
+        balance
+    );
+    // Another wallet sharing the ledger never paid: no sign-in.
+    assert_eq!(agent(2).get(&url).send().await.unwrap().status(), 402);
 }
