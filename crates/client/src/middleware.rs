@@ -8,6 +8,10 @@
 //! [`PaymentReceipt`] or a [`PendingPayment`] in its extensions. Every decision about money is
 //! the flow's; see [`crate::flow`] for what is `paid`, released or held `pending`.
 //!
+//! When a `402` offers sign-in-with-x and the spend ledger shows this wallet paid for the
+//! resource (or the route is auth-only), the request is sent again signed in
+//! ([`crate::siwx`]); only if the seller still answers `402` is it paid.
+//!
 //! Identity headers ([`X402Middleware::with_identity`]) are added to the paid retry only, and
 //! only for a `payTo` they were configured for (see [`crate::identity`]). A `403` to the paid
 //! request is a refusal by the seller's identity gate: the middleware returns
@@ -384,8 +388,31 @@ impl Middleware for X402Middleware {
             method: &method,
             url: &url,
         };
-        let challenge =
+        let mut challenge =
             read_challenge(&headers, &body).map_err(reqwest_middleware::Error::middleware)?;
+        // A wallet that already paid for this resource (or any wallet, on an auth-only route)
+        // signs in when the seller offers sign-in-with-x, instead of paying again; a seller
+        // that still answers 402 is paid as usual, from its fresh challenge.
+        if let Some(sign_in) = crate::siwx::sign_in(
+            self.flow.wallet().as_ref(),
+            self.flow.ledger(),
+            &challenge,
+            &method,
+            &url,
+        )
+        .await
+        {
+            let Some(again) = retry.try_clone() else {
+                return Err(reqwest_middleware::Error::middleware(
+                    PaymentError::BodyNotReplayable,
+                ));
+            };
+            tracing::info!(%url, wallet = %sign_in.address, "signing in instead of paying");
+            match crate::siwx::send_signed_in(&sign_in, again, extensions, next.clone()).await? {
+                crate::siwx::SignedInAnswer::Served(response) => return Ok(response),
+                crate::siwx::SignedInAnswer::Refused(fresh) => challenge = fresh,
+            }
+        }
         // A channel payment the seller refuses because its state of the channel differs from
         // ours is resynchronised from its proof and paid once more; nothing else is repeated.
         let mut resynced = false;

@@ -288,3 +288,47 @@ async fn the_middleware_wiring_signs_in_after_a_payment_and_not_before() {
     // Another wallet sharing the ledger never paid: no sign-in.
     assert_eq!(agent(2).get(&url).send().await.unwrap().status(), 402);
 }
+
+#[tokio::test]
+async fn the_middleware_signs_in_by_itself_once_it_has_paid() {
+    let chain = TestChain::start().await.unwrap();
+    let base = shop(&chain).await;
+    let ledger = SpendLedger::in_memory().unwrap();
+    let agent = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(X402Middleware::new(
+            ExactEvmClient::new(TestChain::signer(3)),
+            SpendingPolicy::new().register_asset(
+                chain.caip2().parse().unwrap(),
+                &chain.usdc.to_string(),
+                "USDC",
+                6,
+            ),
+            ledger.clone(),
+        ))
+        .build();
+    let url = format!("{base}/data");
+    let first = agent.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(
+        first.extensions().get::<SignIn>().is_none(),
+        "paid, not signed in"
+    );
+    let balance = chain.usdc_balance(TestChain::address(9)).await.unwrap();
+    // The same agent, the same resource: signed in, served, nothing paid.
+    for _ in 0..3 {
+        let again = agent.get(&url).send().await.unwrap();
+        assert_eq!(again.status(), 200);
+        assert!(again.extensions().get::<SignIn>().is_some());
+        assert_eq!(again.text().await.unwrap(), "paid data");
+    }
+    assert_eq!(ledger.count(SpendStatus::Paid).unwrap(), 1);
+    assert_eq!(
+        chain.usdc_balance(TestChain::address(9)).await.unwrap(),
+        balance
+    );
+    // An auth-only route: signed in at once, never paid.
+    let members = agent.get(format!("{base}/members")).send().await.unwrap();
+    assert_eq!(members.status(), 200);
+    assert_eq!(members.text().await.unwrap(), "members only");
+    assert_eq!(ledger.count(SpendStatus::Paid).unwrap(), 1);
+}
