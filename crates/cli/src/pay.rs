@@ -368,6 +368,10 @@ pub async fn run(args: PayArgs) -> ExitCode {
     let status = response.status();
     let receipt = response.extensions().get::<PaymentReceipt>().cloned();
     let pending = response.extensions().get::<PendingPayment>().cloned();
+    let signed_in = response
+        .extensions()
+        .get::<tollgate_client::SignIn>()
+        .cloned();
     let response_headers = response.headers().clone();
     let body = match response.bytes().await {
         Ok(b) => b,
@@ -414,6 +418,11 @@ pub async fn run(args: PayArgs) -> ExitCode {
                     "ledgerId": p.ledger_id,
                 })
             }),
+            "signedIn": signed_in.as_ref().map(|s| json!({
+                "address": checksummed(&s.address),
+                "network": s.network.to_string(),
+                "authOnly": s.auth_only,
+            })),
             "body": String::from_utf8_lossy(&body),
             "exitCode": code,
         });
@@ -451,6 +460,18 @@ pub async fn run(args: PayArgs) -> ExitCode {
                 r.settlement.transaction
             );
         }
+    }
+    if let Some(s) = &signed_in {
+        eprintln!(
+            "signed in as {} on {} ({}): nothing paid",
+            checksummed(&s.address),
+            s.network,
+            if s.auth_only {
+                "the route asks for a sign-in only"
+            } else {
+                "this wallet paid for the resource before"
+            }
+        );
     }
     if let Some(p) = &pending {
         eprintln!(
