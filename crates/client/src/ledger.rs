@@ -871,6 +871,18 @@ impl SpendLedger {
         rows.collect::<Result<_, _>>().map_err(Into::into)
     }
 
+    /// Whether `payer` has a settled payment for `method url` (a refund is not one): what lets
+    /// a wallet sign in instead of paying again.
+    pub fn paid_for(&self, method: &str, url: &str, payer: &str) -> Result<bool, LedgerError> {
+        Ok(self.lock().query_row(
+            "SELECT EXISTS (SELECT 1 FROM spends
+                WHERE status = 'paid' AND (kind IS NULL OR kind <> 'refund')
+                  AND upper(method) = upper(?1) AND url = ?2 AND lower(payer) = lower(?3))",
+            params![method, url, payer],
+            |r| r.get(0),
+        )?)
+    }
+
     /// How many records have `status`.
     pub fn count(&self, status: SpendStatus) -> Result<i64, LedgerError> {
         Ok(self.lock().query_row(

@@ -20,9 +20,6 @@ use tollgate_proto::Network;
 use crate::flow::Challenge;
 use crate::ledger::{LedgerError, SpendLedger};
 
-/// How many of the ledger's most recent records are searched for an earlier payment.
-pub const PAID_LOOKBACK: usize = 10_000;
-
 /// Why a sign-in was not made (the client then pays as usual).
 #[derive(Debug, thiserror::Error)]
 pub enum SiwxClientError {
@@ -64,23 +61,15 @@ impl SignIn {
     }
 }
 
-/// Whether `payer` has a settled payment for `method url` in `ledger` (among its
-/// [`PAID_LOOKBACK`] most recent records; a refund is not a payment).
+/// Whether `payer` has a settled payment for `method url` in `ledger` (a refund is not a
+/// payment).
 pub fn paid_before(
     ledger: &SpendLedger,
     method: &str,
     url: &str,
     payer: &str,
 ) -> Result<bool, LedgerError> {
-    Ok(ledger.history(PAID_LOOKBACK)?.iter().any(|r| {
-        r.status == "paid"
-            && r.kind.as_deref() != Some("refund")
-            && r.method.eq_ignore_ascii_case(method)
-            && r.url == url
-            && r.payer
-                .as_deref()
-                .is_some_and(|p| p.eq_ignore_ascii_case(payer))
-    }))
+    ledger.paid_for(method, url, payer)
 }
 
 /// The sign-in to send for `challenge` (the 402 that answered `method url`), or `None` when
