@@ -70,6 +70,26 @@ async fn identity_provider(
 /// states; Solana, with the `solana` feature: `exact`, whose offers need the facilitator's
 /// `extra.feePayer`): the one place `tollgate proxy` names them, so a route priced in either is checked
 /// and completed from the facilitator's `/supported`.
+/// Sign-in-with-x's verifiers for `[siwx]`: EIP-191 (EIP-4361 messages) on every EVM network,
+/// and Ed25519 (SIWS) on Solana with its feature.
+fn siwx_verifiers() -> tollgate::core::SiwxVerifiers {
+    let mut verifiers = tollgate::core::SiwxVerifiers::new();
+    verifiers
+        .register(
+            tollgate::core::NetworkPattern::Namespace("eip155".to_owned()),
+            Arc::new(tollgate::evm::Eip191SiwxVerifier),
+        )
+        .expect("one EVM sign-in verifier registered once");
+    #[cfg(feature = "solana")]
+    verifiers
+        .register(
+            tollgate::core::NetworkPattern::Namespace("solana".to_owned()),
+            Arc::new(tollgate::svm::Ed25519SiwxVerifier),
+        )
+        .expect("one Solana sign-in verifier registered once");
+    verifiers
+}
+
 fn scheme_servers() -> tollgate::core::Registry<dyn tollgate::core::SchemeServer> {
     let mut schemes: tollgate::core::Registry<dyn tollgate::core::SchemeServer> =
         tollgate::core::Registry::new();
@@ -230,6 +250,7 @@ pub async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
     let _telemetry = crate::start_telemetry(&config.telemetry, "tollgate-proxy")?;
     let mut plugins = Plugins {
         schemes: scheme_servers(),
+        siwx_verifiers: siwx_verifiers(),
         ..Plugins::default()
     };
     if let Some(settings) = &config.channels {

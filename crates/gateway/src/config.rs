@@ -70,6 +70,54 @@ pub struct GatewayConfig {
     /// program supplies the channel manager ([`Plugins::channels`](crate::Plugins)).
     #[serde(default)]
     pub channels: Option<ChannelSettings>,
+    /// `[siwx]`: sign-in-with-x — a wallet that paid for a route gets back in by signing a
+    /// challenge bound to `origin`; routes with `auth_only = true` need a sign-in and no
+    /// payment. The embedding program supplies the signature verifiers
+    /// ([`Plugins::siwx_verifiers`](crate::Plugins)).
+    #[serde(default)]
+    pub siwx: Option<SiwxSettings>,
+}
+
+/// `[siwx]`: where sign-in-with-x is bound and where its payments and nonces are kept.
+///
+/// ```
+/// # use tollgate_gateway::config::SiwxSettings;
+/// let s: SiwxSettings = toml::from_str(r#"
+/// origin = "https://api.example.com"   # the public origin buyers reach the gateway at
+/// sqlite = "siwx.db"                   # or url = "postgres://…" (shared by instances); absent: memory
+/// "#).unwrap();
+/// s.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiwxSettings {
+    /// The gateway's public origin (`https://host[:port]`): challenges name it, sign-ins for
+    /// any other are refused.
+    pub origin: String,
+    /// The SQLite file of who paid for what and which nonces were used.
+    pub sqlite: Option<std::path::PathBuf>,
+    /// A PostgreSQL URL instead: shared by every instance (a nonce is accepted once by all).
+    pub url: Option<String>,
+    /// The statement shown in the wallet, if any.
+    pub statement: Option<String>,
+}
+
+impl SiwxSettings {
+    /// Checks what the types cannot: at most one store, a PostgreSQL URL.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.sqlite, &self.url) {
+            (Some(_), Some(_)) => Err(invalid("siwx", "set sqlite or url, not both")),
+            (None, Some(url))
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+            {
+                Err(invalid(
+                    "siwx.url",
+                    "must start with postgres:// or postgresql://",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `[channels]`: the seller's `batch-settlement` channels — a durable store (exactly one of a
@@ -599,6 +647,10 @@ pub struct RouteConfig {
     /// [`DiscoverySettings`]); facilitators list it once it is paid.
     #[serde(default)]
     pub discovery: Option<DiscoverySettings>,
+    /// Sign-in only (needs `[siwx]`): any wallet that signs in on the route's network gets
+    /// through, and nothing is paid; no price.
+    #[serde(default)]
+    pub auth_only: bool,
 }
 
 /// `[routes.discovery]`: a route's Bazaar description (`extensions.bazaar` of its 402) and the
@@ -865,6 +917,9 @@ impl GatewayConfig {
         if let Some(channels) = &self.channels {
             channels.validate()?;
         }
+        if let Some(siwx) = &self.siwx {
+            siwx.validate()?;
+        }
         if let Some(i) = self
             .routes
             .iter()
@@ -952,6 +1007,21 @@ impl GatewayConfig {
             .clone()
             .unwrap_or_else(|| self.payment.network.clone());
         let pay_to = route.pay_to.as_deref().unwrap_or(&self.payment.pay_to);
+        if route.auth_only {
+            if route.price.is_some() || route.amount.is_some() || route.scheme.is_some() {
+                return Err(invalid(
+                    key("auth_only"),
+                    "an auth-only route takes no price, amount or scheme",
+                ));
+            }
+            if self.siwx.is_none() {
+                return Err(invalid(
+                    key("auth_only"),
+                    "auth-only routes need a [siwx] table (the sign-in they ask for)",
+                ));
+            }
+            return Ok(RoutePrice::auth_only(vec![network]));
+        }
         let mut option = match (&route.price, &route.amount, &route.asset) {
             (Some(price), None, None) => PaymentOption::usd(price, network, pay_to)
                 .map_err(|e| invalid(key("price"), e.to_string()))?,
@@ -1173,6 +1243,54 @@ mod tests {
 
     /// `[channels]` as documented (the doc example on [`ChannelSettings`]), and its refusals:
     /// a `batch-settlement` route without it, two stores, no store, two key sources.
+    #[test]
+    fn siwx_table_and_auth_only_routes_are_checked() {
+        let checked = |text: &str| {
+            GatewayConfig::parse(text).and_then(|c| {
+                c.validate()?;
+                for i in 0..c.routes.len() {
+                    c.route_price(i)?;
+                }
+                Ok(c)
+            })
+        };
+        let auth_only = "\n[[routes]]\nroute = \"GET /members\"\nauth_only = true\n";
+        let siwx = "\n[siwx]\norigin = \"https://api.example.com\"\nsqlite = \"siwx.db\"\n";
+        let config = checked(&format!("{}{siwx}{auth_only}", starter_text())).unwrap();
+        assert_eq!(
+            config.siwx.unwrap().origin,
+            "https://api.example.com".to_owned()
+        );
+        for (text, why) in [
+            (format!("{}{auth_only}", starter_text()), "[siwx]"),
+            (
+                format!(
+                    "{}{siwx}\n[[routes]]\nroute = \"GET /m\"\nauth_only = true\nprice = \"$0.01\"\n",
+                    starter_text()
+                ),
+                "no price",
+            ),
+            (
+                format!(
+                    "{}\n[siwx]\norigin = \"https://a.example\"\nsqlite = \"a\"\nurl = \"postgres://x\"\n",
+                    starter_text()
+                ),
+                "not both",
+            ),
+            (
+                format!("{}\n[siwx]\norigin = \"https://a.example\"\nurl = \"mysql://x\"\n", starter_text()),
+                "postgres://",
+            ),
+            (
+                format!("{}\n[siwx]\norigin = \"https://a.example\"\norign = \"x\"\n", starter_text()),
+                "orign",
+            ),
+        ] {
+            let err = checked(&text).unwrap_err().to_string();
+            assert!(err.contains(why), "{text}: {err}");
+        }
+    }
+
     #[test]
     fn channels_table_is_parsed_and_checked() {
         let checked =

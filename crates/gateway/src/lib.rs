@@ -75,6 +75,12 @@ pub enum GatewayError {
     /// with: starting would serve everyone unchecked.
     #[error("[identity] is configured but no identity provider was given (see tollgate_gateway::app_with)")]
     NoIdentityProvider,
+    /// `[siwx]` is configured and the embedding program gave no signature verifier.
+    #[error("[siwx] is configured but no sign-in verifier was given (see tollgate_gateway::Plugins::siwx_verifiers)")]
+    NoSiwxVerifiers,
+    /// The `[siwx]` store could not be opened, or its origin is not usable.
+    #[error("[siwx]: {0}")]
+    Siwx(String),
     /// `[channels]` is configured and the embedding program gave no channel manager.
     #[error("[channels] is configured but no channel manager was given (see tollgate_gateway::Plugins::channels)")]
     NoChannels,
@@ -94,6 +100,9 @@ pub struct Plugins {
     /// The seller's `batch-settlement` channel manager for `[channels]` (required when the
     /// table is present): it wraps the gateway's facilitator, answering vouchers locally.
     pub channels: Option<Arc<dyn Channels>>,
+    /// Sign-in-with-x's signature verifiers for `[siwx]`, by chain (required when the table
+    /// is present; `tollgate proxy`: EIP-191 on `eip155:*`, and Solana with its feature).
+    pub siwx_verifiers: tollgate_core::SiwxVerifiers,
 }
 
 /// The channels at a glance, for the gateway's metrics.
@@ -138,6 +147,7 @@ impl std::fmt::Debug for Plugins {
             .field("decisions", &self.decisions.is_some())
             .field("schemes", &self.schemes)
             .field("channels", &self.channels.is_some())
+            .field("siwx_verifiers", &self.siwx_verifiers)
             .finish()
     }
 }
@@ -216,6 +226,34 @@ pub async fn app_with(
     }
     if let Some(sink) = plugins.decisions {
         layer = layer.decision_sink(sink);
+    }
+    if let Some(settings) = &config.siwx {
+        if plugins.siwx_verifiers.is_empty() {
+            return Err(GatewayError::NoSiwxVerifiers);
+        }
+        let store: Arc<dyn tollgate_server::siwx::SiwxStore> =
+            match (&settings.sqlite, &settings.url) {
+                (Some(path), _) => Arc::new(
+                    tollgate_server::siwx::SqliteSiwxStore::open(path)
+                        .map_err(|e| GatewayError::Siwx(e.to_string()))?,
+                ),
+                (None, Some(url)) => Arc::new(
+                    tollgate_server::siwx::PgSiwxStore::connect(url)
+                        .await
+                        .map_err(|e| GatewayError::Siwx(e.to_string()))?,
+                ),
+                (None, None) => Arc::new(tollgate_server::siwx::MemorySiwxStore::new()),
+            };
+        let mut siwx = tollgate_server::siwx::SignInWithX::new(
+            &settings.origin,
+            plugins.siwx_verifiers,
+            store,
+        )
+        .map_err(|e| GatewayError::Siwx(e.to_string()))?;
+        if let Some(statement) = &settings.statement {
+            siwx = siwx.statement(statement.clone());
+        }
+        layer = layer.sign_in_with_x(siwx);
     }
     for (i, route) in config.routes.iter().enumerate() {
         let mut price = config.route_price(i)?;
