@@ -12,7 +12,8 @@
 //!   SQLite file, claims exactly what was served;
 //! - two proxies on one PostgreSQL: one channel paid alternately through both, each voucher
 //!   charged once with the cumulative amount carried across instances, one voucher replayed
-//!   to both at once delivered and charged once, and one claim moving the total.
+//!   to both at once reaching the upstream, delivered and charged once, and one claim moving
+//!   the total.
 //!
 //! A failing test prints the tail of every process's log.
 
@@ -548,8 +549,9 @@ async fn proxy_killed_before_claiming_claims_everything_after_restart() {
 
 /// Two proxies on one PostgreSQL: one channel paid alternately through A and B (a deposit
 /// through A, then vouchers), each request served and charged once with the cumulative amount
-/// carried from one instance to the other; one voucher replayed to both at once, delivered and
-/// charged once, and `tollgate pay` resynchronising from the corrective 402 that follows; then
+/// carried from one instance to the other; one voucher replayed to both at once, its upstream
+/// called, delivered and charged once, and `tollgate pay` resynchronising from the corrective
+/// 402 that follows; then
 /// a third instance replacing A, with a short claim interval, claims the total in one round and
 /// sweeps it to the receiver — and B sees nothing left unclaimed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -582,9 +584,9 @@ async fn two_proxies_on_one_postgres_charge_each_voucher_once() {
     }
 
     // The next voucher, signed once and sent to both instances at once, several times each:
-    // one delivery, one charge. (A copy on the other instance may reach the upstream while
-    // the first is in flight — the channel hold lets the same voucher take it again, for the
-    // retry after a failed handler — but it never commits or delivers; the count is printed.)
+    // one upstream call, one delivery, one charge. (A copy on the same instance is the gate's
+    // `payment_in_use`; on the other, the channel is held for the first request's attempt, so
+    // the copy is `channel_busy` — or, once the first committed, its ceiling is spent.)
     let (config, _) =
         tollgate::evm::batch_settlement::payer::channel_for(TestChain::address(PAYER), &offer_a)
             .unwrap();
@@ -627,6 +629,10 @@ async fn two_proxies_on_one_postgres_charge_each_voucher_once() {
     let upstream_calls = rig.upstream.hits() - hits;
     eprintln!(
         "postgres: {replays} copies of one voucher: 1 delivered, upstream called {upstream_calls} times"
+    );
+    assert_eq!(
+        upstream_calls, 1,
+        "one voucher reaches the upstream once across both instances: {answers:?}"
     );
     for proxy in [&proxy_a, &proxy_b] {
         assert_eq!(

@@ -52,6 +52,22 @@ pub trait Facilitator: Send + Sync + 'static {
     /// `GET /supported`: what the facilitator can verify and settle. Sellers check their
     /// prices against it at start-up instead of finding out at the first payment.
     fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>>;
+
+    /// The attempt `attempt` verified `request` and will not settle it: its handler failed,
+    /// the payer was refused, or the request ended before settling. A facilitator that holds
+    /// something for the attempt (a seller's channel manager holds the payment channel from
+    /// `/verify` to `/settle`, so that one request at a time pays on it, across replicas) lets
+    /// go of it now, so the buyer's retry is not refused as busy until a lease runs out. Best
+    /// effort: nothing is settled either way, and a failure only delays that retry. The
+    /// default holds nothing and does nothing.
+    fn abandon<'a>(
+        &'a self,
+        request: &'a FacilitatorRequest,
+        attempt: Option<&'a IdempotencyKey>,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (request, attempt);
+        Box::pin(std::future::ready(()))
+    }
 }
 
 impl<F: Facilitator + ?Sized> Facilitator for Arc<F> {
@@ -73,5 +89,13 @@ impl<F: Facilitator + ?Sized> Facilitator for Arc<F> {
 
     fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {
         (**self).supported()
+    }
+
+    fn abandon<'a>(
+        &'a self,
+        request: &'a FacilitatorRequest,
+        attempt: Option<&'a IdempotencyKey>,
+    ) -> BoxFuture<'a, ()> {
+        (**self).abandon(request, attempt)
     }
 }

@@ -367,14 +367,14 @@ impl<S: ServerHandler, F: Facilitator> PaidServer<S, F> {
                         // A tool error, a protocol error, an input request: nothing delivered,
                         // nothing charged. The verified payment lapses unsettled.
                         Ok(CallToolResponse::Task(_)) => {
-                            payment.handler_failed();
+                            payment.handler_failed().await;
                             return Err(McpError::internal_error(
                                 "a paid tool cannot answer with a task: its result could not be paid for",
                                 None,
                             ));
                         }
                         other => {
-                            payment.handler_failed();
+                            payment.handler_failed().await;
                             return other;
                         }
                     };

@@ -9,7 +9,10 @@
 //! - a voucher whose ceiling is not `charged + price` gets the corrective 402, whose
 //!   `channelState` and signed `voucherState` let the client resync (the signature checked);
 //! - a second voucher while the channel's request is in flight is refused `channel_busy`;
-//! - a failed handler commits nothing, and the same voucher is then accepted;
+//! - a failed handler commits nothing, and the same voucher is then accepted (the gate abandons
+//!   the failed attempt, which releases the channel);
+//! - a voucher holds its channel for one attempt: a copy presented by another attempt is busy
+//!   until the first is abandoned;
 //! - one claim moves exactly what was charged; a manager reopened on the same file (a restarted
 //!   seller) claims what was served after that and never claimed.
 
@@ -646,6 +649,85 @@ async fn the_channel_payer_pays_resyncs_and_checks_receipts() {
     );
 }
 
+/// A voucher holds its channel for the attempt that verified it: the same voucher verified by
+/// two attempts at once is taken by one and refused `channel_busy` to the other (so a replayed
+/// copy never reaches a second handler, whichever replica it is sent to), the holder's own
+/// retry is taken again, and once the holder is abandoned (its handler failed) the other attempt
+/// takes the channel and settles — and the abandoned one can no longer.
+#[tokio::test]
+async fn a_voucher_holds_its_channel_for_one_attempt_until_it_is_abandoned() {
+    use tollgate_core::Facilitator as _;
+    use tollgate_proto::{FacilitatorRequest, IdempotencyKey};
+    let shop = shop().await;
+    let requirements = shop.challenge().await;
+    let mut buyer = shop.buyer(&requirements, 11);
+    let deposit = buyer.deposit(&shop.chain, DEPOSIT).await;
+    let (status, receipt, _) = shop.send("", &requirements, deposit).await;
+    assert_eq!(status, StatusCode::OK);
+    buyer.accept(&receipt.unwrap(), PRICE);
+
+    let (_, payload) = buyer.voucher(buyer.charged + PRICE).await;
+    let request = FacilitatorRequest::V2 {
+        payment_payload: serde_json::from_value(
+            json!({"x402Version": 2, "accepted": requirements, "payload": payload}),
+        )
+        .unwrap(),
+        payment_requirements: requirements.clone(),
+    };
+    let keys = [
+        IdempotencyKey::from_random_bytes(rand::random()),
+        IdempotencyKey::from_random_bytes(rand::random()),
+    ];
+    let manager = &shop.manager;
+    let (one, two) = tokio::join!(
+        manager.verify(&request, Some(&keys[0])),
+        manager.verify(&request, Some(&keys[1]))
+    );
+    let (one, two) = (one.unwrap(), two.unwrap());
+    assert!(
+        one.is_valid != two.is_valid,
+        "one attempt holds: {one:?} {two:?}"
+    );
+    let (holder, other, refusal) = if one.is_valid {
+        (&keys[0], &keys[1], two)
+    } else {
+        (&keys[1], &keys[0], one)
+    };
+    let busy = |v: &tollgate_proto::VerifyResponse| {
+        v.invalid_reason
+            .as_ref()
+            .is_some_and(|r| r.to_string() == "invalid_batch_settlement_evm_channel_busy")
+    };
+    assert!(busy(&refusal), "{refusal:?}");
+    // The holder's own retry is taken again; the other attempt is still busy.
+    assert!(
+        manager
+            .verify(&request, Some(holder))
+            .await
+            .unwrap()
+            .is_valid
+    );
+    assert!(busy(&manager.verify(&request, Some(other)).await.unwrap()));
+
+    // The holder's handler failed: abandoned, the channel is the other attempt's.
+    manager.abandon(&request, Some(holder)).await;
+    assert!(
+        manager
+            .verify(&request, Some(other))
+            .await
+            .unwrap()
+            .is_valid
+    );
+    let settled = manager.settle(&request, Some(other)).await.unwrap();
+    assert!(settled.success, "{settled:?}");
+    buyer.accept(&settled, PRICE);
+    // The abandoned attempt settles nothing: the voucher's ceiling is spent.
+    let late = manager.settle(&request, Some(holder)).await.unwrap();
+    assert!(!late.success, "{late:?}");
+    assert_eq!(manager.stats().await.unwrap().unclaimed, buyer.charged);
+    assert_eq!(shop.calls.get(), 1, "only the deposit reached the handler");
+}
+
 /// Two seller instances (two paywalls, each with its own channel manager) on one PostgreSQL
 /// channel store, in front of one facilitator: the buyer's vouchers alternate between them and
 /// each is charged once; the same voucher sent to both at once is delivered and charged once;
@@ -664,8 +746,9 @@ async fn two_instances_on_one_postgres_charge_each_voucher_once() {
         )
     };
     let (a, b) = (instance(1).await, instance(2).await);
-    let url_a = app(a.clone(), &first.chain, first.payee, Calls::default()).await;
-    let url_b = app(b.clone(), &first.chain, first.payee, Calls::default()).await;
+    let calls = Calls::default();
+    let url_a = app(a.clone(), &first.chain, first.payee, calls.clone()).await;
+    let url_b = app(b.clone(), &first.chain, first.payee, calls.clone()).await;
     let requirements = first.challenge().await;
     let mut buyer = first.buyer(&requirements, 9);
     let send = |url: String, payload: Value| {
@@ -715,8 +798,9 @@ async fn two_instances_on_one_postgres_charge_each_voucher_once() {
     }
     assert_eq!(buyer.charged, 21 * PRICE);
 
-    // The same voucher to both instances at once: one delivery, one charge.
+    // The same voucher to both instances at once: one handler call, one delivery, one charge.
     let (_, payload) = buyer.voucher(buyer.charged + PRICE).await;
+    let handled = calls.get();
     let ((s1, r1, _), (s2, r2, _)) = tokio::join!(
         send(url_a.clone(), payload.clone()),
         send(url_b.clone(), payload.clone())
@@ -731,6 +815,7 @@ async fn two_instances_on_one_postgres_charge_each_voucher_once() {
         "one delivery for one voucher ({s1}, {s2})"
     );
     buyer.accept(delivered[0].1.as_ref().unwrap(), PRICE);
+    assert_eq!(calls.get(), handled + 1, "one voucher, one handler call");
     // And again afterwards, to either: refused (its ceiling is spent).
     let (status, _, _) = send(url_b.clone(), payload).await;
     assert_eq!(status, 402);

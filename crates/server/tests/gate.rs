@@ -114,6 +114,18 @@ impl Facilitator for Double {
         let answer = self.answer("supported", &self.0.supported, None);
         Box::pin(async move { answer })
     }
+
+    fn abandon<'a>(
+        &'a self,
+        _: &'a FacilitatorRequest,
+        attempt: Option<&'a IdempotencyKey>,
+    ) -> BoxFuture<'a, ()> {
+        self.0.calls.lock().unwrap().push(Call {
+            endpoint: "abandon",
+            attempt: attempt.cloned(),
+        });
+        Box::pin(async {})
+    }
 }
 
 fn toy() -> Scheme {
@@ -398,12 +410,72 @@ async fn an_unreachable_facilitator_is_a_503_and_nothing_is_delivered() {
     assert!(calls
         .iter()
         .all(|c| c.attempt.as_ref() == Some(handle.attempt())));
-    handle.handler_failed();
+    handle.handler_failed().await;
     assert_eq!(
         double.count("settle"),
         0,
         "a failed handler settles nothing"
     );
+}
+
+/// A verified attempt that ends unsettled is abandoned with the facilitator (which lets go of
+/// whatever it holds for it, e.g. a payment channel), under its own attempt key: at once when
+/// the handler failed — before `handler_failed` returns, so the buyer's retry finds nothing
+/// held — and in the background when the handle is dropped (the buyer hung up). A settled
+/// attempt is not abandoned.
+#[tokio::test]
+async fn an_attempt_that_ends_unsettled_is_abandoned_with_the_facilitator() {
+    let double = Double::default();
+    double
+        .verify(Ok(VerifyResponse::valid("bob")))
+        .verify(Ok(VerifyResponse::valid("bob")))
+        .verify(Ok(VerifyResponse::valid("bob")))
+        .settle(settled());
+    let gate = self::gate(&double, SettlementMode::AfterHandler, 0);
+    let offer = offer(&gate, "GET /report").await;
+    let abandoned = || {
+        double
+            .calls()
+            .into_iter()
+            .filter(|c| c.endpoint == "abandon")
+            .map(|c| c.attempt)
+            .collect::<Vec<_>>()
+    };
+
+    let failed = verified(
+        gate.admit(offer.clone(), payment(&offer.accepts[0], "0x01"))
+            .await,
+    );
+    let first = failed.attempt().clone();
+    assert!(abandoned().is_empty());
+    failed.handler_failed().await;
+    assert_eq!(abandoned(), [Some(first)]);
+
+    // The retry: a new attempt, dropped with its request.
+    let dropped = verified(
+        gate.admit(offer.clone(), payment(&offer.accepts[0], "0x01"))
+            .await,
+    );
+    let second = dropped.attempt().clone();
+    drop(dropped);
+    for _ in 0..100 {
+        if abandoned().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(abandoned()[1], Some(second));
+
+    let paid = verified(
+        gate.admit(offer.clone(), payment(&offer.accepts[0], "0x01"))
+            .await,
+    );
+    match paid.settle_delivery("report".to_owned()).await {
+        Settlement::Paid(_) => {}
+        other => panic!("{other:?}"),
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(abandoned().len(), 2, "a settled attempt is not abandoned");
 }
 
 #[tokio::test]

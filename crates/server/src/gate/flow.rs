@@ -36,6 +36,62 @@ impl Drop for Claim {
     }
 }
 
+/// A verified attempt not settled yet: unless [`disarm`](Self::disarm)ed — its settlement
+/// begun — it tells the facilitator that the attempt will not settle
+/// ([`Facilitator::abandon`](tollgate_core::Facilitator::abandon)), awaited by
+/// [`now`](Self::now) on the paths that end it deliberately and in a task of its own when it is
+/// dropped (the buyer hung up, the handler's future was dropped), so whatever the facilitator
+/// holds for the attempt (a payment channel) is let go at once rather than when a lease ends.
+pub(crate) struct Unsettled(
+    Option<Box<dyn FnOnce() -> tollgate_core::BoxFuture<'static, ()> + Send + Sync>>,
+);
+
+impl Unsettled {
+    fn new<F: FacilitatorClient, D: Delivery>(
+        gate: &Gate<F, D>,
+        request: &FacilitatorRequest,
+        attempt: &IdempotencyKey,
+    ) -> Self {
+        let (gate, request, attempt) = (gate.clone(), request.clone(), attempt.clone());
+        Self(Some(Box::new(move || {
+            Box::pin(async move {
+                gate.inner
+                    .facilitator
+                    .abandon(&request, Some(&attempt))
+                    .await
+            })
+        })))
+    }
+
+    /// The attempt is being settled: the facilitator's settlement decides what it holds.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+
+    /// Tells the facilitator now, and waits for it (so the buyer's retry finds nothing held).
+    async fn now(mut self) {
+        if let Some(abandon) = self.0.take() {
+            abandon().await;
+        }
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        let Some(abandon) = self.0.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(abandon());
+            }
+            Err(_) => tracing::warn!(
+                "a verified payment was dropped outside a runtime; what the facilitator holds for it lapses with its lease"
+            ),
+        }
+    }
+}
+
 /// How a settlement ended, as far as this exchange can tell.
 enum Settled {
     /// Settled: deliver with this receipt.
@@ -69,6 +125,8 @@ struct State<F, D: Delivery> {
     /// For a payment in a metered scheme settled after the handler: the charge the handler
     /// records, settled in place of the maximum.
     meter: Option<Meter>,
+    /// Tells the facilitator if the attempt ends without settling.
+    unsettled: Unsettled,
 }
 
 impl<F, D: Delivery> std::fmt::Debug for VerifiedPayment<F, D> {
@@ -367,6 +425,9 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
             }
             Err(e) => return Admission::Unavailable(Unavailable::Facilitator(e.to_string())),
         };
+        // From here until its settlement begins, an attempt that ends — refused by the identity
+        // policy, its handler failed, its request dropped — is abandoned with the facilitator.
+        let unsettled = Unsettled::new(self, &request, &attempt);
         let info = PaymentInfo {
             version: request.version(),
             scheme: chosen.scheme,
@@ -393,9 +454,13 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
                 .await;
             match verdict {
                 Verdict::Pass => {}
-                Verdict::Refuse(refusal) => return Admission::Refused(refusal),
+                Verdict::Refuse(refusal) => {
+                    unsettled.now().await;
+                    return Admission::Refused(refusal);
+                }
                 Verdict::Unavailable(detail) => {
-                    return Admission::Unavailable(Unavailable::Identity(detail))
+                    unsettled.now().await;
+                    return Admission::Unavailable(Unavailable::Identity(detail));
                 }
             }
         }
@@ -410,6 +475,7 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
                 .get(&info.scheme, &info.network)
                 .and_then(|s| s.operation(payment_payload));
             if let Some(operation) = operation {
+                unsettled.disarm();
                 return self
                     .operate(offer, claim, request, attempt, info, deadline, operation)
                     .await;
@@ -437,6 +503,7 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
                 max_timeout,
                 deadline,
                 meter,
+                unsettled,
             }),
         })
     }
@@ -639,8 +706,17 @@ impl<F: FacilitatorClient, D: Delivery> VerifiedPayment<F, D> {
     }
 
     /// The handler failed (or will not run): nothing is settled, the buyer is not charged, and
-    /// the payment's claim is released.
-    pub fn handler_failed(self) {}
+    /// the payment's claim is released. The facilitator is told the attempt is abandoned
+    /// ([`Facilitator::abandon`](tollgate_core::Facilitator::abandon)) before this returns, so
+    /// the buyer's retry with the same payment finds nothing held for this attempt (dropping
+    /// the handle does the same, in the background).
+    pub async fn handler_failed(self) {
+        let State {
+            claim, unsettled, ..
+        } = *self.state;
+        unsettled.now().await;
+        drop(claim);
+    }
 
     /// What a retry needs if settlement outlives this exchange.
     fn entry(&self, response: Option<D::Kept>) -> PendingEntry<D::Kept> {
@@ -667,8 +743,10 @@ impl<F: FacilitatorClient, D: Delivery> VerifiedPayment<F, D> {
             offer,
             mut info,
             deadline,
+            unsettled,
             ..
         } = *self.state;
+        unsettled.disarm();
         let key = claim.key.clone();
         let Some((settled, _, claim)) =
             settle_detached(&gate, claim, entry.clone(), None, deadline).await
@@ -736,8 +814,10 @@ impl<F: FacilitatorClient, D: Delivery> VerifiedPayment<F, D> {
             offer,
             info,
             deadline,
+            unsettled,
             ..
         } = *self.state;
+        unsettled.disarm();
         let key = claim.key.clone();
         let handed_back =
             settle_detached(&gate, claim, entry.clone(), Some(delivery), deadline).await;

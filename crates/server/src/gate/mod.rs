@@ -22,7 +22,12 @@
 //!   the kept delivery once; settlement runs in a task of its own, so a buyer who hangs up does
 //!   not abandon it half-way;
 //! - **nothing unpaid**: a delivery leaves the gate only inside a [`Paid`], with the
-//!   facilitator's successful settlement as its receipt.
+//!   facilitator's successful settlement as its receipt;
+//! - **nothing held for an attempt that will not settle**: a verified attempt that ends
+//!   unsettled (its handler failed, the identity policy refused the payer, the request was
+//!   dropped) is abandoned with the facilitator
+//!   ([`Facilitator::abandon`](tollgate_core::Facilitator::abandon)), which lets go of what it
+//!   holds for it — a seller's payment channel — so the buyer's retry is not refused as busy.
 //!
 //! The flow of one request:
 //!
@@ -42,7 +47,8 @@
 //!   SettlementMode::BeforeHandler:  h.settle()                → Settlement::Paid(()) → run the handler
 //!   SettlementMode::AfterHandler:   run the handler, then h.settle_delivery(response)
 //!                                                             → Settlement::Paid(response)
-//!                                   (or h.handler_failed(): nothing is settled)
+//!                                   (or h.handler_failed(): nothing is settled, and the
+//!                                   facilitator is told the attempt is abandoned)
 //! ```
 
 mod canonical;
@@ -422,8 +428,9 @@ pub(crate) struct Inner<F, D: Delivery> {
     /// Payments currently being processed, by their canonical form (see `canonical`: one key
     /// for every spelling of a payment). A second request carrying the same payment while the
     /// first is in flight is refused, so one process runs its handler once per payment. Across
-    /// processes the facilitator's reservation of the payment for the first attempt key is the
-    /// authoritative guard; after settlement the chain itself refuses the reuse.
+    /// processes the facilitator's reservation of the payment for the first attempt key (for a
+    /// `batch-settlement` voucher, the channel held for that attempt) is the authoritative
+    /// guard; after settlement the chain itself refuses the reuse.
     pub(crate) claims: Arc<Mutex<HashSet<String>>>,
     /// Deliveries whose settlement outlived their exchange, delivered on the buyer's retry.
     pub(crate) pending: PendingStore<D>,

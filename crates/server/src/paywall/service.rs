@@ -349,7 +349,7 @@ where
                 let mut response = inner.call(request).await?;
                 if response.status().as_u16() >= 400 {
                     // The handler failed: the buyer is not charged.
-                    payment.handler_failed();
+                    payment.handler_failed().await;
                     set_private(&mut response);
                     response
                         .extensions_mut()

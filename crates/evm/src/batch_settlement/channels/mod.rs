@@ -94,12 +94,26 @@ impl Default for ChannelManagerConfig {
     }
 }
 
-/// A voucher's key for channel holds: its ceiling and signature, hashed. Only the very same
-/// voucher (a retry after a failed handler) may take a channel its request holds.
-fn voucher_key(voucher: &SignedVoucher) -> B256 {
+/// The key a request holds its channel under: the voucher's ceiling and signature and the
+/// request's attempt key (`Idempotency-Key`), hashed. Only that very attempt — its own `/settle`
+/// and the retries of it — holds the channel: a copy of the voucher presented by another
+/// request (a replay, or the same voucher sent to another replica sharing the store) is refused
+/// busy while it is held, so one voucher reaches one handler. The gate abandons an attempt
+/// whose handler failed ([`Facilitator::abandon`]), which releases the hold, so the buyer's
+/// retry with the same voucher — a new attempt — takes the channel at once. Without an attempt
+/// key, the voucher alone is the key, and the same voucher may take its channel again.
+fn hold_key(voucher: &SignedVoucher, attempt: Option<&IdempotencyKey>) -> B256 {
     let mut bytes = voucher.max_claimable_amount.to_be_bytes().to_vec();
     bytes.extend_from_slice(&voucher.signature);
-    alloy::primitives::keccak256(bytes)
+    let voucher = alloy::primitives::keccak256(bytes);
+    match attempt {
+        None => voucher,
+        Some(attempt) => {
+            let mut bytes = voucher.to_vec();
+            bytes.extend_from_slice(attempt.as_str().as_bytes());
+            alloy::primitives::keccak256(bytes)
+        }
+    }
 }
 
 struct Shared<F> {
@@ -240,10 +254,10 @@ impl<F: Facilitator> ChannelManager<F> {
         FacilitatorError::Unavailable(e.to_string())
     }
 
-    /// Lets go of channel `id` if `voucher`'s request holds it; a failure only delays the next
-    /// request until the hold's lease ends.
-    async fn release(&self, id: B256, voucher: &SignedVoucher) {
-        if let Err(e) = self.shared.store.release(id, voucher_key(voucher)).await {
+    /// Lets go of channel `id` if the request keyed `key` ([`hold_key`]) holds it; a failure
+    /// only delays the next request until the hold's lease ends.
+    async fn release(&self, id: B256, key: B256) {
+        if let Err(e) = self.shared.store.release(id, key).await {
             tracing::warn!(error = %e, "could not release a channel hold");
         }
     }
@@ -319,9 +333,11 @@ impl<F: Facilitator> ChannelManager<F> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn verify_voucher(
         &self,
         request: &FacilitatorRequest,
+        attempt: Option<&IdempotencyKey>,
         requirements: &PaymentRequirements,
         chain_id: u64,
         config: &super::ChannelConfig,
@@ -339,8 +355,8 @@ impl<F: Facilitator> ChannelManager<F> {
             Err((reason, message)) => return Ok(invalid(reason, message, payer)),
         };
         // The request in flight decides the next expected ceiling: until it ends, no other
-        // voucher is judged against the channel. Held from here; let go on every refusal.
-        let key = voucher_key(voucher);
+        // request is judged against the channel. Held from here; let go on every refusal.
+        let key = hold_key(voucher, attempt);
         if !store
             .hold(id, key, self.shared.config.busy_lease)
             .await
@@ -352,6 +368,19 @@ impl<F: Facilitator> ChannelManager<F> {
                 payer,
             ));
         }
+        // Read again under the hold: the record read before it may predate the commit of the
+        // request that held the channel meanwhile (on another replica), and a voucher judged
+        // against it would reach the handler only to be refused at settlement.
+        let stored = match stored {
+            Some(_) => match store.load(id).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    self.release(id, key).await;
+                    return Err(Self::unavailable(e));
+                }
+            },
+            None => None,
+        };
         let held = self
             .verify_held(
                 request,
@@ -365,7 +394,7 @@ impl<F: Facilitator> ChannelManager<F> {
             )
             .await;
         if !matches!(&held, Ok(v) if v.is_valid) {
-            self.release(id, voucher).await;
+            self.release(id, key).await;
         }
         held
     }
@@ -489,8 +518,10 @@ impl<F: Facilitator> ChannelManager<F> {
     }
 
     /// Commits `charge` under `voucher` (after the handler succeeded) and answers the receipt.
+    #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
+        attempt: Option<&IdempotencyKey>,
         requirements: &PaymentRequirements,
         chain_id: u64,
         config: &super::ChannelConfig,
@@ -532,12 +563,13 @@ impl<F: Facilitator> ChannelManager<F> {
             );
         }
         // The voucher is stored only after a signature check: the one this manager made when it
-        // verified this very voucher (held in flight under its ceiling and signature hash;
+        // verified this very voucher for this very attempt (held in flight under [`hold_key`];
         // `check_terms` above bound the config to its channel id again), or one made now.
+        let key = hold_key(voucher, attempt);
         let held = self
             .shared
             .store
-            .holds(record.channel_id, voucher_key(voucher))
+            .holds(record.channel_id, key)
             .await
             .map_err(Self::unavailable)?;
         if !held {
@@ -567,7 +599,7 @@ impl<F: Facilitator> ChannelManager<F> {
             .save_if(record.clone(), Expected::Charged(before))
             .await
             .map_err(Self::unavailable)?;
-        self.release(record.channel_id, voucher).await;
+        self.release(record.channel_id, key).await;
         if !committed {
             return fail(
                 BatchReason::CumulativeAmountMismatch,
@@ -626,6 +658,7 @@ impl<F: Facilitator> ChannelManager<F> {
                     ));
                 }
                 self.commit(
+                    attempt,
                     requirements,
                     chain_id,
                     &p.channel_config,
@@ -638,7 +671,8 @@ impl<F: Facilitator> ChannelManager<F> {
             BatchPayload::Deposit(p) => {
                 let answer = self.shared.facilitator.settle(request, attempt).await?;
                 if !answer.success {
-                    self.release(p.voucher.channel_id, &p.voucher).await;
+                    self.release(p.voucher.channel_id, hold_key(&p.voucher, attempt))
+                        .await;
                     return Ok(answer);
                 }
                 let snapshot: Option<ChannelSnapshot> = answer
@@ -678,6 +712,7 @@ impl<F: Facilitator> ChannelManager<F> {
                     }
                 };
                 self.commit(
+                    attempt,
                     requirements,
                     chain_id,
                     &p.channel_config,
@@ -705,6 +740,7 @@ impl<F: Facilitator> ChannelManager<F> {
     async fn verify_refund(
         &self,
         request: &FacilitatorRequest,
+        attempt: Option<&IdempotencyKey>,
         requirements: &PaymentRequirements,
         chain_id: u64,
         p: &RefundPayload,
@@ -738,8 +774,9 @@ impl<F: Facilitator> ChannelManager<F> {
             Ok(id) => id,
             Err((reason, message)) => return Ok(invalid(reason, message, payer)),
         };
+        let key = hold_key(voucher, attempt);
         if !store
-            .hold(id, voucher_key(voucher), self.shared.config.busy_lease)
+            .hold(id, key, self.shared.config.busy_lease)
             .await
             .map_err(Self::unavailable)?
         {
@@ -753,7 +790,7 @@ impl<F: Facilitator> ChannelManager<F> {
             .verify_refund_held(request, requirements, config, voucher, id, stored)
             .await;
         if !matches!(&held, Ok(v) if v.is_valid) {
-            self.release(id, voucher).await;
+            self.release(id, key).await;
         }
         held
     }
@@ -875,11 +912,8 @@ impl<F: Facilitator> ChannelManager<F> {
             return fail(reason, message);
         }
         // Only the request whose verification holds the channel: nothing was charged since.
-        if !store
-            .holds(id, voucher_key(&voucher))
-            .await
-            .map_err(Self::unavailable)?
-        {
+        let key = hold_key(&voucher, attempt);
+        if !store.holds(id, key).await.map_err(Self::unavailable)? {
             return fail(
                 BatchReason::ChannelBusy,
                 "the refund's verification has lapsed; present it again".into(),
@@ -889,7 +923,7 @@ impl<F: Facilitator> ChannelManager<F> {
             .settle_refund_held(request, attempt, requirements, chain_id, p, record)
             .await;
         if settled.is_ok() {
-            self.release(id, &voucher).await;
+            self.release(id, key).await;
         }
         settled
     }
@@ -1322,6 +1356,7 @@ impl<F: Facilitator> Facilitator for ChannelManager<F> {
                 Ok(BatchPayload::Voucher(p)) => {
                     self.verify_voucher(
                         request,
+                        attempt,
                         requirements,
                         chain_id,
                         &p.channel_config,
@@ -1333,6 +1368,7 @@ impl<F: Facilitator> Facilitator for ChannelManager<F> {
                 Ok(BatchPayload::Deposit(p)) => {
                     self.verify_voucher(
                         request,
+                        attempt,
                         requirements,
                         chain_id,
                         &p.channel_config,
@@ -1342,7 +1378,7 @@ impl<F: Facilitator> Facilitator for ChannelManager<F> {
                     .await
                 }
                 Ok(BatchPayload::Refund(p)) => {
-                    self.verify_refund(request, requirements, chain_id, &p)
+                    self.verify_refund(request, attempt, requirements, chain_id, &p)
                         .await
                 }
                 Ok(other) => Ok(invalid(
@@ -1392,5 +1428,34 @@ impl<F: Facilitator> Facilitator for ChannelManager<F> {
 
     fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {
         self.shared.facilitator.supported()
+    }
+
+    /// Releases the channel held for `attempt`'s verification of a voucher, deposit or refund
+    /// (nothing is charged); other payments' attempts are the wrapped facilitator's.
+    fn abandon<'a>(
+        &'a self,
+        request: &'a FacilitatorRequest,
+        attempt: Option<&'a IdempotencyKey>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let FacilitatorRequest::V2 {
+                payment_payload,
+                payment_requirements: requirements,
+            } = request
+            else {
+                return self.shared.facilitator.abandon(request, attempt).await;
+            };
+            if requirements.scheme != Scheme::BatchSettlement {
+                return self.shared.facilitator.abandon(request, attempt).await;
+            }
+            let voucher = match parse_payload(payment_payload) {
+                Ok(BatchPayload::Voucher(p)) => p.voucher,
+                Ok(BatchPayload::Deposit(p)) => p.voucher,
+                Ok(BatchPayload::Refund(p)) => p.voucher,
+                _ => return,
+            };
+            self.release(voucher.channel_id, hold_key(&voucher, attempt))
+                .await;
+        })
     }
 }

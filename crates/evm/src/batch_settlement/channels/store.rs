@@ -112,14 +112,17 @@ pub trait ChannelStore: Send + Sync + 'static {
     fn unclaimed(&self) -> BoxFuture<'_, Result<Vec<ChannelRecord>, StoreError>>;
     /// Every channel.
     fn all(&self) -> BoxFuture<'_, Result<Vec<ChannelRecord>, StoreError>>;
-    /// Takes channel `id` for the request paying with the voucher keyed `key` for `lease`;
-    /// `false` when another voucher's request holds it. The same voucher may take it again (the
-    /// retry after a failed handler).
+    /// Takes channel `id` for the request keyed `key` for `lease`; `false` while a request
+    /// under another key holds it. The manager keys a request by its voucher and its attempt
+    /// (`Idempotency-Key`), so only that attempt — its `/settle`, the retries of it — takes the
+    /// channel again; a copy of the voucher sent by another request is refused until the hold
+    /// is released (the attempt settled, or was abandoned after a failed handler) or its lease
+    /// ends. (Without an attempt key the voucher alone is the key.)
     fn hold(&self, id: B256, key: B256, lease: Duration)
         -> BoxFuture<'_, Result<bool, StoreError>>;
-    /// Whether channel `id` is held by the voucher keyed `key`.
+    /// Whether channel `id` is held by the request keyed `key`.
     fn holds(&self, id: B256, key: B256) -> BoxFuture<'_, Result<bool, StoreError>>;
-    /// Lets go of channel `id` if the voucher keyed `key` holds it.
+    /// Lets go of channel `id` if the request keyed `key` holds it.
     fn release(&self, id: B256, key: B256) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Deletes channel `id`'s record if the stored one is as `expected` (a channel fully
     /// refunded: nothing left to claim or charge); `false` when it is not (nothing deleted).
