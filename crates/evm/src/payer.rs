@@ -79,33 +79,39 @@ where
         handle: &'a AuthorizationHandle,
         rpc_url: &'a str,
     ) -> BoxFuture<'a, Result<AuthorizationState, StateError>> {
-        Box::pin(async move {
-            let bad = |what: &str, e: &dyn std::fmt::Display| {
-                StateError::BadHandle(format!("{what}: {e}"))
-            };
-            let chain_id = handle
-                .network
-                .eip155_chain_id()
-                .ok_or_else(|| bad("network", &handle.network))?;
-            let asset: Address = handle.asset.parse().map_err(|e| bad("asset", &e))?;
-            let payer: Address = handle.payer.parse().map_err(|e| bad("payer", &e))?;
-            if handle.id.starts_with(PERMIT2_ID_PREFIX) {
-                return permit2_state(handle, rpc_url).await;
-            }
-            let nonce: B256 = handle.id.parse().map_err(|e| bad("nonce", &e))?;
-            let status =
-                crate::client_state::authorization_state(rpc_url, chain_id, asset, payer, nonce)
-                    .await
-                    .map_err(|e| StateError::Chain(e.to_string()))?;
-            Ok(if status.used {
-                AuthorizationState::Used
-            } else {
-                AuthorizationState::Unused {
-                    chain_time: status.block_timestamp,
-                }
-            })
-        })
+        Box::pin(token_authorization_state(handle, rpc_url))
     }
+}
+
+/// Whether the token authorization of `handle` was used: EIP-3009's
+/// `authorizationState(from, nonce)` on the token, or the Permit2 nonce bitmap for a
+/// `permit2:` handle. Shared by every EVM payer whose payments carry such an authorization
+/// (`exact`, and `batch-settlement` deposits).
+pub(crate) async fn token_authorization_state(
+    handle: &AuthorizationHandle,
+    rpc_url: &str,
+) -> Result<AuthorizationState, StateError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| StateError::BadHandle(format!("{what}: {e}"));
+    let chain_id = handle
+        .network
+        .eip155_chain_id()
+        .ok_or_else(|| bad("network", &handle.network))?;
+    let asset: Address = handle.asset.parse().map_err(|e| bad("asset", &e))?;
+    let payer: Address = handle.payer.parse().map_err(|e| bad("payer", &e))?;
+    if handle.id.starts_with(PERMIT2_ID_PREFIX) {
+        return permit2_state(handle, rpc_url).await;
+    }
+    let nonce: B256 = handle.id.parse().map_err(|e| bad("nonce", &e))?;
+    let status = crate::client_state::authorization_state(rpc_url, chain_id, asset, payer, nonce)
+        .await
+        .map_err(|e| StateError::Chain(e.to_string()))?;
+    Ok(if status.used {
+        AuthorizationState::Used
+    } else {
+        AuthorizationState::Unused {
+            chain_time: status.block_timestamp,
+        }
+    })
 }
 
 /// How a Permit2 authorization's handle id starts (`permit2:<decimal nonce>`), as the

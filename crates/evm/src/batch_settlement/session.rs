@@ -122,30 +122,7 @@ impl<S: Signer + Send + Sync + 'static> PaymentSigner for BatchSettlementEvmClie
                     scheme: handle.scheme.clone(),
                 });
             }
-            let bad = |what: &str, e: &dyn std::fmt::Display| {
-                StateError::BadHandle(format!("{what}: {e}"))
-            };
-            if handle.id.starts_with(crate::payer::PERMIT2_ID_PREFIX) {
-                return crate::payer::permit2_state(handle, rpc_url).await;
-            }
-            let chain_id = handle
-                .network
-                .eip155_chain_id()
-                .ok_or_else(|| bad("network", &handle.network))?;
-            let asset = handle.asset.parse().map_err(|e| bad("asset", &e))?;
-            let payer = handle.payer.parse().map_err(|e| bad("payer", &e))?;
-            let nonce = handle.id.parse().map_err(|e| bad("nonce", &e))?;
-            let status =
-                crate::client_state::authorization_state(rpc_url, chain_id, asset, payer, nonce)
-                    .await
-                    .map_err(|e| StateError::Chain(e.to_string()))?;
-            Ok(if status.used {
-                AuthorizationState::Used
-            } else {
-                AuthorizationState::Unused {
-                    chain_time: status.block_timestamp,
-                }
-            })
+            crate::payer::token_authorization_state(handle, rpc_url).await
         })
     }
 
