@@ -22,6 +22,7 @@ use tollgate::evm::batch_settlement::channels::{
 use tollgate::evm::batch_settlement::{
     channel_id, sign_erc3009_deposit, sign_voucher, BatchSettlementEvmFacilitator,
     BatchSettlementEvmServer, ChannelConfig, Erc3009DepositTerms, ReceiverAuthorizer,
+    VoucherVerifier,
 };
 use tollgate::evm::{ChainConfig, EvmChain};
 use tollgate::facilitator::Facilitator;
@@ -216,6 +217,47 @@ async fn run_store(
     })
 }
 
+/// The voucher check's own cost: `count` signature checks of one channel's voucher (the
+/// public-key recovery a paywall makes per voucher-paid request), on every core at once,
+/// without HTTP or state: the part of a voucher-paid request no paywall can skip.
+async fn signature_checks(chain_id: u64, count: usize) -> Result<Measured, BenchError> {
+    let config = ChannelConfig {
+        payer: signer(1).address(),
+        payer_authorizer: signer(1).address(),
+        receiver: signer(9).address(),
+        receiver_authorizer: signer(AUTHORIZER).address(),
+        token: Address::ZERO,
+        withdraw_delay: 900,
+        salt: B256::ZERO,
+    };
+    let voucher = sign_voucher(&signer(1), channel_id(&config, chain_id), PRICE, chain_id)
+        .await
+        .map_err(err)?;
+    let verifier = VoucherVerifier::new(chain_id);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = count.div_ceil(threads);
+    let started = Instant::now();
+    let checked = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..per_thread).all(|_| verifier.verify_signature(&config, &voucher).is_ok())
+                })
+            })
+            .collect();
+        workers.into_iter().all(|w| w.join().unwrap_or(false))
+    });
+    let took = started.elapsed();
+    if !checked {
+        return Err(err("a correctly signed voucher failed its signature check"));
+    }
+    Ok(Measured {
+        name: "voucher signature check alone (every core, no HTTP)",
+        count: per_thread * threads,
+        took,
+    })
+}
+
 pub(super) async fn run(
     chain: &BenchChain,
     dir: &std::path::Path,
@@ -285,6 +327,8 @@ pub(super) async fn run(
         managers.push(manager);
     }
 
+    let checks = signature_checks(chain.chain_id(), args.requests).await?;
+
     println!(
         "\nbatch-settlement channels ({} channels, one request at a time each; vouchers pre-signed)",
         args.channels
@@ -296,6 +340,7 @@ pub(super) async fn run(
     for m in [args.bare_route, args.challenge, args.exact_paid]
         .into_iter()
         .chain(rows.iter())
+        .chain([&checks])
     {
         println!(
             "{:<52} {:>10} {:>10.0} {:>11.3}x {:>11.1}x",
@@ -313,6 +358,12 @@ pub(super) async fn run(
             args.challenge.per_sec() / m.per_sec()
         );
     }
+    // The floor: a voucher-paid request is an exchange like the 402's plus this check.
+    println!(
+        "of which one voucher signature check alone costs {:.2}x an unpaid 402 (with the 402's own exchange: a floor of {:.2}x)",
+        args.challenge.per_sec() / checks.per_sec(),
+        1.0 + args.challenge.per_sec() / checks.per_sec()
+    );
     // Everything charged, claimed and swept: two transactions per store, however many requests.
     for (m, manager) in rows.iter().zip(&managers) {
         let started = Instant::now();

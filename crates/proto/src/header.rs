@@ -114,6 +114,12 @@ pub fn to_header_value<T: Serialize>(value: &T) -> HeaderValue {
 /// assert!(matches!(header::decode::<AnyPaymentPayload>("%%%"), Err(HeaderError::Base64(_))));
 /// ```
 pub fn decode<T: DeserializeOwned>(value: &str) -> Result<T, HeaderError> {
+    decode_json(&decode_base64(value)?)
+}
+
+/// The JSON bytes of a header value: within [`MAX_HEADER_BYTES`], ASCII, base64 in any of
+/// its four alphabets.
+fn decode_base64(value: &str) -> Result<Vec<u8>, HeaderError> {
     if value.len() > MAX_HEADER_BYTES {
         return Err(HeaderError::TooLarge {
             len: value.len(),
@@ -136,12 +142,18 @@ pub fn decode<T: DeserializeOwned>(value: &str) -> Result<T, HeaderError> {
                     .unwrap_or_default(),
             )
         })?;
-    decode_json(&bytes)
+    Ok(bytes)
 }
 
 /// Decodes JSON bytes (e.g. a v1 402 body), reporting the path of the first bad field as
 /// [`decode`] does.
+///
+/// Valid JSON is decoded once without tracking paths (every paid request carries some); only a
+/// failure is decoded again, tracked, to name the field.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HeaderError> {
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let outer = e.path().to_string();
@@ -199,7 +211,15 @@ fn header_str(headers: &HeaderMap, name: &HeaderName) -> Option<Result<String, H
 pub fn payment_from_headers(headers: &HeaderMap) -> Option<Result<AnyPaymentPayload, HeaderError>> {
     let raw =
         header_str(headers, &PAYMENT_SIGNATURE).or_else(|| header_str(headers, &X_PAYMENT))?;
-    Some(raw.and_then(|v| decode(&v)))
+    Some(raw.and_then(|v| {
+        let bytes = decode_base64(&v)?;
+        // A v2 payment (every paid request of a v2 client) is read straight into its type,
+        // whose `x402Version` admits only 2; anything else takes the version dispatch.
+        if let Ok(payment) = serde_json::from_slice::<crate::PaymentPayload>(&bytes) {
+            return Ok(AnyPaymentPayload::V2(Box::new(payment)));
+        }
+        decode_json(&bytes)
+    }))
 }
 
 /// The v2 challenge in a 402 response's `PAYMENT-REQUIRED` header.

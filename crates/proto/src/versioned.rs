@@ -46,7 +46,13 @@ where
 
 /// Decodes a JSON value, prefixing the error with the path of the failing field. The
 /// `path: message` form is what [`crate::header::decode`] unpacks into `HeaderError::Json`.
+///
+/// A valid value is decoded without tracking paths (the common case, on every paid request);
+/// only a failure is decoded again, tracked, to name the field.
 pub(crate) fn decode_at<T: DeserializeOwned, E: serde::de::Error>(value: Value) -> Result<T, E> {
+    if let Ok(decoded) = T::deserialize(&value) {
+        return Ok(decoded);
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();

@@ -95,34 +95,60 @@ pub fn domain(chain_id: u64) -> Eip712Domain {
     }
 }
 
+/// The EIP-712 digest of `value` under [`domain`]`(chain_id)`:
+/// `keccak256(0x1901 ‖ domainSeparator ‖ hashStruct(value))`, the separator computed once per
+/// thread and chain rather than for every voucher a paywall checks.
+fn signing_hash<S: SolStruct>(value: &S, chain_id: u64) -> B256 {
+    thread_local! {
+        static SEPARATOR: std::cell::Cell<Option<(u64, B256)>> = const { std::cell::Cell::new(None) };
+    }
+    let separator = SEPARATOR.with(|cached| match cached.get() {
+        Some((id, separator)) if id == chain_id => separator,
+        _ => {
+            let separator = domain(chain_id).separator();
+            cached.set(Some((chain_id, separator)));
+            separator
+        }
+    });
+    let mut bytes = [0u8; 66];
+    bytes[..2].copy_from_slice(&[0x19, 0x01]);
+    bytes[2..34].copy_from_slice(separator.as_slice());
+    bytes[34..].copy_from_slice(value.eip712_hash_struct().as_slice());
+    keccak256(bytes)
+}
+
 /// The channel id of `config` on `chain_id`: its EIP-712 hash under [`domain`], as the
 /// contract's `getChannelId` computes it.
 pub fn channel_id(config: &ChannelConfig, chain_id: u64) -> B256 {
-    config.to_abi().eip712_signing_hash(&domain(chain_id))
+    signing_hash(&config.to_abi(), chain_id)
 }
 
 /// The digest a payer signs for a voucher with cumulative ceiling `max_claimable`.
 pub fn voucher_digest(channel_id: B256, max_claimable: u128, chain_id: u64) -> B256 {
-    abi::Voucher {
-        channelId: channel_id,
-        maxClaimableAmount: max_claimable,
-    }
-    .eip712_signing_hash(&domain(chain_id))
+    signing_hash(
+        &abi::Voucher {
+            channelId: channel_id,
+            maxClaimableAmount: max_claimable,
+        },
+        chain_id,
+    )
 }
 
 /// The digest a receiver authorizer signs for `refundWithSignature`.
 pub fn refund_digest(channel_id: B256, nonce: U256, amount: u128, chain_id: u64) -> B256 {
-    abi::Refund {
-        channelId: channel_id,
-        nonce,
-        amount,
-    }
-    .eip712_signing_hash(&domain(chain_id))
+    signing_hash(
+        &abi::Refund {
+            channelId: channel_id,
+            nonce,
+            amount,
+        },
+        chain_id,
+    )
 }
 
 /// The digest a receiver authorizer signs for `claimWithSignature` over `rows`.
 pub fn claim_batch_digest(rows: &[ClaimRow], chain_id: u64) -> B256 {
-    abi::ClaimBatch {
+    let batch = abi::ClaimBatch {
         claims: rows
             .iter()
             .map(|row| abi::ClaimEntry {
@@ -131,8 +157,8 @@ pub fn claim_batch_digest(rows: &[ClaimRow], chain_id: u64) -> B256 {
                 totalClaimed: row.total_claimed,
             })
             .collect(),
-    }
-    .eip712_signing_hash(&domain(chain_id))
+    };
+    signing_hash(&batch, chain_id)
 }
 
 /// Signs a voucher for `channel_id` with cumulative ceiling `max_claimable`.
@@ -325,7 +351,8 @@ pub fn parse_payload(
             ))
         }
     };
-    serde_json::from_value(serde_json::Value::Object(payment.payload.clone()))
+    // Read in place: the gate parses a voucher at verification and again at settlement.
+    <BatchPayload as serde::Deserialize>::deserialize(&payment.payload)
         .map_err(|e| (malformed, format!("{kind} payload: {e}")))
 }
 
@@ -524,6 +551,35 @@ impl VoucherVerifier {
             _ => Err(VoucherError::Signature {
                 expected: config.payer_authorizer,
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_separator_digests_are_alloys_on_every_chain() {
+        // Alternating chains on one thread: the cached separator must follow the chain.
+        for chain_id in [8453u64, 137, 8453, 31337] {
+            let voucher = abi::Voucher {
+                channelId: B256::repeat_byte(7),
+                maxClaimableAmount: 1_234,
+            };
+            assert_eq!(
+                voucher_digest(B256::repeat_byte(7), 1_234, chain_id),
+                voucher.eip712_signing_hash(&domain(chain_id))
+            );
+            let refund = abi::Refund {
+                channelId: B256::repeat_byte(9),
+                nonce: U256::from(3),
+                amount: 55,
+            };
+            assert_eq!(
+                refund_digest(B256::repeat_byte(9), U256::from(3), 55, chain_id),
+                refund.eip712_signing_hash(&domain(chain_id))
+            );
         }
     }
 }

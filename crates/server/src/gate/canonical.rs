@@ -23,40 +23,67 @@ use serde_json::{Map, Value};
 use tollgate_proto::{Network, Scheme};
 
 /// The canonical key of a payment of `scheme` on `network` with scheme payload `payload`.
+///
+/// Written straight into the key (no canonical copy of the payload is built): every paid
+/// request computes one.
 pub(crate) fn payment_key(
     scheme: &Scheme,
     network: &Network,
     payload: &Map<String, Value>,
 ) -> String {
     let mut key = format!("{scheme}|{network}|");
-    let canonical = canonical_object(payload);
-    // Serializing a `Value` cannot fail.
-    key.push_str(&serde_json::to_string(&canonical).unwrap_or_default());
+    write_object(&mut key, payload);
     key
 }
 
-fn canonical_object(object: &Map<String, Value>) -> Value {
-    let mut keys: Vec<&String> = object.keys().collect();
-    keys.sort();
-    let mut out = Map::new();
-    for k in keys {
-        out.insert(k.clone(), canonical(&object[k]));
+/// An object with its keys sorted, its values canonical.
+fn write_object(out: &mut String, object: &Map<String, Value>) {
+    let mut entries: Vec<(&String, &Value)> = object.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push('{');
+    for (n, (k, v)) in entries.into_iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        write_str(out, k);
+        out.push(':');
+        write_value(out, v);
     }
-    Value::Object(out)
+    out.push('}');
 }
 
-fn canonical(value: &Value) -> Value {
+fn write_value(out: &mut String, value: &Value) {
     match value {
-        Value::Object(o) => canonical_object(o),
-        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
-        Value::String(s) => Value::String(canonical_string(s)),
-        Value::Number(n) => Value::String(match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => u.to_string(),
-            (None, Some(i)) => i.to_string(),
-            _ => n.to_string(),
-        }),
-        Value::Bool(_) | Value::Null => value.clone(),
+        Value::Object(o) => write_object(out, o),
+        Value::Array(a) => {
+            out.push('[');
+            for (n, v) in a.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                write_value(out, v);
+            }
+            out.push(']');
+        }
+        Value::String(s) => write_str(out, &canonical_string(s)),
+        Value::Number(n) => write_str(
+            out,
+            &match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => u.to_string(),
+                (None, Some(i)) => i.to_string(),
+                _ => n.to_string(),
+            },
+        ),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Null => out.push_str("null"),
     }
+}
+
+/// `s` as a JSON string, escaped as `serde_json` escapes it.
+fn write_str(out: &mut String, s: &str) {
+    // Serializing a `str` cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
 }
 
 fn canonical_string(s: &str) -> String {
@@ -90,6 +117,54 @@ mod tests {
             &"eip155:8453".parse().unwrap(),
             v.as_object().unwrap(),
         )
+    }
+
+    /// The key as first written: a canonical copy of the payload, serialized.
+    fn reference_key(scheme: &Scheme, network: &Network, payload: &Map<String, Value>) -> String {
+        fn object(o: &Map<String, Value>) -> Value {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            let mut out = Map::new();
+            for k in keys {
+                out.insert(k.clone(), value(&o[k]));
+            }
+            Value::Object(out)
+        }
+        fn value(v: &Value) -> Value {
+            match v {
+                Value::Object(o) => object(o),
+                Value::Array(a) => Value::Array(a.iter().map(value).collect()),
+                Value::String(s) => Value::String(canonical_string(s)),
+                Value::Number(n) => Value::String(match (n.as_u64(), n.as_i64()) {
+                    (Some(u), _) => u.to_string(),
+                    (None, Some(i)) => i.to_string(),
+                    _ => n.to_string(),
+                }),
+                Value::Bool(_) | Value::Null => v.clone(),
+            }
+        }
+        format!(
+            "{scheme}|{network}|{}",
+            serde_json::to_string(&object(payload)).unwrap()
+        )
+    }
+
+    #[test]
+    fn the_streamed_key_is_the_serialized_canonical_copy() {
+        let network: Network = "eip155:8453".parse().unwrap();
+        for payload in [
+            json!({}),
+            json!({"b": [1, -2, 3.5, "0x0A", "007", "", null, true, false, {"z": {}, "a": []}], "a": "x"}),
+            json!({"q\"uote": "line\nbreak\t\u{1}é€", "ü": {"0XfF": "0XfF", "n": 18446744073709551615u64}}),
+            json!({"type": "voucher", "voucher": {"channelId": "0xAB", "maxClaimableAmount": "0002000", "signature": "0x1b"}}),
+            json!({"deep": [[[{"k": [-9223372036854775808i64, 1e300]}]]]}),
+        ] {
+            let payload = payload.as_object().unwrap();
+            assert_eq!(
+                payment_key(&Scheme::Exact, &network, payload),
+                reference_key(&Scheme::Exact, &network, payload)
+            );
+        }
     }
 
     #[test]

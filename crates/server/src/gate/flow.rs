@@ -49,7 +49,7 @@ pub(crate) struct Unsettled(
 impl Unsettled {
     fn new<F: FacilitatorClient, D: Delivery>(
         gate: &Gate<F, D>,
-        request: &FacilitatorRequest,
+        request: &Arc<FacilitatorRequest>,
         attempt: &IdempotencyKey,
     ) -> Self {
         let (gate, request, attempt) = (gate.clone(), request.clone(), attempt.clone());
@@ -118,7 +118,7 @@ struct State<F, D: Delivery> {
     claim: Claim,
     offer: Offer,
     attempt: IdempotencyKey,
-    request: FacilitatorRequest,
+    request: Arc<FacilitatorRequest>,
     info: PaymentInfo,
     max_timeout: Duration,
     deadline: Instant,
@@ -425,6 +425,8 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
             }
             Err(e) => return Admission::Unavailable(Unavailable::Facilitator(e.to_string())),
         };
+        // Shared from here by the exchange, its abandonment and its settlement task.
+        let request = Arc::new(request);
         // From here until its settlement begins, an attempt that ends — refused by the identity
         // policy, its handler failed, its request dropped — is abandoned with the facilitator.
         let unsettled = Unsettled::new(self, &request, &attempt);
@@ -467,7 +469,7 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
         // A payment operation (a refund) is settled now and answered; the handler never runs.
         if let FacilitatorRequest::V2 {
             payment_payload, ..
-        } = &request
+        } = &*request
         {
             let operation = self
                 .inner
@@ -484,7 +486,7 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
         // Metered only where the scheme says the settle-time amount is the charge, only in v2
         // (whose requirements carry `amount`), and only when settlement follows the handler:
         // settled first, the charge cannot be known, and the maximum is charged.
-        let metered = matches!(request, FacilitatorRequest::V2 { .. })
+        let metered = matches!(*request, FacilitatorRequest::V2 { .. })
             && self.inner.mode == SettlementMode::AfterHandler
             && self
                 .inner
@@ -516,7 +518,7 @@ impl<F: FacilitatorClient, D: Delivery> Gate<F, D> {
         &self,
         offer: Offer,
         claim: Claim,
-        request: FacilitatorRequest,
+        request: Arc<FacilitatorRequest>,
         attempt: IdempotencyKey,
         mut info: PaymentInfo,
         deadline: Instant,
@@ -799,7 +801,7 @@ impl<F: FacilitatorClient, D: Delivery> VerifiedPayment<F, D> {
                 payment_requirements,
                 ..
             },
-        ) = (charged, &mut self.state.request)
+        ) = (charged, Arc::make_mut(&mut self.state.request))
         {
             // The settle-time amount of a metered scheme is the charge (never above the
             // maximum: the meter refuses that, and the facilitator checks it against the

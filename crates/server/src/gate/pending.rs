@@ -121,8 +121,9 @@ impl PendingConfig {
 pub(crate) struct PendingEntry<K> {
     /// The attempt key used with the facilitator; retries must reuse it.
     pub(crate) attempt: IdempotencyKey,
-    /// The request sent to the facilitator (the payment as first presented).
-    pub(crate) request: FacilitatorRequest,
+    /// The request sent to the facilitator (the payment as first presented), shared with the
+    /// exchange and its settlement task rather than copied for each.
+    pub(crate) request: std::sync::Arc<FacilitatorRequest>,
     /// `METHOD path?query` of the request that was served.
     pub(crate) target: String,
     /// What the handler was (or will be) told about the payment.
@@ -295,10 +296,10 @@ mod tests {
         .unwrap();
         PendingEntry {
             attempt: IdempotencyKey::from_random_bytes([7; 16]),
-            request: FacilitatorRequest::V2 {
+            request: std::sync::Arc::new(FacilitatorRequest::V2 {
                 payment_payload: payment,
                 payment_requirements: requirements,
-            },
+            }),
             target: "GET /x".into(),
             info: PaymentInfo {
                 version: X402Version::V2,

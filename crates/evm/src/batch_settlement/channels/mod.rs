@@ -333,23 +333,26 @@ impl<F: Facilitator> ChannelManager<F> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn verify_voucher(
+    /// Binds `config` to `voucher`'s channel ([`bind`](Self::bind)), holds the channel for
+    /// this attempt ([`hold_key`]), reads its record again under the hold, and runs `held`
+    /// with the channel id and that record; lets go of the channel on every refusal. Vouchers,
+    /// deposits and refunds all take their channel this way, so one request at a time is
+    /// judged against it, across replicas sharing the store.
+    async fn verify_holding<Fut>(
         &self,
-        request: &FacilitatorRequest,
-        attempt: Option<&IdempotencyKey>,
-        requirements: &PaymentRequirements,
-        chain_id: u64,
-        config: &super::ChannelConfig,
-        voucher: &SignedVoucher,
-        deposit: Option<u128>,
-    ) -> Result<VerifyResponse, FacilitatorError> {
+        (attempt, requirements, chain_id): (Option<&IdempotencyKey>, &PaymentRequirements, u64),
+        (config, voucher): (&super::ChannelConfig, &SignedVoucher),
+        held: impl FnOnce(B256, Option<ChannelRecord>) -> Fut,
+    ) -> Result<VerifyResponse, FacilitatorError>
+    where
+        Fut: std::future::Future<Output = Result<VerifyResponse, FacilitatorError>>,
+    {
         let payer = Some(config.payer);
         let store = &self.shared.store;
         let stored = store
             .load(voucher.channel_id)
             .await
-            .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
+            .map_err(Self::unavailable)?;
         let id = match Self::bind(stored.as_ref(), config, voucher, requirements, chain_id) {
             Ok(id) => id,
             Err((reason, message)) => return Ok(invalid(reason, message, payer)),
@@ -369,7 +372,7 @@ impl<F: Facilitator> ChannelManager<F> {
             ));
         }
         // Read again under the hold: the record read before it may predate the commit of the
-        // request that held the channel meanwhile (on another replica), and a voucher judged
+        // request that held the channel meanwhile (on another replica), and a payment judged
         // against it would reach the handler only to be refused at settlement.
         let stored = match stored {
             Some(_) => match store.load(id).await {
@@ -381,8 +384,26 @@ impl<F: Facilitator> ChannelManager<F> {
             },
             None => None,
         };
-        let held = self
-            .verify_held(
+        let answer = held(id, stored).await;
+        if !matches!(&answer, Ok(v) if v.is_valid) {
+            self.release(id, key).await;
+        }
+        answer
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn verify_voucher(
+        &self,
+        request: &FacilitatorRequest,
+        attempt: Option<&IdempotencyKey>,
+        requirements: &PaymentRequirements,
+        chain_id: u64,
+        config: &super::ChannelConfig,
+        voucher: &SignedVoucher,
+        deposit: Option<u128>,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        let judged = |id, stored| {
+            self.verify_held(
                 request,
                 requirements,
                 chain_id,
@@ -392,11 +413,10 @@ impl<F: Facilitator> ChannelManager<F> {
                 id,
                 stored,
             )
-            .await;
-        if !matches!(&held, Ok(v) if v.is_valid) {
-            self.release(id, key).await;
-        }
-        held
+        };
+        let context = (attempt, requirements, chain_id);
+        self.verify_holding(context, (config, voucher), judged)
+            .await
     }
 
     /// [`verify_voucher`](Self::verify_voucher) once the channel is held.
@@ -498,18 +518,20 @@ impl<F: Facilitator> ChannelManager<F> {
                 payer,
             ));
         }
-        record.requirements = requirements.clone();
-        if answer.is_some()
-            && !store
+        if answer.is_some() {
+            // Stored with the mirror; a voucher checked locally stores nothing until its commit.
+            record.requirements = requirements.clone();
+            if !store
                 .save_if(record.clone(), expected_stored)
                 .await
                 .map_err(Self::unavailable)?
-        {
-            return Ok(invalid(
-                BatchReason::ChannelBusy,
-                "the channel changed while this request was verified; retry shortly",
-                payer,
-            ));
+            {
+                return Ok(invalid(
+                    BatchReason::ChannelBusy,
+                    "the channel changed while this request was verified; retry shortly",
+                    payer,
+                ));
+            }
         }
         Ok(VerifyResponse {
             extra: Some(record.snapshot().to_json_map()),
@@ -765,34 +787,11 @@ impl<F: Facilitator> ChannelManager<F> {
                 payer,
             ));
         }
-        let store = &self.shared.store;
-        let stored = store
-            .load(voucher.channel_id)
-            .await
-            .map_err(Self::unavailable)?;
-        let id = match Self::bind(stored.as_ref(), config, voucher, requirements, chain_id) {
-            Ok(id) => id,
-            Err((reason, message)) => return Ok(invalid(reason, message, payer)),
+        let judged = |id, stored| {
+            self.verify_refund_held(request, requirements, config, voucher, id, stored)
         };
-        let key = hold_key(voucher, attempt);
-        if !store
-            .hold(id, key, self.shared.config.busy_lease)
+        self.verify_holding((attempt, requirements, chain_id), (config, voucher), judged)
             .await
-            .map_err(Self::unavailable)?
-        {
-            return Ok(invalid(
-                BatchReason::ChannelBusy,
-                "another request of this channel is in flight; retry shortly",
-                payer,
-            ));
-        }
-        let held = self
-            .verify_refund_held(request, requirements, config, voucher, id, stored)
-            .await;
-        if !matches!(&held, Ok(v) if v.is_valid) {
-            self.release(id, key).await;
-        }
-        held
     }
 
     /// [`verify_refund`](Self::verify_refund) once the channel is held.
