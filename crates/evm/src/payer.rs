@@ -91,27 +91,16 @@ pub(crate) async fn token_authorization_state(
     handle: &AuthorizationHandle,
     rpc_url: &str,
 ) -> Result<AuthorizationState, StateError> {
-    let bad = |what: &str, e: &dyn std::fmt::Display| StateError::BadHandle(format!("{what}: {e}"));
-    let chain_id = handle
-        .network
-        .eip155_chain_id()
-        .ok_or_else(|| bad("network", &handle.network))?;
-    let asset: Address = handle.asset.parse().map_err(|e| bad("asset", &e))?;
-    let payer: Address = handle.payer.parse().map_err(|e| bad("payer", &e))?;
+    let chain_id = handle_chain(handle)?;
+    let asset: Address = handle.asset.parse().map_err(|e| bad_handle("asset", &e))?;
+    let payer = handle_payer(handle)?;
     if handle.id.starts_with(PERMIT2_ID_PREFIX) {
-        return permit2_state(handle, rpc_url).await;
+        return permit2_nonce_used(handle, rpc_url, chain_id, payer).await;
     }
-    let nonce: B256 = handle.id.parse().map_err(|e| bad("nonce", &e))?;
-    let status = crate::client_state::authorization_state(rpc_url, chain_id, asset, payer, nonce)
-        .await
-        .map_err(|e| StateError::Chain(e.to_string()))?;
-    Ok(if status.used {
-        AuthorizationState::Used
-    } else {
-        AuthorizationState::Unused {
-            chain_time: status.block_timestamp,
-        }
-    })
+    let nonce: B256 = handle.id.parse().map_err(|e| bad_handle("nonce", &e))?;
+    let status =
+        crate::client_state::authorization_state(rpc_url, chain_id, asset, payer, nonce).await;
+    state_of(status)
 }
 
 /// How a Permit2 authorization's handle id starts (`permit2:<decimal nonce>`), as the
@@ -144,20 +133,51 @@ pub(crate) async fn permit2_state(
     handle: &AuthorizationHandle,
     rpc_url: &str,
 ) -> Result<AuthorizationState, StateError> {
-    let bad = |what: &str, e: &dyn std::fmt::Display| StateError::BadHandle(format!("{what}: {e}"));
-    let chain_id = handle
-        .network
-        .eip155_chain_id()
-        .ok_or_else(|| bad("network", &handle.network))?;
-    let owner: Address = handle.payer.parse().map_err(|e| bad("payer", &e))?;
+    let chain_id = handle_chain(handle)?;
+    let owner = handle_payer(handle)?;
+    permit2_nonce_used(handle, rpc_url, chain_id, owner).await
+}
+
+/// [`permit2_state`] once the handle's chain and owner are read.
+async fn permit2_nonce_used(
+    handle: &AuthorizationHandle,
+    rpc_url: &str,
+    chain_id: u64,
+    owner: Address,
+) -> Result<AuthorizationState, StateError> {
     let nonce = handle
         .id
         .strip_prefix(PERMIT2_ID_PREFIX)
         .and_then(|n| alloy::primitives::U256::from_str_radix(n, 10).ok())
-        .ok_or_else(|| bad("nonce", &handle.id))?;
-    let status = crate::client_state::permit2_nonce_state(rpc_url, chain_id, owner, nonce)
-        .await
-        .map_err(|e| StateError::Chain(e.to_string()))?;
+        .ok_or_else(|| bad_handle("nonce", &handle.id))?;
+    state_of(crate::client_state::permit2_nonce_state(rpc_url, chain_id, owner, nonce).await)
+}
+
+fn bad_handle(what: &str, e: &dyn std::fmt::Display) -> StateError {
+    StateError::BadHandle(format!("{what}: {e}"))
+}
+
+/// The EVM chain id of `handle`'s network.
+fn handle_chain(handle: &AuthorizationHandle) -> Result<u64, StateError> {
+    handle
+        .network
+        .eip155_chain_id()
+        .ok_or_else(|| bad_handle("network", &handle.network))
+}
+
+/// The payer (authorizer, Permit2 owner) of `handle`.
+fn handle_payer(handle: &AuthorizationHandle) -> Result<Address, StateError> {
+    handle.payer.parse().map_err(|e| bad_handle("payer", &e))
+}
+
+/// A chain read of an authorization's use, as the payer's answer.
+fn state_of(
+    status: Result<
+        crate::client_state::AuthorizationStatus,
+        crate::client_state::AuthorizationStateError,
+    >,
+) -> Result<AuthorizationState, StateError> {
+    let status = status.map_err(|e| StateError::Chain(e.to_string()))?;
     Ok(if status.used {
         AuthorizationState::Used
     } else {

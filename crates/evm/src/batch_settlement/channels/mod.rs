@@ -1319,6 +1319,22 @@ impl<F: Facilitator> ChannelManager<F> {
     }
 }
 
+/// The payment and requirements of a v2 `batch-settlement` request — what the manager handles
+/// itself; anything else goes to the wrapped facilitator.
+fn channel_payment(
+    request: &FacilitatorRequest,
+) -> Option<(&PaymentPayload, &PaymentRequirements)> {
+    match request {
+        FacilitatorRequest::V2 {
+            payment_payload,
+            payment_requirements,
+        } if payment_requirements.scheme == Scheme::BatchSettlement => {
+            Some((payment_payload, payment_requirements))
+        }
+        _ => None,
+    }
+}
+
 impl<F: Facilitator> Facilitator for ChannelManager<F> {
     fn verify<'a>(
         &'a self,
@@ -1326,16 +1342,9 @@ impl<F: Facilitator> Facilitator for ChannelManager<F> {
         attempt: Option<&'a IdempotencyKey>,
     ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>> {
         Box::pin(async move {
-            let FacilitatorRequest::V2 {
-                payment_payload,
-                payment_requirements: requirements,
-            } = request
-            else {
+            let Some((payment_payload, requirements)) = channel_payment(request) else {
                 return self.shared.facilitator.verify(request, attempt).await;
             };
-            if requirements.scheme != Scheme::BatchSettlement {
-                return self.shared.facilitator.verify(request, attempt).await;
-            }
             let Some(chain_id) = requirements.network.eip155_chain_id() else {
                 return Ok(invalid(
                     BatchReason::NetworkMismatch,
@@ -1398,16 +1407,9 @@ impl<F: Facilitator> Facilitator for ChannelManager<F> {
         attempt: Option<&'a IdempotencyKey>,
     ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
         Box::pin(async move {
-            let FacilitatorRequest::V2 {
-                payment_payload,
-                payment_requirements: requirements,
-            } = request
-            else {
+            let Some((payment_payload, requirements)) = channel_payment(request) else {
                 return self.shared.facilitator.settle(request, attempt).await;
             };
-            if requirements.scheme != Scheme::BatchSettlement {
-                return self.shared.facilitator.settle(request, attempt).await;
-            }
             let chain_id = requirements.network.eip155_chain_id().unwrap_or_default();
             match parse_payload(payment_payload) {
                 Err((reason, message)) => Ok(SettleResponse::failure(
@@ -1437,16 +1439,9 @@ impl<F: Facilitator> Facilitator for ChannelManager<F> {
         attempt: Option<&'a IdempotencyKey>,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let FacilitatorRequest::V2 {
-                payment_payload,
-                payment_requirements: requirements,
-            } = request
-            else {
+            let Some((payment_payload, _)) = channel_payment(request) else {
                 return self.shared.facilitator.abandon(request, attempt).await;
             };
-            if requirements.scheme != Scheme::BatchSettlement {
-                return self.shared.facilitator.abandon(request, attempt).await;
-            }
             let voucher = match parse_payload(payment_payload) {
                 Ok(BatchPayload::Voucher(p)) => p.voucher,
                 Ok(BatchPayload::Deposit(p)) => p.voucher,
