@@ -794,20 +794,19 @@ impl<F: FacilitatorClient, D: Delivery> VerifiedPayment<F, D> {
     /// nothing is delivered unpaid; one whose outcome is not known yet keeps it for the buyer's
     /// retry.
     pub async fn settle_delivery(mut self, delivery: D) -> Settlement<D> {
-        let charged = self.state.meter.as_ref().map(Meter::settled_amount);
-        if let (
-            Some(amount),
-            FacilitatorRequest::V2 {
+        if let Some(amount) = self.state.meter.as_ref().map(Meter::settled_amount) {
+            // Copied only here, for a metered payment: the request is shared otherwise.
+            if let FacilitatorRequest::V2 {
                 payment_requirements,
                 ..
-            },
-        ) = (charged, Arc::make_mut(&mut self.state.request))
-        {
-            // The settle-time amount of a metered scheme is the charge (never above the
-            // maximum: the meter refuses that, and the facilitator checks it against the
-            // signed maximum again).
-            payment_requirements.amount = amount;
-            self.state.info.amount = amount;
+            } = Arc::make_mut(&mut self.state.request)
+            {
+                // The settle-time amount of a metered scheme is the charge (never above the
+                // maximum: the meter refuses that, and the facilitator checks it against the
+                // signed maximum again).
+                payment_requirements.amount = amount;
+                self.state.info.amount = amount;
+            }
         }
         let entry = self.entry(None);
         let State {
