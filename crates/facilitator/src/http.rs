@@ -195,7 +195,7 @@ fn attempt_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, String> {
 /// Decodes a request body; serde's message names the failing field for our dispatching types
 /// (e.g. `paymentRequirements.amount: amounts cannot be negative`).
 fn parse(body: &[u8]) -> Result<FacilitatorRequest, String> {
-    serde_json::from_slice(body).map_err(|e| e.to_string())
+    FacilitatorRequest::from_json(body).map_err(|e| e.to_string())
 }
 
 fn bad_request_reason(message: &str) -> ErrorReason {

@@ -537,6 +537,7 @@ impl Facilitator {
             }
         };
         // Refusals the ledger can decide before asking the chain anything.
+        let mut recorded = false;
         if let Some(key) = key {
             match self.bound_elsewhere(&names, key).await {
                 Ok(Some(message)) => {
@@ -551,6 +552,7 @@ impl Facilitator {
             }
             match ledger.get(key).await {
                 Ok(Some(row)) => {
+                    recorded = true;
                     if let Some(refusal) = verify_refusal(scheme, &row, names.attempt_str()) {
                         return Outcome::Rejected(VerifyResponse::invalid(
                             refusal.0,
@@ -575,6 +577,7 @@ impl Facilitator {
                 };
             }
         };
+        let looked_up = key;
         let key = key_of(requirements, &verified.identity);
         let valid_payer = verified.identity.payer.clone();
         let extra = scheme.verify_extra(&verified);
@@ -582,6 +585,12 @@ impl Facilitator {
             extra: extra.clone(),
             ..VerifyResponse::valid(payer)
         };
+        if names.attempt_str().is_none() && recorded && looked_up == Some(&key) {
+            // No attempt, and the payment already has its row: `insert_verified` never
+            // replaces one, so a re-verification (a paywall's before it settles, a client's
+            // retry) has nothing to write.
+            return Outcome::Ok(valid(valid_payer));
+        }
         let payer = Some(valid_payer.clone());
         let mut row = new_entry(
             key.clone(),

@@ -18,9 +18,10 @@ use super::{
 /// So operations commit in groups, as databases do: the writer thread takes everything queued
 /// while it was writing the previous group, runs each operation in a savepoint of its own (an
 /// error undoes exactly its writes) inside one transaction, commits once, and only then answers
-/// them. Alone, an operation still commits at once. One thread, not a task per operation: many
-/// blocking tasks queueing on one connection's lock cost more in context switches than the
-/// statements themselves.
+/// them. Alone, an operation still commits at once. Writes nobody waits for (write-behind)
+/// commit without an `fsync` when their group holds nothing else (see `writer`). One thread,
+/// not a task per operation: many blocking tasks queueing on one connection's lock cost more
+/// in context switches than the statements themselves.
 #[derive(Clone)]
 pub(crate) struct SqliteLedger {
     pub(crate) conn: Arc<Mutex<Connection>>,
@@ -34,6 +35,9 @@ struct Job {
     /// Reads only: never inside the group's transaction, so a read waits for no `fsync` and
     /// never sees a write that is not yet durable (see `writer` for where it runs).
     read_only: bool,
+    /// Whether its caller waits for the write to be durable; a group made only of writes
+    /// nobody waits for (write-behind) commits without an `fsync` of its own.
+    durable: bool,
     run: Run,
 }
 
@@ -46,6 +50,8 @@ const MAX_GROUP: usize = 512;
 
 /// The writer thread: groups, runs and commits until every ledger handle is dropped.
 fn writer(conn: Arc<Mutex<Connection>>, jobs: std::sync::mpsc::Receiver<Job>) {
+    // The connection's `synchronous` setting, switched per group (see `set_synchronous`).
+    let mut full_sync = true;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -69,15 +75,37 @@ fn writer(conn: Arc<Mutex<Connection>>, jobs: std::sync::mpsc::Receiver<Job>) {
             .position(|j| !j.read_only)
             .unwrap_or(group.len());
         let rest = group.split_off(first_write);
-        for job in group {
-            (job.run)(Ok(&guard))(None);
-        }
+        run_reads(&guard, group);
         let (late_reads, writes): (Vec<Job>, Vec<Job>) =
             rest.into_iter().partition(|j| j.read_only);
         if writes.is_empty() {
             continue;
         }
-        if let Err(e) = guard.execute_batch("BEGIN IMMEDIATE") {
+        // A group nobody waits on (verification rows and events, written behind) commits
+        // without an `fsync`: WAL mode keeps the database consistent, and the next durable
+        // group's `fsync` of the log makes these frames durable too. A crash in between loses
+        // only such rows, which back no answer. Every group with a durable write syncs as
+        // before (`synchronous = FULL`).
+        let want_full = writes.iter().any(|j| j.durable);
+        if want_full != full_sync {
+            let mode = if want_full { "FULL" } else { "NORMAL" };
+            match guard.pragma_update(None, "synchronous", mode) {
+                Ok(()) => full_sync = want_full,
+                Err(e) => tracing::warn!(error = %e, mode, "ledger synchronous not switched"),
+            }
+        }
+        if !full_sync && want_full {
+            // Never commit a durable write without its fsync: refuse the group instead.
+            let error = LedgerError("ledger cannot switch back to synchronous = FULL".into());
+            for job in writes {
+                (job.run)(Err(&error))(None);
+            }
+            continue;
+        }
+        if let Err(e) = guard
+            .prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+        {
             // Nothing ran: every operation of the group gets the reason.
             let error = LedgerError::from(e);
             tracing::warn!(error = %error, "ledger group not started");
@@ -90,7 +118,10 @@ fn writer(conn: Arc<Mutex<Connection>>, jobs: std::sync::mpsc::Receiver<Job>) {
             .into_iter()
             .map(|job| (job.run)(Ok(&guard)))
             .collect();
-        let committed = guard.execute_batch("COMMIT").map_err(LedgerError::from);
+        let committed = guard
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map_err(LedgerError::from);
         if committed.is_err() {
             let _ = guard.execute_batch("ROLLBACK");
         }
@@ -98,10 +129,31 @@ fn writer(conn: Arc<Mutex<Connection>>, jobs: std::sync::mpsc::Receiver<Job>) {
         for deliver in delivers {
             deliver(error.as_ref());
         }
-        for job in late_reads {
-            (job.run)(Ok(&guard))(None);
-        }
+        run_reads(&guard, late_reads);
         drop(guard);
+    }
+}
+
+/// Runs read-only jobs on committed state; several share one read transaction, so the WAL's
+/// read lock is taken once for them instead of once per statement.
+fn run_reads(conn: &Connection, reads: Vec<Job>) {
+    let shared = reads.len() > 1
+        && conn
+            .prepare_cached("BEGIN DEFERRED")
+            .and_then(|mut s| s.execute([]))
+            .is_ok();
+    for job in reads {
+        (job.run)(Ok(conn))(None);
+    }
+    if shared {
+        // A read transaction has nothing to commit; ending it only releases the read lock.
+        if conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .is_err()
+        {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
     }
 }
 
@@ -135,6 +187,9 @@ impl SqliteLedger {
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Also how long a migration step waits for another process's step on the same file.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Room for every statement the ledger runs (rusqlite keeps 16 by default; the ledger
+        // has ~30, and one evicted is parsed again on its next use).
+        conn.set_prepared_statement_cache_capacity(64);
         let report = tollgate_migrations::sqlite::migrate(&mut conn)?;
         super::log_migration("sqlite", &report);
         let conn = Arc::new(Mutex::new(conn));
@@ -169,7 +224,7 @@ impl SqliteLedger {
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> Result<T, LedgerError> {
         let (reply, answer) = tokio::sync::oneshot::channel::<Result<T, LedgerError>>();
-        self.queue(read_only, f, move |result| {
+        self.queue(read_only, true, f, move |result| {
             let _ = reply.send(result);
         })?;
         answer
@@ -185,7 +240,7 @@ impl SqliteLedger {
         what: &'static str,
         f: impl FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
     ) {
-        let queued = self.queue(false, f, move |result| {
+        let queued = self.queue(false, false, f, move |result| {
             if let Err(error) = result {
                 tracing::warn!(error = %error, what, "ledger write-behind failed");
             }
@@ -200,6 +255,7 @@ impl SqliteLedger {
     fn queue<T: Send + 'static>(
         &self,
         read_only: bool,
+        durable: bool,
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
         answer: impl FnOnce(Result<T, LedgerError>) + Send + 'static,
     ) -> Result<(), LedgerError> {
@@ -217,7 +273,11 @@ impl SqliteLedger {
             })
         });
         self.jobs
-            .send(Job { read_only, run })
+            .send(Job {
+                read_only,
+                durable,
+                run,
+            })
             .map_err(|_| LedgerError("the ledger's writer thread has stopped".into()))
     }
 
@@ -615,10 +675,12 @@ fn run_in_savepoint<T>(
     c: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
 ) -> Result<T, LedgerError> {
-    c.execute_batch("SAVEPOINT op")?;
+    // Prepared once (the statement cache): parsing them again for every operation cost more
+    // than running them.
+    c.prepare_cached("SAVEPOINT op")?.execute([])?;
     match f(c) {
         Ok(v) => {
-            c.execute_batch("RELEASE op")?;
+            c.prepare_cached("RELEASE op")?.execute([])?;
             Ok(v)
         }
         Err(e) => {
@@ -827,6 +889,39 @@ mod tests {
         }
         let reopened = SqliteLedger::open(&path).unwrap();
         assert_eq!(reopened.count_all_events().await.unwrap(), 50);
+    }
+
+    /// A group of write-behind rows alone commits without an `fsync` (`synchronous = NORMAL`);
+    /// any group with an awaited write commits under `FULL`, also right after such a group.
+    #[tokio::test]
+    async fn only_groups_nobody_waits_on_skip_the_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = SqliteLedger::open(&dir.path().join("l.db")).unwrap();
+        // The mode a write ran under, read inside its own transaction.
+        let mode_of_awaited = || {
+            ledger.with(|c| {
+                event_insert(c, "settle")?;
+                c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+            })
+        };
+        assert_eq!(mode_of_awaited().await.unwrap(), 2, "FULL");
+        let (seen, mode) = std::sync::mpsc::channel();
+        for _ in 0..3 {
+            let seen = seen.clone();
+            ledger.write_behind("test row", move |c| {
+                event_insert(c, "verify")?;
+                let _ = seen.send(c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?);
+                Ok(())
+            });
+            ledger.read(|c| count(c, "verify")).await.unwrap();
+            assert_eq!(mode.recv().unwrap(), 1, "NORMAL for a write-behind group");
+            assert_eq!(
+                mode_of_awaited().await.unwrap(),
+                2,
+                "FULL again when awaited"
+            );
+        }
+        assert_eq!(ledger.read(|c| count(c, "verify")).await.unwrap(), 3);
     }
 
     /// Many concurrent callers, each answered only once its write is durable: all there after
