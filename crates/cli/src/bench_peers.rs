@@ -10,6 +10,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
+use alloy::providers::Provider;
 use serde_json::{json, Value};
 use tollgate::proto::{PaymentPayload, PaymentRequirements};
 
@@ -101,6 +102,49 @@ pub(super) async fn run(
     )
     .await?;
 
+    // The node's ceiling for a facilitator that dry-runs its payments (all three do): the same
+    // payments dry-run in probe calls of `DRY_RUN_BATCH`, straight to the node, nothing else
+    // running. A facilitator on the same machine shares its cores with the node, so this is
+    // above what any of them can reach.
+    let provider = alloy::providers::ProviderBuilder::new()
+        .connect_http(chain.endpoint().parse().map_err(err)?)
+        .erased();
+    let calls: Arc<Vec<_>> = Arc::new(
+        to_verify
+            .chunks(DRY_RUN_BATCH)
+            .filter(|chunk| chunk.len() == DRY_RUN_BATCH)
+            .map(|chunk| tollgate::evm::facilitator::dry_run_call(chain.usdc, chunk))
+            .collect::<Result<_, _>>()
+            .map_err(err)?,
+    );
+    let dry_runs = if calls.is_empty() {
+        None
+    } else {
+        let rounds = (args.requests / DRY_RUN_BATCH).max(1);
+        let measured = timed(
+            format!("node eth_calls of {DRY_RUN_BATCH} dry runs (direct)"),
+            rounds,
+            DRY_RUN_CONCURRENCY,
+            |i| {
+                let (provider, calls) = (provider.clone(), Arc::clone(&calls));
+                async move {
+                    let (tx, overrides) = calls[i % calls.len()].clone();
+                    let output = provider
+                        .call(tx)
+                        .overrides(overrides)
+                        .await
+                        .map_err(|e| format!("probe eth_call failed: {e}"))?;
+                    match tollgate::evm::facilitator::dry_runs_succeeded(&output)? {
+                        DRY_RUN_BATCH => Ok(()),
+                        n => Err(format!("{n} of {DRY_RUN_BATCH} dry runs succeeded")),
+                    }
+                }
+            },
+        )
+        .await?;
+        Some(measured)
+    };
+
     // Bodies serialized once: the load generator's own work is the same small constant for
     // every facilitator, and small.
     let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
@@ -109,7 +153,28 @@ pub(super) async fn run(
             .map(|p| bytes::Bytes::from(verify_body(p, requirements).to_string()))
             .collect(),
     );
-    let mut facilitators = vec![("tollgate".to_owned(), args.tollgate_url.to_owned())];
+    // The HTTP share of the floor: a bare axum route taking the same bodies from the same load
+    // generator and answering a fixed valid verdict, verifying nothing.
+    let verdict = json!({ "isValid": true, "payer": to_verify[0].payload.get("authorization")
+        .and_then(|a| a.get("from")).cloned().unwrap_or(Value::Null) })
+    .to_string();
+    let bare_url = super::serve(axum::Router::new().route(
+        "/verify",
+        axum::routing::post(move |_body: bytes::Bytes| {
+            let verdict = verdict.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    verdict,
+                )
+            }
+        }),
+    ))
+    .await?;
+    let mut facilitators = vec![
+        (BARE.to_owned(), bare_url),
+        ("tollgate".to_owned(), args.tollgate_url.to_owned()),
+    ];
     facilitators.extend(args.peers.iter().map(|p| (p.name.clone(), p.url.clone())));
     let mut verify = Vec::new();
     // A peer failing requests is reported and the run goes on; Tollgate failing ends it.
@@ -149,10 +214,12 @@ pub(super) async fn run(
         .await;
         keep(name, measured, &mut verify, &mut refused)?;
     }
+    // The bare route is the floor's, not a facilitator: measured first, reported apart.
+    let bare = verify.remove(0);
 
     let mut settle = Vec::new();
     if args.settle_payments > 0 {
-        for (name, url) in &facilitators {
+        for (name, url) in facilitators.iter().skip(1) {
             let payments = Arc::new(super::sign_many(requirements, args.settle_payments).await?);
             let measured = timed(format!("{name} POST /settle"), payments.len(), c, |i| {
                 let (http, url) = (http.clone(), url.clone());
@@ -173,7 +240,7 @@ pub(super) async fn run(
         }
     }
 
-    print(&node, &verify, &settle, c);
+    print(&node, &bare, dry_runs.as_ref(), &verify, &settle, c);
     for line in &refused {
         println!("{line}");
     }
@@ -191,7 +258,7 @@ fn keep(
 ) -> Result<(), BenchError> {
     match measured {
         Ok(m) => into.push(m),
-        Err(e) if name != "tollgate" => {
+        Err(e) if name != "tollgate" && name != BARE => {
             let e = e.to_string();
             let cut = e.char_indices().nth(300).map_or(e.len(), |(i, _)| i);
             refused.push(format!("{name}: not measured: {}", &e[..cut]));
@@ -221,7 +288,14 @@ async fn json_of(response: Result<reqwest::Response, reqwest::Error>) -> Result<
     })
 }
 
-fn print(node: &Timed, verify: &[Timed], settle: &[Timed], c: usize) {
+fn print(
+    node: &Timed,
+    bare: &Timed,
+    dry_runs: Option<&Timed>,
+    verify: &[Timed],
+    settle: &[Timed],
+    c: usize,
+) {
     println!("\nverification against the node and other facilitators (concurrency {c}, same payments, same node)");
     println!(
         "{:<44} {:>8} {:>10} {:>9} {:>9} {:>16}",
@@ -242,6 +316,10 @@ fn print(node: &Timed, verify: &[Timed], settle: &[Timed], c: usize) {
         );
     };
     row(node, None);
+    if let Some(dry) = dry_runs {
+        row(dry, None);
+    }
+    row(bare, None);
     for (i, m) in verify.iter().enumerate() {
         row(m, (i > 0).then(|| &verify[0]));
     }
@@ -254,8 +332,39 @@ fn print(node: &Timed, verify: &[Timed], settle: &[Timed], c: usize) {
             ours.per_sec() / node.per_sec(),
             node.per_sec()
         );
+        if let Some(dry) = dry_runs {
+            // Calls of DRY_RUN_BATCH payments each: the node's dry runs per second.
+            let ceiling = dry.per_sec() * DRY_RUN_BATCH as f64;
+            // Each rate was measured with the whole machine; a verification needs both the
+            // node's dry run and an HTTP exchange of its body on the same cores, so their
+            // costs per verification add up.
+            let floor = 1.0 / (1.0 / ceiling + 1.0 / bare.per_sec());
+            println!(
+                "the node alone dry-runs {ceiling:.0} payments/s ({DRY_RUN_BATCH} per call, {DRY_RUN_CONCURRENCY} calls in flight); with the bare HTTP exchange of the same bodies ({:.0}/s) on the same cores, no facilitator that dry-runs verifies more than {floor:.0}/s here: tollgate /verify is {:.0}% of that",
+                bare.per_sec(),
+                100.0 * ours.per_sec() / floor
+            );
+            for peer in &verify[1..] {
+                println!(
+                    "  5x {} would be {:.0}/s: {:.2}x that limit",
+                    peer.name,
+                    5.0 * peer.per_sec(),
+                    5.0 * peer.per_sec() / floor
+                );
+            }
+        }
     }
 }
+
+/// The floor's bare route, in the rows.
+const BARE: &str = "bare axum route (same bodies)";
+
+/// Payments per direct probe call when measuring the node's dry-run ceiling: the prober's
+/// largest batches under load reach about this size.
+const DRY_RUN_BATCH: usize = 32;
+
+/// Probe calls in flight when measuring the node's ceiling: enough to keep its cores busy.
+const DRY_RUN_CONCURRENCY: usize = 4;
 
 #[cfg(test)]
 mod tests {

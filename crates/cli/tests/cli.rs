@@ -277,6 +277,11 @@ fn bench_runs_every_scenario_on(chain: &str) {
         "Permit2 exact /settle = ",
         "list: payTo filter",
         "search: rare word",
+        // The verification section's limit: the node's dry runs and a bare exchange of the
+        // same bodies, measured in the run (every dry run checked to have succeeded).
+        "node eth_calls of 32 dry runs (direct)",
+        "bare axum route (same bodies) POST /verify",
+        "no facilitator that dry-runs verifies more than",
     ] {
         assert!(text.contains(scenario), "missing {scenario}: {text}");
     }

@@ -30,7 +30,7 @@ use tollgate_proto::{
 pub use batch::BatchConfig;
 pub use chain::{ChainConfig, EvmChain, DEFAULT_MIN_SIGNER_BALANCE};
 pub use error::{SettleError, VerifyError};
-pub use probe::{ProbeConfig, ProbeStats};
+pub use probe::{dry_run_call, dry_runs_succeeded, ProbeConfig, ProbeStats};
 pub use sender::{Replacement, SignerSelection};
 
 use batch::Batcher;

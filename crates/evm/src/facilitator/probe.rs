@@ -215,9 +215,8 @@ async fn run(
     }
 }
 
-async fn send(provider: &DynProvider, shared: &Shared, jobs: Vec<Job>) {
-    let (probes, replies): (Vec<ProbeRequest>, Vec<Reply>) =
-        jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
+/// The one `eth_call` (request and state override) that dry-runs `probes` together.
+fn probe_call(probes: Vec<ProbeRequest>) -> (TransactionRequest, StateOverride) {
     let call = IAuthorizationProbe::probeCall { probes }.abi_encode();
     let mut overrides = StateOverride::default();
     overrides.insert(
@@ -230,6 +229,58 @@ async fn send(provider: &DynProvider, shared: &Shared, jobs: Vec<Job>) {
     let tx = TransactionRequest::default()
         .to(PROBE_ADDRESS)
         .input(Bytes::from(call).into());
+    (tx, overrides)
+}
+
+/// The node's share of verifying `payments` (EIP-3009 `exact` on `token`, EOA signatures): the
+/// one `eth_call` that coalesced verification sends for them, as a request and its state
+/// override.
+///
+/// For measuring the node's own ceiling with no facilitator in between (`tollgate bench`):
+/// every facilitator that dry-runs its payments — Tollgate, x402-rs and the official one all do
+/// — verifies at most as many payments a second as the node dry-runs.
+///
+/// ```
+/// use alloy::primitives::address;
+/// use tollgate_evm::facilitator::dry_run_call;
+///
+/// let token = address!("0x036CbD53842c5426634e7929541eC2318f3dCF7e");
+/// assert!(dry_run_call(token, &[]).is_ok()); // an empty batch is a valid (useless) call
+/// ```
+pub fn dry_run_call(
+    token: Address,
+    payments: &[tollgate_proto::PaymentPayload],
+) -> Result<(TransactionRequest, StateOverride), String> {
+    let probes = payments
+        .iter()
+        .map(|payment| {
+            let payload = crate::payload::ExactEvmPayload::from_payment(payment)
+                .map_err(|e| e.to_string())?;
+            let signature = crate::signature::parse_ecdsa(&payload.signature)?;
+            let signature = crate::signature::PayerSignature::Eoa(signature);
+            let auth = &payload.authorization;
+            Ok(ProbeRequest {
+                token,
+                payer: auth.from,
+                data: super::verify::transfer_calldata(auth, &signature).into(),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(probe_call(probes))
+}
+
+/// How many dry runs of a [`dry_run_call`]'s answer succeeded (a benchmark checks that it
+/// measured the work of valid payments, not of early reverts).
+pub fn dry_runs_succeeded(output: &[u8]) -> Result<usize, String> {
+    let verdicts = IAuthorizationProbe::probeCall::abi_decode_returns(output)
+        .map_err(|e| format!("probe answer does not decode: {e}"))?;
+    Ok(verdicts.iter().filter(|v| v.status == 1).count())
+}
+
+async fn send(provider: &DynProvider, shared: &Shared, jobs: Vec<Job>) {
+    let (probes, replies): (Vec<ProbeRequest>, Vec<Reply>) =
+        jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
+    let (tx, overrides) = probe_call(probes);
     let span = tracing::debug_span!("exact_evm.probe", payments = replies.len());
     let answer = async { provider.call(tx).overrides(overrides).await }
         .instrument(span)
