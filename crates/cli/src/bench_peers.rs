@@ -153,7 +153,7 @@ pub(super) async fn run(
             .map(|p| bytes::Bytes::from(verify_body(p, requirements).to_string()))
             .collect(),
     );
-    // The HTTP share of the floor: a bare axum route taking the same bodies from the same load
+    // The HTTP share of the limit: a bare axum route taking the same bodies from the same load
     // generator and answering a fixed valid verdict, verifying nothing.
     let verdict = json!({ "isValid": true, "payer": to_verify[0].payload.get("authorization")
         .and_then(|a| a.get("from")).cloned().unwrap_or(Value::Null) })
@@ -171,10 +171,8 @@ pub(super) async fn run(
         }),
     ))
     .await?;
-    let mut facilitators = vec![
-        (BARE.to_owned(), bare_url),
-        ("tollgate".to_owned(), args.tollgate_url.to_owned()),
-    ];
+    let bare = post_verify(&http, BARE, &bare_url, &bodies, args.requests, c).await?;
+    let mut facilitators = vec![("tollgate".to_owned(), args.tollgate_url.to_owned())];
     facilitators.extend(args.peers.iter().map(|p| (p.name.clone(), p.url.clone())));
     let mut verify = Vec::new();
     // A peer failing requests is reported and the run goes on; Tollgate failing ends it.
@@ -191,35 +189,13 @@ pub(super) async fn run(
                 "{name} /verify refused the benchmark's payment: {first}"
             )));
         }
-        // Parsed once: a URL parse (IDNA mapping included) per request is load-generator work
-        // that would be charged to every facilitator measured.
-        let verify_url = reqwest::Url::parse(&format!("{url}/verify"))
-            .map_err(|e| err(format!("{name} /verify URL: {e}")))?;
-        let measured = timed(format!("{name} POST /verify"), args.requests, c, |i| {
-            let (http, url) = (http.clone(), verify_url.clone());
-            let body = bodies[i % bodies.len()].clone();
-            async move {
-                let request = http
-                    .post(url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body);
-                let value = json_of(request.send().await).await?;
-                if value.get("isValid") == Some(&Value::Bool(true)) {
-                    Ok(())
-                } else {
-                    Err(format!("not valid: {value}"))
-                }
-            }
-        })
-        .await;
+        let measured = post_verify(&http, name, url, &bodies, args.requests, c).await;
         keep(name, measured, &mut verify, &mut refused)?;
     }
-    // The bare route is the floor's, not a facilitator: measured first, reported apart.
-    let bare = verify.remove(0);
 
     let mut settle = Vec::new();
     if args.settle_payments > 0 {
-        for (name, url) in facilitators.iter().skip(1) {
+        for (name, url) in &facilitators {
             let payments = Arc::new(super::sign_many(requirements, args.settle_payments).await?);
             let measured = timed(format!("{name} POST /settle"), payments.len(), c, |i| {
                 let (http, url) = (http.clone(), url.clone());
@@ -258,7 +234,7 @@ fn keep(
 ) -> Result<(), BenchError> {
     match measured {
         Ok(m) => into.push(m),
-        Err(e) if name != "tollgate" && name != BARE => {
+        Err(e) if name != "tollgate" => {
             let e = e.to_string();
             let cut = e.char_indices().nth(300).map_or(e.len(), |(i, _)| i);
             refused.push(format!("{name}: not measured: {}", &e[..cut]));
@@ -266,6 +242,38 @@ fn keep(
         Err(e) => return Err(e),
     }
     Ok(())
+}
+
+/// `requests` `POST {url}/verify` of `bodies` (in turn), `c` at a time, each answered valid.
+async fn post_verify(
+    http: &reqwest::Client,
+    name: &str,
+    url: &str,
+    bodies: &Arc<Vec<bytes::Bytes>>,
+    requests: usize,
+    c: usize,
+) -> Result<Timed, BenchError> {
+    // Parsed once: a URL parse (IDNA mapping included) per request is load-generator work
+    // that would be charged to every facilitator measured.
+    let verify_url = reqwest::Url::parse(&format!("{url}/verify"))
+        .map_err(|e| err(format!("{name} /verify URL: {e}")))?;
+    timed(format!("{name} POST /verify"), requests, c, |i| {
+        let (http, url) = (http.clone(), verify_url.clone());
+        let body = bodies[i % bodies.len()].clone();
+        async move {
+            let request = http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+            let value = json_of(request.send().await).await?;
+            if value.get("isValid") == Some(&Value::Bool(true)) {
+                Ok(())
+            } else {
+                Err(format!("not valid: {value}"))
+            }
+        }
+    })
+    .await
 }
 
 fn verify_body(payment: &PaymentPayload, requirements: &PaymentRequirements) -> Value {
@@ -338,25 +346,25 @@ fn print(
             // Each rate was measured with the whole machine; a verification needs both the
             // node's dry run and an HTTP exchange of its body on the same cores, so their
             // costs per verification add up.
-            let floor = 1.0 / (1.0 / ceiling + 1.0 / bare.per_sec());
+            let limit = 1.0 / (1.0 / ceiling + 1.0 / bare.per_sec());
             println!(
-                "the node alone dry-runs {ceiling:.0} payments/s ({DRY_RUN_BATCH} per call, {DRY_RUN_CONCURRENCY} calls in flight); with the bare HTTP exchange of the same bodies ({:.0}/s) on the same cores, no facilitator that dry-runs verifies more than {floor:.0}/s here: tollgate /verify is {:.0}% of that",
+                "the node alone dry-runs {ceiling:.0} payments/s ({DRY_RUN_BATCH} per call, {DRY_RUN_CONCURRENCY} calls in flight); with the bare HTTP exchange of the same bodies ({:.0}/s) on the same cores, no facilitator that dry-runs verifies more than {limit:.0}/s here: tollgate /verify is {:.0}% of that",
                 bare.per_sec(),
-                100.0 * ours.per_sec() / floor
+                100.0 * ours.per_sec() / limit
             );
             for peer in &verify[1..] {
                 println!(
                     "  5x {} would be {:.0}/s: {:.2}x that limit",
                     peer.name,
                     5.0 * peer.per_sec(),
-                    5.0 * peer.per_sec() / floor
+                    5.0 * peer.per_sec() / limit
                 );
             }
         }
     }
 }
 
-/// The floor's bare route, in the rows.
+/// The limit's bare route, in the rows.
 const BARE: &str = "bare axum route (same bodies)";
 
 /// Payments per direct probe call when measuring the node's dry-run ceiling: the prober's

@@ -537,7 +537,8 @@ impl Facilitator {
             }
         };
         // Refusals the ledger can decide before asking the chain anything.
-        let mut recorded = false;
+        // The key whose row the ledger already holds, if any.
+        let mut recorded: Option<&PaymentKey> = None;
         if let Some(key) = key {
             match self.bound_elsewhere(&names, key).await {
                 Ok(Some(message)) => {
@@ -552,7 +553,7 @@ impl Facilitator {
             }
             match ledger.get(key).await {
                 Ok(Some(row)) => {
-                    recorded = true;
+                    recorded = Some(key);
                     if let Some(refusal) = verify_refusal(scheme, &row, names.attempt_str()) {
                         return Outcome::Rejected(VerifyResponse::invalid(
                             refusal.0,
@@ -577,7 +578,6 @@ impl Facilitator {
                 };
             }
         };
-        let looked_up = key;
         let key = key_of(requirements, &verified.identity);
         let valid_payer = verified.identity.payer.clone();
         let extra = scheme.verify_extra(&verified);
@@ -585,7 +585,7 @@ impl Facilitator {
             extra: extra.clone(),
             ..VerifyResponse::valid(payer)
         };
-        if names.attempt_str().is_none() && recorded && looked_up == Some(&key) {
+        if names.attempt_str().is_none() && recorded == Some(&key) {
             // No attempt, and the payment already has its row: `insert_verified` never
             // replaces one, so a re-verification (a paywall's before it settles, a client's
             // retry) has nothing to write.

@@ -258,15 +258,24 @@ pub fn dry_run_call(
                 .map_err(|e| e.to_string())?;
             let signature = crate::signature::parse_ecdsa(&payload.signature)?;
             let signature = crate::signature::PayerSignature::Eoa(signature);
-            let auth = &payload.authorization;
-            Ok(ProbeRequest {
-                token,
-                payer: auth.from,
-                data: super::verify::transfer_calldata(auth, &signature).into(),
-            })
+            Ok(eoa_probe(token, &payload.authorization, &signature))
         })
         .collect::<Result<Vec<_>, String>>()?;
     Ok(probe_call(probes))
+}
+
+/// The dry run of `auth`'s transfer on `token`, signed by `signature`, with its payer's code
+/// size: what one verification asks of a probe call.
+pub(crate) fn eoa_probe(
+    token: Address,
+    auth: &crate::payload::Authorization,
+    signature: &crate::signature::PayerSignature,
+) -> ProbeRequest {
+    ProbeRequest {
+        token,
+        payer: auth.from,
+        data: super::verify::transfer_calldata(auth, signature).into(),
+    }
 }
 
 /// How many dry runs of a [`dry_run_call`]'s answer succeeded (a benchmark checks that it

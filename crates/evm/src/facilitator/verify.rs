@@ -13,7 +13,7 @@ use tollgate_proto::{PaymentPayload, PaymentRequirements, Scheme};
 use tracing::Instrument;
 
 use super::batch::revert_message;
-use super::probe::{DryRun, ProbeError, ProbeRequest, Probed};
+use super::probe::{eoa_probe, DryRun, ProbeError, Probed};
 use super::{ExactEvmFacilitator, VerifiedPayment, VerifyError};
 use crate::client::{authorization_digest, unix_now};
 use crate::contracts::{eip6492_validator_code, IEip3009Token, IErc1271, ERC1271_MAGIC_VALUE};
@@ -260,12 +260,7 @@ impl ExactEvmFacilitator {
             return Ok(None);
         };
         let eoa = PayerSignature::Eoa(ecdsa);
-        let request = ProbeRequest {
-            token: asset,
-            payer: auth.from,
-            data: transfer_calldata(auth, &eoa).into(),
-        };
-        match prober.probe(request).await {
+        match prober.probe(eoa_probe(asset, auth, &eoa)).await {
             Ok(Probed {
                 payer_has_code: false,
                 outcome: outcome @ (DryRun::Succeeded | DryRun::Reverted(_)),

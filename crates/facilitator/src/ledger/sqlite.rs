@@ -50,7 +50,7 @@ const MAX_GROUP: usize = 512;
 
 /// The writer thread: groups, runs and commits until every ledger handle is dropped.
 fn writer(conn: Arc<Mutex<Connection>>, jobs: std::sync::mpsc::Receiver<Job>) {
-    // The connection's `synchronous` setting, switched per group (see `set_synchronous`).
+    // The connection's `synchronous` setting, switched per group (see below).
     let mut full_sync = true;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -102,10 +102,7 @@ fn writer(conn: Arc<Mutex<Connection>>, jobs: std::sync::mpsc::Receiver<Job>) {
             }
             continue;
         }
-        if let Err(e) = guard
-            .prepare_cached("BEGIN IMMEDIATE")
-            .and_then(|mut s| s.execute([]))
-        {
+        if let Err(e) = guard.cached_execute("BEGIN IMMEDIATE", []) {
             // Nothing ran: every operation of the group gets the reason.
             let error = LedgerError::from(e);
             tracing::warn!(error = %error, "ledger group not started");
@@ -119,8 +116,8 @@ fn writer(conn: Arc<Mutex<Connection>>, jobs: std::sync::mpsc::Receiver<Job>) {
             .map(|job| (job.run)(Ok(&guard)))
             .collect();
         let committed = guard
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]))
+            .cached_execute("COMMIT", [])
+            .map(|_| ())
             .map_err(LedgerError::from);
         if committed.is_err() {
             let _ = guard.execute_batch("ROLLBACK");
@@ -137,21 +134,13 @@ fn writer(conn: Arc<Mutex<Connection>>, jobs: std::sync::mpsc::Receiver<Job>) {
 /// Runs read-only jobs on committed state; several share one read transaction, so the WAL's
 /// read lock is taken once for them instead of once per statement.
 fn run_reads(conn: &Connection, reads: Vec<Job>) {
-    let shared = reads.len() > 1
-        && conn
-            .prepare_cached("BEGIN DEFERRED")
-            .and_then(|mut s| s.execute([]))
-            .is_ok();
+    let shared = reads.len() > 1 && conn.cached_execute("BEGIN DEFERRED", []).is_ok();
     for job in reads {
         (job.run)(Ok(conn))(None);
     }
     if shared {
         // A read transaction has nothing to commit; ending it only releases the read lock.
-        if conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]))
-            .is_err()
-        {
+        if conn.cached_execute("COMMIT", []).is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
     }
@@ -677,10 +666,10 @@ fn run_in_savepoint<T>(
 ) -> Result<T, LedgerError> {
     // Prepared once (the statement cache): parsing them again for every operation cost more
     // than running them.
-    c.prepare_cached("SAVEPOINT op")?.execute([])?;
+    c.cached_execute("SAVEPOINT op", [])?;
     match f(c) {
         Ok(v) => {
-            c.prepare_cached("RELEASE op")?.execute([])?;
+            c.cached_execute("RELEASE op", [])?;
             Ok(v)
         }
         Err(e) => {
